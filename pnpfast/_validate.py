@@ -1,0 +1,79 @@
+"""Argument checks at the public boundary: errors name the argument and what is wrong.
+
+Finiteness checks read the data (and synchronise with the device), so they run where a user
+hands data in, never inside a solver iteration.
+"""
+
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def image(name: str, x, *, finite: bool = True, dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    """A [B, C, H, W] floating tensor, optionally checked for NaN and Inf."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, C, H, W], not {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape [B, C, H, W] (4 dimensions), got shape {tuple(x.shape)}")
+    if x.dtype not in dtypes:
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {names}, not {str(x.dtype).removeprefix('torch.')}")
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return x
+
+
+def same_device_dtype(**tensors: torch.Tensor) -> None:
+    """All tensors on one device with one dtype."""
+    items = list(tensors.items())
+    first_name, first = items[0]
+    for name, t in items[1:]:
+        if t.device != first.device:
+            raise ValueError(f"{name} is on {t.device} but {first_name} is on {first.device}")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but {first_name} has {first.dtype}")
+
+
+def same_batch(**tensors: torch.Tensor) -> None:
+    sizes = {name: t.shape[0] for name, t in tensors.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"batch sizes differ: {sizes}")
+
+
+def per_image(
+    name: str,
+    value,
+    batch: int,
+    like: torch.Tensor,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    upper: float | None = None,
+) -> torch.Tensor:
+    """A per-image parameter (float or length-B tensor) as a [B] tensor on like's device/dtype."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            value = value.reshape(1)
+        if value.dim() != 1 or value.shape[0] not in (1, batch):
+            raise ValueError(f"{name} must be a float or a tensor of length {batch} (one per image), got shape {tuple(value.shape)}")
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be real, not {value.dtype}")
+        t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
+        values = t.detach().cpu().tolist()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [float(value)] * batch
+        t = torch.full((batch,), float(value), device=like.device, dtype=like.dtype)
+    else:
+        raise TypeError(f"{name} must be a float or a tensor of length {batch}, not {type(value).__name__}")
+    for v in values:
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+        if positive and v <= 0:
+            raise ValueError(f"{name} must be > 0, got {v}")
+        if nonnegative and v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+        if upper is not None and v > upper:
+            raise ValueError(f"{name} must be <= {upper}, got {v}")
+    return t

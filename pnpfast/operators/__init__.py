@@ -1,0 +1,6 @@
+"""Forward models: forward, adjoint, prox_l2 (and, for the sampler, an orthonormal view)."""
+
+from pnpfast.operators.base import LinearOperator, batched_cg
+from pnpfast.operators.blur import Blur
+
+__all__ = ["Blur", "LinearOperator", "batched_cg"]

@@ -1,0 +1,85 @@
+"""Circular convolution (non-blind deblurring), diagonal in the Fourier domain.
+
+    (A x)[b, c] = k_b (*) x[b, c]      circular, the kernel centred at (h // 2, w // 2)
+
+so A matches ``scipy.ndimage.convolve(x, k, mode="wrap")`` for odd kernel sizes, the degradation
+of DPIR and GS-PnP. The same kernel blurs every channel; a kernel [h, w] is shared by the batch,
+a kernel [B, h, w] gives each image its own.
+"""
+
+import numpy as np
+import torch
+
+from pnpfast import _validate
+from pnpfast.operators.base import LinearOperator
+from pnpfast.ops import fft_prox
+
+
+class Blur(LinearOperator):
+    """Circular blur by FFT. ``kernel``: [h, w] (whole batch) or [B, h, w] (one per image)."""
+
+    def __init__(self, kernel: torch.Tensor | np.ndarray):
+        if isinstance(kernel, np.ndarray):
+            kernel = torch.from_numpy(np.ascontiguousarray(kernel))
+        if not isinstance(kernel, torch.Tensor):
+            raise TypeError(f"kernel must be a tensor or numpy array of shape [h, w] or [B, h, w], not {type(kernel).__name__}")
+        if kernel.dim() not in (2, 3):
+            raise ValueError(f"kernel must have shape [h, w] or [B, h, w], got shape {tuple(kernel.shape)}")
+        if not kernel.is_floating_point():
+            raise TypeError(f"kernel must be floating point, not {kernel.dtype}")
+        if not bool(torch.isfinite(kernel).all()):
+            raise ValueError("kernel contains NaN or Inf")
+        self.kernel = kernel if kernel.dim() == 3 else kernel.unsqueeze(0)  # [Bk, h, w]
+        self._spectra: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def batch(self) -> int:
+        """Number of kernels: 1 when shared by the whole batch."""
+        return self.kernel.shape[0]
+
+    def check_input(self, name: str, x: torch.Tensor) -> None:
+        """Raise if x cannot be blurred by this operator (size or batch mismatch)."""
+        h, w = self.kernel.shape[-2:]
+        if x.shape[-2] < h or x.shape[-1] < w:
+            raise ValueError(f"kernel of size {h}x{w} is larger than {name} of size {x.shape[-2]}x{x.shape[-1]}")
+        if self.batch not in (1, x.shape[0]):
+            raise ValueError(f"kernel holds {self.batch} kernels but {name} has batch size {x.shape[0]}")
+
+    def spectrum(self, H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """K^ = rfft2 of the centred, zero-padded kernel: [Bk, 1, H, W // 2 + 1] complex (cached)."""
+        key = (H, W, device, dtype)
+        if key not in self._spectra:
+            k = self.kernel.to(device=device, dtype=dtype)
+            h, w = k.shape[-2:]
+            padded = torch.zeros(k.shape[0], 1, H, W, device=device, dtype=dtype)
+            padded[:, 0, :h, :w] = k
+            padded = torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
+            self._spectra[key] = torch.fft.rfft2(padded)
+        return self._spectra[key]
+
+    def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
+        _validate.image("x", x, finite=False)
+        self.check_input("x", x)
+        H, W = x.shape[-2:]
+        k_hat = self.spectrum(H, W, x.device, x.dtype)
+        if adjoint:
+            k_hat = k_hat.conj()
+        return torch.fft.irfft2(torch.fft.rfft2(x) * k_hat, s=(H, W))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """k * x, circular. x: [B, C, H, W]."""
+        return self._apply(x, adjoint=False)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Correlation with k (the transpose of forward). y: [B, C, H, W]."""
+        return self._apply(y, adjoint=True)
+
+    def prox_l2(self, v: torch.Tensor, y: torch.Tensor, gamma, backend: str | None = None) -> torch.Tensor:
+        """argmin_x 1/2 ||k * x - y||^2 + 1/(2 gamma) ||x - v||^2, in closed form.
+
+        Builds the spectra of y on every call (three FFTs); bind y once with ``pnpfast.L2`` to
+        pay two per prox.
+        """
+        from pnpfast.fidelity import L2
+
+        return L2(self, y).prox(v, gamma, backend=backend)

@@ -1,0 +1,7 @@
+"""Fused ops: each file holds ``<op>_reference`` (pure torch) and the dispatched ``<op>``."""
+
+from pnpfast.ops._alloc import poisoned_outputs
+from pnpfast.ops.fft_grad import fft_grad, fft_grad_reference
+from pnpfast.ops.fft_prox import fft_prox, fft_prox_reference
+
+__all__ = ["fft_grad", "fft_grad_reference", "fft_prox", "fft_prox_reference", "poisoned_outputs"]

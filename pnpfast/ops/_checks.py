@@ -1,0 +1,49 @@
+"""Input checks shared by the fused ops: clear errors for the public call, reasons for dispatch."""
+
+import torch
+
+REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def require(condition: bool, message: str, error: type[Exception] = ValueError) -> None:
+    if not condition:
+        raise error(message)
+
+
+def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]) -> None:
+    """Validate the arguments of a spectral op; raise TypeError/ValueError naming the argument.
+
+    v_hat, kty: [B, C, H, Wr] complex; k2: [Bk, 1, H, Wr] real with Bk in {1, B};
+    every tensor in ``coeffs``: [B] real.
+    """
+    named = {"v_hat": v_hat, "kty": kty, "k2": k2, **coeffs}
+    for name, t in named.items():
+        require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
+    require(v_hat.dtype in REAL_OF_COMPLEX, f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}", TypeError)
+    real = REAL_OF_COMPLEX[v_hat.dtype]
+    require(kty.dtype == v_hat.dtype, f"{op}: kty has dtype {kty.dtype}, v_hat has {v_hat.dtype}", TypeError)
+    for name in ("k2", *coeffs):
+        require(named[name].dtype == real, f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}", TypeError)
+    devices = {name: t.device for name, t in named.items()}
+    require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
+    require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, Wr], got shape {tuple(v_hat.shape)}")
+    require(kty.shape == v_hat.shape, f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}")
+    B, _, H, Wr = v_hat.shape
+    require(
+        k2.dim() == 4 and k2.shape[0] in (1, B) and k2.shape[1] == 1 and tuple(k2.shape[2:]) == (H, Wr),
+        f"{op}: k2 must be [1 or {B}, 1, {H}, {Wr}], got shape {tuple(k2.shape)}",
+    )
+    for name, t in coeffs.items():
+        require(t.shape == (B,), f"{op}: {name} must have shape ({B},), got {tuple(t.shape)}")
+
+
+def fast_path_check(v_hat, kty, k2, *coeffs) -> str | None:
+    """Why a Triton/CUDA spectral kernel cannot take these inputs (None when it can)."""
+    tensors = (v_hat, kty, k2, *coeffs)
+    if not all(t.is_contiguous() for t in tensors):
+        return "inputs must be contiguous"
+    if v_hat.shape[0] * v_hat.shape[1] > 65535:
+        return "more than 65535 image planes in one call"
+    if v_hat[0, 0].numel() * 2 >= 2**31:
+        return "an image plane with 2**30 or more frequencies"
+    return None

@@ -1,0 +1,21 @@
+"""NVTX ranges for Nsight: every phase of every solver iteration is named ``pnpfast/<phase>``.
+
+Uses the ``nvtx`` package, whose ranges cost next to nothing when no profiler is attached;
+without the package the ranges are no-ops.
+"""
+
+from contextlib import AbstractContextManager, nullcontext
+
+try:
+    import nvtx as _nvtx
+except ImportError:  # pragma: no cover - nvtx is a declared dependency
+    _nvtx = None
+
+DOMAIN = "pnpfast"
+
+
+def nvtx_range(name: str) -> AbstractContextManager:
+    """A context manager that marks ``name`` on the NVTX timeline (domain "pnpfast")."""
+    if _nvtx is None:
+        return nullcontext()
+    return _nvtx.annotate(name, domain=DOMAIN)

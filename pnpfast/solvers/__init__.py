@@ -1,0 +1,101 @@
+"""``pnpfast.solve``: one entry point over every PnP method, on one shared engine.
+
+Methods: "hqs" (DPIR), "admm", "pgd", "fista". Each method's own parameters are a dataclass in
+its module (``HQSParams``, ``ADMMParams``, ``PGDParams``); unknown names raise TypeError.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.fidelity import L2
+from pnpfast.operators.base import LinearOperator
+from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
+from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
+from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
+
+METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA)}
+
+
+def solve(
+    y: torch.Tensor,
+    operator: LinearOperator,
+    denoiser: Callable,
+    method: str = "hqs",
+    *,
+    sigma: float | torch.Tensor,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    x0: torch.Tensor | None = None,
+    x_true: torch.Tensor | None = None,
+    history: bool = False,
+    callback: Callable[[IterationInfo], None] | None = None,
+    backend: str | None = None,
+    **method_params,
+) -> Result:
+    """Restore ``y = A x + noise`` with a PnP method; every image of the batch independently.
+
+    y: [B, C, H, W] float32/float64 on [0, 1]; operator: a pnpfast LinearOperator (e.g. Blur);
+    denoiser: called as D(x, sigma) with sigma a [B] tensor; sigma: noise level of y (float or
+    length-B tensor, same scale as y); max_iter, tol: iteration cap and per-image relative-change
+    tolerance (method defaults: hqs 8 and 0, the others 100 or 50 and 1e-4); x0: start (default
+    y); x_true: ground truth, records PSNR per iteration in ``history``; history: also record the
+    relative change without x_true; callback: called with an IterationInfo after every
+    iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
+    Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista).
+    Returns a Result (x, iterations, converged, history).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(sorted(METHODS))}, not {method!r}")
+    cls = METHODS[method]
+    accepted = {f.name for f in dataclasses.fields(cls.Params)}
+    unknown = sorted(set(method_params) - accepted)
+    if unknown:
+        raise TypeError(
+            f"method {method!r} does not take {', '.join(unknown)}; its parameters are "
+            f"{', '.join(sorted(accepted))}"
+        )
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}")
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
+    _validate.image("y", y)
+    data = L2(operator, y)
+    B = y.shape[0]
+    sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True)
+    max_iter = cls.default_max_iter if max_iter is None else max_iter
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, not {max_iter!r}")
+    tol = cls.default_tol if tol is None else tol
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
+        raise ValueError(f"tol must be a float >= 0, not {tol!r}")
+    for name, t in (("x0", x0), ("x_true", x_true)):
+        if t is not None:
+            _validate.image(name, t)
+            _validate.same_device_dtype(y=y, **{name: t})
+            if t.shape != y.shape:
+                raise ValueError(f"{name} has shape {tuple(t.shape)} but y has shape {tuple(y.shape)}")
+    problem = Problem(
+        y=y,
+        data=data,
+        denoiser=denoiser,
+        sigma=sigma_t,
+        x0=y if x0 is None else x0,
+        backend=backend,
+    )
+    solver = cls(cls.Params(**method_params), max_iter)
+    return run(
+        solver, problem, max_iter=max_iter, tol=float(tol), x_true=x_true, history=history, callback=callback
+    )
+
+
+__all__ = [
+    "ADMMParams",
+    "HQSParams",
+    "IterationInfo",
+    "PGDParams",
+    "Result",
+    "solve",
+]

@@ -1,0 +1,135 @@
+"""Splitting methods: PnP-HQS (DPIR) and PnP-ADMM, with f(x) = 1/2 ||A x - y||^2.
+
+HQS (Zhang et al., "Plug-and-Play Image Restoration with Deep Denoiser Prior", TPAMI 2021):
+
+    x_k = prox_{f / alpha_k}(z_{k-1}) = argmin_x f(x) + alpha_k / 2 ||x - z_{k-1}||^2
+    z_k = D(x_k, sigma_k)
+
+with sigma_k log-spaced from ``sigma_start`` (49/255) down to ``sigma_end`` (the noise level),
+alpha_k = lam * max(sigma, 0.255/255)^2 / sigma_k^2, lam = 0.23, 8 iterations, z_0 = y: DPIR's
+deblurring defaults. Each image has its own schedule when sigma is per image.
+
+ADMM (Venkatakrishnan, Bouman, Wohlberg, GlobalSIP 2013; Chan, Wang, Elgendy, IEEE TCI 2017):
+
+    v_{k+1} = prox_{gamma f}(z_k - u_k)
+    z_{k+1} = D(v_{k+1} + u_k, sigma_d)
+    u_{k+1} = u_k + v_{k+1} - z_{k+1}
+
+with gamma = sigma_d^2 / (lam sigma^2) unless given (the coupling of HQS at a fixed sigma_d),
+sigma_d = the noise level unless given; the output is z.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.solvers.engine import Problem
+
+SIGMA_FLOOR = 0.255 / 255  # DPIR's floor on the noise level in alpha_k
+
+
+@dataclass
+class HQSParams:
+    """lam: regularisation weight in alpha_k; sigma_start, sigma_end: the denoiser schedule
+    (sigma_end defaults to the noise level of y). Each may be a float or a length-B tensor."""
+
+    lam: float | torch.Tensor = 0.23
+    sigma_start: float | torch.Tensor = 49 / 255
+    sigma_end: float | torch.Tensor | None = None
+
+
+@dataclass
+class HQSState:
+    x: torch.Tensor  # z_k, the denoised iterate
+
+
+class HQS:
+    name = "hqs"
+    Params = HQSParams
+    default_max_iter = 8
+    default_tol = 0.0
+
+    def __init__(self, params: HQSParams, max_iter: int):
+        self.params = params
+        self.max_iter = max_iter
+
+    def schedule(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sigma_k, gamma_k = 1 / alpha_k), each [max_iter, B]."""
+        B, y = problem.batch, problem.y
+        lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
+        start = _validate.per_image("sigma_start", self.params.sigma_start, B, y, positive=True)
+        end_value = self.params.sigma_end if self.params.sigma_end is not None else problem.sigma
+        end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(SIGMA_FLOOR)
+        if self.max_iter == 1:
+            frac = torch.zeros(1, dtype=y.dtype, device=y.device)
+        else:
+            frac = torch.linspace(0, 1, self.max_iter, dtype=y.dtype, device=y.device)
+        log_sigma = torch.log(start)[None] + frac[:, None] * (torch.log(end) - torch.log(start))[None]
+        sigmas = torch.exp(log_sigma)
+        noise = problem.sigma.clamp_min(SIGMA_FLOOR)
+        alphas = lam[None] * noise[None] ** 2 / sigmas**2
+        return sigmas, 1 / alphas
+
+    def init(self, problem: Problem) -> HQSState:
+        self.sigmas, self.gammas = self.schedule(problem)
+        return HQSState(x=problem.x0)
+
+    def step(self, problem: Problem, state: HQSState, k: int) -> HQSState:
+        x = problem.data.prox(state.x, self.gammas[k], backend=problem.backend, check=False)
+        return HQSState(x=problem.denoise(x, self.sigmas[k]))
+
+    def output(self, state: HQSState) -> torch.Tensor:
+        return state.x
+
+
+@dataclass
+class ADMMParams:
+    """sigma_d: denoiser strength (default: the noise level); gamma: prox step of the data term
+    (default sigma_d^2 / (lam sigma^2)); lam: used only for that default."""
+
+    sigma_d: float | torch.Tensor | None = None
+    gamma: float | torch.Tensor | None = None
+    lam: float | torch.Tensor = 0.23
+
+
+@dataclass
+class ADMMState:
+    x: torch.Tensor  # z, the denoised iterate
+    v: torch.Tensor  # the data-prox iterate
+    u: torch.Tensor  # the scaled dual variable
+
+
+class ADMM:
+    name = "admm"
+    Params = ADMMParams
+    default_max_iter = 50
+    default_tol = 1e-4
+
+    def __init__(self, params: ADMMParams, max_iter: int):
+        self.params = params
+
+    def init(self, problem: Problem) -> ADMMState:
+        B, y = problem.batch, problem.y
+        sigma_d = self.params.sigma_d if self.params.sigma_d is not None else problem.sigma
+        self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
+        if self.params.gamma is not None:
+            self.gamma = _validate.per_image("gamma", self.params.gamma, B, y, positive=True)
+        else:
+            lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
+            noise = problem.sigma.clamp_min(SIGMA_FLOOR)
+            self.gamma = self.sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
+        x0 = problem.x0
+        return ADMMState(x=x0, v=x0, u=torch.zeros_like(x0))
+
+    def step(self, problem: Problem, state: ADMMState, k: int) -> ADMMState:
+        v = problem.data.prox(state.x - state.u, self.gamma, backend=problem.backend, check=False)
+        z = problem.denoise(v + state.u, self.sigma_d)
+        with_dual = state.u + v - z
+        return ADMMState(x=z, v=v, u=with_dual)
+
+    def output(self, state: ADMMState) -> torch.Tensor:
+        return state.x
+
+
+__all__ = ["ADMM", "HQS", "ADMMParams", "HQSParams"]
