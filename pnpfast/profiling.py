@@ -6,6 +6,8 @@ without the package the ranges are no-ops.
 
 from contextlib import AbstractContextManager, nullcontext
 
+import torch
+
 try:
     import nvtx as _nvtx
 except ImportError:  # pragma: no cover - nvtx is a declared dependency
@@ -16,6 +18,6 @@ DOMAIN = "pnpfast"
 
 def nvtx_range(name: str) -> AbstractContextManager:
     """A context manager that marks ``name`` on the NVTX timeline (domain "pnpfast")."""
-    if _nvtx is None:
-        return nullcontext()
+    if _nvtx is None or torch.compiler.is_compiling():
+        return nullcontext()  # compiled graphs are marked by the profiler itself
     return _nvtx.annotate(name, domain=DOMAIN)
