@@ -1,0 +1,33 @@
+# Common tasks. `make test` is the README's test command and what CI runs.
+PYTHON ?= python3
+
+.PHONY: install test lint format check-cuda bench report gpu-check demo
+
+install:
+	$(PYTHON) -m pip install -c constraints.txt -e ".[test]"
+
+test:
+	pytest -q -p no:cacheprovider
+
+lint:
+	ruff check .
+	ruff format --check .
+
+format:
+	ruff check --fix .
+	ruff format .
+
+check-cuda:
+	bash .ci/check_cuda.sh
+
+bench:
+	$(PYTHON) benchmarks/bench_fft_prox.py
+
+report:
+	$(PYTHON) benchmarks/report.py --update-readme
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+demo:
+	pnpfast demo
