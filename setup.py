@@ -54,6 +54,7 @@ def cuda_extension() -> tuple[list, dict]:
     ext = CUDAExtension(
         name="pnpfast._C",
         sources=sources,
+        depends=sorted(glob.glob("csrc/*.h")),
         extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
     )
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
