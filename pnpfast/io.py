@@ -1,0 +1,443 @@
+"""Reading and writing images and blur kernels.
+
+Images are [1, C, H, W] float32 tensors on the [0, 1] scale, C = 1 (gray) or 3 (RGB), in the
+pixel order stored in the file (EXIF orientation tags are not applied). Kernels are [h, w]
+float32 tensors with row index first. Files that cannot be read raise ``ImageReadError`` or
+``KernelReadError`` (both ValueError), whose message names the path and the reason.
+"""
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ImageReadError",
+    "KernelReadError",
+    "read_image",
+    "read_kernel",
+    "side_by_side",
+    "write_image",
+]
+
+PathLike = str | os.PathLike
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable or of an unsupported kind; the message names it."""
+
+    def __init__(self, path: PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class KernelReadError(ValueError):
+    """A kernel file is missing, unreadable or holds no valid kernel; the message names it."""
+
+    def __init__(self, path: PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"cannot read kernel {self.path}: {reason}")
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def _pixels(img, path: PathLike) -> np.ndarray:
+    """A Pillow image as an [H, W, C] float32 array on the [0, 1] scale."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return (np.asarray(img, dtype=np.float32) / 65535.0)[..., None]
+    if mode == "I":
+        # Pillow's 32-bit integer mode; PNG and TIFF files land here with 16-bit samples
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageReadError(path, "32-bit integer samples outside the 16-bit range")
+        return (a.astype(np.float32) / 65535.0)[..., None]
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise ImageReadError(path, "floating-point samples contain NaN or Inf")
+        return np.clip(a, 0.0, 1.0)[..., None]
+    if mode in ("1", "L", "LA", "La"):
+        img = img.convert("L")
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    if img.mode not in ("L", "RGB"):
+        raise ImageReadError(path, f"unsupported pixel mode {img.mode}")
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return a[..., None] if a.ndim == 2 else a
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, TIFF, BMP, or anything else Pillow opens).
+
+    Gray images give C = 1, colour images C = 3; an alpha channel is dropped (not composited)
+    and palette images are expanded. 8-bit samples are divided by 255, 16-bit ones (16-bit gray
+    PNG and TIFF) by 65535, floating-point TIFF samples are clipped to [0, 1]. Of a multi-frame
+    file only the first frame is read. Pillow reduces 16-bit RGB PNGs to 8 bits per channel.
+
+    Returns:
+        [1, C, H, W] float32 tensor in [0, 1].
+
+    Raises:
+        ImageReadError: the file is missing, is not an image, is truncated or corrupt.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            a = _pixels(img, path)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            path, "not an image file, or a format Pillow cannot identify"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
+    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return x.unsqueeze(0)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call write(file object) on a fresh file beside path, then rename it over path.
+
+    The temporary name is hidden (leading dot) and random; it is removed when write fails, so
+    path either keeps its old content or gets the whole new one.
+    """
+    folder = path.parent
+    for _ in range(100):
+        tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            # 0o666 under the process umask: the same permissions a plain open() would give
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+            )
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise FileExistsError(f"could not create a temporary file in {folder}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path: PathLike, x: torch.Tensor) -> None:
+    """Write an image atomically: to a temporary file in the same folder, then os.replace.
+
+    A crash or an error while encoding never leaves a partial file at ``path``: it either keeps
+    its previous content or does not exist. The format follows the extension of ``path``
+    (.png, .jpg, .tif, .bmp, ...). Values are clamped to [0, 1] and rounded to 8 bits,
+    ``round(255 clamp(x, 0, 1))``.
+
+    Args:
+        path: output file; its folder must exist.
+        x: [1, C, H, W] or [C, H, W] floating tensor (any device), C = 1 or 3, finite.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape [1, C, H, W], not {type(x).__name__}")
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"x must hold one image ([1, C, H, W]), got shape {tuple(x.shape)}")
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(
+            f"x must have shape [1, C, H, W] or [C, H, W] with C = 1 or 3, got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"x must be floating point on the [0, 1] scale, not {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or Inf")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {path} from its extension")
+
+    pixels = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * 255.0).round()
+    a = pixels.to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, C]
+    img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+    _atomic_write(path, lambda f: img.save(f, format=fmt))
+
+
+def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
+    """Concatenate images left to right, separated by white columns ``gap`` pixels wide.
+
+    Gray images are repeated to three channels when the list mixes gray and colour; images of
+    different heights are aligned at the top and padded below with white (1.0).
+
+    Args:
+        images: non-empty list of [1, C, H_i, W_i] tensors, C = 1 or 3, on one device.
+        gap: width of the white separators in pixels (default 4).
+
+    Returns:
+        [1, C, max H_i, sum W_i + gap (n - 1)] tensor with the dtype of the first image.
+    """
+    if not images:
+        raise ValueError("side_by_side needs at least one image")
+    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
+        raise ValueError(f"gap must be a non-negative int, got {gap!r}")
+    for i, im in enumerate(images):
+        if not isinstance(im, torch.Tensor) or im.dim() != 4 or im.shape[0] != 1:
+            shape = tuple(im.shape) if isinstance(im, torch.Tensor) else type(im).__name__
+            raise ValueError(f"images[{i}] must be a [1, C, H, W] tensor, got {shape}")
+        if im.shape[1] not in (1, 3):
+            raise ValueError(f"images[{i}] must have 1 or 3 channels, got {im.shape[1]}")
+    first = images[0]
+    channels = max(im.shape[1] for im in images)
+    height = max(im.shape[2] for im in images)
+    width = sum(im.shape[3] for im in images) + gap * (len(images) - 1)
+    out = torch.ones(1, channels, height, width, dtype=first.dtype, device=first.device)
+    col = 0
+    for im in images:
+        h, w = im.shape[2], im.shape[3]
+        out[:, :, :h, col : col + w] = im.to(first.dtype).expand(1, channels, h, w)
+        col += w + gap
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+
+def _is_numeric(a) -> bool:
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype != np.bool_
+        and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+    )
+
+
+def _pick(path: PathLike, a: np.ndarray, index: int, what: str) -> np.ndarray:
+    """The index-th kernel of a [n, h, w] stack."""
+    if index >= a.shape[0]:
+        raise KernelReadError(path, f"index {index} is out of range for {what} of {a.shape[0]}")
+    return a[index]
+
+
+def _single(path: PathLike, a: np.ndarray, index: int, what: str) -> np.ndarray:
+    if index != 0:
+        raise KernelReadError(path, f"{what} holds a single kernel; index {index} does not apply")
+    return a
+
+
+def _kernel_npy(path: PathLike, index: int) -> np.ndarray:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise KernelReadError(path, "no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise KernelReadError(path, f"not a readable .npy array ({exc})") from exc
+    if not isinstance(a, np.ndarray):
+        raise KernelReadError(path, "holds several arrays (.npz); save one kernel as .npy")
+    if not _is_numeric(a):
+        raise KernelReadError(path, f"holds a {a.dtype} array, not real numbers")
+    if a.ndim == 2:
+        return _single(path, a, index, "the array")
+    if a.ndim == 3:
+        return _pick(path, a, index, "a stack")
+    raise KernelReadError(path, f"expected a [h, w] kernel or an [n, h, w] stack, got {a.shape}")
+
+
+def _kernel_png(path: PathLike, index: int) -> np.ndarray:
+    try:
+        x = read_image(path)[0]
+    except ImageReadError as exc:
+        raise KernelReadError(path, exc.reason) from None
+    if x.shape[0] == 3 and not (torch.equal(x[0], x[1]) and torch.equal(x[0], x[2])):
+        raise KernelReadError(path, "a kernel image must be grayscale, this one has colour")
+    a = x[0].numpy().astype(np.float64)
+    a = _single(path, a, index, "an image")
+    total = a.sum()
+    if total <= 0:
+        raise KernelReadError(path, "the image is black (its sum is zero)")
+    return a / total
+
+
+def _kernel_mat_v5(path: PathLike, key: str | None, index: int) -> np.ndarray:
+    import scipy.io
+
+    try:
+        data = scipy.io.loadmat(path)
+    except Exception as exc:  # scipy raises many kinds of errors on damaged files
+        raise KernelReadError(path, f"not a readable MATLAB file ({exc})") from exc
+    names = [n for n in data if not n.startswith("__")]
+    if key is not None:
+        if key not in names:
+            raise KernelReadError(path, f"no variable {key!r}; it holds {names}")
+        return _from_matlab_value(path, key, data[key], index)
+    for n in names:
+        if _is_numeric(data[n]) and data[n].ndim == 2:
+            return _single(path, data[n], index, f"variable {n!r}")
+    for n in names:
+        v = data[n]
+        if (_is_numeric(v) and v.ndim == 3) or (isinstance(v, np.ndarray) and v.dtype == object):
+            return _from_matlab_value(path, n, v, index)
+    raise KernelReadError(path, f"no 2-D numeric array, stack or cell among {names}")
+
+
+def _from_matlab_value(path: PathLike, name: str, v, index: int) -> np.ndarray:
+    """A 2-D kernel from a v5 variable: a matrix, an h x w x n stack or a cell of matrices."""
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        cells = v.flatten(order="F")  # MATLAB's linear order
+        cell = _pick(path, cells, index, f"cell {name!r}")
+        if not (_is_numeric(cell) and cell.ndim == 2):
+            raise KernelReadError(path, f"{name}{{{index + 1}}} is not a 2-D numeric array")
+        return cell
+    if _is_numeric(v) and v.ndim == 2:
+        return _single(path, v, index, f"variable {name!r}")
+    if _is_numeric(v) and v.ndim == 3:
+        return _pick(path, np.moveaxis(v, -1, 0), index, f"stack {name!r}")
+    raise KernelReadError(path, f"variable {name!r} is not a numeric matrix, stack or cell")
+
+
+_H5_NUMERIC = {
+    b"double",
+    b"single",
+    b"int8",
+    b"uint8",
+    b"int16",
+    b"uint16",
+    b"int32",
+    b"uint32",
+    b"int64",
+    b"uint64",
+}
+
+
+def _kernel_mat_v73(path: PathLike, key: str | None, index: int) -> np.ndarray:
+    """MATLAB v7.3 (HDF5). h5py shows every array transposed; it is transposed back here."""
+    try:
+        import h5py
+    except ImportError:
+        raise KernelReadError(path, "MATLAB v7.3 files need h5py (pip install h5py)") from None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise KernelReadError(path, f"not a readable MATLAB v7.3 file ({exc})") from exc
+    with f:
+        names = [n for n in f if not n.startswith("#")]
+
+        def kind(n: str) -> str:
+            obj = f[n]
+            if not isinstance(obj, h5py.Dataset) or "MATLAB_empty" in obj.attrs:
+                return "other"
+            cls = obj.attrs.get("MATLAB_class", b"")
+            cls = cls.encode() if isinstance(cls, str) else bytes(cls)
+            if cls == b"cell":
+                return "cell"
+            if cls in _H5_NUMERIC and obj.dtype.kind in "iuf":
+                return f"{obj.ndim}d"
+            return "other"
+
+        if key is not None:
+            if key not in names:
+                raise KernelReadError(path, f"no variable {key!r}; it holds {names}")
+            chosen = key
+        else:
+            kinds = {n: kind(n) for n in names}
+            chosen = next((n for n in names if kinds[n] == "2d"), None)
+            if chosen is None:
+                chosen = next((n for n in names if kinds[n] in ("3d", "cell")), None)
+            if chosen is None:
+                raise KernelReadError(path, f"no 2-D numeric array, stack or cell among {names}")
+        k = kind(chosen)
+        ds = f[chosen]
+        if k == "cell":
+            refs = ds[()].reshape(-1)  # C order of the transposed shape = MATLAB's linear order
+            ref = _pick(path, refs, index, f"cell {chosen!r}")
+            cell = f[ref]
+            if not isinstance(cell, h5py.Dataset) or cell.ndim != 2 or cell.dtype.kind not in "iuf":
+                raise KernelReadError(path, f"{chosen}{{{index + 1}}} is not a 2-D numeric array")
+            return np.asarray(cell[()]).T
+        if k == "2d":
+            return _single(path, np.asarray(ds[()]).T, index, f"variable {chosen!r}")
+        if k == "3d":
+            # h5py [n, w, h] is MATLAB [h, w, n]: stack index first after transposing h and w
+            return _pick(path, np.asarray(ds[()]).transpose(0, 2, 1), index, f"stack {chosen!r}")
+        raise KernelReadError(path, f"variable {chosen!r} is not a numeric matrix, stack or cell")
+
+
+def read_kernel(path: PathLike, key: str | None = None, index: int = 0) -> torch.Tensor:
+    """Read a blur kernel from .npy, .png or .mat.
+
+    - ``.npy``: a 2-D array [h, w], or a stack [n, h, w] from which ``index`` is taken.
+    - ``.png`` (or another image format): a grayscale image, normalised to sum 1.
+    - ``.mat``: MATLAB v5 (scipy.io.loadmat) or v7.3 (HDF5, h5py), in MATLAB orientation (row
+      index first). The variable named ``key``, else the first 2-D numeric variable, else the
+      first stack (h x w x n) or cell array; of a stack or cell the kernel ``index`` (from 0,
+      in MATLAB's column-major order for cells) is taken.
+
+    Only PNG kernels are normalised; the others are returned as stored. Small negative entries
+    are allowed (bicubic kernels have them).
+
+    Args:
+        path: the file.
+        key: name of the MATLAB variable (.mat only).
+        index: which kernel of a stack or cell (default 0); must be 0 for a single kernel.
+
+    Returns:
+        [h, w] float32 tensor, finite, with a positive sum.
+
+    Raises:
+        KernelReadError: missing or unreadable file, no kernel in it, NaN or Inf, sum <= 0.
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"index must be an int, not {type(index).__name__}")
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    index = int(index)
+    p = Path(path)
+    ext = p.suffix.lower()
+    if key is not None and ext != ".mat":
+        raise KernelReadError(path, "key names a MATLAB variable and applies to .mat files only")
+    if not p.exists():
+        raise KernelReadError(path, "no such file")
+    if p.is_dir():
+        raise KernelReadError(path, "is a directory")
+    if ext == ".npy":
+        a = _kernel_npy(path, index)
+    elif ext == ".mat":
+        from scipy.io.matlab import matfile_version
+
+        try:
+            major, _ = matfile_version(path)
+        except Exception as exc:  # scipy raises many kinds of errors on damaged files
+            raise KernelReadError(path, f"not a readable MATLAB file ({exc})") from exc
+        a = _kernel_mat_v73(path, key, index) if major == 2 else _kernel_mat_v5(path, key, index)
+    elif ext in (".png", ".bmp", ".tif", ".tiff", ".pgm"):
+        a = _kernel_png(path, index)
+    else:
+        raise KernelReadError(path, f"unknown kernel format {ext!r}; use .npy, .png or .mat")
+
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.size == 0:
+        raise KernelReadError(path, f"a kernel must be a non-empty 2-D array, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise KernelReadError(path, "the kernel contains NaN or Inf")
+    total = a.sum()
+    if not total > 0:
+        raise KernelReadError(path, f"the kernel must have a positive sum, got {total:g}")
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
