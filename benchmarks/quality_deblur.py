@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                     **env,
                 }
             )
-        print(f"noise {noise}/255: mean PSNR {final.mean():.2f} dB ({seconds:.1f} s for the batch of {x.shape[0]})")
+        print(
+            f"noise {noise}/255: mean PSNR {final.mean():.2f} dB ({seconds:.1f} s for the batch of {x.shape[0]})"
+        )
     harness.append_rows(args.out, rows)
     print(format_table(rows))
     return 0
@@ -101,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
 def format_table(rows: list[dict]) -> str:
     """Markdown: one row per (image, noise), one column per kernel, plus the mean."""
     kernels = sorted({r["kernel"] for r in rows}, key=lambda s: int(s[1:]))
-    lines = ["| image | noise (/255) | " + " | ".join(kernels) + " | mean |", "|---|---|" + "---|" * (len(kernels) + 1)]
+    lines = [
+        "| image | noise (/255) | " + " | ".join(kernels) + " | mean |",
+        "|---|---|" + "---|" * (len(kernels) + 1),
+    ]
     keys = sorted({(r["noise_255"], r["image"]) for r in rows})
     for noise, image in keys:
-        vals = {r["kernel"]: r["psnr"] for r in rows if r["image"] == image and r["noise_255"] == noise}
+        vals = {
+            r["kernel"]: r["psnr"] for r in rows if r["image"] == image and r["noise_255"] == noise
+        }
         mean = sum(vals.values()) / len(vals)
-        lines.append(f"| {image} | {noise} | " + " | ".join(f"{vals[k]:.2f}" for k in kernels) + f" | {mean:.2f} |")
+        lines.append(
+            f"| {image} | {noise} | "
+            + " | ".join(f"{vals[k]:.2f}" for k in kernels)
+            + f" | {mean:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -7,10 +7,10 @@
 Importing pnpfast never imports triton and never touches CUDA.
 """
 
-from pnpfast import denoisers, operators, ops
+from pnpfast import denoisers, metrics, operators, ops
 from pnpfast.dispatch import BackendError, backends
 from pnpfast.fidelity import L2
 from pnpfast.solvers import Result, solve
 
 __version__ = "0.1.0"
-__all__ = ["L2", "BackendError", "Result", "backends", "denoisers", "operators", "ops", "solve"]
+__all__ = ["L2", "BackendError", "Result", "backends", "denoisers", "metrics", "operators", "ops", "solve"]
