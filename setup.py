@@ -26,7 +26,9 @@ DEFAULT_ARCHS = "8.0;9.0"
 
 def _skip_or_fail(mode: str, reason: str) -> tuple[list, dict]:
     if mode == "1":
-        raise SystemExit(f"pnpfast: PNPFAST_BUILD_CUDA=1 but the CUDA extension cannot be built: {reason}")
+        raise SystemExit(
+            f"pnpfast: PNPFAST_BUILD_CUDA=1 but the CUDA extension cannot be built: {reason}"
+        )
     print(f"pnpfast: not building the CUDA extension pnpfast._C ({reason})")
     return [], {}
 
@@ -50,12 +52,15 @@ def cuda_extension() -> tuple[list, dict]:
     if not nvcc or not os.path.exists(nvcc):
         return _skip_or_fail(mode, "nvcc not found; set CUDA_HOME")
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
-    sources = sorted(glob.glob("csrc/*.cu")) + ["csrc/bindings.cpp"]
+    sources = [*sorted(glob.glob("csrc/*.cu")), "csrc/bindings.cpp"]
     ext = CUDAExtension(
         name="pnpfast._C",
         sources=sources,
         depends=sorted(glob.glob("csrc/*.h")),
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
+        extra_compile_args={
+            "cxx": ["-O3", "-std=c++17"],
+            "nvcc": ["-O3", "-std=c++17", "-lineinfo"],
+        },
     )
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
-import pnpfast  # noqa: E402
-from pnpfast.io import read_image  # noqa: E402
+import pnpfast
+from pnpfast.io import read_image
 
 DATA = harness.ROOT.parent / "shared" / "data"
 DEFAULT_WEIGHTS = DATA / "weights" / "kadkhodaie_bfcnn" / "bfcnn_color_bsd300_sigma0-100.pt"

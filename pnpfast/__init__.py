@@ -13,4 +13,14 @@ from pnpfast.fidelity import L2
 from pnpfast.solvers import Result, solve
 
 __version__ = "0.1.0"
-__all__ = ["L2", "BackendError", "Result", "backends", "denoisers", "metrics", "operators", "ops", "solve"]
+__all__ = [
+    "L2",
+    "BackendError",
+    "Result",
+    "backends",
+    "denoisers",
+    "metrics",
+    "operators",
+    "ops",
+    "solve",
+]

@@ -16,7 +16,9 @@ def forced_backend() -> str | None:
     if not value:
         return None
     if value not in BACKEND_NAMES:
-        raise ValueError(f"PNPFAST_BACKEND must be one of {', '.join(BACKEND_NAMES)}, not {value!r}")
+        raise ValueError(
+            f"PNPFAST_BACKEND must be one of {', '.join(BACKEND_NAMES)}, not {value!r}"
+        )
     return value
 
 

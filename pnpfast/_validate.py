@@ -14,12 +14,18 @@ FLOAT_DTYPES = (torch.float32, torch.float64)
 def image(name: str, x, *, finite: bool = True, dtypes=FLOAT_DTYPES) -> torch.Tensor:
     """A [B, C, H, W] floating tensor, optionally checked for NaN and Inf."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [B, C, H, W], not {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [B, C, H, W], not {type(x).__name__}"
+        )
     if x.dim() != 4:
-        raise ValueError(f"{name} must have shape [B, C, H, W] (4 dimensions), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape [B, C, H, W] (4 dimensions), got shape {tuple(x.shape)}"
+        )
     if x.dtype not in dtypes:
         names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
-        raise TypeError(f"{name} must have dtype {names}, not {str(x.dtype).removeprefix('torch.')}")
+        raise TypeError(
+            f"{name} must have dtype {names}, not {str(x.dtype).removeprefix('torch.')}"
+        )
     if finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
@@ -57,7 +63,9 @@ def per_image(
         if value.dim() == 0:
             value = value.reshape(1)
         if value.dim() != 1 or value.shape[0] not in (1, batch):
-            raise ValueError(f"{name} must be a float or a tensor of length {batch} (one per image), got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be a float or a tensor of length {batch} (one per image), got shape {tuple(value.shape)}"
+            )
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be real, not {value.dtype}")
         t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
@@ -66,7 +74,9 @@ def per_image(
         values = [float(value)] * batch
         t = torch.full((batch,), float(value), device=like.device, dtype=like.dtype)
     else:
-        raise TypeError(f"{name} must be a float or a tensor of length {batch}, not {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a float or a tensor of length {batch}, not {type(value).__name__}"
+        )
     for v in values:
         if not math.isfinite(v):
             raise ValueError(f"{name} must be finite, got {v}")

@@ -57,7 +57,9 @@ def backend_status(name: str) -> BackendStatus:
         err = _triton_error()
         if err:
             return BackendStatus(name, False, err)
-        where = "CUDA tensors" + (", CPU tensors through the interpreter" if _env.triton_interpreter() else "")
+        where = "CUDA tensors" + (
+            ", CPU tensors through the interpreter" if _env.triton_interpreter() else ""
+        )
         return BackendStatus(name, True, where)
     if name == "cuda":
         err = _cuda_extension_error()
@@ -127,7 +129,9 @@ class FusedOp:
                 )
             reason = self._reason(explicit, args, explicit=True)
             if reason:
-                raise BackendError(f"{self.name}: backend {explicit!r} cannot run this call: {reason}")
+                raise BackendError(
+                    f"{self.name}: backend {explicit!r} cannot run this call: {reason}"
+                )
             return explicit
         for name in _env.BACKEND_NAMES:
             reason = self._reason(name, args, explicit=False)

@@ -24,7 +24,9 @@ class L2:
 
     def __init__(self, operator: LinearOperator, y: torch.Tensor):
         if not isinstance(operator, LinearOperator):
-            raise TypeError(f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}")
+            raise TypeError(
+                f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}"
+            )
         _validate.image("y", y)
         self.operator = operator
         self.y = y
@@ -46,7 +48,9 @@ class L2:
         _validate.image(name, v)
         _validate.same_device_dtype(y=self.y, **{name: v})
         if v.shape != self.y.shape:
-            raise ValueError(f"{name} has shape {tuple(v.shape)} but y has shape {tuple(self.y.shape)}")
+            raise ValueError(
+                f"{name} has shape {tuple(v.shape)} but y has shape {tuple(self.y.shape)}"
+            )
 
     def _coeff(self, name: str, value, check: bool, **bounds) -> torch.Tensor:
         if not check and isinstance(value, torch.Tensor) and value.shape == (self.batch,):
@@ -58,7 +62,9 @@ class L2:
         r = self.operator.forward(x) - self.y
         return 0.5 * r.flatten(1).pow(2).sum(1)
 
-    def prox(self, v: torch.Tensor, gamma, *, backend: str | None = None, check: bool = True) -> torch.Tensor:
+    def prox(
+        self, v: torch.Tensor, gamma, *, backend: str | None = None, check: bool = True
+    ) -> torch.Tensor:
         """argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - v||^2; gamma > 0 per image."""
         self._check("v", v, check)
         g = self._coeff("gamma", gamma, check, positive=True)
@@ -69,12 +75,16 @@ class L2:
             x_hat = fft_prox(torch.fft.rfft2(v), self.kty, self.k2, g, backend=backend)
             return torch.fft.irfft2(x_hat, s=(H, W))
 
-    def _affine_grad(self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, backend: str | None) -> torch.Tensor:
+    def _affine_grad(
+        self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, backend: str | None
+    ) -> torch.Tensor:
         H, W = x.shape[-2:]
         out_hat = fft_grad(torch.fft.rfft2(x), self.kty, self.k2, s, t, backend=backend)
         return torch.fft.irfft2(out_hat, s=(H, W))
 
-    def grad(self, x: torch.Tensor, *, backend: str | None = None, check: bool = True) -> torch.Tensor:
+    def grad(
+        self, x: torch.Tensor, *, backend: str | None = None, check: bool = True
+    ) -> torch.Tensor:
         """A^T (A x - y)."""
         self._check("x", x, check)
         with nvtx_range("pnpfast/data_grad"):
@@ -83,13 +93,17 @@ class L2:
             one = torch.ones(self.batch, device=x.device, dtype=x.dtype)
             return self._affine_grad(x, one, torch.zeros_like(one), backend)
 
-    def grad_step(self, x: torch.Tensor, tau, *, backend: str | None = None, check: bool = True) -> torch.Tensor:
+    def grad_step(
+        self, x: torch.Tensor, tau, *, backend: str | None = None, check: bool = True
+    ) -> torch.Tensor:
         """x - tau A^T (A x - y); tau > 0 per image."""
         self._check("x", x, check)
         t = self._coeff("tau", tau, check, positive=True)
         with nvtx_range("pnpfast/data_grad"):
             if not self._spectral:
-                return x - t.view(-1, 1, 1, 1) * self.operator.adjoint(self.operator.forward(x) - self.y)
+                return x - t.view(-1, 1, 1, 1) * self.operator.adjoint(
+                    self.operator.forward(x) - self.y
+                )
             return self._affine_grad(x, -t, torch.ones_like(t), backend)
 
     def lipschitz(self, iters: int = 50) -> torch.Tensor:

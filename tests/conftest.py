@@ -48,16 +48,22 @@ def fast_backends(device: str) -> list[str]:
 
     status = pnpfast.backends()
     out = []
-    if status["triton"].available and (device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"):
+    if status["triton"].available and (
+        device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    ):
         out.append("triton")
     if status["cuda"].available and device == "cuda":
         out.append("cuda")
     return out
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float, what: str = ""):
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float, what: str = ""
+):
     """Like torch.testing.assert_close, but says how many elements differ and where."""
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     a = torch.view_as_real(actual) if actual.is_complex() else actual
     e = torch.view_as_real(expected) if expected.is_complex() else expected
     a, e = a.detach().cpu().double(), e.detach().cpu().double()

@@ -74,11 +74,15 @@ def test_fallback_reason_is_logged_once(caplog):
     with caplog.at_level(logging.INFO, logger="pnpfast"):
         for _ in range(3):
             fft_prox(*inputs())
-    messages = [r.getMessage() for r in caplog.records if "skips the cuda backend" in r.getMessage()]
+    messages = [
+        r.getMessage() for r in caplog.records if "skips the cuda backend" in r.getMessage()
+    ]
     assert len(messages) == 1
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the Triton interpreter")
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="needs the Triton interpreter"
+)
 def test_triton_on_cpu_only_when_asked_for():
     args = inputs()
     assert fft_prox_op.select(args) == "reference"
@@ -87,7 +91,9 @@ def test_triton_on_cpu_only_when_asked_for():
 
 def _run(code: str, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 def test_import_is_cheap_and_cpu_safe(tmp_path):

@@ -24,7 +24,9 @@ class LinearOperator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
-    def prox_l2(self, v: torch.Tensor, y: torch.Tensor, gamma, *, max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    def prox_l2(
+        self, v: torch.Tensor, y: torch.Tensor, gamma, *, max_iter: int = 100, tol: float = 1e-6
+    ) -> torch.Tensor:
         """Solve (A^T A + I / gamma) x = A^T y + v / gamma by batched conjugate gradients."""
         _validate.image("v", v)
         _validate.image("y", y)
@@ -32,10 +34,14 @@ class LinearOperator:
         _validate.same_batch(v=v, y=y)
         g = _validate.per_image("gamma", gamma, v.shape[0], v, positive=True).view(-1, 1, 1, 1)
         rhs = self.adjoint(y) + v / g
-        return batched_cg(lambda x: self.adjoint(self.forward(x)) + x / g, rhs, v, max_iter=max_iter, tol=tol)
+        return batched_cg(
+            lambda x: self.adjoint(self.forward(x)) + x / g, rhs, v, max_iter=max_iter, tol=tol
+        )
 
 
-def batched_cg(apply, rhs: torch.Tensor, x0: torch.Tensor, *, max_iter: int, tol: float) -> torch.Tensor:
+def batched_cg(
+    apply, rhs: torch.Tensor, x0: torch.Tensor, *, max_iter: int, tol: float
+) -> torch.Tensor:
     """Conjugate gradients for a symmetric positive-definite ``apply``, each image on its own.
 
     Per-image step sizes; an image whose residual is under ``tol`` times its right-hand side

@@ -12,7 +12,6 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
-from pnpfast.ops import fft_prox
 
 
 class Blur(LinearOperator):
@@ -22,9 +21,13 @@ class Blur(LinearOperator):
         if isinstance(kernel, np.ndarray):
             kernel = torch.from_numpy(np.ascontiguousarray(kernel))
         if not isinstance(kernel, torch.Tensor):
-            raise TypeError(f"kernel must be a tensor or numpy array of shape [h, w] or [B, h, w], not {type(kernel).__name__}")
+            raise TypeError(
+                f"kernel must be a tensor or numpy array of shape [h, w] or [B, h, w], not {type(kernel).__name__}"
+            )
         if kernel.dim() not in (2, 3):
-            raise ValueError(f"kernel must have shape [h, w] or [B, h, w], got shape {tuple(kernel.shape)}")
+            raise ValueError(
+                f"kernel must have shape [h, w] or [B, h, w], got shape {tuple(kernel.shape)}"
+            )
         if not kernel.is_floating_point():
             raise TypeError(f"kernel must be floating point, not {kernel.dtype}")
         if not bool(torch.isfinite(kernel).all()):
@@ -41,9 +44,13 @@ class Blur(LinearOperator):
         """Raise if x cannot be blurred by this operator (size or batch mismatch)."""
         h, w = self.kernel.shape[-2:]
         if x.shape[-2] < h or x.shape[-1] < w:
-            raise ValueError(f"kernel of size {h}x{w} is larger than {name} of size {x.shape[-2]}x{x.shape[-1]}")
+            raise ValueError(
+                f"kernel of size {h}x{w} is larger than {name} of size {x.shape[-2]}x{x.shape[-1]}"
+            )
         if self.batch not in (1, x.shape[0]):
-            raise ValueError(f"kernel holds {self.batch} kernels but {name} has batch size {x.shape[0]}")
+            raise ValueError(
+                f"kernel holds {self.batch} kernels but {name} has batch size {x.shape[0]}"
+            )
 
     def spectrum(self, H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """K^ = rfft2 of the centred, zero-padded kernel: [Bk, 1, H, W // 2 + 1] complex (cached)."""
@@ -74,7 +81,9 @@ class Blur(LinearOperator):
         """Correlation with k (the transpose of forward). y: [B, C, H, W]."""
         return self._apply(y, adjoint=True)
 
-    def prox_l2(self, v: torch.Tensor, y: torch.Tensor, gamma, backend: str | None = None) -> torch.Tensor:
+    def prox_l2(
+        self, v: torch.Tensor, y: torch.Tensor, gamma, backend: str | None = None
+    ) -> torch.Tensor:
         """argmin_x 1/2 ||k * x - y||^2 + 1/(2 gamma) ||x - v||^2, in closed form.
 
         Builds the spectra of y on every call (three FFTs); bind y once with ``pnpfast.L2`` to

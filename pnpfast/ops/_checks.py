@@ -19,18 +19,36 @@ def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]
     named = {"v_hat": v_hat, "kty": kty, "k2": k2, **coeffs}
     for name, t in named.items():
         require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
-    require(v_hat.dtype in REAL_OF_COMPLEX, f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}", TypeError)
+    require(
+        v_hat.dtype in REAL_OF_COMPLEX,
+        f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}",
+        TypeError,
+    )
     real = REAL_OF_COMPLEX[v_hat.dtype]
-    require(kty.dtype == v_hat.dtype, f"{op}: kty has dtype {kty.dtype}, v_hat has {v_hat.dtype}", TypeError)
+    require(
+        kty.dtype == v_hat.dtype,
+        f"{op}: kty has dtype {kty.dtype}, v_hat has {v_hat.dtype}",
+        TypeError,
+    )
     for name in ("k2", *coeffs):
-        require(named[name].dtype == real, f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}", TypeError)
+        require(
+            named[name].dtype == real,
+            f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}",
+            TypeError,
+        )
     devices = {name: t.device for name, t in named.items()}
     require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
     require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, Wr], got shape {tuple(v_hat.shape)}")
-    require(kty.shape == v_hat.shape, f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}")
+    require(
+        kty.shape == v_hat.shape,
+        f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}",
+    )
     B, _, H, Wr = v_hat.shape
     require(
-        k2.dim() == 4 and k2.shape[0] in (1, B) and k2.shape[1] == 1 and tuple(k2.shape[2:]) == (H, Wr),
+        k2.dim() == 4
+        and k2.shape[0] in (1, B)
+        and k2.shape[1] == 1
+        and tuple(k2.shape[2:]) == (H, Wr),
         f"{op}: k2 must be [1 or {B}, 1, {H}, {Wr}], got shape {tuple(k2.shape)}",
     )
     for name, t in coeffs.items():

@@ -36,7 +36,9 @@ def _fft_grad_triton(
     from pnpfast.kernels.fft_grad import fft_grad_triton
 
     out = empty_output(v_hat)
-    fft_grad_triton(torch.view_as_real(v_hat), torch.view_as_real(kty), k2, s, t, torch.view_as_real(out))
+    fft_grad_triton(
+        torch.view_as_real(v_hat), torch.view_as_real(kty), k2, s, t, torch.view_as_real(out)
+    )
     return out
 
 

@@ -20,23 +20,31 @@ from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import check_spectral_args, fast_path_check
 
 
-def fft_prox_reference(v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+def fft_prox_reference(
+    v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor
+) -> torch.Tensor:
     """Readable torch: (v_hat + gamma kty) / (1 + gamma k2), gamma broadcast per image."""
     g = gamma.view(-1, 1, 1, 1)
     return (v_hat + g * kty) / (1 + g * k2)
 
 
 @torch.library.custom_op("pnpfast::fft_prox_triton", mutates_args=())
-def _fft_prox_triton(v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+def _fft_prox_triton(
+    v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor
+) -> torch.Tensor:
     from pnpfast.kernels.fft_prox import fft_prox_triton
 
     out = empty_output(v_hat)
-    fft_prox_triton(torch.view_as_real(v_hat), torch.view_as_real(kty), k2, gamma, torch.view_as_real(out))
+    fft_prox_triton(
+        torch.view_as_real(v_hat), torch.view_as_real(kty), k2, gamma, torch.view_as_real(out)
+    )
     return out
 
 
 @torch.library.custom_op("pnpfast::fft_prox_cuda", mutates_args=())
-def _fft_prox_cuda(v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+def _fft_prox_cuda(
+    v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor
+) -> torch.Tensor:
     out = empty_output(v_hat)
     torch.ops.pnpfast_C.fft_prox_out(
         torch.view_as_real(v_hat), torch.view_as_real(kty), k2, gamma, torch.view_as_real(out)

@@ -76,7 +76,9 @@ def solve(
             _validate.image(name, t)
             _validate.same_device_dtype(y=y, **{name: t})
             if t.shape != y.shape:
-                raise ValueError(f"{name} has shape {tuple(t.shape)} but y has shape {tuple(y.shape)}")
+                raise ValueError(
+                    f"{name} has shape {tuple(t.shape)} but y has shape {tuple(y.shape)}"
+                )
     problem = Problem(
         y=y,
         data=data,
@@ -87,7 +89,13 @@ def solve(
     )
     solver = cls(cls.Params(**method_params), max_iter)
     return run(
-        solver, problem, max_iter=max_iter, tol=float(tol), x_true=x_true, history=history, callback=callback
+        solver,
+        problem,
+        max_iter=max_iter,
+        tol=float(tol),
+        x_true=x_true,
+        history=history,
+        callback=callback,
     )
 
 

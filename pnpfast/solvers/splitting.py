@@ -60,12 +60,16 @@ class HQS:
         lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
         start = _validate.per_image("sigma_start", self.params.sigma_start, B, y, positive=True)
         end_value = self.params.sigma_end if self.params.sigma_end is not None else problem.sigma
-        end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(SIGMA_FLOOR)
+        end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(
+            SIGMA_FLOOR
+        )
         if self.max_iter == 1:
             frac = torch.zeros(1, dtype=y.dtype, device=y.device)
         else:
             frac = torch.linspace(0, 1, self.max_iter, dtype=y.dtype, device=y.device)
-        log_sigma = torch.log(start)[None] + frac[:, None] * (torch.log(end) - torch.log(start))[None]
+        log_sigma = (
+            torch.log(start)[None] + frac[:, None] * (torch.log(end) - torch.log(start))[None]
+        )
         sigmas = torch.exp(log_sigma)
         noise = problem.sigma.clamp_min(SIGMA_FLOOR)
         alphas = lam[None] * noise[None] ** 2 / sigmas**2

@@ -87,7 +87,9 @@ def test_prox_objective_is_stationary_at_the_output():
     y = torch.rand(2, 3, 32, 27, dtype=torch.float64)
     gamma = torch.tensor([0.1, 4.0], dtype=torch.float64)
     x = A.prox_l2(v, y, gamma).requires_grad_(True)
-    objective = 0.5 * (A(x) - y).pow(2).sum() + ((x - v).pow(2).flatten(1).sum(1) / (2 * gamma)).sum()
+    objective = (
+        0.5 * (A(x) - y).pow(2).sum() + ((x - v).pow(2).flatten(1).sum(1) / (2 * gamma)).sum()
+    )
     (grad,) = torch.autograd.grad(objective, x)
     assert grad.abs().max() < 1e-10
 
@@ -137,7 +139,9 @@ def test_bound_prox_fast_paths_match_reference(device, dtype):
     for backend in backends:
         with poisoned_outputs():
             assert_close(data.prox(v, gamma, backend=backend), ref, **tol, what=f"prox {backend}")
-            assert_close(data.grad_step(v, gamma, backend=backend), ref_step, **tol, what=f"step {backend}")
+            assert_close(
+                data.grad_step(v, gamma, backend=backend), ref_step, **tol, what=f"step {backend}"
+            )
 
 
 def good_args():
@@ -150,19 +154,51 @@ def good_args():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda A, v, y: (A, v, y.masked_fill(y > 0.9, float("nan")), 1.0), ValueError, "y contains NaN"),
-        (lambda A, v, y: (A, v.masked_fill(v > 0.9, float("inf")), y, 1.0), ValueError, "v contains NaN or Inf"),
+        (
+            lambda A, v, y: (A, v, y.masked_fill(y > 0.9, float("nan")), 1.0),
+            ValueError,
+            "y contains NaN",
+        ),
+        (
+            lambda A, v, y: (A, v.masked_fill(v > 0.9, float("inf")), y, 1.0),
+            ValueError,
+            "v contains NaN or Inf",
+        ),
         (lambda A, v, y: (A, v[0], y, 1.0), ValueError, "v must have shape"),
         (lambda A, v, y: (A, v[:1], y, 1.0), ValueError, "v has shape"),
-        (lambda A, v, y: (Blur(torch.ones(20, 20)), v, y, 1.0), ValueError, "kernel of size 20x20 is larger"),
+        (
+            lambda A, v, y: (Blur(torch.ones(20, 20)), v, y, 1.0),
+            ValueError,
+            "kernel of size 20x20 is larger",
+        ),
         (lambda A, v, y: (A, v, y, 0.0), ValueError, "gamma must be > 0"),
         (lambda A, v, y: (A, v, y, torch.tensor([1.0, -1.0])), ValueError, "gamma must be > 0"),
-        (lambda A, v, y: (A, v, y, torch.ones(3)), ValueError, "gamma must be a float or a tensor of length 2"),
+        (
+            lambda A, v, y: (A, v, y, torch.ones(3)),
+            ValueError,
+            "gamma must be a float or a tensor of length 2",
+        ),
         (lambda A, v, y: (A, v.double(), y, 1.0), TypeError, "v has dtype"),
         (lambda A, v, y: (A, v.to(torch.int32), y, 1.0), TypeError, "v must have dtype"),
-        (lambda A, v, y: (Blur(torch.ones(3, 3, 3) / 9), v, y, 1.0), ValueError, "kernel holds 3 kernels"),
+        (
+            lambda A, v, y: (Blur(torch.ones(3, 3, 3) / 9), v, y, 1.0),
+            ValueError,
+            "kernel holds 3 kernels",
+        ),
     ],
-    ids=["nan_y", "inf_v", "rank", "batch", "kernel_too_big", "gamma_zero", "gamma_negative", "gamma_len", "dtype_mix", "int", "kernel_batch"],
+    ids=[
+        "nan_y",
+        "inf_v",
+        "rank",
+        "batch",
+        "kernel_too_big",
+        "gamma_zero",
+        "gamma_negative",
+        "gamma_len",
+        "dtype_mix",
+        "int",
+        "kernel_batch",
+    ],
 )
 def test_bad_input_raises_naming_the_argument(make, error, match):
     A, v, y, gamma = make(*good_args())

@@ -94,4 +94,6 @@ def test_non_contiguous_inputs_fall_back_or_refuse():
     v_nc = v.transpose(-1, -2).contiguous().transpose(-1, -2)
     assert not v_nc.is_contiguous()
     # automatic choice: runs (on the reference here) and is right
-    assert_close(fft_prox(v_nc, kty, k2, gamma), fft_prox_reference(v, kty, k2, gamma), rtol=1e-6, atol=1e-6)
+    assert_close(
+        fft_prox(v_nc, kty, k2, gamma), fft_prox_reference(v, kty, k2, gamma), rtol=1e-6, atol=1e-6
+    )

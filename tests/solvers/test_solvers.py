@@ -44,7 +44,9 @@ def test_proximal_gradient_fixed_point(method):
     A, _, y = problem()
     D = GaussianSmoothing()
     tau = torch.tensor([0.8, 1.2], dtype=torch.float64)
-    res = pnpfast.solve(y, A, D, method, sigma=0.02, tau=tau, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14)
+    res = pnpfast.solve(
+        y, A, D, method, sigma=0.02, tau=tau, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14
+    )
     kty, k2 = spectra(A, y)
     Wt = D.transfer(*y.shape[-2:], SIGMA_D, y)
     t = tau.view(-1, 1, 1, 1)
@@ -57,7 +59,9 @@ def test_admm_fixed_point():
     A, _, y = problem()
     D = GaussianSmoothing()
     gamma = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    res = pnpfast.solve(y, A, D, "admm", sigma=0.02, gamma=gamma, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14)
+    res = pnpfast.solve(
+        y, A, D, "admm", sigma=0.02, gamma=gamma, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14
+    )
     kty, k2 = spectra(A, y)
     Wt = D.transfer(*y.shape[-2:], SIGMA_D, y)
     g = gamma.view(-1, 1, 1, 1)
@@ -72,7 +76,16 @@ def test_hqs_fixed_point_with_a_constant_schedule():
     sigma = torch.tensor([0.02, 0.05], dtype=torch.float64)
     lam = 0.3
     res = pnpfast.solve(
-        y, A, D, "hqs", sigma=sigma, lam=lam, sigma_start=SIGMA_D, sigma_end=SIGMA_D, max_iter=3000, tol=1e-14
+        y,
+        A,
+        D,
+        "hqs",
+        sigma=sigma,
+        lam=lam,
+        sigma_start=SIGMA_D,
+        sigma_end=SIGMA_D,
+        max_iter=3000,
+        tol=1e-14,
     )
     kty, k2 = spectra(A, y)
     Wt = D.transfer(*y.shape[-2:], SIGMA_D, y)
@@ -110,23 +123,45 @@ def test_batch_equals_each_image_alone(method):
     kwargs = {"max_iter": 40, "tol": 1e-3} if method != "hqs" else {}
     batch = pnpfast.solve(y, A, D, method, sigma=sigma, x_true=x, **kwargs)
     for b in range(B):
-        alone = pnpfast.solve(y[b : b + 1], Blur(A.kernel[b]), D, method, sigma=float(sigma[b]), x_true=x[b : b + 1], **kwargs)
+        alone = pnpfast.solve(
+            y[b : b + 1],
+            Blur(A.kernel[b]),
+            D,
+            method,
+            sigma=float(sigma[b]),
+            x_true=x[b : b + 1],
+            **kwargs,
+        )
         torch.testing.assert_close(batch.x[b : b + 1], alone.x, rtol=1e-9, atol=1e-10)
         assert int(batch.iterations[b]) == int(alone.iterations[0])
         assert bool(batch.converged[b]) == bool(alone.converged[0])
 
 
 def test_converged_images_are_frozen_while_the_rest_go_on():
-    A, x, y = problem(B=2)
+    A, _, y = problem(B=2)
     D = GaussianSmoothing()
+    snapshots = []
     # image 0 converges fast (strong smoothing), image 1 slowly
-    res = pnpfast.solve(y, A, D, "pgd", sigma=0.02, sigma_d=torch.tensor([40 / 255, 2 / 255]), max_iter=200, tol=1e-6, history=True)
-    it = res.iterations.tolist()
-    assert it[0] < it[1], it
-    rel = res.history["rel_change"]
-    assert rel.shape == (max(it), 2)
-    # after its last iteration image 0 no longer moves
-    assert bool(res.converged[0])
+    res = pnpfast.solve(
+        y,
+        A,
+        D,
+        "pgd",
+        sigma=0.02,
+        sigma_d=torch.tensor([40 / 255, 2 / 255]),
+        max_iter=200,
+        tol=1e-6,
+        history=True,
+        callback=lambda info: snapshots.append(info.x.clone()),
+    )
+    first, second = res.iterations.tolist()
+    assert first < second, (first, second)
+    assert res.converged.tolist() == [True, True]
+    assert res.history["rel_change"].shape[1] == 2
+    # once converged, image 0 stays exactly where it stopped while image 1 keeps moving
+    for snap in snapshots[first:]:
+        assert torch.equal(snap[0], res.x[0])
+    assert not torch.equal(snapshots[first][1], res.x[1])
 
 
 def test_history_records_psnr_when_the_truth_is_given():
@@ -140,7 +175,14 @@ def test_history_records_psnr_when_the_truth_is_given():
 def test_callback_sees_every_iteration():
     A, _, y = problem(B=1)
     calls = []
-    pnpfast.solve(y, A, GaussianSmoothing(), "hqs", sigma=0.02, callback=lambda info: calls.append(info.iteration))
+    pnpfast.solve(
+        y,
+        A,
+        GaussianSmoothing(),
+        "hqs",
+        sigma=0.02,
+        callback=lambda info: calls.append(info.iteration),
+    )
     assert calls == list(range(8))
 
 
@@ -150,7 +192,7 @@ def test_fast_backend_run_matches_reference_run(monkeypatch, method):
     if not backends:
         pytest.skip("no fast backend here")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    A, x, y = problem(B=2, C=3, H=32, W=30, dtype=torch.float32)
+    A, _, y = problem(B=2, C=3, H=32, W=30, dtype=torch.float32)
     y = y.to(device)
     D = TotalVariation(iterations=20)
     kwargs = {"max_iter": 10, "tol": 0.0}
@@ -176,7 +218,13 @@ def test_every_phase_is_named_for_nsight(monkeypatch):
     A, _, y = problem(B=1)
     pnpfast.solve(y, A, GaussianSmoothing(), "hqs", sigma=0.02, max_iter=2)
     pnpfast.solve(y, A, GaussianSmoothing(), "pgd", sigma=0.02, max_iter=2)
-    for phase in ("pnpfast/iteration", "pnpfast/data_prox", "pnpfast/data_grad", "pnpfast/denoise", "pnpfast/bookkeeping"):
+    for phase in (
+        "pnpfast/iteration",
+        "pnpfast/data_prox",
+        "pnpfast/data_grad",
+        "pnpfast/denoise",
+        "pnpfast/bookkeeping",
+    ):
         assert phase in names, phase
 
 
@@ -192,7 +240,7 @@ def test_an_iteration_runs_under_torch_compile():
 
     for backend in backends:
 
-        def hqs_iteration(z):
+        def hqs_iteration(z, backend=backend):
             return D(data.prox(z, gamma, backend=backend, check=False), sigma)
 
         compiled = torch.compile(hqs_iteration)
@@ -210,9 +258,23 @@ def test_an_iteration_runs_under_torch_compile():
         ({"tol": -1.0}, ValueError, "tol"),
         ({"x0": torch.zeros(1, 2, 24, 21, dtype=torch.float64)}, ValueError, "x0 has shape"),
         ({"x_true": torch.zeros(2, 2, 24, 21)}, TypeError, "x_true has dtype"),
-        ({"sigma": torch.tensor([0.1, 0.1, 0.1])}, ValueError, "sigma must be a float or a tensor of length 2"),
+        (
+            {"sigma": torch.tensor([0.1, 0.1, 0.1])},
+            ValueError,
+            "sigma must be a float or a tensor of length 2",
+        ),
     ],
-    ids=["method", "param", "tau_range", "sigma_negative", "max_iter", "tol", "x0_shape", "x_true_dtype", "sigma_len"],
+    ids=[
+        "method",
+        "param",
+        "tau_range",
+        "sigma_negative",
+        "max_iter",
+        "tol",
+        "x0_shape",
+        "x_true_dtype",
+        "sigma_len",
+    ],
 )
 def test_bad_solver_input_names_the_argument(kwargs, error, match):
     A, _, y = problem()
