@@ -97,3 +97,20 @@ def test_non_contiguous_inputs_fall_back_or_refuse():
     assert_close(
         fft_prox(v_nc, kty, k2, gamma), fft_prox_reference(v, kty, k2, gamma), rtol=1e-6, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("op", ["fft_prox", "fft_grad"])
+def test_custom_ops_pass_opcheck(device, op):
+    """The fast paths are registered correctly (schema, fake kernel, no aliasing) for
+    torch.compile, checked with the public torch.library.opcheck."""
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip(f"no fast backend can run on {device} here")
+    v, kty, k2, gamma = spectral_inputs((2, 3, 9, 14), device, torch.float32, True)
+    args = (v, kty, k2, gamma) if op == "fft_prox" else (v, kty, k2, gamma, 1 - gamma)
+    for backend in backends:
+        custom = getattr(torch.ops.pnpfast, f"{op}_{backend}")
+        # the ops are not differentiable; skip the autograd registration test
+        torch.library.opcheck(
+            custom, args, test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static")
+        )
