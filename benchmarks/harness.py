@@ -1,0 +1,402 @@
+"""The shared benchmark harness: timing, copy bandwidth, result rows and the common CLI.
+
+Every ``benchmarks/bench_<op>.py`` builds its inputs in a setup function, checks each provider
+against the pnpfast reference, times it with ``measure`` and appends one row per (provider,
+shape, dtype) to ``benchmarks/results/<op>.jsonl`` through ``append_rows``. Rows have the fixed
+columns of ``COLUMNS``; ``benchmarks/report.py`` turns them into tables.
+
+Timing: after ``warmup`` untimed calls (so compilation, autotuning and the first call are never
+timed), each of ``reps`` calls is timed on its own: on CUDA with a pair of CUDA events around the
+call (optionally after flushing the L2 cache, outside the timed region), on the CPU with
+``time.perf_counter``. The median and the 20th and 80th percentiles are reported.
+``measure_many`` interleaves the timed calls of several providers, so that a machine shared
+with other work slows them alike.
+"""
+
+import argparse
+import datetime
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+COLUMNS = (
+    "op",
+    "provider",
+    "shape",
+    "dtype",
+    "median_ms",
+    "p20_ms",
+    "p80_ms",
+    "bytes",
+    "gbps",
+    "frac_copy_bw",
+    "device",
+    "torch",
+    "triton",
+    "cuda",
+    "git_sha",
+    "timestamp",
+    "correct",
+    "note",
+)
+
+L2_FLUSH_BYTES = 256 * 2**20  # larger than the L2 cache of any current GPU
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call wall time over ``reps`` timed calls, in milliseconds."""
+
+    median_ms: float
+    p20_ms: float
+    p80_ms: float
+    reps: int
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0 <= q <= 1) with linear interpolation between order statistics."""
+    if not values:
+        raise ValueError("quantile of an empty sequence")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def timing_from_samples(samples_ms: Sequence[float]) -> Timing:
+    return Timing(
+        median_ms=quantile(samples_ms, 0.5),
+        p20_ms=quantile(samples_ms, 0.2),
+        p80_ms=quantile(samples_ms, 0.8),
+        reps=len(samples_ms),
+    )
+
+
+@functools.cache
+def _flush_buffer(device: str) -> torch.Tensor:
+    return torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    warmup: int,
+    reps: int,
+    device: str | torch.device,
+    flush_l2: bool = False,
+) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed calls (at least one), then ``reps`` timed calls.
+
+    On CUDA each call is bracketed by two events on the current stream and the host
+    synchronises once at the end; with ``flush_l2`` a 256 MiB buffer is zeroed before each call,
+    outside the events, so inputs come from device memory. On the CPU each call is timed with
+    ``time.perf_counter``.
+    """
+    timings = measure_many({"fn": fn}, warmup=warmup, reps=reps, device=device, flush_l2=flush_l2)
+    return timings["fn"]
+
+
+def measure_many(
+    fns: dict[str, Callable[[], object]],
+    *,
+    warmup: int,
+    reps: int,
+    device: str | torch.device,
+    flush_l2: bool = False,
+) -> dict[str, Timing]:
+    """``measure`` for several functions at once, their timed calls interleaved.
+
+    Rep i calls every function once, starting from a different one each rep, so a slow spell
+    of the machine (another process, clock changes) falls on all of them alike and their
+    ratios stay meaningful. Warmup calls of every function come first and are never timed.
+    """
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    device = torch.device(device)
+    names = list(fns)
+    for name in names:
+        for _ in range(max(1, warmup)):
+            fns[name]()
+    cuda = device.type == "cuda"
+    flush = _flush_buffer(str(device)) if cuda and flush_l2 else None
+    if cuda:
+        torch.cuda.synchronize(device)
+    events: dict[str, list] = {name: [] for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(reps):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            if cuda:
+                if flush is not None:
+                    flush.zero_()
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fns[name]()
+                end.record()
+                events[name].append((start, end))
+            else:
+                t0 = time.perf_counter()
+                fns[name]()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    if cuda:
+        torch.cuda.synchronize(device)
+        samples = {n: [s.elapsed_time(e) for s, e in events[n]] for n in names}
+    return {name: timing_from_samples(samples[name]) for name in names}
+
+
+_copy_bw_cache: dict[str, float] = {}
+
+
+def copy_bandwidth(device: str | torch.device) -> float:
+    """Device copy bandwidth in GB/s (1e9 bytes): bytes read + written by a large copy / time.
+
+    Measured once per process and device: 512 MiB copied on CUDA, 128 MiB on the CPU.
+    """
+    device = torch.device(device)
+    key = str(device)
+    if key not in _copy_bw_cache:
+        nbytes = (512 if device.type == "cuda" else 128) * 2**20
+        src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+        dst = torch.empty_like(src)
+        reps = 20 if device.type == "cuda" else 10
+        t = measure(lambda: dst.copy_(src), warmup=3, reps=reps, device=device)
+        _copy_bw_cache[key] = 2 * nbytes / (t.median_ms * 1e-3) / 1e9
+        del src, dst
+    return _copy_bw_cache[key]
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load_note(device: str | torch.device) -> str:
+    """On the CPU, the 1-minute load average: other work on the machine skews CPU timings."""
+    if torch.device(device).type != "cpu" or not hasattr(os, "getloadavg"):
+        return ""
+    return f"load avg {os.getloadavg()[0]:.1f} on {_cpu_count()} cores"
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{_cpu_name()} ({_cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def git_sha() -> str:
+    """Short HEAD, with "+dirty" when the tree differs from it (results files excluded)."""
+    sha = _git("rev-parse", "--short", "HEAD") or "unknown"
+    status = _git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
+    return f"{sha}+dirty" if status else sha
+
+
+@functools.cache
+def environment(device: str) -> dict[str, str | None]:
+    """The columns that describe where a row was measured."""
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+        "cuda": torch.version.cuda,
+        "git_sha": git_sha(),
+    }
+
+
+def make_row(
+    *,
+    op: str,
+    provider: str,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    timing: Timing,
+    nbytes: int,
+    device: str | torch.device,
+    correct: bool,
+    note: str = "",
+) -> dict:
+    """One result row with every column of ``COLUMNS``.
+
+    gbps is ``nbytes`` / median time; frac_copy_bw divides it by the device copy bandwidth.
+    """
+    gbps = nbytes / (timing.median_ms * 1e-3) / 1e9 if timing.median_ms > 0 else None
+    bw = copy_bandwidth(device)
+    row = {
+        "op": op,
+        "provider": provider,
+        "shape": "x".join(str(s) for s in shape),
+        "dtype": str(dtype).removeprefix("torch."),
+        "median_ms": timing.median_ms,
+        "p20_ms": timing.p20_ms,
+        "p80_ms": timing.p80_ms,
+        "bytes": int(nbytes),
+        "gbps": gbps,
+        "frac_copy_bw": gbps / bw if gbps is not None and bw > 0 else None,
+        **environment(str(torch.device(device))),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "correct": bool(correct),
+        "note": note,
+    }
+    return {c: row[c] for c in COLUMNS}
+
+
+def results_path(name: str) -> Path:
+    """benchmarks/results/<name>.jsonl of this checkout."""
+    return RESULTS_DIR / f"{name}.jsonl"
+
+
+def append_rows(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Append rows as JSON lines to ``path`` (parent folders created); returns the path."""
+    path = Path(path)
+    rows = list(rows)
+    for row in rows:
+        missing = [c for c in COLUMNS if c not in row]
+        extra = [k for k in row if k not in COLUMNS]
+        if missing or extra:
+            raise ValueError(f"row has missing columns {missing} and unknown columns {extra}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps({c: row[c] for c in COLUMNS}) + "\n")
+    return path
+
+
+def check_close(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> tuple[bool, float]:
+    """(max |out - ref| <= rtol * max |ref|, that relative error); shapes must match."""
+    if out.shape != ref.shape:
+        return False, math.inf
+    wide = torch.complex128 if ref.is_complex() else torch.float64
+    out, ref = out.to(wide), ref.to(wide)
+    diff = (out - ref).abs().max().item()
+    scale = ref.abs().max().item()
+    err = diff / scale if scale > 0 else diff
+    return bool(math.isfinite(err) and err <= rtol), err
+
+
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+    """ "8x3x256x256,2x3x32x32" -> [(8, 3, 256, 256), (2, 3, 32, 32)]."""
+    shapes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            shape = tuple(int(s) for s in part.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad shape {part!r}: use e.g. 8x3x256x256") from None
+        if any(s < 1 for s in shape):
+            raise argparse.ArgumentTypeError(f"bad shape {part!r}: sizes must be >= 1")
+        shapes.append(shape)
+    if not shapes:
+        raise argparse.ArgumentTypeError("no shape given")
+    return shapes
+
+
+def parse_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def common_parser(description: str, *, default_shapes: str, name: str) -> argparse.ArgumentParser:
+    """The options every bench script takes."""
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", choices=("cpu", "cuda"), default=default_device)
+    p.add_argument("--reps", type=int, default=None, help="timed calls per measurement")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
+    p.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=parse_shapes(default_shapes),
+        help=f"comma-separated BxCxHxW (default {default_shapes})",
+    )
+    p.add_argument(
+        "--providers", type=parse_list, default=None, help="comma-separated (default: all)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=results_path(name),
+        help=f"results file to append to (default benchmarks/results/{name}.jsonl)",
+    )
+    p.add_argument("--quick", action="store_true", help="few reps, for smoke tests")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    return p
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A plain-text table of rows for the terminal."""
+    header = ("provider", "shape", "median ms", "p20-p80 ms", "GB/s", "% copy", "ok", "note")
+    lines = [
+        (
+            r["provider"],
+            f"{r['shape']} {r['dtype']}",
+            _fmt(r["median_ms"], ".3f"),
+            f"{_fmt(r['p20_ms'], '.3f')}-{_fmt(r['p80_ms'], '.3f')}",
+            _fmt(r["gbps"], ".1f"),
+            _fmt(None if r["frac_copy_bw"] is None else 100 * r["frac_copy_bw"], ".0f"),
+            "yes" if r["correct"] else "NO",
+            r["note"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    out = []
+    for i, line in enumerate([header, *lines]):
+        out.append("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
