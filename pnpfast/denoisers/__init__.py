@@ -1,0 +1,15 @@
+"""Denoisers for Plug-and-Play: the protocol ``D(x, sigma) -> x_hat``, network architectures for
+the public weights, classical denoisers, and ``load``.
+
+    D = pnpfast.denoisers.load("dncnn", weights="dncnn_25.pth")
+    x_hat = D(y, 25 / 255)          # y [B, C, H, W] on the [0, 1] scale
+"""
+
+from pnpfast.denoisers.base import Denoiser
+from pnpfast.denoisers.bfcnn import BFCNN
+from pnpfast.denoisers.dncnn import DnCNN
+from pnpfast.denoisers.gaussian import GaussianSmoothing
+from pnpfast.denoisers.loaders import load
+from pnpfast.denoisers.tv import TotalVariation
+
+__all__ = ["BFCNN", "Denoiser", "DnCNN", "GaussianSmoothing", "TotalVariation", "load"]

@@ -1,0 +1,114 @@
+"""The denoiser protocol of pnpfast.
+
+A denoiser is a ``torch.nn.Module`` called as
+
+    x_hat = D(x, sigma)
+
+with ``x`` of shape [B, C, H, W] on the [0, 1] scale and ``sigma`` the standard deviation of the
+additive white Gaussian noise on the same scale (25/255 for the usual "sigma = 25"): a Python
+float (one level for the whole batch) or a tensor of length B (one level per image). The result
+has the shape and dtype of ``x``. Blind networks ignore ``sigma`` (they still check its form);
+classical denoisers set their strength from it, image by image, without a Python loop over the
+batch.
+"""
+
+import math
+
+import torch
+
+__all__ = ["Denoiser", "check_image", "sigma_per_image"]
+
+
+def check_image(x: object, channels: int | None = None) -> torch.Tensor:
+    """Check that ``x`` is a floating [B, C, H, W] tensor with ``channels`` channels.
+
+    ``channels=None`` accepts any channel count. Structural checks only: the values are not
+    read, so the check never synchronises with a device. Errors name ``x``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape [B, C, H, W], not {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape [B, C, H, W] (4 dimensions), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must have a floating dtype, not {str(x.dtype).removeprefix('torch.')}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"x has {x.shape[1]} channels but this denoiser takes {channels} "
+            f"(shape {tuple(x.shape)})"
+        )
+    return x
+
+
+def sigma_per_image(sigma: object, x: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+    """The noise level as a [B] tensor on the device and in the dtype of ``x``.
+
+    ``sigma`` is a Python float or int (the same level for every image), a 0-d tensor, or a 1-d
+    tensor of length B (one level per image; length 1 is broadcast). With ``check_values`` the
+    levels must be finite and >= 0; for a tensor on an accelerator that check reads the values
+    (one synchronisation), so blind networks, which ignore sigma, pass ``check_values=False``
+    and only the form is checked. Errors name ``sigma``: TypeError for a wrong type (bool,
+    string, complex or boolean tensor), ValueError for a wrong shape or length, a negative value,
+    NaN or Inf.
+    """
+    batch = x.shape[0]
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+        raise TypeError(
+            f"sigma must be a float or a tensor of length {batch} (one level per image), "
+            f"not {type(sigma).__name__}"
+        )
+    if isinstance(sigma, torch.Tensor):
+        if sigma.is_complex() or sigma.dtype == torch.bool:
+            raise TypeError(f"sigma must be real, not {str(sigma.dtype).removeprefix('torch.')}")
+        flat = sigma.reshape(1) if sigma.dim() == 0 else sigma
+        if flat.dim() != 1 or flat.shape[0] not in (1, batch):
+            raise ValueError(
+                f"sigma must be a float or a tensor of length {batch} (one level per image), "
+                f"got shape {tuple(sigma.shape)}"
+            )
+        out = flat.to(device=x.device, dtype=x.dtype).expand(batch)
+        if check_values:
+            if bool(torch.isnan(out).any()):
+                raise ValueError(f"sigma contains NaN: {out.tolist()}")
+            if bool(torch.isinf(out).any()):
+                raise ValueError(f"sigma must be finite, got {out.tolist()}")
+            if bool((out < 0).any()):
+                raise ValueError(f"sigma must be >= 0, got {out.tolist()}")
+        return out
+    value = float(sigma)
+    if math.isnan(value):
+        raise ValueError("sigma is NaN")
+    if math.isinf(value):
+        raise ValueError(f"sigma must be finite, got {value}")
+    if value < 0:
+        raise ValueError(f"sigma must be >= 0, got {value}")
+    return torch.full((batch,), value, device=x.device, dtype=x.dtype)
+
+
+class Denoiser(torch.nn.Module):
+    """Base class of every pnpfast denoiser: ``D(x, sigma) -> x_hat``.
+
+    Shapes: x [B, C, H, W] (floating, values on the [0, 1] scale); sigma a float or a [B]
+    tensor of noise standard deviations on the same scale; x_hat [B, C, H, W] with x's dtype.
+
+    Class attributes a subclass may set:
+
+    * ``channels``: the channel count the denoiser accepts (``None``: any).
+    * ``blind``: ``True`` for a network that does not use ``sigma``.
+
+    Subclasses implement ``forward(x, sigma)``; the helpers ``check_image`` and
+    ``sigma_per_image`` give the argument checks with errors that name ``x`` and ``sigma``.
+    """
+
+    channels: int | None = None
+    blind: bool = False
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward(x, sigma)")
+
+    def check_input(self, x: object, sigma: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check ``x`` against ``self.channels`` and turn ``sigma`` into a [B] tensor.
+
+        For a blind denoiser only the form of ``sigma`` is checked (its values are not read).
+        """
+        x = check_image(x, self.channels)
+        return x, sigma_per_image(sigma, x, check_values=not self.blind)
