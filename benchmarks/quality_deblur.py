@@ -15,6 +15,7 @@ Needs ../shared/data (Set3C, kernels/levin09, the color BF-CNN weights).
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     denoiser = pnpfast.denoisers.load(args.denoiser, weights=args.weights, device=args.device)
     env = harness.environment(args.device)
     rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for noise in NOISE_LEVELS:
         g = torch.Generator().manual_seed(0)
         y = blurred + noise / 255 * torch.randn(blurred.shape, generator=g, dtype=torch.float64)
@@ -75,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         final = pnpfast.metrics.psnr(res.x.clamp(0, 1), x32).cpu()
         best = res.history["psnr"].max(0).values.cpu()
+        level = []
         for i in range(x.shape[0]):
-            rows.append(
+            level.append(
                 {
                     "task": "deblur",
                     "dataset": "Set3C",
@@ -92,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                     **env,
                 }
             )
+        with out.open("a") as f:  # each noise level is saved as soon as it is done
+            f.writelines(json.dumps(r) + "\n" for r in level)
+        rows += level
         print(
             f"noise {noise}/255: mean PSNR {final.mean():.2f} dB ({seconds:.1f} s for the batch of {x.shape[0]})"
         )
-    harness.append_rows(args.out, rows)
     print(format_table(rows))
     return 0
 
