@@ -82,18 +82,11 @@ class FISTAState:
     t: torch.Tensor  # [B] momentum sequence
 
 
-class FISTA:
+class FISTA(PGD):
     name = "fista"
-    Params = PGDParams
-    default_max_iter = 100
-    default_tol = 1e-4
-
-    def __init__(self, params: PGDParams, max_iter: int):
-        self.params = params
 
     def init(self, problem: Problem) -> FISTAState:
-        self.tau, self.sigma_d = _resolve(self.params, problem)
-        x0 = problem.x0
+        x0 = super().init(problem).x
         return FISTAState(x=x0, v=x0, t=torch.ones(problem.batch, dtype=x0.dtype, device=x0.device))
 
     def step(self, problem: Problem, state: FISTAState, k: int) -> FISTAState:
@@ -102,6 +95,3 @@ class FISTA:
         t_next = (1 + torch.sqrt(1 + 4 * state.t**2)) / 2
         momentum = ((state.t - 1) / t_next).view(-1, 1, 1, 1)
         return FISTAState(x=z, v=z + momentum * (z - state.x), t=t_next)
-
-    def output(self, state: FISTAState) -> torch.Tensor:
-        return state.x
