@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from conftest import assert_close, fast_backends
+from pnpfast_test_utils import assert_close, fast_backends
 
 import pnpfast
 from pnpfast.operators import Blur, LinearOperator

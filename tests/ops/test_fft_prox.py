@@ -3,7 +3,7 @@ an independent float64 oracle."""
 
 import pytest
 import torch
-from conftest import TOLERANCES, assert_close, fast_backends
+from pnpfast_test_utils import TOLERANCES, assert_close, fast_backends
 
 from pnpfast.ops import fft_grad, fft_grad_reference, fft_prox, fft_prox_reference, poisoned_outputs
 

@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 import torch
-from conftest import fast_backends
+from pnpfast_test_utils import fast_backends
 
 import pnpfast
 from pnpfast.denoisers import GaussianSmoothing, TotalVariation
