@@ -9,8 +9,10 @@
 // is queued on `stream` of the current device. The return value is the launch status
 // (cudaSuccess, or the error of the launch; nothing is launched for empty inputs).
 //
-// When compiled by nvcc this header also provides the vector load/store helpers the two
-// kernels share (namespace pnpfast::detail).
+// When compiled by nvcc this header also provides, in namespace pnpfast::detail, what the two
+// ops share: the vector load/store helpers, the one spectral kernel (spectral_kernel) and its
+// launcher (launch_spectral), which picks the memory path and the grid. Each .cu file only
+// adds the per-frequency arithmetic of its op, as an update functor (see spectral_kernel).
 
 #pragma once
 
@@ -170,6 +172,111 @@ inline cudaError_t spectral_grid(int64_t planes, int64_t steps_per_plane, dim3* 
   const int64_t grid_x = want_x < cap_x ? want_x : cap_x;
   *grid = dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1);
   return cudaSuccess;
+}
+
+// The spectral kernel, generic over the op. The update functor U carries one op's per-image
+// coefficients and per-frequency arithmetic; it must provide
+//
+//   struct Coeffs            the op's per-image coefficient pointers (each [B], device memory,
+//                            e.g. { const T* gamma; }); trivially copyable, passed to the kernel
+//                            by value.
+//   static __device__ U load(const Coeffs& c, int64_t b)
+//                            reads image b's coefficients (with __ldg) into a U. Called once
+//                            per (block, plane), with b uniform over the block.
+//   __device__ void apply(T k2, const T* v, const T* kty, T* out) const
+//                            one frequency: v[0..1] and kty[0..1] are its (re, im), k2 its real
+//                            k2 value; writes out[0..1]. All three point into register arrays.
+//
+// Block (x, y) handles planes y, y + gridDim.y, ...; in each plane its threads take steps
+// blockIdx.x * blockDim.x + threadIdx.x + k * gridDim.x * blockDim.x, one step being
+// L::kFreqs consecutive frequencies. `steps` = freqs_per_plane / L::kFreqs exactly (the host
+// picks kFreqs = 2 only when freqs_per_plane is even, so no step straddles two planes).
+template <typename T, typename L, typename U>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+    spectral_kernel(const T* __restrict__ v, const T* __restrict__ kty,
+                    const T* __restrict__ k2, const typename U::Coeffs coeffs,
+                    T* __restrict__ out, int64_t planes, int64_t channels, int64_t steps,
+                    int64_t k2_batch_stride) {
+  constexpr int kElems = 2 * L::kFreqs;  // elements of v / kty / out per step
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  // Offset of the current plane in v / kty / out, carried along the plane loop: recomputing it
+  // as plane * plane_elems in each iteration made nvcc 13 spill at the 32-register cap.
+  const int64_t plane_elems = steps * kElems;
+  const int64_t base_stride = plane_elems * gridDim.y;
+  int64_t base = static_cast<int64_t>(blockIdx.y) * plane_elems;
+  for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y, base += base_stride) {
+    // Per plane, uniform over the block: the image, its coefficients (one broadcast read per
+    // warp each) and the base of its k2 plane.
+    const int64_t b = plane / channels;
+    const U update = U::load(coeffs, b);
+    const T* __restrict__ k2_plane = k2 + b * k2_batch_stride;
+    const T* __restrict__ v_plane = v + base;
+    const T* __restrict__ kty_plane = kty + base;
+    T* __restrict__ out_plane = out + base;
+    for (int64_t i = first; i < steps; i += stride) {
+      T vv[kElems];
+      T yy[kElems];
+      T kk[L::kFreqs];
+      T oo[kElems];
+#pragma unroll
+      for (int a = 0; a < kElems; a += L::kData) {
+        Access<T, L::kData>::load(v_plane + i * kElems + a, vv + a);
+        Access<T, L::kData>::load(kty_plane + i * kElems + a, yy + a);
+      }
+#pragma unroll
+      for (int a = 0; a < L::kFreqs; a += L::kK2) {
+        Access<T, L::kK2>::load_ro(k2_plane + i * L::kFreqs + a, kk + a);
+      }
+#pragma unroll
+      for (int f = 0; f < L::kFreqs; ++f) {
+        update.apply(kk[f], vv + 2 * f, yy + 2 * f, oo + 2 * f);
+      }
+#pragma unroll
+      for (int a = 0; a < kElems; a += L::kData) {
+        Access<T, L::kData>::store(out_plane + i * kElems + a, oo + a);
+      }
+    }
+  }
+}
+
+template <typename T, typename L, typename U>
+cudaError_t launch_layout(const T* v, const T* kty, const T* k2,
+                          const typename U::Coeffs& coeffs, T* out, int64_t planes,
+                          int64_t channels, int64_t freqs_per_plane, int64_t k2_batch_stride,
+                          cudaStream_t stream) {
+  const int64_t steps = freqs_per_plane / L::kFreqs;
+  dim3 grid;
+  const cudaError_t err = spectral_grid(planes, steps, &grid);
+  if (err != cudaSuccess) return err;
+  spectral_kernel<T, L, U><<<grid, kThreads, 0, stream>>>(v, kty, k2, coeffs, out, planes,
+                                                          channels, steps, k2_batch_stride);
+  return cudaGetLastError();
+}
+
+// Launches spectral_kernel with update functor U on the fastest memory path the pointers allow
+// (choose_path); nothing for empty inputs. Shapes and strides as in the launchers above.
+template <typename U, typename T>
+cudaError_t launch_spectral(const T* v, const T* kty, const T* k2,
+                            const typename U::Coeffs& coeffs, T* out, int64_t planes,
+                            int64_t channels, int64_t freqs_per_plane, int64_t k2_batch_stride,
+                            cudaStream_t stream) {
+  if (planes <= 0 || channels <= 0 || freqs_per_plane <= 0) return cudaSuccess;
+  switch (choose_path(v, kty, k2, out, freqs_per_plane, k2_batch_stride)) {
+    case Path::kTwoFreqs:
+      if constexpr (sizeof(T) == 4) {
+        return launch_layout<T, Layout<2, 4, 2>, U>(v, kty, k2, coeffs, out, planes, channels,
+                                                    freqs_per_plane, k2_batch_stride, stream);
+      }
+      break;  // never chosen for double
+    case Path::kOneFreq:
+      return launch_layout<T, Layout<1, 2, 1>, U>(v, kty, k2, coeffs, out, planes, channels,
+                                                  freqs_per_plane, k2_batch_stride, stream);
+    case Path::kScalar:
+      break;
+  }
+  return launch_layout<T, Layout<1, 1, 1>, U>(v, kty, k2, coeffs, out, planes, channels,
+                                              freqs_per_plane, k2_batch_stride, stream);
 }
 
 }  // namespace pnpfast::detail
