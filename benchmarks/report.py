@@ -25,7 +25,8 @@ KEY = ("op", "provider", "shape", "dtype", "device")
 
 
 def load_rows(results_dir: Path) -> list[dict]:
-    """Every row of every *.jsonl file under ``results_dir``, in file then line order."""
+    """Every timing row (one with an ``op``) of every *.jsonl file under ``results_dir``, in file
+    then line order; other result files (restoration quality) are not timing tables."""
     rows = []
     for path in sorted(results_dir.glob("*.jsonl")):
         with path.open() as f:
@@ -34,9 +35,12 @@ def load_rows(results_dir: Path) -> list[dict]:
                 if not line:
                     continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     print(f"{path}:{lineno}: skipped, not JSON ({exc})", file=sys.stderr)
+                    continue
+                if "op" in row:
+                    rows.append(row)
     return rows
 
 
