@@ -38,34 +38,23 @@ def relative_error(a, b):
 SIGMA_D = torch.tensor([10 / 255, 20 / 255], dtype=torch.float64)
 
 
-@pytest.mark.parametrize("method", ["pgd", "fista"])
-def test_proximal_gradient_fixed_point(method):
-    """x = W (x - tau A^T (A x - y))  <=>  X = tau W KtY / (1 - W + tau W K2)."""
+@pytest.mark.parametrize(
+    "method, step_name, step",
+    [("pgd", "tau", [0.8, 1.2]), ("fista", "tau", [0.8, 1.2]), ("admm", "gamma", [0.5, 2.0])],
+)
+def test_forward_backward_fixed_point(method, step_name, step):
+    """PGD and FISTA: x = W (x - tau A^T (A x - y))  <=>  X = tau W KtY / (1 - W + tau W K2);
+    ADMM's fixed point is the same with tau = gamma."""
     A, _, y = problem()
     D = GaussianSmoothing()
-    tau = torch.tensor([0.8, 1.2], dtype=torch.float64)
+    t = torch.tensor(step, dtype=torch.float64)
     res = pnpfast.solve(
-        y, A, D, method, sigma=0.02, tau=tau, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14
+        y, A, D, method, sigma=0.02, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14, **{step_name: t}
     )
     kty, k2 = spectra(A, y)
     Wt = D.transfer(*y.shape[-2:], SIGMA_D, y)
-    t = tau.view(-1, 1, 1, 1)
+    t = t.view(-1, 1, 1, 1)
     expected = fourier_solution(t * Wt * kty, 1 - Wt + t * Wt * k2, *y.shape[-2:])
-    assert relative_error(res.x, expected) < 1e-8
-
-
-def test_admm_fixed_point():
-    """ADMM's fixed point is PGD's with tau = gamma."""
-    A, _, y = problem()
-    D = GaussianSmoothing()
-    gamma = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    res = pnpfast.solve(
-        y, A, D, "admm", sigma=0.02, gamma=gamma, sigma_d=SIGMA_D, max_iter=3000, tol=1e-14
-    )
-    kty, k2 = spectra(A, y)
-    Wt = D.transfer(*y.shape[-2:], SIGMA_D, y)
-    g = gamma.view(-1, 1, 1, 1)
-    expected = fourier_solution(g * Wt * kty, 1 - Wt + g * Wt * k2, *y.shape[-2:])
     assert relative_error(res.x, expected) < 1e-8
 
 
