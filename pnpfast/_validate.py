@@ -57,8 +57,13 @@ def per_image(
     positive: bool = False,
     nonnegative: bool = False,
     upper: float | None = None,
+    check_values: bool = True,
 ) -> torch.Tensor:
-    """A per-image parameter (float or length-B tensor) as a [B] tensor on like's device/dtype."""
+    """A per-image parameter (float or length-B tensor) as a [B] tensor on like's device/dtype.
+
+    The values of a tensor are read (one host synchronisation) only with ``check_values``;
+    without it only its form is checked. Python numbers are always checked.
+    """
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
             value = value.reshape(1)
@@ -69,7 +74,7 @@ def per_image(
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be real, not {value.dtype}")
         t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
-        values = t.detach().cpu().tolist()
+        values = t.detach().cpu().tolist() if check_values else []
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         values = [float(value)] * batch
         t = torch.full((batch,), float(value), device=like.device, dtype=like.dtype)

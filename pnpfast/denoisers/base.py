@@ -12,9 +12,9 @@ classical denoisers set their strength from it, image by image, without a Python
 batch.
 """
 
-import math
-
 import torch
+
+from pnpfast import _validate
 
 __all__ = ["Denoiser", "check_image", "sigma_per_image"]
 
@@ -50,38 +50,9 @@ def sigma_per_image(sigma: object, x: torch.Tensor, *, check_values: bool = True
     string, complex or boolean tensor), ValueError for a wrong shape or length, a negative value,
     NaN or Inf.
     """
-    batch = x.shape[0]
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
-        raise TypeError(
-            f"sigma must be a float or a tensor of length {batch} (one level per image), "
-            f"not {type(sigma).__name__}"
-        )
-    if isinstance(sigma, torch.Tensor):
-        if sigma.is_complex() or sigma.dtype == torch.bool:
-            raise TypeError(f"sigma must be real, not {str(sigma.dtype).removeprefix('torch.')}")
-        flat = sigma.reshape(1) if sigma.dim() == 0 else sigma
-        if flat.dim() != 1 or flat.shape[0] not in (1, batch):
-            raise ValueError(
-                f"sigma must be a float or a tensor of length {batch} (one level per image), "
-                f"got shape {tuple(sigma.shape)}"
-            )
-        out = flat.to(device=x.device, dtype=x.dtype).expand(batch)
-        if check_values:
-            if bool(torch.isnan(out).any()):
-                raise ValueError(f"sigma contains NaN: {out.tolist()}")
-            if bool(torch.isinf(out).any()):
-                raise ValueError(f"sigma must be finite, got {out.tolist()}")
-            if bool((out < 0).any()):
-                raise ValueError(f"sigma must be >= 0, got {out.tolist()}")
-        return out
-    value = float(sigma)
-    if math.isnan(value):
-        raise ValueError("sigma is NaN")
-    if math.isinf(value):
-        raise ValueError(f"sigma must be finite, got {value}")
-    if value < 0:
-        raise ValueError(f"sigma must be >= 0, got {value}")
-    return torch.full((batch,), value, device=x.device, dtype=x.dtype)
+    return _validate.per_image(
+        "sigma", sigma, x.shape[0], x, nonnegative=True, check_values=check_values
+    )
 
 
 class Denoiser(torch.nn.Module):
