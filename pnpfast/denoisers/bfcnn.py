@@ -74,6 +74,15 @@ class BFCNN(Denoiser):
             torch.nn.Parameter(torch.ones(1, features, 1, 1)) for _ in range(depth - 2)
         )
 
+    def config(self) -> dict:
+        """The constructor arguments, enough to rebuild the architecture."""
+        return {
+            "arch": "bfcnn",
+            "channels": self.channels,
+            "depth": self.depth,
+            "features": self.features,
+        }
+
     def _scale(self, h: torch.Tensor, k: int) -> torch.Tensor:
         if self.training:
             sd = torch.sqrt(h.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + 1e-5)

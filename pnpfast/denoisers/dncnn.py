@@ -109,6 +109,17 @@ class DnCNN(Denoiser):
     def extra_repr(self) -> str:
         return f"depth={self.depth}, bias={self.bias}, norm={self.norm!r}"
 
+    def config(self) -> dict:
+        """The constructor arguments, enough to rebuild the architecture."""
+        return {
+            "arch": "dncnn",
+            "channels": self.channels,
+            "depth": self.depth,
+            "features": self.features,
+            "bias": self.bias,
+            "norm": self.norm,
+        }
+
     def residual(self, y: torch.Tensor) -> torch.Tensor:
         """The network output r(y), the noise estimate: [B, C, H, W] -> [B, C, H, W]."""
         h = F.relu(self.first(y))

@@ -1,0 +1,27 @@
+"""Training denoisers: data, losses, the loop and the weight file.
+
+    from pnpfast.train import TrainConfig, train
+    result = train(TrainConfig(train_dir="BSD400", val_dir="Set5", out_dir="runs/gray"))
+
+Also ``pnpfast train ...`` on the command line. See ``pnpfast.train.loop`` for what a run
+writes and how it resumes, and ``pnpfast.train.losses`` for the loss hook.
+"""
+
+from pnpfast.train.data import Batch, ImageFolder, NoiseModel, PatchSampler
+from pnpfast.train.loop import TrainConfig, TrainResult, train
+from pnpfast.train.losses import LOSSES, MSELoss, register_loss
+from pnpfast.train.weights import save_weights
+
+__all__ = [
+    "LOSSES",
+    "Batch",
+    "ImageFolder",
+    "MSELoss",
+    "NoiseModel",
+    "PatchSampler",
+    "TrainConfig",
+    "TrainResult",
+    "register_loss",
+    "save_weights",
+    "train",
+]

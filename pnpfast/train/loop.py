@@ -1,0 +1,439 @@
+"""The training loop: ``TrainConfig`` and ``train``.
+
+    from pnpfast.train import TrainConfig, train
+    cfg = TrainConfig(train_dir="data/train", val_dir="data/val", out_dir="runs/gray",
+                      channels=1, sigma=(0, 50 / 255), steps=20000)
+    result = train(cfg)            # resumes from runs/gray/checkpoint.pt when it exists
+
+What a run writes in ``out_dir`` (every file replaced atomically, so a crash loses at most the
+steps since the last checkpoint):
+
+* ``config.json``: the configuration;
+* ``checkpoint.pt``: model, optimizer, schedule, gradient scaler, loss-module state, the RNG
+  states (torch CPU and CUDA, the patch sampler's generator, epoch order and position), the step
+  and the best validation PSNR; a run restarted with the same configuration continues exactly
+  where it stopped (same batches, same weights as an uninterrupted run);
+* ``log.jsonl``: one JSON object per line: ``{"step", "loss", "lr", "seconds", ...}`` every
+  ``log_every`` steps and ``{"step", "val_psnr", "val_psnr_<sigma255>", ...}`` at validation;
+* ``model.pt`` (the last weights) and ``best.pt`` (the weights with the best validation PSNR) in
+  the format ``pnpfast.denoisers.load(weights=...)`` reads.
+
+Optimiser: Adam (optionally with weight decay as AdamW); learning rate schedules ``"cosine"``
+(linear warm-up, then cosine decay to ``lr * lr_final``), ``"step"`` (times ``gamma`` at each
+fraction of ``steps`` in ``milestones``) and ``"constant"``; gradient clipping by global norm;
+mixed precision by autocast on a GPU (bfloat16, or float16 with a gradient scaler), float32 on
+the CPU.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from pnpfast.denoisers.architectures import build
+from pnpfast.metrics import psnr
+from pnpfast.train.data import ImageFolder, NoiseModel, PatchSampler, noisy_copies
+from pnpfast.train.losses import LossFn, make_loss
+from pnpfast.train.weights import is_weights_file, save_weights
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved as ``config.json``).
+
+    Noise levels are on the [0, 1] scale: ``sigma=(0, 50/255)`` draws each patch's level
+    uniformly in [0, 50]/255 (blind training); ``sigma=(25/255, 25/255)`` is non-blind.
+    ``arch`` is a ``pnpfast.denoisers.architectures.build`` config without ``channels`` (taken
+    from ``channels``).
+    """
+
+    train_dir: str
+    out_dir: str
+    val_dir: str | None = None
+    channels: int = 1
+    arch: dict = field(
+        default_factory=lambda: {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1}
+    )
+    sigma: tuple[float, float] = (0.0, 50 / 255)
+    patch_size: int = 64
+    patches_per_image: int = 16
+    augment: bool = True
+    batch_size: int = 16
+    steps: int = 10_000
+    lr: float = 1e-3
+    lr_final: float = 0.01
+    schedule: str = "cosine"
+    warmup: int = 0
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    weight_decay: float = 0.0
+    clip: float | None = 1.0
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    loss: str = "mse"
+    loss_options: dict = field(default_factory=dict)
+    init: str | None = None
+    val_every: int = 500
+    val_sigmas: tuple[float, ...] = (15 / 255, 25 / 255, 50 / 255)
+    val_crop: int | None = 256
+    val_images: int | None = None
+    checkpoint_every: int = 500
+    log_every: int = 50
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.sigma = tuple(float(s) for s in self.sigma)
+        self.milestones = tuple(float(m) for m in self.milestones)
+        self.val_sigmas = tuple(float(s) for s in self.val_sigmas)
+        checks = [
+            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
+            (len(self.sigma) == 2, f"sigma must be (low, high), got {self.sigma}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 < self.lr_final <= 1, f"lr_final must be in (0, 1], got {self.lr_final}"),
+            (
+                self.schedule in SCHEDULES,
+                f"schedule must be one of {SCHEDULES}, not {self.schedule!r}",
+            ),
+            (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
+            (
+                self.precision in PRECISIONS,
+                f"precision must be one of {PRECISIONS}, not {self.precision!r}",
+            ),
+            (self.clip is None or self.clip > 0, f"clip must be > 0 or None, got {self.clip}"),
+            (self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}"),
+            (
+                self.checkpoint_every >= 1,
+                f"checkpoint_every must be >= 1, got {self.checkpoint_every}",
+            ),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (
+                isinstance(self.arch, dict) and "arch" in self.arch,
+                f"arch must be a dict with an 'arch' entry, got {self.arch!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        NoiseModel(*self.sigma)  # checks the range
+
+    def network_config(self) -> dict:
+        return {**self.arch, "channels": self.channels}
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the trained model (eval mode), the step reached, the best
+    validation PSNR (mean over ``val_sigmas``; None without validation) and the paths."""
+
+    model: torch.nn.Module
+    step: int
+    best_psnr: float | None
+    out_dir: Path
+    weights: Path
+    best_weights: Path | None
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for float32. The CPU always trains in float32."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+class _Schedule:
+    """The learning-rate factor at a step (a picklable callable for LambdaLR)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.kind, self.steps, self.warmup = cfg.schedule, cfg.steps, cfg.warmup
+        self.final, self.gamma = cfg.lr_final, cfg.gamma
+        self.milestones = [round(m * cfg.steps) for m in cfg.milestones]
+
+    def __call__(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "step":
+            return self.gamma ** sum(step >= m for m in self.milestones)
+        span = max(self.steps - self.warmup, 1)
+        t = min(max(step - self.warmup, 0) / span, 1.0)
+        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Validation:
+    """Fixed noisy copies of the held-out images (same noise at every validation)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        folder = ImageFolder(cfg.val_dir, cfg.channels, what="val_dir")
+        images = folder.images[: cfg.val_images] if cfg.val_images else folder.images
+        self.sigmas = cfg.val_sigmas
+        generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.items = []
+        for x in images:
+            if cfg.val_crop:
+                h, w = x.shape[-2:]
+                c = cfg.val_crop
+                top, left = max((h - c) // 2, 0), max((w - c) // 2, 0)
+                x = x[:, top : top + c, left : left + c]
+            x = x.unsqueeze(0)
+            for s in self.sigmas:
+                sigma = torch.full((1,), s)
+                self.items.append((s, x, noisy_copies(x, sigma, generator), sigma))
+        self.skipped = folder.skipped
+
+    @torch.no_grad()
+    def run(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        scores: dict[float, list[float]] = {s: [] for s in self.sigmas}
+        for s, clean, noisy, sigma in self.items:
+            out = model(noisy.to(device), sigma.to(device)).clamp(0, 1)
+            scores[s].append(float(psnr(out, clean.to(device)).mean()))
+        model.train(was_training)
+        result = {f"val_psnr_{round(s * 255, 2):g}": sum(v) / len(v) for s, v in scores.items()}
+        result["val_psnr"] = sum(result.values()) / len(result)
+        return result
+
+
+class _Log:
+    """``log.jsonl``, appended line by line; on resume the lines past the checkpoint's step are
+    dropped, so the log of a resumed run equals that of an uninterrupted one."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        if resume_step is None:
+            _atomic_text("", path)
+        elif path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            _atomic_text("".join(f"{line}\n" for line in kept), path)
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+def _initialise(model: torch.nn.Module, path: str) -> None:
+    """Start from the weights of a pnpfast weight file of the same architecture."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not is_weights_file(obj):
+        raise ValueError(f"init {path} is not a pnpfast weight file")
+    if obj["config"] != model.config():
+        raise ValueError(
+            f"init {path} holds {obj['config']}, not the architecture trained here "
+            f"({model.config()})"
+        )
+    model.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(
+    config: TrainConfig,
+    *,
+    loss: LossFn | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the network of ``config`` and return a ``TrainResult``.
+
+    ``loss`` overrides ``config.loss`` with any callable of the loss protocol
+    (``pnpfast.train.losses``). With ``resume`` (default) a ``checkpoint.pt`` in ``out_dir``
+    from a run of the same configuration is continued; a checkpoint of a different
+    configuration raises ValueError (use another ``out_dir`` or ``resume=False``, which
+    starts over). ``progress`` shows a progress bar with the loss and the validation PSNR.
+    """
+    cfg = config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+
+    folder = ImageFolder(cfg.train_dir, cfg.channels, min_size=cfg.patch_size, what="train_dir")
+    validation = _Validation(cfg) if cfg.val_dir else None
+    for path, reason in folder.skipped + (validation.skipped if validation else []):
+        print(f"pnpfast train: skipped {path}: {reason}", flush=True)
+
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.network_config())
+    if cfg.init:
+        _initialise(model, cfg.init)
+    model = model.to(device).train()
+    loss_fn = loss if loss is not None else make_loss(cfg.loss, cfg.loss_options)
+    loss_module = loss_fn if isinstance(loss_fn, torch.nn.Module) else None
+    if loss_module is not None:
+        loss_module.to(device).train()
+    params = list(model.parameters()) + (list(loss_module.parameters()) if loss_module else [])
+    if cfg.weight_decay:
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(cfg))
+    amp = _autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    sampler = PatchSampler(
+        folder,
+        cfg.patch_size,
+        cfg.patches_per_image,
+        NoiseModel(*cfg.sigma),
+        seed=cfg.seed,
+        augment=cfg.augment,
+    )
+
+    step, best = 0, None
+    resume_step = None
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["config"] != cfg.to_json():
+            changed = sorted(
+                k
+                for k in set(ckpt["config"]) | set(cfg.to_json())
+                if ckpt["config"].get(k) != cfg.to_json().get(k)
+            )
+            raise ValueError(
+                f"{ckpt_path} was written by a run with another configuration (differs in "
+                f"{', '.join(changed)}); use another out_dir, or resume=False to start over"
+            )
+        model.load_state_dict(ckpt["model"])
+        if loss_module is not None:
+            loss_module.load_state_dict(ckpt["loss"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        sampler.load_state_dict(ckpt["sampler"])
+        _set_rng_state(ckpt["rng"], device)
+        step, best = int(ckpt["step"]), ckpt["best_psnr"]
+        resume_step = step
+    _atomic_text(json.dumps(cfg.to_json(), indent=2) + "\n", out / "config.json")
+    log = _Log(out / "log.jsonl", resume_step)
+
+    meta = {"train_dir": str(cfg.train_dir), "sigma_range": list(cfg.sigma), "loss": cfg.loss}
+
+    def checkpoint() -> None:
+        _atomic_save(
+            {
+                "config": cfg.to_json(),
+                "model": model.state_dict(),
+                "loss": loss_module.state_dict() if loss_module is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "sampler": sampler.state_dict(),
+                "rng": _rng_state(device),
+                "step": step,
+                "best_psnr": best,
+            },
+            ckpt_path,
+        )
+        save_weights(model, out / "model.pt", meta={**meta, "step": step})
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    sums: dict[str, float] = {}
+    count, started = 0, time.perf_counter()
+    while step < cfg.steps:
+        batch = sampler.next_batch(cfg.batch_size).to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            value, metrics = loss_fn(model, batch)
+        if not torch.isfinite(value):
+            checkpoint()
+            raise FloatingPointError(
+                f"the training loss is {float(value)} at step {step + 1}; lower lr or set clip "
+                f"(the last good state is in {ckpt_path})"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(value).backward()
+        if cfg.clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+        # summed on the device: no host synchronisation per step
+        for k, v in {"loss": value, **metrics}.items():
+            v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+            sums[k] = sums[k] + v if k in sums else v
+        count += 1
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            record = {"step": step, **{k: float(v) / count for k, v in sums.items()}}
+            record["lr"] = scheduler.get_last_lr()[0]
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            log.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.3g}")
+            sums, count = {}, 0
+        if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            scores = validation.run(model, device)
+            log.write({"step": step, **scores})
+            if best is None or scores["val_psnr"] > best:
+                best = scores["val_psnr"]
+                save_weights(model, out / "best.pt", meta={**meta, "step": step, **scores})
+            if bar is not None:
+                bar.set_postfix(val_psnr=f"{scores['val_psnr']:.2f}", best=f"{best:.2f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+    model.eval()
+    best_path = out / "best.pt"
+    return TrainResult(
+        model, step, best, out, out / "model.pt", best_path if best_path.exists() else None
+    )

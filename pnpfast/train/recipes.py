@@ -1,0 +1,71 @@
+"""The recipes of the denoisers pnpfast ships: ``TrainConfig`` presets by name.
+
+    pnpfast train --recipe conditional-gray --train-dir BSD400 --val-dir Set5 --out runs/cg
+
+Each recipe fixes everything but the folders; the README records the command, the machine, the
+time and the PSNR of every shipped file.
+
+* ``conditional-*``: DRUNet with a noise-level map, widths (32, 64, 128), one residual block per
+  level, no biases (as DPIR), sigma uniform in [0, 60]/255; for HQS/DPIR, ADMM and the
+  gradient-step methods, whose schedules set the strength through sigma.
+* ``blind-*``: the same U-Net without the noise map, bias-free with ReLU (positively
+  homogeneous, as BF-CNN), sigma uniform in [0, 100]/255 (the range of the public BF-CNN);
+  for RED and the implicit-prior sampler.
+"""
+
+from pnpfast.train.loop import TrainConfig
+
+__all__ = ["RECIPES", "recipe"]
+
+_UNET = {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1, "bias": False}
+_COMMON = {
+    "patch_size": 64,
+    "patches_per_image": 64,
+    "batch_size": 16,
+    "steps": 8000,
+    "lr": 1e-3,
+    "lr_final": 0.01,
+    "schedule": "cosine",
+    "warmup": 200,
+    "clip": 1.0,
+    "val_every": 1000,
+    "checkpoint_every": 250,
+    "log_every": 50,
+    "val_crop": 256,
+    "seed": 0,
+}
+
+RECIPES: dict[str, dict] = {
+    "conditional-gray": {
+        **_COMMON,
+        "channels": 1,
+        "arch": {**_UNET, "noise_map": True},
+        "sigma": (0.0, 60 / 255),
+    },
+    "conditional-color": {
+        **_COMMON,
+        "channels": 3,
+        "arch": {**_UNET, "noise_map": True},
+        "sigma": (0.0, 60 / 255),
+    },
+    "blind-gray": {
+        **_COMMON,
+        "channels": 1,
+        "arch": {**_UNET, "noise_map": False},
+        "sigma": (0.0, 100 / 255),
+    },
+    "blind-color": {
+        **_COMMON,
+        "channels": 3,
+        "arch": {**_UNET, "noise_map": False},
+        "sigma": (0.0, 100 / 255),
+    },
+}
+
+
+def recipe(name: str, **overrides) -> TrainConfig:
+    """The ``TrainConfig`` of recipe ``name`` with ``overrides`` (at least ``train_dir`` and
+    ``out_dir``) applied."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {name!r}")
+    return TrainConfig(**{**RECIPES[name], **overrides})
