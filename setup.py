@@ -69,7 +69,7 @@ ext_modules, cmdclass = cuda_extension()
 setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={"pnpfast": ["data/*"]},
+    package_data={"pnpfast": ["weights/*.pt"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -9,9 +9,10 @@ batch with per-image kernels (the Levin kernels, zero-padded to 27x27 around the
 
 PSNR per image on the [0, 1] scale against the clean image (no border cropping), of the final
 iterate and of the best intermediate iterate. Rows go to benchmarks/results/deblur_quality.jsonl.
-Needs ../shared/data (Set3C, kernels/levin09, the color BF-CNN weights).
+Needs ../shared/data (Set3C, kernels/levin09, and for ``--denoiser bfcnn`` the public color
+BF-CNN weights, its default ``--weights``).
 
-    python benchmarks/quality_deblur.py [--denoiser bfcnn] [--weights PATH] [--device cpu]
+    python benchmarks/quality_deblur.py [--denoiser conditional] [--weights PATH] [--device cpu]
 """
 
 import argparse
@@ -46,11 +47,21 @@ def levin_kernels(size: int = 27) -> tuple[torch.Tensor, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--denoiser", default="bfcnn")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument(
+        "--denoiser",
+        default="conditional",
+        help="a pnpfast.denoisers.load name (default: the shipped noise-conditional one)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="weight file (default: the public color BF-CNN for bfcnn, none otherwise)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(harness.results_path("deblur_quality")))
     args = parser.parse_args(argv)
+    if args.weights is None and args.denoiser == "bfcnn":
+        args.weights = str(DEFAULT_WEIGHTS)
     if not DATA.is_dir():
         print(f"needs the test data at {DATA}", file=sys.stderr)
         return 2
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     "kernel": kernel_names[i % n_k],
                     "noise_255": noise,
                     "method": "hqs",
-                    "denoiser": f"{args.denoiser}:{Path(args.weights).name}",
+                    "denoiser": f"{args.denoiser}:{Path(args.weights).name if args.weights else 'shipped'}",
                     "iterations": int(res.iterations[i]),
                     "psnr": round(float(final[i]), 3),
                     "best_iterate_psnr": round(float(best[i]), 3),

@@ -1,14 +1,19 @@
-"""The ``pnpfast`` command line: ``demo``, ``deblur`` and ``backends``.
+"""The ``pnpfast`` command line: ``demo``, ``deblur``, ``train`` and ``backends``.
 
     pnpfast demo -o pnpfast-demo                 # a self-contained deblurring demo
     pnpfast deblur a.png b.jpg --kernel k.mat --noise 7.65 -o restored/
+    pnpfast train --recipe conditional-gray --train-dir BSD400 --val-dir Set12 --out runs/cg
     pnpfast backends                             # which fused-op backends run here, and why not
 
-Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written); 2 bad
-arguments (including an unreadable kernel, an unknown denoiser or an unavailable device).
+Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written), or the
+training loss of ``train`` diverged; 2 bad arguments (including an unreadable kernel, an unknown
+denoiser, an unavailable device, an unusable training folder or a checkpoint in ``--out`` from
+another configuration).
 """
 
 import argparse
+import copy
+import dataclasses
 import math
 import sys
 import time
@@ -18,6 +23,8 @@ from pathlib import Path
 import torch
 
 import pnpfast
+from pnpfast.denoisers.architectures import ARCHITECTURES, build
+from pnpfast.denoisers.drunet import ACTIVATIONS
 from pnpfast.io import (
     ImageReadError,
     KernelReadError,
@@ -27,6 +34,11 @@ from pnpfast.io import (
     write_image,
 )
 from pnpfast.metrics import psnr, ssim
+from pnpfast.train.data import ImageFolder
+from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, train
+from pnpfast.train.losses import LOSSES
+from pnpfast.train.recipes import RECIPES
+from pnpfast.train.weights import is_weights_file
 
 __all__ = ["main", "motion_kernel"]
 
@@ -119,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Fast Plug-and-Play image restoration.",
-        epilog="Exit codes: 0 success, 1 some images failed, 2 bad arguments.",
+        epilog="Exit codes: 0 success, 1 some images failed or training diverged, 2 bad arguments.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {pnpfast.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -240,8 +252,187 @@ def _parser() -> argparse.ArgumentParser:
         help="skip an input whose output file already exists",
     )
 
+    _add_train_parser(sub)
     sub.add_parser("backends", help="list the fused-op backends and whether they can run here")
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive integers, e.g. ``32,64,128``."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 32,64,128, got {text!r}"
+        ) from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _sigma_range(text: str) -> tuple[float, float]:
+    """An argparse type: ``LOW,HIGH`` (or one level) on the 0..255 scale -> [0, 1] scale."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH (or one level) on the 0..255 scale, such as 0,50, got {text!r}"
+        )
+    low, high = values
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    return low / 255.0, high / 255.0
+
+
+def _float_at_least(minimum: float, *, strict: bool):
+    """An argparse type: a finite number > ``minimum`` (``strict``) or >= ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
+        if not ok:
+            relation = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(
+                f"expected a number {relation} {minimum:g}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+# network flags by the architectures they apply to (argparse dest names)
+_ARCH_FLAGS = {
+    "drunet": ("widths", "blocks", "noise_map", "bias", "activation"),
+    "dncnn": ("depth", "features", "bias"),
+    "bfcnn": ("depth", "features"),
+}
+# flags copied into TrainConfig as they are (argparse dest = TrainConfig field)
+_TRAIN_FIELDS = (
+    "channels",
+    "sigma",
+    "patch_size",
+    "patches_per_image",
+    "batch_size",
+    "steps",
+    "lr",
+    "schedule",
+    "warmup",
+    "precision",
+    "device",
+    "seed",
+    "val_every",
+    "checkpoint_every",
+    "threads",
+    "loss",
+)
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a denoiser on a folder of images",
+        description=(
+            "Train a denoiser on random patches of the images in --train-dir with Gaussian noise "
+            "and write into --out: model.pt (the last weights), best.pt (the best on --val-dir), "
+            "config.json, log.jsonl and checkpoint.pt. Running the same command again resumes "
+            "from the checkpoint. With --recipe the recipe's settings are the defaults and the "
+            "flags given override them; without it the defaults of pnpfast.train.TrainConfig "
+            "apply. Noise levels are on the 0..255 scale."
+        ),
+    )
+    data = train.add_argument_group("data")
+    data.add_argument(
+        "--train-dir", type=Path, required=True, metavar="DIR", help="training images (recursive)"
+    )
+    data.add_argument(
+        "--val-dir", type=Path, metavar="DIR", help="validation images (default: no validation)"
+    )
+    data.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output folder, created if missing"
+    )
+    data.add_argument(
+        "--recipe", choices=list(RECIPES), help="start from a preset of pnpfast.train.RECIPES"
+    )
+    data.add_argument(
+        "--channels", type=int, choices=(1, 3), help="1 gray (color images -> luma), 3 color"
+    )
+    data.add_argument(
+        "--sigma",
+        type=_sigma_range,
+        metavar="LOW,HIGH",
+        help="training noise std on the 0..255 scale, uniform in [LOW, HIGH] per patch; one "
+        "number trains at that level only",
+    )
+    data.add_argument("--patch-size", type=_positive_int, metavar="N", help="patch side")
+    data.add_argument(
+        "--patches-per-image", type=_positive_int, metavar="N", help="patches per image per epoch"
+    )
+
+    net = train.add_argument_group("network (each flag only for the architectures named)")
+    net.add_argument("--arch", choices=list(ARCHITECTURES), help="network architecture")
+    net.add_argument(
+        "--widths", type=_int_list, metavar="W0,W1,..", help="drunet: channels of each level"
+    )
+    net.add_argument(
+        "--blocks", type=_nonnegative_int, metavar="N", help="drunet: residual blocks per level"
+    )
+    net.add_argument(
+        "--noise-map",
+        action=argparse.BooleanOptionalAction,
+        help="drunet: give the network the noise level (--no-noise-map: blind)",
+    )
+    net.add_argument(
+        "--bias",
+        action=argparse.BooleanOptionalAction,
+        help="drunet, dncnn: convolution biases (dncnn --no-bias also uses bias-free batch norm)",
+    )
+    net.add_argument("--activation", choices=list(ACTIVATIONS), help="drunet: activation")
+    net.add_argument("--depth", type=_int_at_least(3), metavar="N", help="dncnn, bfcnn: layers")
+    net.add_argument(
+        "--features", type=_positive_int, metavar="N", help="dncnn, bfcnn: channels per layer"
+    )
+
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=_positive_int, metavar="N", help="patches per step")
+    opt.add_argument("--steps", type=_positive_int, metavar="N", help="training steps in all")
+    opt.add_argument(
+        "--lr", type=_float_at_least(0, strict=True), metavar="LR", help="peak learning rate"
+    )
+    opt.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    opt.add_argument("--warmup", type=_nonnegative_int, metavar="N", help="steps of linear warm-up")
+    opt.add_argument(
+        "--clip",
+        type=_float_at_least(0, strict=False),
+        metavar="NORM",
+        help="clip the gradient to this global norm; 0 turns clipping off",
+    )
+    opt.add_argument("--loss", metavar="NAME", help="training loss (pnpfast.train.LOSSES)")
+    opt.add_argument(
+        "--init", type=Path, metavar="FILE", help="start from this pnpfast weight file"
+    )
+
+    run = train.add_argument_group("run")
+    run.add_argument("--precision", choices=PRECISIONS, help="GPU arithmetic (the CPU uses fp32)")
+    run.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--seed", type=_nonnegative_int, metavar="N", help="random seed")
+    run.add_argument("--val-every", type=_positive_int, metavar="N", help="validate every N steps")
+    run.add_argument(
+        "--checkpoint-every", type=_positive_int, metavar="N", help="checkpoint every N steps"
+    )
+    run.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over even when --out holds a checkpoint (it is replaced)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _usage_error(command: str, message: str) -> int:
@@ -374,6 +565,158 @@ def _deblur(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+class _TrainArgumentError(Exception):
+    """A flag of ``pnpfast train`` that cannot work; the message names it."""
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` the flags describe; _TrainArgumentError naming a bad flag."""
+    base = copy.deepcopy(RECIPES[args.recipe]) if args.recipe else {}
+    default_arch = base.get("arch") or next(
+        f.default_factory() for f in dataclasses.fields(TrainConfig) if f.name == "arch"
+    )
+    name = args.arch or default_arch["arch"]
+    # another architecture than the recipe's starts from that architecture's own defaults
+    arch = dict(default_arch) if name == default_arch["arch"] else {"arch": name}
+    for dest in sorted({d for flags in _ARCH_FLAGS.values() for d in flags}):
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest not in _ARCH_FLAGS[name]:
+            takes = ", ".join(f"--{d.replace('_', '-')}" for d in _ARCH_FLAGS[name])
+            raise _TrainArgumentError(
+                f"--{dest.replace('_', '-')} does not apply to --arch {name} (it takes {takes})"
+            )
+        arch[dest] = value
+    if name == "dncnn" and args.bias is not None:
+        arch["norm"] = "batch" if args.bias else "bias-free"
+
+    settings = {
+        **base,
+        "train_dir": str(args.train_dir),
+        "out_dir": str(args.out),
+        "arch": arch,
+        **{k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None},
+    }
+    if args.val_dir is not None:
+        settings["val_dir"] = str(args.val_dir)
+    if args.clip is not None:
+        settings["clip"] = args.clip or None
+    if args.init is not None:
+        settings["init"] = str(args.init)
+    try:
+        return TrainConfig(**settings)
+    except ValueError as exc:
+        raise _TrainArgumentError(str(exc)) from None
+
+
+def _check_training(cfg: TrainConfig, out: Path, fresh: bool) -> int:
+    """Check everything ``train`` would reject, raising _TrainArgumentError naming the flag;
+    returns the step a checkpoint in ``out`` resumes from (0: none, or ``fresh``)."""
+    if cfg.device != "auto":
+        try:
+            device = torch.device(cfg.device)
+        except RuntimeError:
+            raise _TrainArgumentError(
+                f"--device {cfg.device!r} is not a device (auto, cpu, cuda or cuda:N)"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise _TrainArgumentError(
+                f"--device {cfg.device} was asked for but CUDA is not available"
+            )
+    if cfg.loss not in LOSSES:
+        raise _TrainArgumentError(f"--loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
+    try:
+        model = build(cfg.network_config())
+    except (ValueError, TypeError) as exc:
+        raise _TrainArgumentError(f"--arch {cfg.arch['arch']}: {exc}") from None
+    try:
+        # read here as well as in train so that a bad folder is an argument error
+        ImageFolder(cfg.train_dir, cfg.channels, min_size=cfg.patch_size, what="--train-dir")
+        if cfg.val_dir:
+            ImageFolder(cfg.val_dir, cfg.channels, what="--val-dir")
+    except (FileNotFoundError, ValueError) as exc:
+        raise _TrainArgumentError(str(exc)) from None
+    if cfg.init:
+        try:
+            obj = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch.load fails in many ways on a file that is not its own
+            raise _TrainArgumentError(f"--init {cfg.init} cannot be read: {exc}") from None
+        if not is_weights_file(obj):
+            raise _TrainArgumentError(f"--init {cfg.init} is not a pnpfast weight file")
+        if obj["config"] != model.config():
+            raise _TrainArgumentError(
+                f"--init {cfg.init} holds {obj['config']}, not the network trained here "
+                f"({model.config()})"
+            )
+    ckpt_path = out / "checkpoint.pt"
+    if fresh or not ckpt_path.exists():
+        return 0
+    try:
+        # a file this command wrote; the optimizer state and RNG states need the full unpickler
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved, step = ckpt["config"], int(ckpt["step"])
+    except Exception as exc:
+        raise _TrainArgumentError(
+            f"--out: {ckpt_path} cannot be read ({exc}); --fresh starts over"
+        ) from None
+    wanted = cfg.to_json()
+    changed = [k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+    if changed:
+        diffs = "; ".join(
+            f"{k} {saved.get(k)!r} in the checkpoint, {wanted.get(k)!r} now" for k in changed
+        )
+        raise _TrainArgumentError(
+            f"--out {out} holds a checkpoint of another configuration (differs in {diffs}); "
+            "repeat that run's flags to resume it, give another --out, or add --fresh to start over"
+        )
+    return step
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        cfg = _train_config(args)
+        resume_step = _check_training(cfg, args.out, args.fresh)
+    except _TrainArgumentError as exc:
+        return _usage_error("train", str(exc))
+    error = _make_folder(args.out)
+    if error:
+        return _usage_error("train", error)
+
+    low, high = (round(s * 255, 2) for s in cfg.sigma)
+    arch = ", ".join(f"{k}={v}" for k, v in cfg.arch.items() if k != "arch")
+    print(
+        f"{PROG} train: {cfg.arch['arch']} ({arch or 'defaults'}), "
+        f"{'gray' if cfg.channels == 1 else 'color'}, sigma [{low:g}, {high:g}]/255, "
+        f"{cfg.steps} steps of {cfg.batch_size} patches {cfg.patch_size}x{cfg.patch_size}"
+    )
+    if resume_step:
+        print(f"resuming from step {resume_step} (checkpoint in {args.out})")
+    started = time.perf_counter()
+    try:
+        result = train(
+            cfg,
+            resume=not args.fresh,
+            # as deblur: a bar only on a terminal, not in a log file
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except FloatingPointError as exc:
+        print(f"{PROG} train: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    elapsed = time.perf_counter() - started
+    print(f"step {result.step} of {cfg.steps} ({elapsed:.1f} s)")
+    print(f"weights: {result.weights}")
+    if result.best_psnr is None:
+        print("best validation PSNR: none (no --val-dir)")
+    else:
+        sigmas = ", ".join(f"{s * 255:g}" for s in cfg.val_sigmas)
+        print(
+            f"best validation PSNR: {result.best_psnr:.2f} dB (mean over sigma {sigmas}/255), "
+            f"weights: {result.best_weights}"
+        )
+    return EXIT_OK
+
+
 def _backends(args: argparse.Namespace) -> int:
     table = pnpfast.backends()
     width = max([len("backend"), *(len(name) for name in table)])
@@ -383,14 +726,15 @@ def _backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": _demo, "deblur": _deblur, "backends": _backends}
+COMMANDS = {"demo": _demo, "deblur": _deblur, "train": _train, "backends": _backends}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pnpfast`` command line with ``argv`` (default: ``sys.argv[1:]``).
 
-    Returns the exit code (0 success, 1 some images failed, 2 bad arguments); argparse's own
-    exits (``--help``, ``--version``, a malformed option) are turned into return values too.
+    Returns the exit code (0 success, 1 some images failed or training diverged, 2 bad
+    arguments); argparse's own exits (``--help``, ``--version``, a malformed option) are turned
+    into return values too.
     """
     parser = _parser()
     try:

@@ -158,3 +158,49 @@ class DRUNet(Denoiser):
         x, level = self.check_input(x, sigma)
         y = network_input(x, self.head.weight)
         return self.network(y, level.to(y.dtype)).to(x.dtype)
+
+    def file_keys(self, layout: str = "kair") -> dict[str, str]:
+        """The key mapping file -> module for a state dict in ``layout`` (only ``"kair"``).
+
+        ``"kair"`` is KAIR's ``UNetRes`` (the DPIR DRUNet files ``drunet_gray.pth``,
+        ``drunet_color.pth``): ``m_head``; ``m_down{k+1}.{i}.res.{0,2}`` (residual blocks) and
+        ``m_down{k+1}.{blocks}`` (2x2 strided conv) for ``downs.{k}``; ``m_body.{i}.res.{0,2}``;
+        ``m_up{k+1}.0`` (2x2 transposed conv) and ``m_up{k+1}.{i+1}.res.{0,2}`` for ``ups.{k}``;
+        ``m_tail``. Each with ``.weight``, and ``.bias`` when the module has biases. Listed in
+        the order the layers run. Raises ValueError for another layout.
+        """
+        if layout != "kair":
+            raise ValueError(f"layout must be 'kair' (KAIR's UNetRes), not {layout!r}")
+        params = ("weight", "bias") if self.bias else ("weight",)
+        mapping: dict[str, str] = {}
+
+        def add(file_prefix: str, module_prefix: str) -> None:
+            mapping.update({f"{file_prefix}.{p}": f"{module_prefix}.{p}" for p in params})
+
+        def add_blocks(file_prefix: str, module_prefix: str, first: int) -> None:
+            for i in range(first, first + self.blocks):
+                for j in (0, 2):  # conv, activation, conv: the convolutions at 0 and 2
+                    add(f"{file_prefix}.{i}.res.{j}", f"{module_prefix}.{i}.res.{j}")
+
+        add("m_head", "head")
+        for k in range(len(self.downs)):
+            add_blocks(f"m_down{k + 1}", f"downs.{k}", 0)
+            add(f"m_down{k + 1}.{self.blocks}", f"downs.{k}.{self.blocks}")
+        add_blocks("m_body", "body", 0)
+        for k in reversed(range(len(self.ups))):
+            add(f"m_up{k + 1}.0", f"ups.{k}.0")
+            add_blocks(f"m_up{k + 1}", f"ups.{k}", 1)
+        add("m_tail", "tail")
+        return mapping
+
+    def load_weights(self, state: dict[str, torch.Tensor], layout: str = "kair") -> "DRUNet":
+        """Load a state dict in ``layout`` (see ``file_keys``) into this module; returns self.
+
+        Strict: a missing or unexpected key or a wrong shape raises one ValueError listing
+        them (e.g. a color file into a gray network, or a file with biases into ``bias=False``).
+        The file's activation is not recorded; DPIR's files were trained with ReLU.
+        """
+        from pnpfast.denoisers._layers import load_mapped
+
+        load_mapped(self, state, self.file_keys(layout))
+        return self

@@ -14,15 +14,26 @@ from collections.abc import Mapping
 
 import torch
 
+from pnpfast.denoisers import registry
 from pnpfast.denoisers.base import Denoiser
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.gaussian import GaussianSmoothing
+from pnpfast.denoisers.shipped import KINDS, shipped
 from pnpfast.denoisers.tv import TotalVariation
 
 __all__ = ["NAMES", "load", "read_state_dict"]
 
-NAMES: tuple[str, ...] = ("bfcnn", "bf-dncnn", "dncnn", "gaussian", "tv")
+NAMES: tuple[str, ...] = (
+    "conditional",
+    "blind",
+    "pnpfast",
+    "bfcnn",
+    "bf-dncnn",
+    "dncnn",
+    "gaussian",
+    "tv",
+)
 _NETWORKS = ("bfcnn", "bf-dncnn", "dncnn")
 
 
@@ -58,6 +69,35 @@ def read_state_dict(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def read_pnpfast_file(weights: str | os.PathLike) -> Denoiser:
+    """The network stored in a pnpfast weight file (``pnpfast.train.weights``), float32, on the
+    CPU, in eval mode. Errors name the file: FileNotFoundError, or ValueError for another kind
+    of file or a state dict that does not fit the stored architecture."""
+    from pnpfast.denoisers.architectures import build
+    from pnpfast.train.weights import is_weights_file
+
+    path = os.fspath(weights)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ValueError(f"weights {path} could not be read as a torch file: {err}") from err
+    if not is_weights_file(obj):
+        raise ValueError(
+            f"weights {path} is not a pnpfast weight file (written by pnpfast train or "
+            f"pnpfast.train.save_weights); for public files name the architecture, "
+            f"e.g. load('bfcnn', weights=...)"
+        )
+    try:
+        net = build(obj["config"])
+        net.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"weights {path}: {err}") from err
+    net.requires_grad_(False)
+    return net.eval()
 
 
 def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
@@ -139,6 +179,11 @@ def load(
 
     Names (case-insensitive):
 
+    * ``None`` or ``"conditional"``: the shipped noise-conditional DRUNet (gray and color, picked
+      by the input's channel count; ``pnpfast.denoisers.shipped``), for HQS/DPIR, ADMM and the
+      gradient-step methods. With ``weights`` and no name: a pnpfast weight file.
+    * ``"blind"``: the shipped blind bias-free U-Net (gray and color), for RED and the sampler.
+    * ``"pnpfast"``: a pnpfast weight file (written by ``pnpfast train``), any architecture.
     * ``"bfcnn"``: ``BFCNN``, gray or color, from the Kadkhodaie & Simoncelli files
       (keys ``conv_layers.k.weight``, ``running_sd.k``, ``gammas.k``).
     * ``"bf-dncnn"``: bias-free ``DnCNN`` from the Mohan et al. checkpoints (bias-free only).
@@ -146,31 +191,53 @@ def load(
       with bias, ``first_layer.*``), KAIR (``model.{2k}.*``, batch norm folded) and SaoYan
       (``[module.]dncnn.*``, batch norm, 17 or 20 layers).
     * ``"gaussian"``: ``GaussianSmoothing()``; ``"tv"``: ``TotalVariation()``.
-    * ``None``: the classical default, ``TotalVariation()`` (until pnpfast ships weights).
+    * A name of ``pnpfast.denoisers.registry`` (``"drunet-color"``, ``"bfcnn-gray"``,
+      ``"dncnn-25"``, ...): the public weights, downloaded once into the cache
+      (``PNPFAST_CACHE``, default ``~/.cache/pnpfast``), checksum-verified where the checksum is
+      known; with ``weights`` the local file is used instead.
 
-    ``weights`` is the path of the weight file, required for the network names and not
-    accepted for the classical ones. The channel count, depth and width are read from the
-    file. Errors: ValueError for an unknown name, a missing or superfluous ``weights``, or a
-    file that does not match the architecture (listing the missing and unexpected keys);
-    FileNotFoundError when ``weights`` does not exist.
+    ``weights`` is the path of a weight file: required for the architecture names
+    (``"bfcnn"``, ``"bf-dncnn"``, ``"dncnn"``, ``"pnpfast"``), refused for the shipped and
+    classical ones. The channel count, depth and width are read from the file. Errors:
+    ValueError for an unknown name, a missing or superfluous ``weights``, or a file that does
+    not match the architecture (listing the missing and unexpected keys); FileNotFoundError
+    when ``weights`` does not exist.
     """
-    key = "tv" if name is None else str(name).strip().lower()
+    if name is None:
+        key = "conditional" if weights is None else "pnpfast"
+    else:
+        key = str(name).strip().lower()
+    if key in registry.REGISTRY:
+        return registry.load_entry(key, weights=weights, device=device)
     if key not in NAMES:
-        raise ValueError(f"name must be one of {', '.join(NAMES)} (or None), not {name!r}")
-    if key in _NETWORKS:
+        raise ValueError(
+            f"name must be one of {', '.join(NAMES)} or a registry name "
+            f"({', '.join(registry.names())}), or None; not {name!r}"
+        )
+    if key in (*_NETWORKS, "pnpfast"):
         if weights is None:
             raise ValueError(f"weights (the path of a weight file) is required for {key!r}")
-        state = read_state_dict(weights)
-        try:
-            if key == "bfcnn":
-                net: Denoiser = _bfcnn(state)
-            else:
-                net = _dncnn(state, bias_free_only=key == "bf-dncnn")
-        except ValueError as err:
-            raise ValueError(f"weights {os.fspath(weights)} for {key!r}: {err}") from err
+        if key == "pnpfast":
+            net: Denoiser = read_pnpfast_file(weights)
+        else:
+            state = read_state_dict(weights)
+            try:
+                net = (
+                    _bfcnn(state)
+                    if key == "bfcnn"
+                    else _dncnn(state, bias_free_only=key == "bf-dncnn")
+                )
+            except ValueError as err:
+                raise ValueError(f"weights {os.fspath(weights)} for {key!r}: {err}") from err
     else:
         if weights is not None:
-            raise ValueError(f"weights is not used by the classical denoiser {key!r}; pass None")
-        net = GaussianSmoothing() if key == "gaussian" else TotalVariation()
+            raise ValueError(
+                f"weights is not used by {key!r}; pass None (or name=None / 'pnpfast' for a "
+                f"weight file of your own)"
+            )
+        if key in KINDS:
+            net = shipped(key)
+        else:
+            net = GaussianSmoothing() if key == "gaussian" else TotalVariation()
     net.requires_grad_(False)
     return net.eval().to(device)

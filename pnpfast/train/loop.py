@@ -358,6 +358,10 @@ def train(
         resume_step = step
     _atomic_text(json.dumps(cfg.to_json(), indent=2) + "\n", out / "config.json")
     log = _Log(out / "log.jsonl", resume_step)
+    best_path = out / "best.pt"
+    if resume_step is None:
+        # starting over: a best.pt left by an earlier run is not this run's
+        best_path.unlink(missing_ok=True)
 
     meta = {"train_dir": str(cfg.train_dir), "sigma_range": list(cfg.sigma), "loss": cfg.loss}
 
@@ -425,7 +429,7 @@ def train(
             log.write({"step": step, **scores})
             if best is None or scores["val_psnr"] > best:
                 best = scores["val_psnr"]
-                save_weights(model, out / "best.pt", meta={**meta, "step": step, **scores})
+                save_weights(model, best_path, meta={**meta, "step": step, **scores})
             if bar is not None:
                 bar.set_postfix(val_psnr=f"{scores['val_psnr']:.2f}", best=f"{best:.2f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -433,7 +437,6 @@ def train(
     if bar is not None:
         bar.close()
     model.eval()
-    best_path = out / "best.pt"
     return TrainResult(
-        model, step, best, out, out / "model.pt", best_path if best_path.exists() else None
+        model, step, best, out, out / "model.pt", best_path if best is not None else None
     )

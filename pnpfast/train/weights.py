@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FORMAT", "is_weights_file", "save_weights"]
+__all__ = ["FORMAT", "export_weights", "is_weights_file", "save_weights"]
 
 FORMAT = "pnpfast-denoiser"
 VERSION = 1
@@ -57,3 +57,19 @@ def save_weights(
 def is_weights_file(obj: object) -> bool:
     """Whether a loaded object is a pnpfast weight file."""
     return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def export_weights(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    half: bool = True,
+    meta: dict | None = None,
+) -> Path:
+    """Copy the pnpfast weight file ``source`` to ``target``, float16 when ``half`` (the form
+    pnpfast ships), with ``meta`` merged into the stored one. Returns the target path."""
+    from pnpfast.denoisers.loaders import read_pnpfast_file
+
+    net = read_pnpfast_file(source)
+    stored = torch.load(os.fspath(source), map_location="cpu", weights_only=True)["meta"]
+    return save_weights(net, target, meta={**stored, **(meta or {})}, half=half)

@@ -17,8 +17,10 @@ def kair_like(depth: int = 4, features: int = 6) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_default_is_total_variation_and_classical_names():
-    assert type(dn.load()) is dn.TotalVariation
+def test_default_is_the_shipped_conditional_network_and_classical_names():
+    default = dn.load()
+    assert isinstance(default, dn.ByChannels) and not default.blind
+    assert dn.load("blind").blind
     assert type(dn.load("tv")) is dn.TotalVariation
     assert type(dn.load("Gaussian", device="cpu")) is dn.GaussianSmoothing
 
@@ -38,9 +40,10 @@ def test_networks_need_weights(name, tmp_path):
         dn.load(name, tmp_path)  # a directory
 
 
-def test_classical_names_refuse_weights(tmp_path):
-    with pytest.raises(ValueError, match="weights"):
-        dn.load("tv", tmp_path / "w.pt")
+@pytest.mark.parametrize("name", ["tv", "conditional", "blind"])
+def test_classical_and_shipped_names_refuse_weights(name, tmp_path):
+    with pytest.raises(ValueError, match="weights is not used"):
+        dn.load(name, tmp_path / "w.pt")
 
 
 def test_loaded_network_is_frozen_and_in_eval_mode(tmp_path):

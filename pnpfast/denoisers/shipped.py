@@ -1,0 +1,73 @@
+"""The denoisers shipped inside pnpfast: trained here, stored in ``pnpfast/weights``.
+
+Two kinds, each as a gray and a color network (the file names are ``<kind>-gray.pt`` and
+``<kind>-color.pt``, pnpfast weight files, see ``pnpfast.train.weights``):
+
+* ``"conditional"``: a small DRUNet with a noise-level map input, sigma in [0, 60]/255; the
+  default of ``pnpfast.denoisers.load()``, for HQS/DPIR, ADMM and the gradient-step methods.
+* ``"blind"``: the same U-Net without the noise map, bias-free (positively homogeneous, like
+  BF-CNN), sigma in [0, 100]/255; for RED and the implicit-prior sampler.
+
+``ByChannels`` wraps the pair and picks the network by the channel count of its input. How each
+file was trained (recipe, data, steps) is in its ``meta`` entry and in the README.
+"""
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from pnpfast.denoisers.base import Denoiser, check_image
+
+__all__ = ["KINDS", "ByChannels", "shipped", "shipped_path"]
+
+KINDS: tuple[str, ...] = ("conditional", "blind")
+_CHANNELS = {1: "gray", 3: "color"}
+
+
+class ByChannels(Denoiser):
+    """One denoiser for gray and color input: ``D(x, sigma)`` runs ``networks[str(C)]`` on an
+    x with C channels. Shapes as the wrapped networks: x [B, C, H, W] with C in the keys."""
+
+    def __init__(self, networks: dict[int, Denoiser]) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("networks must hold at least one denoiser")
+        self.networks = torch.nn.ModuleDict({str(c): net for c, net in networks.items()})
+        self.blind = all(net.blind for net in self.networks.values())
+
+    def network(self, channels: int) -> Denoiser:
+        """The network that denoises images with ``channels`` channels."""
+        if str(channels) not in self.networks:
+            accepted = " or ".join(sorted(self.networks))
+            raise ValueError(f"x has {channels} channels but this denoiser takes {accepted}")
+        return self.networks[str(channels)]
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        x = check_image(x)
+        return self.network(x.shape[1])(x, sigma)
+
+
+def shipped_path(kind: str, channels: int) -> Path:
+    """The path of the shipped file of ``kind`` for ``channels`` (1 or 3) channels."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if channels not in _CHANNELS:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return Path(str(resources.files("pnpfast") / "weights" / f"{kind}-{_CHANNELS[channels]}.pt"))
+
+
+def shipped(kind: str) -> ByChannels:
+    """The shipped ``kind`` ("conditional" or "blind") as a gray+color ``ByChannels``."""
+    from pnpfast.denoisers.loaders import read_pnpfast_file
+
+    networks = {}
+    for channels in _CHANNELS:
+        path = shipped_path(kind, channels)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the shipped {kind} denoiser file {path} is missing from this installation; "
+                f"reinstall pnpfast (pip install -e .) or pass weights= a file of your own"
+            )
+        networks[channels] = read_pnpfast_file(path)
+    return ByChannels(networks)

@@ -1,0 +1,106 @@
+"""The denoisers shipped in pnpfast/weights: what they are, and how well they denoise.
+
+PSNR floors sit a little under the values measured when the files were made (README, "Shipped
+denoisers"); a retrained file that denoises worse fails here. The images are Set12 (gray) and
+Set3C (color) from ../shared/data, or, without it, images bundled with scikit-image.
+"""
+
+import pytest
+import torch
+
+import pnpfast.denoisers as dn
+from pnpfast.denoisers.shipped import KINDS, shipped_path
+
+SIGMA = 25 / 255
+MAX_MEGABYTES = 6.0
+
+# (kind-channels, image source) -> PSNR floor at sigma = 25 (dB): the measured value less ~0.15 dB
+FLOORS: dict[tuple[str, str], float] = {}
+
+
+def eval_images(channels: int) -> tuple[str, list[torch.Tensor]]:
+    """Set12 01-04 (gray) or Set3C (color) from ../shared, else scikit-image's camera (gray)
+    or the centre of its astronaut (color), 256x256."""
+    from conftest import SHARED_DATA, read_image_set
+
+    folder = SHARED_DATA / "images" / ("Set12" if channels == 1 else "Set3C")
+    if folder.is_dir():
+        images = read_image_set(folder, color=channels == 3)
+        return folder.name, images[:4] if channels == 1 else images
+    from skimage import data
+
+    if channels == 1:
+        a = torch.from_numpy(data.camera()[128:384, 128:384].copy())[None, None]
+        return "skimage-camera", [a.float() / 255]
+    a = torch.from_numpy(data.astronaut()[128:384, 128:384].copy()).permute(2, 0, 1)[None]
+    return "skimage-astronaut", [a.float() / 255]
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    return dn.load()
+
+
+@pytest.fixture(scope="module")
+def blind():
+    return dn.load("blind")
+
+
+def test_files_are_small_and_say_how_they_were_made():
+    total = 0
+    for kind in KINDS:
+        for channels in (1, 3):
+            path = shipped_path(kind, channels)
+            total += path.stat().st_size
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            assert obj["config"]["channels"] == channels
+            assert obj["config"]["noise_map"] == (kind == "conditional")
+            for key in ("recipe", "train_dir", "sigma_range", "step"):
+                assert key in obj["meta"], (path, key)
+            assert all(v.dtype == torch.float16 for v in obj["state_dict"].values())
+    assert total / 2**20 < MAX_MEGABYTES
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_networks_are_picked_by_channel_count(conditional, blind, channels):
+    x = torch.rand(2, channels, 21, 34)
+    for net in (conditional, blind):
+        out = net(x, SIGMA)
+        assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+        assert net.network(channels).channels == channels
+    with pytest.raises(ValueError, match="channels"):
+        conditional(torch.rand(1, 2, 16, 16), SIGMA)
+
+
+def test_blind_is_positively_homogeneous_and_ignores_sigma(blind):
+    x = torch.rand(2, 3, 32, 32)
+    out = blind(x, 0.1)
+    torch.testing.assert_close(blind(3.5 * x, 0.1), 3.5 * out, rtol=1e-4, atol=1e-5)
+    assert torch.equal(blind(x, 0.3), out)
+
+
+def test_conditional_uses_sigma_per_image(conditional):
+    x = torch.rand(2, 1, 32, 32)
+    sigmas = torch.tensor([5 / 255, 40 / 255])
+    both = conditional(x, sigmas)
+    torch.testing.assert_close(both[:1], conditional(x[:1], 5 / 255), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both[1:], conditional(x[1:], 40 / 255), rtol=1e-4, atol=1e-5)
+    assert (both[0] - both[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_denoising_psnr_is_above_the_floor(kind, channels, conditional, blind):
+    source, images = eval_images(channels)
+    net = conditional if kind == "conditional" else blind
+    generator = torch.Generator().manual_seed(0)
+    scores = []
+    with torch.no_grad():
+        for x in images:
+            y = x + SIGMA * torch.randn(x.shape, generator=generator)
+            out = net(y, SIGMA).clamp(0, 1)
+            mse = (out.double() - x.double()).square().mean()
+            scores.append(float(10 * torch.log10(1 / mse)))
+    measured = sum(scores) / len(scores)
+    floor = FLOORS[(f"{kind}-{channels}", source)]
+    assert measured >= floor, f"{kind} on {source}: {measured:.2f} dB < floor {floor:.2f} dB"

@@ -1,0 +1,339 @@
+"""The training loop: what a run writes, exact resume, determinism, the loss hook, the learning
+rate schedules, validation, other architectures and the recipes."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from pnpfast.denoisers.architectures import build
+from pnpfast.train import MSELoss, TrainConfig, train
+from pnpfast.train.loop import _Schedule
+from pnpfast.train.recipes import RECIPES, recipe
+from pnpfast.train.weights import is_weights_file
+
+TINY = {"arch": "drunet", "widths": [4, 8], "blocks": 1}
+
+
+def tiny_config(train_dir, out_dir, **overrides) -> TrainConfig:
+    """A DRUNet of widths (4, 8) on 16x16 patches, 8 steps of 4 patches, logging every step."""
+    settings = {
+        "train_dir": str(train_dir),
+        "out_dir": str(out_dir),
+        "arch": dict(TINY),
+        "sigma": (0.0, 50 / 255),
+        "patch_size": 16,
+        "patches_per_image": 2,
+        "batch_size": 4,
+        "steps": 8,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "val_every": 4,
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
+def read_log(out_dir) -> list[dict]:
+    """log.jsonl without the wall-clock times."""
+    lines = (out_dir / "log.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_run_writes_its_files_and_model_pt_rebuilds_the_network(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(gray_dir, out, val_dir=str(gray_dir), steps=6)
+    result = train(cfg, progress=True)
+    for name in ("config.json", "checkpoint.pt", "log.jsonl", "model.pt", "best.pt"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text()) == cfg.to_json()
+    assert result.step == 6 and result.out_dir == out
+    assert result.weights == out / "model.pt" and result.best_weights == out / "best.pt"
+    assert math.isfinite(result.best_psnr)
+    assert not result.model.training
+
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert is_weights_file(saved)
+    assert saved["config"] == {**result.model.config(), **TINY, "channels": 1}
+    assert saved["meta"]["step"] == 6
+    net = build(saved["config"])
+    net.load_state_dict(saved["state_dict"])
+    net.eval()
+    x = torch.rand(2, 1, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(net(x, 0.1), result.model(x, 0.1))
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    assert best["meta"]["val_psnr"] == result.best_psnr
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 6 and ckpt["config"] == cfg.to_json()
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(gray_dir, tmp_path, monkeypatch):
+    steps, crash_at = 8, 5
+    common = {"val_dir": str(gray_dir), "steps": steps, "checkpoint_every": 1, "val_every": 3}
+    straight = train(tiny_config(gray_dir, tmp_path / "straight", **common), progress=False)
+
+    out = tmp_path / "crashed"
+    cfg = tiny_config(gray_dir, out, **common)
+    calls = 0
+    forward = MSELoss.forward
+
+    def crashing_forward(self, model, batch):
+        nonlocal calls
+        calls += 1
+        if calls == crash_at:
+            raise RuntimeError("simulated crash")
+        return forward(self, model, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MSELoss, "forward", crashing_forward)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg, progress=False)
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == crash_at - 1
+    assert max(r["step"] for r in read_log(out)) == crash_at - 1
+
+    resumed = train(cfg, progress=False)
+    assert resumed.step == steps
+    assert_same_state(resumed.model.state_dict(), straight.model.state_dict())
+    assert read_log(out) == read_log(tmp_path / "straight")
+    assert resumed.best_psnr == straight.best_psnr
+    for name in ("model.pt", "best.pt"):
+        a = torch.load(out / name, weights_only=True)
+        b = torch.load(tmp_path / "straight" / name, weights_only=True)
+        assert_same_state(a["state_dict"], b["state_dict"])
+        assert a["meta"]["step"] == b["meta"]["step"]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(gray_dir, tmp_path):
+    def run(name: str, seed: int) -> dict:
+        cfg = tiny_config(gray_dir, tmp_path / name, steps=3, seed=seed)
+        return train(cfg, progress=False).model.state_dict()
+
+    first, again, other = run("a", 0), run("b", 0), run("c", 1)
+    assert_same_state(first, again)
+    assert read_log(tmp_path / "a") == read_log(tmp_path / "b")
+    assert not torch.equal(first["head.weight"], other["head.weight"])
+
+
+def test_checkpoint_of_another_configuration_and_starting_over(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(gray_dir, out, steps=3)
+    first = train(cfg, progress=False).model.state_dict()
+    changed = tiny_config(gray_dir, out, steps=3, lr=2e-3, batch_size=2)
+    with pytest.raises(ValueError, match="another configuration") as info:
+        train(changed, progress=False)
+    message = str(info.value)
+    assert "batch_size" in message and "lr" in message and "steps" not in message
+    assert json.loads((out / "config.json").read_text()) == cfg.to_json()  # untouched
+
+    again = train(cfg, resume=False, progress=False)  # the same configuration, from scratch
+    assert_same_state(again.model.state_dict(), first)
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
+    result = train(changed, resume=False, progress=False)
+    assert result.step == 3
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text()) == changed.to_json()
+
+
+def test_best_weights_belong_to_the_run(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    validated = train(tiny_config(gray_dir, out, val_dir=str(gray_dir), steps=2), progress=False)
+    assert validated.best_weights == out / "best.pt"
+    result = train(tiny_config(gray_dir, out, steps=2), resume=False, progress=False)
+    assert result.best_psnr is None
+    assert result.best_weights is None
+    assert not (out / "best.pt").exists()  # not the file of the run before
+
+
+def test_custom_loss_is_used_and_its_metrics_are_logged(gray_dir, tmp_path):
+    shapes = []
+
+    def loss(model, batch):
+        shapes.append(tuple(batch.clean.shape))
+        error = model(batch.noisy, batch.sigma) - batch.clean
+        l1 = error.abs().mean()
+        return (error**2).mean() + l1, {"l1": l1, "constant": 2.0}
+
+    out = tmp_path / "run"
+    train(tiny_config(gray_dir, out, steps=4, log_every=2), loss=loss, progress=False)
+    assert shapes == [(4, 1, 16, 16)] * 4
+    records = read_log(out)
+    assert [r["step"] for r in records] == [2, 4]
+    for r in records:
+        assert set(r) == {"step", "loss", "lr", "l1", "constant"}
+        assert r["constant"] == 2.0
+        assert 0 < r["l1"] < r["loss"]
+
+
+class ScaledMSE(torch.nn.Module):
+    """A loss with a parameter of its own: the MSE of ``exp(log_scale) D(y)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, model, batch):
+        out = model(batch.noisy, batch.sigma) * self.log_scale.exp()
+        return ((out - batch.clean) ** 2).mean(), {"scale": self.log_scale.exp().detach()}
+
+
+def test_loss_module_parameters_are_trained_and_checkpointed(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(gray_dir, out, steps=3)
+    module = ScaledMSE()
+    train(cfg, loss=module, progress=False)
+    assert module.log_scale.item() != 0
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert torch.equal(ckpt["loss"]["log_scale"], module.log_scale.detach())
+    assert "scale" in read_log(out)[0]
+
+    fresh = ScaledMSE()
+    train(cfg, loss=fresh, progress=False)  # complete: resuming only loads the state
+    assert torch.equal(fresh.log_scale.detach(), module.log_scale.detach())
+
+
+def test_nan_loss_raises_floating_point_error(gray_dir, tmp_path):
+    calls = 0
+
+    def loss(model, batch):
+        nonlocal calls
+        calls += 1
+        value = ((model(batch.noisy, batch.sigma) - batch.clean) ** 2).mean()
+        return (value * math.nan if calls == 3 else value), {}
+
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="step 3"):
+        train(tiny_config(gray_dir, out, steps=6), loss=loss, progress=False)
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def _factor(kind: str, step: int, *, steps: int, warmup: int, final: float) -> float:
+    """The learning-rate factor after ``step`` updates, written out independently."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    if kind == "step":  # milestones 0.5 and 0.75 of the steps, gamma 0.1
+        return 0.1 ** ((step >= steps // 2) + (step >= steps * 3 // 4))
+    t = (step - warmup) / (steps - warmup)
+    return final + (1 - final) * (1 + math.cos(math.pi * t)) / 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "warmup"), [("cosine", 3), ("cosine", 0), ("step", 0), ("constant", 2)]
+)
+def test_learning_rate_schedule(gray_dir, tmp_path, kind, warmup):
+    steps, lr, final = 8, 0.01, 0.1
+    cfg = tiny_config(
+        gray_dir, tmp_path, steps=steps, lr=lr, lr_final=final, schedule=kind, warmup=warmup
+    )
+    train(cfg, progress=False)
+    logged = {r["step"]: r["lr"] for r in read_log(tmp_path)}
+    assert sorted(logged) == list(range(1, steps + 1))
+    for step, value in logged.items():  # the rate for the next update
+        want = lr * _factor(kind, step, steps=steps, warmup=warmup, final=final)
+        assert value == pytest.approx(want, rel=1e-9), step
+
+
+def test_schedule_factors_at_chosen_steps(tmp_path):
+    def factor(step: int, **settings) -> float:
+        cfg = TrainConfig(train_dir="x", out_dir=str(tmp_path), steps=1000, **settings)
+        return _Schedule(cfg)(step)
+
+    cosine = {"schedule": "cosine", "warmup": 100, "lr_final": 0.01}
+    assert factor(0, **cosine) == pytest.approx(0.01)
+    assert factor(49, **cosine) == pytest.approx(0.5)
+    assert factor(100, **cosine) == pytest.approx(1.0)
+    assert factor(550, **cosine) == pytest.approx(0.505)  # halfway: (1 + final) / 2
+    assert factor(1000, **cosine) == pytest.approx(0.01)
+    stepped = {"schedule": "step", "milestones": (0.3, 0.9), "gamma": 0.5}
+    assert [factor(s, **stepped) for s in (0, 299, 300, 899, 900, 999)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.25,
+        0.25,
+    ]
+    assert factor(10, schedule="constant", warmup=20) == pytest.approx(11 / 20)
+    assert factor(500, schedule="constant", warmup=20) == 1.0
+
+
+def test_validation_entries_at_val_every(gray_dir, tmp_path):
+    cfg = tiny_config(gray_dir, tmp_path, val_dir=str(gray_dir), steps=7, val_every=3)
+    result = train(cfg, progress=False)
+    validations = [r for r in read_log(tmp_path) if "val_psnr" in r]
+    assert [r["step"] for r in validations] == [3, 6, 7]  # and at the last step
+    for r in validations:
+        assert set(r) == {"step", "val_psnr", "val_psnr_15", "val_psnr_25", "val_psnr_50"}
+        per_sigma = [r["val_psnr_15"], r["val_psnr_25"], r["val_psnr_50"]]
+        assert r["val_psnr"] == pytest.approx(sum(per_sigma) / 3)
+        assert r["val_psnr_15"] > r["val_psnr_50"]  # less noise, better result
+    best = max(validations, key=lambda r: r["val_psnr"])
+    assert result.best_psnr == best["val_psnr"]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["meta"]["step"] == best["step"]
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"arch": "bfcnn", "depth": 3, "features": 4},
+        {"arch": "dncnn", "depth": 3, "features": 4, "norm": "bias-free", "bias": False},
+    ],
+    ids=["bfcnn", "dncnn"],
+)
+def test_other_architectures_train(gray_dir, tmp_path, arch):
+    before = build({**arch, "channels": 1}).state_dict()
+    result = train(tiny_config(gray_dir, tmp_path, arch=arch, steps=2), progress=False)
+    assert result.step == 2
+    assert result.model.config() == {**arch, "channels": 1}
+    after = result.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    net = build(saved["config"])
+    net.load_state_dict(saved["state_dict"])
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x, 0.1), result.model(x, 0.1))
+
+
+def test_init_starts_from_a_weight_file(gray_dir, tmp_path):
+    first = train(tiny_config(gray_dir, tmp_path / "a", steps=2), progress=False)
+    init = str(tmp_path / "a" / "model.pt")
+    # a learning rate so small that the weights stay where they started
+    cfg = tiny_config(gray_dir, tmp_path / "b", steps=1, init=init, lr=1e-12, seed=1)
+    second = train(cfg, progress=False)
+    for key, value in first.model.state_dict().items():
+        assert torch.allclose(second.model.state_dict()[key], value, atol=1e-9), key
+    other = tiny_config(gray_dir, tmp_path / "c", steps=1, init=init, arch={**TINY, "blocks": 2})
+    with pytest.raises(ValueError, match="init"):
+        train(other, progress=False)
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_recipe_builds_a_config_and_a_network(name):
+    cfg = recipe(name, train_dir="data/train", out_dir="runs/x", steps=5)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.steps == 5 and cfg.train_dir == "data/train"
+    net = build(cfg.network_config())
+    assert net.channels == cfg.channels
+    assert net.blind == name.startswith("blind")
+    x = torch.rand(1, cfg.channels, 40, 40)
+    with torch.no_grad():
+        out = net.eval()(x, 0.1)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_unknown_recipe():
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        recipe("nope", train_dir="a", out_dir="b")
