@@ -578,16 +578,19 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     name = args.arch or default_arch["arch"]
     # another architecture than the recipe's starts from that architecture's own defaults
     arch = dict(default_arch) if name == default_arch["arch"] else {"arch": name}
-    for dest in sorted({d for flags in _ARCH_FLAGS.values() for d in flags}):
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if dest not in _ARCH_FLAGS[name]:
-            takes = ", ".join(f"--{d.replace('_', '-')}" for d in _ARCH_FLAGS[name])
-            raise _TrainArgumentError(
-                f"--{dest.replace('_', '-')} does not apply to --arch {name} (it takes {takes})"
-            )
-        arch[dest] = value
+    given = {
+        dest: getattr(args, dest)
+        for dest in sorted({d for flags in _ARCH_FLAGS.values() for d in flags})
+        if getattr(args, dest) is not None
+    }
+    wrong = [f"--{dest.replace('_', '-')}" for dest in given if dest not in _ARCH_FLAGS[name]]
+    if wrong:
+        takes = ", ".join(f"--{d.replace('_', '-')}" for d in _ARCH_FLAGS[name])
+        raise _TrainArgumentError(
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --arch "
+            f"{name} (it takes {takes})"
+        )
+    arch.update(given)
     if name == "dncnn" and args.bias is not None:
         arch["norm"] = "batch" if args.bias else "bias-free"
 

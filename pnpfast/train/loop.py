@@ -43,6 +43,8 @@ from pnpfast.train.weights import is_weights_file, save_weights
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# settings that may differ between a run and its resumption (they do not change the result)
+_MACHINE_FIELDS = frozenset({"threads", "device", "out_dir"})
 SCHEDULES = ("cosine", "step", "constant")
 
 
@@ -333,15 +335,18 @@ def train(
     )
 
     step, best = 0, None
+    sums: dict[str, float | torch.Tensor] = {}
+    count = 0
     resume_step = None
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != cfg.to_json():
-            changed = sorted(
-                k
-                for k in set(ckpt["config"]) | set(cfg.to_json())
-                if ckpt["config"].get(k) != cfg.to_json().get(k)
-            )
+        # where and how fast it runs may change between sessions; what it computes may not
+        changed = sorted(
+            k
+            for k in set(ckpt["config"]) | set(cfg.to_json())
+            if k not in _MACHINE_FIELDS and ckpt["config"].get(k) != cfg.to_json().get(k)
+        )
+        if changed:
             raise ValueError(
                 f"{ckpt_path} was written by a run with another configuration (differs in "
                 f"{', '.join(changed)}); use another out_dir, or resume=False to start over"
@@ -355,6 +360,7 @@ def train(
         sampler.load_state_dict(ckpt["sampler"])
         _set_rng_state(ckpt["rng"], device)
         step, best = int(ckpt["step"]), ckpt["best_psnr"]
+        sums, count = dict(ckpt.get("log_sums", {})), int(ckpt.get("log_count", 0))
         resume_step = step
     _atomic_text(json.dumps(cfg.to_json(), indent=2) + "\n", out / "config.json")
     log = _Log(out / "log.jsonl", resume_step)
@@ -378,6 +384,9 @@ def train(
                 "rng": _rng_state(device),
                 "step": step,
                 "best_psnr": best,
+                # the metrics summed since the last log line, so a resumed log is the same
+                "log_sums": {k: float(v) for k, v in sums.items()},
+                "log_count": count,
             },
             ckpt_path,
         )
@@ -388,18 +397,24 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    sums: dict[str, float] = {}
-    count, started = 0, time.perf_counter()
+    started = time.perf_counter()
+    last_saved = step
+    # a device flag, read only when logging or saving: no host synchronisation per step
+    diverged = torch.zeros((), dtype=torch.bool, device=device)
+
+    def check_finite() -> None:
+        if bool(diverged):
+            raise FloatingPointError(
+                f"the training loss became NaN or Inf between step {last_saved + 1} and step "
+                f"{step}; lower lr or set clip (the checkpoint of step {last_saved} in "
+                f"{ckpt_path} is intact)"
+            )
+
     while step < cfg.steps:
         batch = sampler.next_batch(cfg.batch_size).to(device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             value, metrics = loss_fn(model, batch)
-        if not torch.isfinite(value):
-            checkpoint()
-            raise FloatingPointError(
-                f"the training loss is {float(value)} at step {step + 1}; lower lr or set clip "
-                f"(the last good state is in {ckpt_path})"
-            )
+        diverged |= ~torch.isfinite(value.detach())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(value).backward()
         if cfg.clip is not None:
@@ -417,6 +432,7 @@ def train(
         if bar is not None:
             bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            check_finite()
             record = {"step": step, **{k: float(v) / count for k, v in sums.items()}}
             record["lr"] = scheduler.get_last_lr()[0]
             record["seconds"] = round(time.perf_counter() - started, 3)
@@ -425,6 +441,7 @@ def train(
                 bar.set_postfix(loss=f"{record['loss']:.3g}")
             sums, count = {}, 0
         if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            check_finite()
             scores = validation.run(model, device)
             log.write({"step": step, **scores})
             if best is None or scores["val_psnr"] > best:
@@ -433,7 +450,9 @@ def train(
             if bar is not None:
                 bar.set_postfix(val_psnr=f"{scores['val_psnr']:.2f}", best=f"{best:.2f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            check_finite()
             checkpoint()
+            last_saved = step
     if bar is not None:
         bar.close()
     model.eval()

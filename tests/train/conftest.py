@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -36,3 +37,13 @@ def make_pngs(tmp_path: Path) -> Callable[..., Path]:
 def gray_dir(make_pngs) -> Path:
     """Four random 24x24 gray PNGs."""
     return make_pngs("gray", 4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the networks are tiny, and more threads than free cores make each step
+    much slower (the machine running the tests may be busy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

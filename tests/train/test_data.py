@@ -31,7 +31,7 @@ def test_image_folder_reads_recursively_and_skips_unreadable_files(make_pngs):
     assert data.skipped[0][1]  # a reason
     for x in data.images:
         assert x.shape == (1, 24, 24) and x.dtype == torch.float32
-        assert 0 <= x.min() and x.max() <= 1
+        assert x.min() >= 0 and x.max() <= 1
 
 
 def test_image_folder_with_nothing_usable_names_the_folder(tmp_path):

@@ -1,6 +1,7 @@
 """The training loop: what a run writes, exact resume, determinism, the loss hook, the learning
 rate schedules, validation, other architectures and the recipes."""
 
+import dataclasses
 import json
 import math
 
@@ -74,9 +75,20 @@ def test_run_writes_its_files_and_model_pt_rebuilds_the_network(gray_dir, tmp_pa
     assert ckpt["step"] == 6 and ckpt["config"] == cfg.to_json()
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(gray_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(
+    gray_dir, tmp_path, monkeypatch, log_every
+):
+    # log_every 3: the crash falls inside a logging interval, whose partial sums the
+    # checkpoint carries
     steps, crash_at = 8, 5
-    common = {"val_dir": str(gray_dir), "steps": steps, "checkpoint_every": 1, "val_every": 3}
+    common = {
+        "val_dir": str(gray_dir),
+        "steps": steps,
+        "checkpoint_every": 1,
+        "val_every": 3,
+        "log_every": log_every,
+    }
     straight = train(tiny_config(gray_dir, tmp_path / "straight", **common), progress=False)
 
     out = tmp_path / "crashed"
@@ -97,9 +109,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(gray_dir, tmp_path, mo
             train(cfg, progress=False)
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == crash_at - 1
-    assert max(r["step"] for r in read_log(out)) == crash_at - 1
+    assert max(r["step"] for r in read_log(out)) <= crash_at - 1
 
-    resumed = train(cfg, progress=False)
+    # the thread count is a machine setting: a resumption may change it
+    resumed = train(dataclasses.replace(cfg, threads=1), progress=False)
     assert resumed.step == steps
     assert_same_state(resumed.model.state_dict(), straight.model.state_dict())
     assert read_log(out) == read_log(tmp_path / "straight")
@@ -209,8 +222,11 @@ def test_nan_loss_raises_floating_point_error(gray_dir, tmp_path):
         return (value * math.nan if calls == 3 else value), {}
 
     out = tmp_path / "run"
-    with pytest.raises(FloatingPointError, match="step 3"):
-        train(tiny_config(gray_dir, out, steps=6), loss=loss, progress=False)
+    # found at the next log line (step 4, every 2 steps) without a host sync per step; the
+    # checkpoint of step 2 is not overwritten by the poisoned weights
+    config = tiny_config(gray_dir, out, steps=6, log_every=2, checkpoint_every=2)
+    with pytest.raises(FloatingPointError, match="between step 3 and step 4"):
+        train(config, loss=loss, progress=False)
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
