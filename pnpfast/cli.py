@@ -1,8 +1,9 @@
-"""The ``pnpfast`` command line: ``demo``, ``deblur``, ``train`` and ``backends``.
+"""The ``pnpfast`` command line: ``demo``, ``deblur``, ``train``, ``export`` and ``backends``.
 
     pnpfast demo -o pnpfast-demo                 # a self-contained deblurring demo
     pnpfast deblur a.png b.jpg --kernel k.mat --noise 7.65 -o restored/
     pnpfast train --recipe conditional-gray --train-dir BSD400 --val-dir Set12 --out runs/cg
+    pnpfast export runs/cg/best.pt conditional-gray.pt --meta recipe=conditional-gray
     pnpfast backends                             # which fused-op backends run here, and why not
 
 Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written), or the
@@ -218,8 +219,9 @@ def _parser() -> argparse.ArgumentParser:
         "--denoiser",
         default=None,
         metavar="NAME",
-        help="denoiser name for pnpfast.denoisers.load (default: the classical "
-        "default, total variation)",
+        help="denoiser name for pnpfast.denoisers.load (default: the shipped "
+        "noise-conditional DRUNet; 'blind', 'tv', a registry name such as 'drunet-color', "
+        "or an architecture with --weights)",
     )
     deblur.add_argument(
         "--weights",
@@ -253,6 +255,21 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _add_train_parser(sub)
+    export = sub.add_parser(
+        "export",
+        help="write a pnpfast weight file in the form pnpfast ships it (float16)",
+        description=(
+            "Copy a pnpfast weight file (model.pt or best.pt of pnpfast train) to TARGET with "
+            "its tensors in float16 (half the size; read back as float32) and KEY=VALUE "
+            "entries added to its provenance (meta)."
+        ),
+    )
+    export.add_argument("source", type=Path, help="a pnpfast weight file")
+    export.add_argument("target", type=Path, help="where to write the exported file")
+    export.add_argument("--float32", action="store_true", help="keep float32 tensors")
+    export.add_argument(
+        "--meta", action="append", default=[], metavar="KEY=VALUE", help="add to the meta entry"
+    )
     sub.add_parser("backends", help="list the fused-op backends and whether they can run here")
     return parser
 
@@ -479,7 +496,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{DEMO_KERNEL_SIZE}x{DEMO_KERNEL_SIZE} at {DEMO_KERNEL_ANGLE:g} degrees, "
         f"noise {args.noise:g}/255"
     )
-    print(f"restoring with hqs, {args.iters} iterations, denoiser {type(denoiser).__name__}")
+    print(f"restoring with hqs, {args.iters} iterations, the shipped noise-conditional denoiser")
     solve_start = time.perf_counter()
     result = pnpfast.solve(y, operator, denoiser, method="hqs", sigma=sigma, max_iter=args.iters)
     solve_time = time.perf_counter() - solve_start
@@ -720,6 +737,23 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pnpfast.train.weights import export_weights
+
+    meta = {}
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return _usage_error("export", f"--meta takes KEY=VALUE, got {item!r}")
+        meta[key] = value
+    try:
+        path = export_weights(args.source, args.target, half=not args.float32, meta=meta)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        return _usage_error("export", str(exc))
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return EXIT_OK
+
+
 def _backends(args: argparse.Namespace) -> int:
     table = pnpfast.backends()
     width = max([len("backend"), *(len(name) for name in table)])
@@ -729,7 +763,13 @@ def _backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": _demo, "deblur": _deblur, "train": _train, "backends": _backends}
+COMMANDS = {
+    "demo": _demo,
+    "deblur": _deblur,
+    "train": _train,
+    "export": _export,
+    "backends": _backends,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
 import pnpfast.cli
+import pnpfast.denoisers as dn
 from pnpfast.cli import main
 
 TINY = ["--widths", "4,8", "--blocks", "1", "--patch-size", "16", "--batch-size", "2"]
@@ -153,3 +155,41 @@ def test_diverged_training_is_exit_1(gray_dir, tmp_path, capsys, monkeypatch):
 def test_train_help(capsys):
     assert main(["train", "--help"]) == 0
     assert "--train-dir" in capsys.readouterr().out
+
+
+def test_export_writes_half_precision_with_meta(gray_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--train-dir",
+            str(gray_dir),
+            "--out",
+            str(out),
+            "--widths",
+            "4,8",
+            "--blocks",
+            "1",
+            "--patch-size",
+            "16",
+            "--batch-size",
+            "2",
+            "--steps",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    target = tmp_path / "shipped.pt"
+    assert main(["export", str(out / "model.pt"), str(target), "--meta", "recipe=tiny"]) == 0
+    obj = torch.load(target, weights_only=True)
+    assert obj["meta"]["recipe"] == "tiny" and obj["meta"]["step"] == 2
+    assert all(v.dtype == torch.float16 for v in obj["state_dict"].values())
+    full = dn.load("pnpfast", weights=out / "model.pt")
+    half = dn.load("pnpfast", weights=target)
+    x = torch.rand(1, 1, 20, 20)
+    torch.testing.assert_close(half(x, 0.1), full(x, 0.1), rtol=0, atol=5e-3)
+    capsys.readouterr()
+    assert main(["export", str(out / "model.pt"), str(target), "--meta", "novalue"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "absent.pt"), str(target)]) == 2
