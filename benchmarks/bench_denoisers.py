@@ -44,7 +44,11 @@ speed (op ``denoiser_forward``)
     ``channels_last``, ``compile`` or ``channels_last+compile``, ``dtype`` the variant's dtype,
     ``bytes``/``gbps``/``frac_copy_bw`` null (a conv net is not bandwidth-bound), plus the keys
     ``arch``, ``variant``, ``params``, ``gflop`` (per call), ``tflops`` (achieved, conv FLOPs /
-    median) and ``images_per_s``. ``benchmarks/report.py`` lists them under ``denoiser_forward``.
+    median), ``images_per_s`` and, on the CPU, ``cpu_ms``: the median process CPU time (all
+    threads, ``time.process_time``) of the timed calls. On a machine shared with other work
+    the wall time says little; ``cpu_ms`` of a ``--threads 1`` run stays close to the wall time
+    the call would take alone on one core. ``benchmarks/report.py`` lists the rows under
+    ``denoiser_forward``.
 
 psnr
     Denoising PSNR on Set12 (gray) and CBSD68 (color) from ``<data>/images`` (``--data``,
@@ -255,8 +259,9 @@ class Skip(Exception):
 def variant_fn(
     net: torch.nn.Module, x: torch.Tensor, variant: Variant
 ) -> Callable[[], torch.Tensor]:
-    """The call to time for ``variant``: a cast copy of ``net`` on a cast copy of ``x``."""
-    module = copy.deepcopy(net).to(dtype=variant.dtype)
+    """The call to time for ``variant``: ``net`` on ``x``, or cast copies of them."""
+    plain = variant.dtype == torch.float32 and not variant.channels_last
+    module = net if plain else copy.deepcopy(net).to(dtype=variant.dtype)
     xv = x.to(variant.dtype)
     if variant.channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -270,6 +275,18 @@ def variant_fn(
         except Exception as exc:
             raise Skip(f"torch.compile failed: {type(exc).__name__}: {exc}") from None
     return lambda: fn(xv, SPEED_SIGMA)
+
+
+def _with_cpu_time(fn: Callable[[], object], samples: list[float]) -> Callable[[], object]:
+    """``fn`` that also appends the process CPU time of each call (ms, all threads)."""
+
+    def call() -> object:
+        start = time.process_time()
+        out = fn()
+        samples.append((time.process_time() - start) * 1e3)
+        return out
+
+    return call
 
 
 def speed_rows(
@@ -297,9 +314,13 @@ def speed_rows(
         for variant in variants:
             try:
                 fn = variant_fn(net, x, variant)
-                out = fn()
+                out = ref if variant == Variant(torch.float32) else fn()
             except Skip as skip:
                 print(f"  skip {arch} {variant.name}: {skip}", file=sys.stderr)
+                continue
+            except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+                # e.g. a dtype without kernels on this device, or out of memory
+                print(f"  skip {arch} {variant.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
             correct, err = harness.check_close(out.float(), ref, TOLERANCE[variant.dtype])
             del out
@@ -310,6 +331,9 @@ def speed_rows(
                 tf32 = torch.backends.cudnn.allow_tf32
                 note.append(f"cudnn TF32 {'allowed' if tf32 else 'off'}")
             fns[variant.name], checks[variant.name], notes[variant.name] = fn, correct, note
+        cpu: dict[str, list[float]] = {name: [] for name in fns}
+        if not on_gpu:
+            fns = {name: _with_cpu_time(fn, cpu[name]) for name, fn in fns.items()}
         timings = harness.measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
     del ref
     load = harness.load_note(device)
@@ -342,6 +366,7 @@ def speed_rows(
             "gflop": flops / 1e9,
             "tflops": flops / seconds / 1e12 if seconds > 0 else None,
             "images_per_s": shape[0] / seconds if seconds > 0 else None,
+            "cpu_ms": harness.quantile(cpu[variant.name][-reps:], 0.5) if not on_gpu else None,
         }
         rows.append(row)
     return rows
@@ -365,7 +390,7 @@ def _fmt(value, spec: str) -> str:
 def speed_table(rows: list[dict]) -> str:
     """A plain-text table of speed rows for the terminal."""
     header = ("arch", "variant", "params M", "GFLOP", "median ms", "p20-p80 ms", "img/s")
-    header += ("TFLOP/s", "ok", "note")
+    header += ("TFLOP/s", "CPU ms", "ok", "note")
     lines = [
         (
             r["arch"],
@@ -376,6 +401,7 @@ def speed_table(rows: list[dict]) -> str:
             f"{_fmt(r['p20_ms'], '.2f')}-{_fmt(r['p80_ms'], '.2f')}",
             _fmt(r["images_per_s"], ".1f"),
             _fmt(r["tflops"], ".3f"),
+            _fmt(r["cpu_ms"], ".1f"),
             "yes" if r["correct"] else "NO",
             r["note"],
         )
@@ -505,9 +531,10 @@ def resolve(source: Source, data: Path) -> tuple[Path, str]:
 
 
 def load_source(source: Source, path: Path, device: str) -> torch.nn.Module:
-    if source.name in OURS:
-        return load(source.name, device=device)  # the shipped gray+color pair
+    """The denoiser of ``source`` on ``device``; raises Skip when it cannot be loaded."""
     try:
+        if source.name in OURS:
+            return load(source.name, device=device)  # the shipped gray+color pair
         return load(source.name, weights=path, device=device)
     except (ValueError, FileNotFoundError) as err:
         raise Skip(str(err)) from None
@@ -717,7 +744,7 @@ def psnr_markdown(rows: list[dict]) -> str:
     cells: dict[str, dict] = {}
     weights: dict[str, list[str]] = {}
     noisy: dict[tuple, dict] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (_set_rank(r["set"]), r["sigma255"])):
         cells.setdefault(r["model"], {})[(r["set"], r["sigma255"])] = r
         shown = "shipped" if r["weights"] == "shipped" else Path(r["weights"]).name
         weights.setdefault(r["model"], [])
@@ -768,8 +795,8 @@ def speed_markdown(rows: list[dict]) -> str:
 
     lines = [
         "| architecture | params | variant | shape | GFLOP/call | median ms (p20-p80) | images/s "
-        "| TFLOP/s | device |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| TFLOP/s | CPU ms | device |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(latest.values(), key=rank):
         ok = "" if r.get("correct") else " (incorrect)"
@@ -782,6 +809,7 @@ def speed_markdown(rows: list[dict]) -> str:
             f"{_fmt(r['median_ms'], '.1f')} ({_fmt(r['p20_ms'], '.1f')}-{_fmt(r['p80_ms'], '.1f')})",
             _fmt(r.get("images_per_s"), ".1f"),
             _fmt(r.get("tflops"), ".3f"),
+            _fmt(r.get("cpu_ms"), ".1f"),
             str(r["device"]),
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")

@@ -1,7 +1,9 @@
-"""Fast CPU tests of the benchmark harness, the report and the fft_prox benchmark script."""
+"""Fast CPU tests of the benchmark harness, the report and the benchmark scripts (fft_prox,
+denoisers)."""
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +198,173 @@ def test_bench_fft_prox_quick_runs_end_to_end(tmp_path):
     assert by_provider["reference"]["correct"] is True
     assert by_provider["spectral-pass/reference"]["correct"] is True
     assert by_provider["reference"]["median_ms"] > 0
+
+
+# --- bench_denoisers.py ----------------------------------------------------------------------
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def bench_denoisers():
+    return _load("bench_denoisers")
+
+
+@pytest.fixture
+def one_thread(bench_denoisers):
+    """Tiny networks on one thread: on a busy machine thread barriers cost more than the work."""
+    torch = bench_denoisers.torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_conv_flops_and_parameters(bench_denoisers):
+    torch = bench_denoisers.torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.up = torch.nn.ConvTranspose2d(8, 4, 2, 2)
+
+        def forward(self, x, sigma):
+            return self.up(self.conv(x))
+
+    flops = bench_denoisers.conv_flops(Net(), torch.rand(2, 3, 16, 16), 0.1)
+    conv = 2 * 3 * 9 * 8 * (2 * 16 * 16)  # 2 Cin k*k Cout B Hout Wout
+    up = 2 * 8 * 4 * 4 * (2 * 16 * 16)  # 2 Cin Cout k*k B Hin Win
+    assert flops == conv + up
+    with torch.device("meta"):
+        dpir = bench_denoisers.build(bench_denoisers.arch_config("drunet-dpir", 3))
+    assert round(sum(p.numel() for p in dpir.parameters()) / 1e6, 1) == 32.6
+    shipped = bench_denoisers.arch_config("conditional", 3)
+    assert shipped["widths"] == [32, 64, 128] and shipped["noise_map"] and not shipped["bias"]
+    assert bench_denoisers.arch_config("blind", 1)["noise_map"] is False
+
+
+def test_parse_variant(bench_denoisers):
+    v = bench_denoisers.parse_variant("bfloat16+channels_last+compile")
+    assert (v.dtype, v.channels_last, v.compile) == (bench_denoisers.torch.bfloat16, True, True)
+    assert v.layout == "channels_last+compile"
+    assert v.name == "bfloat16+channels_last+compile"
+    assert bench_denoisers.parse_variant("float32").layout == "eager"
+    with pytest.raises(Exception, match="bad variant"):
+        bench_denoisers.parse_variant("float64")
+    with pytest.raises(Exception, match="bad variant"):
+        bench_denoisers.parse_variant("float16+fast")
+
+
+def _fake_data(root: Path, torch) -> tuple[Path, Path, Path]:
+    """A data folder with tiny Set12 (2 gray) and CBSD68 (1 color) images and tiny BF-CNN files
+    in the public layout, plus two pnpfast weight files (gray, color) of a tiny U-Net."""
+    from pnpfast.denoisers import BFCNN, DRUNet
+    from pnpfast.io import write_image
+    from pnpfast.train import save_weights
+
+    gen = torch.Generator().manual_seed(1)
+    for set_name, channels, count in (("Set12", 1, 2), ("CBSD68", 3, 1)):
+        folder = root / "images" / set_name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            write_image(folder / f"{i:02d}.png", torch.rand(1, channels, 16, 16, generator=gen))
+    bf = root / "weights" / "kadkhodaie_bfcnn"
+    bf.mkdir(parents=True)
+    torch.save(BFCNN(1, 3, 4).state_dict(), bf / "bfcnn_gray_bsd400_sigma0-100.pt")
+    torch.save(BFCNN(3, 3, 4).state_dict(), bf / "bfcnn_color_bsd300_sigma0-100.pt")
+    gray = save_weights(DRUNet(1, (4, 8), 0), root / "ours-gray.pt")
+    color = save_weights(DRUNet(3, (4, 8), 0), root / "ours-color.pt")
+    return root, gray, color
+
+
+def test_bench_denoisers_runs_end_to_end(bench_denoisers, report, one_thread, tmp_path, capsys):
+    torch = bench_denoisers.torch
+    data, gray, color = _fake_data(tmp_path / "data", torch)
+    speed, quality = tmp_path / "results" / "speed.jsonl", tmp_path / "results" / "psnr.jsonl"
+    common = ["--device", "cpu", "--data", str(data), "--out", str(speed)]
+    common += ["--psnr-out", str(quality), "--sigmas", "25"]
+    args = [*common, "--shapes", "1x1x16x16", "--archs", "conditional,bfcnn-20"]
+    args += ["--variants", "float32,float32+channels_last", "--reps", "1", "--warmup", "0"]
+    args += ["--models", "conditional,bfcnn,kair-dncnn-25"]
+    args += ["--ours", f"conditional-gray={gray}", "--ours", f"conditional-color={color}"]
+    assert bench_denoisers.main(args) == 0
+    err = capsys.readouterr().err
+    assert "skip kair-dncnn-25 on Set12" in err  # its file is not in the fake data
+
+    rows = [json.loads(line) for line in speed.read_text().splitlines()]
+    assert {r["provider"] for r in rows} == {
+        "conditional/eager",
+        "conditional/channels_last",
+        "bfcnn-20/eager",
+        "bfcnn-20/channels_last",
+    }
+    for r in rows:
+        assert set(bench_denoisers.harness.COLUMNS) <= set(r)
+        assert r["op"] == "denoiser_forward" and r["correct"] is True
+        assert r["shape"] == "1x1x16x16" and r["dtype"] == "float32"
+        assert r["median_ms"] > 0 and r["gflop"] > 0 and r["params"] > 0
+    text = report.render(report.load_rows(speed.parent))  # the psnr rows have no "op"
+    assert text.startswith("### denoiser_forward") and "bfcnn-20/eager" in text
+
+    rows = [json.loads(line) for line in quality.read_text().splitlines()]
+    assert [(r["model"], r["set"], r["sigma255"], r["images"]) for r in rows] == [
+        ("conditional", "Set12", 25, 2),
+        ("bfcnn", "Set12", 25, 2),
+        ("conditional", "CBSD68", 25, 1),
+        ("bfcnn", "CBSD68", 25, 1),
+    ]
+    assert rows[1]["weights"] == "weights/kadkhodaie_bfcnn/bfcnn_gray_bsd400_sigma0-100.pt"
+    assert "op" not in rows[0]
+    # the noise: one generator seeded 0 per (model, set, sigma), images in file order
+    from pnpfast.io import read_image
+    from pnpfast.metrics import psnr
+
+    g = torch.Generator().manual_seed(0)
+    noisy = []
+    for path in sorted((data / "images" / "Set12").glob("*.png")):
+        x = read_image(path)
+        noisy.append(psnr(x + 25 / 255 * torch.randn(x.shape, generator=g), x).item())
+    assert rows[0]["psnr_noisy"] == pytest.approx(sum(noisy) / 2, abs=1e-3)
+    assert rows[1]["psnr_noisy"] == rows[0]["psnr_noisy"]
+    assert all(math.isfinite(r["psnr"]) for r in rows)
+
+    # measured again: the rows of the same (model, set, sigma) are replaced, the others kept
+    again = [*common, "--part", "psnr", "--models", "bfcnn", "--sets", "Set12"]
+    assert bench_denoisers.main(again) == 0
+    rows2 = [json.loads(line) for line in quality.read_text().splitlines()]
+    assert [(r["model"], r["set"]) for r in rows2] == [
+        ("conditional", "Set12"),
+        ("conditional", "CBSD68"),
+        ("bfcnn", "CBSD68"),
+        ("bfcnn", "Set12"),
+    ]
+    assert rows2[3]["psnr"] == rows[1]["psnr"]
+
+    capsys.readouterr()
+    assert (
+        bench_denoisers.main(["--markdown", "--psnr-out", str(quality), "--out", str(speed)]) == 0
+    )
+    table = capsys.readouterr().out
+    assert "| model | weights | Set12 σ=25 | CBSD68 σ=25 |" in table
+    assert (
+        f"| bfcnn | bfcnn_gray_bsd400_sigma0-100.pt, bfcnn_color_bsd300_sigma0-100.pt | {rows[1]['psnr']:.2f} |"
+        in table
+    )
+    assert "| architecture | params | variant |" in table
+
+    with pytest.raises(SystemExit):  # partial rows only into an explicitly named file
+        bench_denoisers.main(["--part", "psnr", "--data", str(data), "--max-images", "1"])
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_bench_denoisers_public_bfcnn_gray(bench_denoisers, one_thread, tmp_path):
+    out = tmp_path / "psnr.jsonl"
+    args = ["--part", "psnr", "--device", "cpu", "--models", "bfcnn", "--sets", "Set12"]
+    args += ["--sigmas", "25", "--max-images", "1", "--psnr-out", str(out)]
+    assert bench_denoisers.main(args) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["images"] == 1 and row["weights_sha256"] == "cb99c1acae801b4e"
+    # Set12 01.png alone; over all 12 images this protocol gives MANIFEST's 30.26 dB
+    assert row["psnr_noisy"] == pytest.approx(20.183, abs=0.01)
+    assert row["psnr"] == pytest.approx(29.77, abs=0.02)

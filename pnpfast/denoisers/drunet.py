@@ -59,7 +59,10 @@ class DRUNet(Denoiser):
         D(x)    = tail(u + h_0)                            3x3 conv, w_0 -> C
 
     where a residual block is ``h + conv(act(conv(h)))``. The output is the denoised image
-    itself (no global residual), as in DPIR. ``noise_map`` (default True) appends a channel
+    itself (no global residual), as in DPIR; with ``residual=True`` the network learns the
+    correction instead, ``D(x) = x + tail(u + h_0)``, so that the identity (what a denoiser
+    should be at low noise) is the zero map: a small network trained briefly then keeps fine
+    detail at low sigma, which the last iterations of DPIR's schedule need. ``noise_map`` (default True) appends a channel
     holding each image's sigma; with ``noise_map=False`` the network is blind and ignores sigma.
     ``bias=False`` removes every bias; blind, bias-free and with ``activation="relu"`` the network
     is positively homogeneous, ``D(a x) = a D(x)`` for a > 0 (Mohan et al., ICLR 2020), which the
@@ -81,6 +84,7 @@ class DRUNet(Denoiser):
         noise_map: bool = True,
         bias: bool = False,
         activation: Activation = "relu",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
@@ -100,6 +104,7 @@ class DRUNet(Denoiser):
         self.noise_map = noise_map
         self.bias = bias
         self.activation = activation
+        self.residual = residual
         self.blind = not noise_map
 
         def res_blocks(width: int) -> list[torch.nn.Module]:
@@ -130,6 +135,7 @@ class DRUNet(Denoiser):
             "noise_map": self.noise_map,
             "bias": self.bias,
             "activation": self.activation,
+            "residual": self.residual,
         }
 
     def network(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -152,6 +158,8 @@ class DRUNet(Denoiser):
         for k in reversed(range(len(self.ups))):
             u = self.ups[k](u + h[k + 1])
         out = self.tail(u + h[0])
+        if self.residual:
+            out = out + x[:, : self.channels]
         return out[..., :height, :width]
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

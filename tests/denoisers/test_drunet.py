@@ -111,3 +111,18 @@ def test_build_errors():
         build({"arch": "resnet"})
     with pytest.raises(TypeError):
         build({"arch": "drunet", "depth": 3})
+
+
+def test_residual_adds_the_input_and_keeps_homogeneity():
+    torch.manual_seed(0)
+    plain = DRUNet(3, (4, 8), 1, noise_map=False).double().eval()
+    torch.manual_seed(0)
+    residual = DRUNet(3, (4, 8), 1, noise_map=False, residual=True).double().eval()
+    residual.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 10, 14, dtype=torch.float64)
+    torch.testing.assert_close(residual(x, 0), x + plain(x, 0))
+    torch.testing.assert_close(residual(2.5 * x, 0), 2.5 * residual(x, 0))
+    for p in residual.parameters():
+        p.data.zero_()
+    assert torch.equal(residual(x, 0), x)  # zero weights: the identity
+    assert build(residual.config()).residual
