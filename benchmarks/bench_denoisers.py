@@ -806,7 +806,8 @@ def speed_markdown(rows: list[dict]) -> str:
             r["variant"] + ok,
             r["shape"],
             f"{r['gflop']:.1f}",
-            f"{_fmt(r['median_ms'], '.1f')} ({_fmt(r['p20_ms'], '.1f')}-{_fmt(r['p80_ms'], '.1f')})",
+            f"{_fmt(r['median_ms'], '.1f')} "
+            f"({_fmt(r['p20_ms'], '.1f')}-{_fmt(r['p80_ms'], '.1f')})",
             _fmt(r.get("images_per_s"), ".1f"),
             _fmt(r.get("tflops"), ".3f"),
             _fmt(r.get("cpu_ms"), ".1f"),

@@ -347,10 +347,8 @@ def test_bench_denoisers_runs_end_to_end(bench_denoisers, report, one_thread, tm
     )
     table = capsys.readouterr().out
     assert "| model | weights | Set12 σ=25 | CBSD68 σ=25 |" in table
-    assert (
-        f"| bfcnn | bfcnn_gray_bsd400_sigma0-100.pt, bfcnn_color_bsd300_sigma0-100.pt | {rows[1]['psnr']:.2f} |"
-        in table
-    )
+    weights = "bfcnn_gray_bsd400_sigma0-100.pt, bfcnn_color_bsd300_sigma0-100.pt"
+    assert f"| bfcnn | {weights} | {rows[1]['psnr']:.2f} |" in table
     assert "| architecture | params | variant |" in table
 
     with pytest.raises(SystemExit):  # partial rows only into an explicitly named file
