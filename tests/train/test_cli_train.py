@@ -83,6 +83,7 @@ def test_recipe_settings_are_the_defaults_and_flags_override_them(gray_dir, tmp_
         "widths": [4, 8],
         "blocks": 1,
         "bias": False,
+        "residual": True,
         "noise_map": False,
     }
     assert config["lr"] == 0.002 and config["clip"] is None and config["steps"] == 2
