@@ -39,7 +39,7 @@ speed (op ``denoiser_forward``)
     conv of the same size). Biases, activations, normalisation and additions are not counted.
 
     Rows (one per architecture x variant x shape) are appended to ``--out`` (default
-    ``benchmarks/results/denoisers_speed.jsonl``) with every column of ``harness.COLUMNS``:
+    ``benchmarks/results/denoisers.jsonl``) with every column of ``harness.COLUMNS``:
     ``op`` = ``denoiser_forward``, ``provider`` = ``<arch>/<layout>`` with layout ``eager``,
     ``channels_last``, ``compile`` or ``channels_last+compile``, ``dtype`` the variant's dtype,
     ``bytes``/``gbps``/``frac_copy_bw`` null (a conv net is not bandwidth-bound), plus the keys
@@ -135,7 +135,7 @@ from pnpfast.metrics import psnr
 from pnpfast.train.recipes import RECIPES
 
 OP = "denoiser_forward"
-SPEED_NAME = "denoisers_speed"
+SPEED_NAME = "denoisers"  # = the name gpu_check.sh derives from bench_denoisers.py
 PSNR_NAME = "denoiser_psnr"
 DEFAULT_SHAPES = "8x3x256x256"
 DATA = harness.ROOT.parent / "shared" / "data"
