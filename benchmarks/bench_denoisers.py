@@ -407,13 +407,7 @@ def speed_table(rows: list[dict]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
-    out = []
-    for i, line in enumerate([header, *lines]):
-        out.append("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return harness.text_table(header, lines)
 
 
 def run_speed(args, parser: argparse.ArgumentParser) -> int:
@@ -590,20 +584,7 @@ def psnr_key(row: dict) -> tuple:
     return (row.get("model"), row.get("set"), row.get("sigma255"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if not path.exists():
-        return rows
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                print(f"{path}:{lineno}: dropped, not JSON ({exc})", file=sys.stderr)
-    return rows
+read_jsonl = harness.read_jsonl
 
 
 def store_psnr_rows(path: Path, new_rows: list[dict]) -> None:

@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -393,6 +394,11 @@ def format_table(rows: Sequence[dict]) -> str:
         )
         for r in rows
     ]
+    return text_table(header, lines)
+
+
+def text_table(header: Sequence, lines: Sequence[Sequence]) -> str:
+    """Columns padded to their widest cell, a dashed rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
     out = []
     for i, line in enumerate([header, *lines]):
@@ -400,3 +406,21 @@ def format_table(rows: Sequence[dict]) -> str:
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a results file, one per non-empty line (none when the file is
+    missing); a line that is not JSON is reported on stderr and skipped."""
+    rows = []
+    if not path.exists():
+        return rows
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                print(f"{path}:{lineno}: skipped, not JSON ({exc})", file=sys.stderr)
+    return rows

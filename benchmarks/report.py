@@ -14,9 +14,11 @@ no speed-up.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- bench:start -->"
@@ -27,21 +29,12 @@ KEY = ("op", "provider", "shape", "dtype", "device")
 def load_rows(results_dir: Path) -> list[dict]:
     """Every timing row (one with an ``op``) of every *.jsonl file under ``results_dir``, in file
     then line order; other result files (restoration quality) are not timing tables."""
-    rows = []
-    for path in sorted(results_dir.glob("*.jsonl")):
-        with path.open() as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    print(f"{path}:{lineno}: skipped, not JSON ({exc})", file=sys.stderr)
-                    continue
-                if "op" in row:
-                    rows.append(row)
-    return rows
+    return [
+        row
+        for path in sorted(results_dir.glob("*.jsonl"))
+        for row in harness.read_jsonl(path)
+        if "op" in row
+    ]
 
 
 def latest(rows: list[dict]) -> list[dict]:

@@ -36,10 +36,9 @@ from pnpfast.io import (
 )
 from pnpfast.metrics import psnr, ssim
 from pnpfast.train.data import ImageFolder
-from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, train
+from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, read_init, train
 from pnpfast.train.losses import LOSSES
 from pnpfast.train.recipes import RECIPES
-from pnpfast.train.weights import is_weights_file
 
 __all__ = ["main", "motion_kernel"]
 
@@ -659,16 +658,9 @@ def _check_training(cfg: TrainConfig, out: Path, fresh: bool) -> int:
         raise _TrainArgumentError(str(exc)) from None
     if cfg.init:
         try:
-            obj = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch.load fails in many ways on a file that is not its own
-            raise _TrainArgumentError(f"--init {cfg.init} cannot be read: {exc}") from None
-        if not is_weights_file(obj):
-            raise _TrainArgumentError(f"--init {cfg.init} is not a pnpfast weight file")
-        if obj["config"] != model.config():
-            raise _TrainArgumentError(
-                f"--init {cfg.init} holds {obj['config']}, not the network trained here "
-                f"({model.config()})"
-            )
+            read_init(cfg.init, model)
+        except ValueError as exc:
+            raise _TrainArgumentError(f"--{exc}") from None
     ckpt_path = out / "checkpoint.pt"
     if fresh or not ckpt_path.exists():
         return 0

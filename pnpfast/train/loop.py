@@ -254,9 +254,14 @@ class _Log:
             f.flush()
 
 
-def _initialise(model: torch.nn.Module, path: str) -> None:
-    """Start from the weights of a pnpfast weight file of the same architecture."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+def read_init(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The float32 state dict of the pnpfast weight file ``path``, checked to hold ``model``'s
+    architecture; ValueError (naming ``init``) for a file that cannot be read, is not a pnpfast
+    weight file or holds another architecture."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load fails in many ways on a file that is not its own
+        raise ValueError(f"init {path} cannot be read: {exc}") from None
     if not is_weights_file(obj):
         raise ValueError(f"init {path} is not a pnpfast weight file")
     if obj["config"] != model.config():
@@ -264,7 +269,7 @@ def _initialise(model: torch.nn.Module, path: str) -> None:
             f"init {path} holds {obj['config']}, not the architecture trained here "
             f"({model.config()})"
         )
-    model.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
+    return {k: v.float() for k, v in obj["state_dict"].items()}
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -311,7 +316,7 @@ def train(
     torch.manual_seed(cfg.seed)
     model = build(cfg.network_config())
     if cfg.init:
-        _initialise(model, cfg.init)
+        model.load_state_dict(read_init(cfg.init, model))
     model = model.to(device).train()
     loss_fn = loss if loss is not None else make_loss(cfg.loss, cfg.loss_options)
     loss_module = loss_fn if isinstance(loss_fn, torch.nn.Module) else None
