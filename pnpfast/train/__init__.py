@@ -9,7 +9,7 @@ writes and how it resumes, and ``pnpfast.train.losses`` for the loss hook.
 
 from pnpfast.train.data import Batch, ImageFolder, NoiseModel, PatchSampler
 from pnpfast.train.loop import TrainConfig, TrainResult, train
-from pnpfast.train.losses import LOSSES, MSELoss, register_loss
+from pnpfast.train.losses import LOSSES, MSELoss, NoiseWeightedMSELoss, register_loss
 from pnpfast.train.weights import save_weights
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ImageFolder",
     "MSELoss",
     "NoiseModel",
+    "NoiseWeightedMSELoss",
     "PatchSampler",
     "TrainConfig",
     "TrainResult",

@@ -17,7 +17,7 @@ import torch
 
 from pnpfast.train.data import Batch
 
-__all__ = ["LOSSES", "MSELoss", "make_loss", "register_loss"]
+__all__ = ["LOSSES", "MSELoss", "NoiseWeightedMSELoss", "make_loss", "register_loss"]
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict]]
 
@@ -32,7 +32,37 @@ class MSELoss(torch.nn.Module):
         return loss, {}
 
 
-LOSSES: dict[str, Callable[..., LossFn]] = {"mse": MSELoss}
+class NoiseWeightedMSELoss(torch.nn.Module):
+    """The denoising loss with each patch weighted by its noise level:
+
+        mean_b w_b ||D(y_b, sigma_b) - x_b||^2 / N,   w_b = (s_ref^2 + s_0^2) / (sigma_b^2 + s_0^2).
+
+    The plain MSE of a good denoiser grows like sigma^2, so a sigma range such as [0, 100]/255
+    spends nearly all of its gradient on the high levels and leaves the low ones undertrained.
+    Dividing by sigma^2 gives every level the same say in the log of its error, that is in its
+    PSNR; ``s_0`` (``sigma_floor``) bounds the weight of the nearly clean patches and
+    ``s_ref`` (``sigma_ref``) is the level of weight 1, so the loss reads as an MSE there.
+    Both are on the [0, 1] scale.
+    """
+
+    def __init__(self, sigma_ref: float = 25 / 255, sigma_floor: float = 2 / 255):
+        super().__init__()
+        if not sigma_ref > 0 or not sigma_floor > 0:
+            raise ValueError(
+                f"sigma_ref and sigma_floor must be > 0, not {sigma_ref!r} and {sigma_floor!r}"
+            )
+        self.sigma_ref = float(sigma_ref)
+        self.sigma_floor = float(sigma_floor)
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        out = model(batch.noisy, batch.sigma)
+        per_patch = torch.mean((out.float() - batch.clean.float()) ** 2, dim=(1, 2, 3))
+        floor2 = self.sigma_floor**2
+        weight = (self.sigma_ref**2 + floor2) / (batch.sigma.float() ** 2 + floor2)
+        return torch.mean(weight * per_patch), {"mse": per_patch.mean().detach()}
+
+
+LOSSES: dict[str, Callable[..., LossFn]] = {"mse": MSELoss, "mse-sigma": NoiseWeightedMSELoss}
 
 
 def register_loss(name: str, factory: Callable[..., LossFn]) -> None:
