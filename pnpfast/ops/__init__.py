@@ -3,5 +3,14 @@
 from pnpfast.ops._alloc import poisoned_outputs
 from pnpfast.ops.fft_grad import fft_grad, fft_grad_reference
 from pnpfast.ops.fft_prox import fft_prox, fft_prox_reference
+from pnpfast.ops.pnp_update import pnp_update, pnp_update_reference
 
-__all__ = ["fft_grad", "fft_grad_reference", "fft_prox", "fft_prox_reference", "poisoned_outputs"]
+__all__ = [
+    "fft_grad",
+    "fft_grad_reference",
+    "fft_prox",
+    "fft_prox_reference",
+    "pnp_update",
+    "pnp_update_reference",
+    "poisoned_outputs",
+]

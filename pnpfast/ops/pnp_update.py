@@ -1,0 +1,110 @@
+"""The fused update after a denoiser call: the next iterate and the stopping-rule sums in one pass.
+
+Every RED and accelerated PnP iteration ends, after its denoiser call f(z), with an affine
+combination of a few images and with the norms that its stopping rule and history need. One
+pass reads f(z), z and (where the method has them) x_k and x_{k-1} once, and writes
+
+    out_b  = a_b f(z)_b + b_b z_b + c_b x_b + d_b xprev_b
+    sums_b = [ ||z_b - f(z)_b||^2, ||x_b - xprev_b||^2, ||x_b||^2 ]
+
+with per-image coefficients coef_b = (a_b, b_b, c_b, d_b). Examples (see pnpfast/solvers/red.py):
+
+* RED proximal gradient (Reehorst & Schniter, "Regularization by Denoising: Clarifications and
+  New Interpretations", IEEE TCI 2019): v_{k+1} = (1/L) f(z_k) - ((1 - L)/L) z_k is
+  coef = (1/L, -(1 - L)/L, 0, 0), while x = x_k, xprev = x_{k-1} give the change of the iterate;
+* FISTA/APG momentum: z = x + m (x - xprev) is coef = (0, 0, 1 + m, -m) with f = z = x;
+* the RED-ADMM inner step v <- (lam f(v) + beta (x + u)) / (lam + beta) is
+  coef = (lam, 0, beta, beta) / (lam + beta) with z = v, xprev = u.
+
+``x`` and ``xprev`` may be None (neither read nor summed; their coefficients must then be 0 and
+their sums are 0). Shapes: f, z, x, xprev [B, C, H, W], one dtype (float32 or float64) and
+device; coef [B, 4] of that dtype; returns out [B, C, H, W] and sums [B, 3] of that dtype. The
+sums are accumulated in float64 for float64 input and float32 otherwise, in a fixed order
+(deterministic on every backend).
+"""
+
+import torch
+
+from pnpfast.dispatch import FusedOp
+from pnpfast.ops._checks import require
+
+SUMS = ("residual", "change", "norm")  # the columns of sums
+
+
+def pnp_update_reference(
+    f: torch.Tensor,
+    z: torch.Tensor,
+    x: torch.Tensor | None,
+    xprev: torch.Tensor | None,
+    coef: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Readable torch: the affine combination, then the three per-image sums of squares."""
+    B = f.shape[0]
+    a, b, c, d = (coef[:, i].view(-1, 1, 1, 1) for i in range(4))
+    out = a * f + b * z
+    zero = torch.zeros(B, dtype=f.dtype, device=f.device)
+    change = norm = zero
+    if x is not None:
+        out = out + c * x
+        norm = x.flatten(1).pow(2).sum(1)
+        change = norm
+    if xprev is not None:
+        out = out + d * xprev
+        change = (x - xprev).flatten(1).pow(2).sum(1) if x is not None else zero
+    residual = (z - f).flatten(1).pow(2).sum(1)
+    return out, torch.stack([residual, change, norm], dim=1)
+
+
+def check_pnp_update_args(f, z, x, xprev, coef) -> None:
+    """Validate the arguments; raise TypeError/ValueError naming the argument."""
+    named = {"f": f, "z": z, "x": x, "xprev": xprev, "coef": coef}
+    for name, t in named.items():
+        if t is None and name in ("x", "xprev"):
+            continue
+        require(isinstance(t, torch.Tensor), f"pnp_update: {name} must be a tensor", TypeError)
+    require(
+        f.dtype in (torch.float32, torch.float64),
+        f"pnp_update: f must be float32 or float64, not {f.dtype}",
+        TypeError,
+    )
+    require(f.dim() == 4, f"pnp_update: f must be [B, C, H, W], got shape {tuple(f.shape)}")
+    for name, t in named.items():
+        if t is None or name == "f":
+            continue
+        require(
+            t.dtype == f.dtype,
+            f"pnp_update: {name} has dtype {t.dtype}, f has {f.dtype}",
+            TypeError,
+        )
+        require(t.device == f.device, f"pnp_update: {name} is on {t.device}, f on {f.device}")
+        if name != "coef":
+            require(
+                t.shape == f.shape,
+                f"pnp_update: {name} has shape {tuple(t.shape)}, f has {tuple(f.shape)}",
+            )
+    B = f.shape[0]
+    require(
+        coef.shape == (B, 4),
+        f"pnp_update: coef must have shape ({B}, 4), got {tuple(coef.shape)}",
+    )
+    require(
+        xprev is None or x is not None,
+        "pnp_update: xprev needs x (the sum ||x - xprev||^2 and the update read both)",
+    )
+
+
+_op = FusedOp("pnp_update", pnp_update_reference, {})
+
+
+def pnp_update(
+    f: torch.Tensor,
+    z: torch.Tensor,
+    x: torch.Tensor | None,
+    xprev: torch.Tensor | None,
+    coef: torch.Tensor,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a f + b z + c x + d xprev, [||z - f||^2, ||x - xprev||^2, ||x||^2]) per image, on the
+    fastest backend that accepts the inputs. See the module docstring."""
+    check_pnp_update_args(f, z, x, xprev, coef)
+    return _op(f, z, x, xprev, coef, backend=backend)
