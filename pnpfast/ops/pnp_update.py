@@ -16,8 +16,8 @@ with per-image coefficients coef_b = (a_b, b_b, c_b, d_b). Examples (see pnpfast
 * the RED-ADMM inner step v <- (lam f(v) + beta (x + u)) / (lam + beta) is
   coef = (lam, 0, beta, beta) / (lam + beta) with z = v, xprev = u.
 
-``x`` and ``xprev`` may be None (neither read nor summed; their coefficients must then be 0 and
-their sums are 0). Shapes: f, z, x, xprev [B, C, H, W], one dtype (float32 or float64) and
+``x`` and ``xprev`` may be None: a zero image that is never read (so with x = None,
+sums[:, 1] is ||xprev||^2 and sums[:, 2] is 0). Shapes: f, z, x, xprev [B, C, H, W], one dtype (float32 or float64) and
 device; coef [B, 4] of that dtype; returns out [B, C, H, W] and sums [B, 3] of that dtype. The
 sums are accumulated in float64 for float64 input and float32 otherwise, in a fixed order
 (deterministic on every backend).
@@ -38,20 +38,15 @@ def pnp_update_reference(
     xprev: torch.Tensor | None,
     coef: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Readable torch: the affine combination, then the three per-image sums of squares."""
-    B = f.shape[0]
+    """Readable torch: the affine combination, then the three per-image sums of squares (a
+    missing x or xprev is a zero image)."""
     a, b, c, d = (coef[:, i].view(-1, 1, 1, 1) for i in range(4))
-    out = a * f + b * z
-    zero = torch.zeros(B, dtype=f.dtype, device=f.device)
-    change = norm = zero
-    if x is not None:
-        out = out + c * x
-        norm = x.flatten(1).pow(2).sum(1)
-        change = norm
-    if xprev is not None:
-        out = out + d * xprev
-        change = (x - xprev).flatten(1).pow(2).sum(1) if x is not None else zero
+    x0 = x if x is not None else torch.zeros_like(f)
+    p0 = xprev if xprev is not None else torch.zeros_like(f)
+    out = a * f + b * z + c * x0 + d * p0
     residual = (z - f).flatten(1).pow(2).sum(1)
+    change = (x0 - p0).flatten(1).pow(2).sum(1)
+    norm = x0.flatten(1).pow(2).sum(1)
     return out, torch.stack([residual, change, norm], dim=1)
 
 
@@ -86,10 +81,6 @@ def check_pnp_update_args(f, z, x, xprev, coef) -> None:
     require(
         coef.shape == (B, 4),
         f"pnp_update: coef must have shape ({B}, 4), got {tuple(coef.shape)}",
-    )
-    require(
-        xprev is None or x is not None,
-        "pnp_update: xprev needs x (the sum ||x - xprev||^2 and the update read both)",
     )
 
 
