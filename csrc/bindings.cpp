@@ -2,12 +2,20 @@
 //
 //   torch.ops.pnpfast_C.fft_prox_out(v, kty, k2, gamma, out)   (csrc/fft_prox.cu)
 //   torch.ops.pnpfast_C.fft_grad_out(v, kty, k2, s, t, out)    (csrc/fft_grad.cu)
+//   torch.ops.pnpfast_C.pnp_update_out(f, z, x, xprev, coef, out, partial)
+//                                                                (csrc/pnp_update.cu)
 //
 // v, kty, out are the [B, C, H, Wr, 2] float views (torch.view_as_real) of rfft2 spectra, k2 is
 // [1 or B, 1, H, Wr], gamma / s / t are [B]; all CUDA tensors on one device, one dtype (float32
 // or float64), contiguous. `out` is written and must not overlap any input. The ops are built
 // for pnpfast/ops/fft_prox.py and pnpfast/ops/fft_grad.py, which validate the complex inputs
 // first; the checks here guard direct calls.
+//
+// pnp_update_out: f, z, out [B, C, H, W], x and xprev [B, C, H, W] or None, coef [B, 4],
+// partial [B, P, 3] with P >= 1 partial-sum slots per image (the caller sums partial over
+// dim 1); CUDA tensors on one device, one dtype (float32 or float64), contiguous. out and
+// partial are written and must not overlap any input or each other. Built for
+// pnpfast/ops/pnp_update.py.
 //
 // Importing pnpfast._C registers the ops (the static TORCH_LIBRARY initialisers below run when
 // Python loads the shared library); the module itself is empty, so no pybind11 is involved.
@@ -23,8 +31,11 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <utility>
+#include <vector>
 
+#include "pnp_update.h"
 #include "spectral.h"
 
 namespace {
@@ -133,17 +144,93 @@ void fft_grad_out_cuda(const at::Tensor& v, const at::Tensor& kty, const at::Ten
   });
 }
 
+void pnp_update_out_cuda(const at::Tensor& f, const at::Tensor& z,
+                         const std::optional<at::Tensor>& x,
+                         const std::optional<at::Tensor>& xprev, const at::Tensor& coef,
+                         at::Tensor& out, at::Tensor& partial) {
+  constexpr const char* op = "pnp_update_out";
+  TORCH_CHECK(f.is_cuda(), op, ": f must be a CUDA tensor, got device ", f.device());
+  const at::ScalarType dtype = f.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
+              ": f must be float32 or float64, got ", dtype);
+  TORCH_CHECK(f.dim() == 4, op, ": f must be [B, C, H, W], got shape ", f.sizes());
+  const int64_t B = f.size(0);
+
+  // every tensor but f, with its name; x and xprev only when given
+  std::vector<NamedTensor> others = {{"z", &z}, {"coef", &coef}, {"out", &out},
+                                     {"partial", &partial}};
+  if (x.has_value()) others.emplace_back("x", &*x);
+  if (xprev.has_value()) others.emplace_back("xprev", &*xprev);
+  TORCH_CHECK(f.is_contiguous(), op, ": f must be contiguous");
+  for (const NamedTensor& t : others) {
+    const at::Tensor& u = *t.second;
+    TORCH_CHECK(u.is_cuda(), op, ": ", t.first, " must be a CUDA tensor, got device ",
+                u.device());
+    TORCH_CHECK(u.device() == f.device(), op, ": ", t.first, " is on ", u.device(),
+                " but f is on ", f.device());
+    TORCH_CHECK(u.scalar_type() == dtype, op, ": ", t.first, " has dtype ", u.scalar_type(),
+                ", f has ", dtype);
+    TORCH_CHECK(u.is_contiguous(), op, ": ", t.first, " must be contiguous");
+  }
+  const auto check_image = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK(t.sizes() == f.sizes(), op, ": ", name, " has shape ", t.sizes(), ", f has ",
+                f.sizes());
+  };
+  check_image("z", z);
+  check_image("out", out);
+  if (x.has_value()) check_image("x", *x);
+  if (xprev.has_value()) check_image("xprev", *xprev);
+  TORCH_CHECK(coef.dim() == 2 && coef.size(0) == B && coef.size(1) == 4, op,
+              ": coef must have shape [", B, ", 4], got ", coef.sizes());
+  TORCH_CHECK(partial.dim() == 3 && partial.size(0) == B && partial.size(1) >= 1 &&
+                  partial.size(1) <= INT32_MAX && partial.size(2) == 3,
+              op, ": partial must be [", B, ", P, 3] with 1 <= P < 2**31, got shape ",
+              partial.sizes());
+
+  // The kernel reads its inputs through read-only, non-aliased pointers; the inputs may alias
+  // each other (f = z = x in a momentum step).
+  const auto check_apart = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK(at::get_overlap_status(out, t) == at::MemOverlapStatus::No, op,
+                ": out must not share memory with ", name);
+    TORCH_CHECK(at::get_overlap_status(partial, t) == at::MemOverlapStatus::No, op,
+                ": partial must not share memory with ", name);
+  };
+  check_apart("f", f);
+  for (const NamedTensor& t : others) {
+    if (t.second != &out && t.second != &partial) check_apart(t.first, *t.second);
+  }
+  TORCH_CHECK(at::get_overlap_status(out, partial) == at::MemOverlapStatus::No, op,
+              ": out must not share memory with partial");
+
+  const c10::cuda::CUDAGuard guard(f.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t elems = B > 0 ? f.numel() / B : 0;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "pnp_update_out", [&] {
+    const scalar_t* x_ptr = x.has_value() ? x->const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* xprev_ptr = xprev.has_value() ? xprev->const_data_ptr<scalar_t>() : nullptr;
+    check_launch(op, pnpfast::launch_pnp_update(
+                         f.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(), x_ptr,
+                         xprev_ptr, coef.const_data_ptr<scalar_t>(),
+                         out.mutable_data_ptr<scalar_t>(), partial.mutable_data_ptr<scalar_t>(),
+                         B, elems, partial.size(1), stream));
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pnpfast_C, m) {
   m.def("fft_prox_out(Tensor v, Tensor kty, Tensor k2, Tensor gamma, Tensor(a!) out) -> ()");
   m.def(
       "fft_grad_out(Tensor v, Tensor kty, Tensor k2, Tensor s, Tensor t, Tensor(a!) out) -> ()");
+  m.def(
+      "pnp_update_out(Tensor f, Tensor z, Tensor? x, Tensor? xprev, Tensor coef, Tensor(a!) out, "
+      "Tensor(b!) partial) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pnpfast_C, CUDA, m) {
   m.impl("fft_prox_out", &fft_prox_out_cuda);
   m.impl("fft_grad_out", &fft_grad_out_cuda);
+  m.impl("pnp_update_out", &pnp_update_out_cuda);
 }
 
 // `import pnpfast._C` needs an init function; the ops above are registered by then.

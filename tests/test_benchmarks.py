@@ -1,5 +1,5 @@
 """Fast CPU tests of the benchmark harness, the report and the benchmark scripts (fft_prox,
-denoisers)."""
+pnp_update, denoisers)."""
 
 import importlib.util
 import json
@@ -198,6 +198,22 @@ def test_bench_fft_prox_quick_runs_end_to_end(tmp_path):
     assert by_provider["reference"]["correct"] is True
     assert by_provider["spectral-pass/reference"]["correct"] is True
     assert by_provider["reference"]["median_ms"] > 0
+
+
+def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
+    out = tmp_path / "pnp_update.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_pnp_update.py"), "--quick", "--device", "cpu"]
+    cmd += ["--shapes", "2x3x32x32", "--threads", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_provider = {r["provider"]: r for r in rows}
+    assert set(by_provider) == {"torch-unfused", "reference"}  # no compile with --quick
+    for r in rows:
+        assert r["op"] == "pnp_update" and r["shape"] == "2x3x32x32" and r["correct"] is True
+        assert r["bytes"] == 5 * 2 * 3 * 32 * 32 * 4 + 7 * 2 * 4  # 4 reads + 1 write, coef, sums
+        assert r["median_ms"] > 0
+    assert "skip triton" in done.stderr and "skip cuda" in done.stderr
 
 
 # --- bench_denoisers.py ----------------------------------------------------------------------

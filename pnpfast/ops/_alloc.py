@@ -4,7 +4,7 @@ Tests wrap calls in ``poisoned_outputs()`` so that every output starts as NaN: a
 kernel forgot to write then fails the comparison with the reference.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -12,9 +12,13 @@ import torch
 _poison = False
 
 
-def empty_output(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised tensor shaped like ``like`` (NaN-filled inside ``poisoned_outputs``)."""
-    out = torch.empty_like(like, memory_format=torch.contiguous_format)
+def empty_output(like: torch.Tensor, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """An uninitialised contiguous tensor with the dtype and device of ``like``, shaped like it
+    or ``shape`` (NaN-filled inside ``poisoned_outputs``)."""
+    if shape is None:
+        out = torch.empty_like(like, memory_format=torch.contiguous_format)
+    else:
+        out = torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
     if _poison:
         out.fill_(float("nan"))
     return out

@@ -21,11 +21,19 @@ sums[:, 1] is ||xprev||^2 and sums[:, 2] is 0). Shapes: f, z, x, xprev [B, C, H,
 device; coef [B, 4] of that dtype; returns out [B, C, H, W] and sums [B, 3] of that dtype. The
 sums are accumulated in float64 for float64 input and float32 otherwise, in a fixed order
 (deterministic on every backend).
+
+Fast paths (kernels/pnp_update.py, csrc/pnp_update.cu): one pass over the images; each block
+writes its share of the three sums of its image to a [B, blocks, 3] buffer, summed over the
+blocks with torch (no atomics, no host sync).
 """
+
+import functools
+import math
 
 import torch
 
 from pnpfast.dispatch import FusedOp
+from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import require
 
 SUMS = ("residual", "change", "norm")  # the columns of sums
@@ -84,7 +92,85 @@ def check_pnp_update_args(f, z, x, xprev, coef) -> None:
     )
 
 
-_op = FusedOp("pnp_update", pnp_update_reference, {})
+def pnp_update_fast_path_check(f, z, x, xprev, coef) -> str | None:
+    """Why the CUDA kernel cannot take these inputs (None when it can)."""
+    tensors = [t for t in (f, z, x, xprev, coef) if t is not None]
+    if not all(t.is_contiguous() for t in tensors):
+        return "inputs must be contiguous"
+    if math.prod(f.shape[1:]) >= 2**30:
+        return "an image with 2**30 or more elements"
+    return None
+
+
+def pnp_update_triton_check(f, z, x, xprev, coef) -> str | None:
+    """Why the Triton kernel cannot take these inputs (None when it can)."""
+    if f.shape[0] > 65535:
+        return "more than 65535 images in one call"
+    return pnp_update_fast_path_check(f, z, x, xprev, coef)
+
+
+@torch.library.custom_op("pnpfast::pnp_update_triton", mutates_args=())
+def _pnp_update_triton(
+    f: torch.Tensor,
+    z: torch.Tensor,
+    x: torch.Tensor | None,
+    xprev: torch.Tensor | None,
+    coef: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from pnpfast.kernels.pnp_update import partial_blocks, pnp_update_triton
+
+    out = empty_output(f)
+    partial = empty_output(f, (f.shape[0], partial_blocks(math.prod(f.shape[1:])), 3))
+    pnp_update_triton(f, z, x, xprev, coef, out, partial)
+    return out, partial.sum(1)
+
+
+# Launch shape of csrc/pnp_update.cu: 256 threads per block, up to 2048 resident threads per SM.
+_CUDA_THREADS = 256
+_CUDA_BLOCKS_PER_SM = 2048 // _CUDA_THREADS
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _cuda_partial_blocks(device: torch.device, images: int, elems: int) -> int:
+    """Blocks per image of the CUDA kernel: about four waves of resident blocks over the batch,
+    and no more than one block per 1024 elements (a thread takes 4 floats per step)."""
+    waves = _sm_count(device.index) * _CUDA_BLOCKS_PER_SM * 4
+    return max(1, min(-(-elems // (4 * _CUDA_THREADS)), -(-waves // max(images, 1))))
+
+
+@torch.library.custom_op("pnpfast::pnp_update_cuda", mutates_args=())
+def _pnp_update_cuda(
+    f: torch.Tensor,
+    z: torch.Tensor,
+    x: torch.Tensor | None,
+    xprev: torch.Tensor | None,
+    coef: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    B = f.shape[0]
+    out = empty_output(f)
+    partial = empty_output(f, (B, _cuda_partial_blocks(f.device, B, math.prod(f.shape[1:])), 3))
+    torch.ops.pnpfast_C.pnp_update_out(f, z, x, xprev, coef, out, partial)
+    return out, partial.sum(1)
+
+
+@_pnp_update_triton.register_fake
+@_pnp_update_cuda.register_fake
+def _pnp_update_fake(f, z, x, xprev, coef):
+    return torch.empty_like(f, memory_format=torch.contiguous_format), f.new_empty(f.shape[0], 3)
+
+
+_op = FusedOp(
+    "pnp_update",
+    pnp_update_reference,
+    {
+        "triton": (_pnp_update_triton, pnp_update_triton_check),
+        "cuda": (_pnp_update_cuda, pnp_update_fast_path_check),
+    },
+)
 
 
 def pnp_update(
