@@ -1,7 +1,12 @@
 """``pnpfast.solve``: one entry point over every PnP method, on one shared engine.
 
-Methods: "hqs" (DPIR), "admm", "pgd", "fista". Each method's own parameters are a dataclass in
-its module (``HQSParams``, ``ADMMParams``, ``PGDParams``); unknown names raise TypeError.
+Methods: "hqs" (DPIR), "admm", "pgd", "fista" (PnP), and the RED family (``solvers/red.py``):
+"red-sd" (steepest descent), "red-fp" (fixed point), "red-admm", "red-pg", "red-apg",
+"red-dpg" (proximal gradient: plain, accelerated, dynamic L_k) and "red-gd" (gradient descent on
+the unweighted data term). Each method's own parameters are a dataclass in its module
+(``HQSParams``, ``ADMMParams``, ``PGDParams``; ``REDSDParams`` for red-sd and red-gd,
+``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``);
+unknown names raise TypeError.
 """
 
 import dataclasses
@@ -12,11 +17,19 @@ import torch
 from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
+from pnpfast.solvers import red
 from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
 from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
+from pnpfast.solvers.red import (
+    REDADMMParams,
+    REDDPGParams,
+    REDFPParams,
+    REDPGParams,
+    REDSDParams,
+)
 from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
 
-METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA)}
+METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS)}
 
 
 def solve(
@@ -39,12 +52,15 @@ def solve(
 
     y: [B, C, H, W] float32/float64 on [0, 1]; operator: a pnpfast LinearOperator (e.g. Blur);
     denoiser: called as D(x, sigma) with sigma a [B] tensor; sigma: noise level of y (float or
-    length-B tensor, same scale as y); max_iter, tol: iteration cap and per-image relative-change
-    tolerance (method defaults: hqs 8 and 0, the others 100 or 50 and 1e-4); x0: start (default
+    length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
+    data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
+    and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
+    200, the others 100 or 50, and 1e-4); x0: start (default
     y); x_true: ground truth, records PSNR per iteration in ``history``; history: also record the
     relative change without x_true; callback: called with an IterationInfo after every
     iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
-    Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista).
+    Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
+    red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams.
     Returns a Result (x, iterations, converged, history).
     """
     if method not in METHODS:
@@ -104,6 +120,11 @@ __all__ = [
     "HQSParams",
     "IterationInfo",
     "PGDParams",
+    "REDADMMParams",
+    "REDDPGParams",
+    "REDFPParams",
+    "REDPGParams",
+    "REDSDParams",
     "Result",
     "solve",
 ]

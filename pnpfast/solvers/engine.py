@@ -4,7 +4,11 @@ A method supplies ``init(problem) -> state`` and ``step(problem, state, k) -> st
 engine owns everything else:
 
 - a per-image active mask: an image whose relative change ||x_k - x_{k-1}|| / ||x_{k-1}|| falls
-  under ``tol`` is frozen (its whole state stops changing) while the rest go on;
+  under ``tol`` is frozen (its whole state stops changing) while the rest go on. A method whose
+  step already has ||x_k - x_{k-1}||^2 and ||x_{k-1}||^2 (the sums of the fused
+  ``pnpfast.ops.pnp_update``) hands the [B] relative change over in its new state's
+  ``rel_change`` field (see ``rel_change_from_sums``); the engine then skips its own pass over
+  x_k and x_{k-1}. Without that field, or with it None, the engine computes the change itself;
 - per-image iteration counts and convergence flags;
 - an optional history ([iterations, B] tensors: "rel_change" always, "psnr" when x_true is given),
   kept on the device and stacked at the end;
@@ -70,11 +74,17 @@ class IterationInfo:
 
 
 def _merge(new, old, active: torch.Tensor):
-    """Take ``new`` where active, ``old`` elsewhere, field by field over a state dataclass."""
+    """Take ``new`` where active, ``old`` elsewhere, field by field over a state dataclass
+    (a field that is not a tensor in both states, e.g. a ``rel_change`` still None, is new's)."""
     values = {}
     for field in dataclasses.fields(new):
         a, b = getattr(new, field.name), getattr(old, field.name)
-        if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == active.shape[0]:
+        if (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dim() > 0
+            and a.shape[0] == active.shape[0]
+        ):
             mask = active.view(-1, *([1] * (a.dim() - 1)))
             values[field.name] = torch.where(mask, a, b)
         else:
@@ -86,6 +96,14 @@ def _rel_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     diff = (new - old).flatten(1).norm(dim=1)
     ref = old.flatten(1).norm(dim=1).clamp_min(torch.finfo(old.dtype).tiny)
     return diff / ref
+
+
+def rel_change_from_sums(sums: torch.Tensor) -> torch.Tensor:
+    """||x_k - x_{k-1}|| / ||x_{k-1}|| per image from the [B, 3] sums of ``pnp_update`` called
+    with x = x_{k-1} and xprev = x_k (so that sums[:, 1] = ||x_{k-1} - x_k||^2 and
+    sums[:, 2] = ||x_{k-1}||^2): the engine's own rule, without another pass. Returns [B]."""
+    ref = sums[:, 2].sqrt().clamp_min(torch.finfo(sums.dtype).tiny)
+    return sums[:, 1].sqrt() / ref
 
 
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -122,7 +140,9 @@ def run(
             new = method.step(problem, state, k)
             with nvtx_range("pnpfast/bookkeeping"):
                 if track:
-                    rel = _rel_change(new.x, state.x)
+                    rel = getattr(new, "rel_change", None)
+                    if rel is None:
+                        rel = _rel_change(new.x, state.x)
                 # with tol = 0 every image stays active: no mask to apply
                 state = _merge(new, state, active) if tol > 0 else new
                 iterations += active.long()

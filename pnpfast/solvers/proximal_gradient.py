@@ -13,7 +13,8 @@ IEEE SPL 2017):
 
 tau defaults to 1 / L with L = ||A^T A|| (1 for a blur kernel that sums to 1) and must lie in
 (0, 2 / L); sigma_d (the denoiser strength) defaults to the noise level of y. The gradient step
-is one fused spectral pass for Blur (``L2.grad_step``).
+is one fused spectral pass for Blur (``L2.grad_step``); FISTA's momentum step is one fused
+``pnp_update`` pass that also yields the relative change of z for the stopping rule.
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from pnpfast import _validate
-from pnpfast.solvers.engine import Problem
+from pnpfast.ops import pnp_update
+from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
 
 @dataclass
@@ -80,6 +82,7 @@ class FISTAState:
     x: torch.Tensor  # z_k, the denoised iterate
     v: torch.Tensor  # the extrapolated point
     t: torch.Tensor  # [B] momentum sequence
+    rel_change: torch.Tensor | None = None  # [B] ||z_k - z_{k-1}|| / ||z_{k-1}||
 
 
 class FISTA(PGD):
@@ -93,5 +96,10 @@ class FISTA(PGD):
         g = problem.data.grad_step(state.v, self.tau, backend=problem.backend, check=False)
         z = problem.denoise(g, self.sigma_d)
         t_next = (1 + torch.sqrt(1 + 4 * state.t**2)) / 2
-        momentum = ((state.t - 1) / t_next).view(-1, 1, 1, 1)
-        return FISTAState(x=z, v=z + momentum * (z - state.x), t=t_next)
+        m = (state.t - 1) / t_next
+        zero = torch.zeros_like(m)
+        # v = (1 + m) z_k - m z_{k-1}; x = z_{k-1}, xprev = z_k give the change sums
+        v, sums = pnp_update(
+            z, g, state.x, z, torch.stack([1 + m, zero, -m, zero], 1), backend=problem.backend
+        )
+        return FISTAState(x=z, v=v, t=t_next, rel_change=rel_change_from_sums(sums))

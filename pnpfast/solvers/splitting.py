@@ -16,7 +16,8 @@ ADMM (Venkatakrishnan, Bouman, Wohlberg, GlobalSIP 2013; Chan, Wang, Elgendy, IE
     u_{k+1} = u_k + v_{k+1} - z_{k+1}
 
 with gamma = sigma_d^2 / (lam sigma^2) unless given (the coupling of HQS at a fixed sigma_d),
-sigma_d = the noise level unless given; the output is z.
+sigma_d = the noise level unless given; the output is z. The dual update is one fused
+``pnp_update`` pass that also yields the relative change of z for the stopping rule.
 """
 
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from pnpfast import _validate
-from pnpfast.solvers.engine import Problem
+from pnpfast.ops import pnp_update
+from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
 SIGMA_FLOOR = 0.255 / 255  # DPIR's floor on the noise level in alpha_k
 
@@ -102,6 +104,7 @@ class ADMMState:
     x: torch.Tensor  # z, the denoised iterate
     v: torch.Tensor  # the data-prox iterate
     u: torch.Tensor  # the scaled dual variable
+    rel_change: torch.Tensor | None = None  # [B] ||z_k - z_{k-1}|| / ||z_{k-1}||
 
 
 class ADMM:
@@ -124,13 +127,17 @@ class ADMM:
             noise = problem.sigma.clamp_min(SIGMA_FLOOR)
             self.gamma = self.sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
         x0 = problem.x0
+        # u_{k+1} = (v_{k+1} + u_k) - z_{k+1}: coef (-1, 1, 0, 0) on (f, z) = (z_{k+1}, v + u)
+        self.dual_coef = x0.new_tensor([-1.0, 1.0, 0.0, 0.0]).expand(B, 4).contiguous()
         return ADMMState(x=x0, v=x0, u=torch.zeros_like(x0))
 
     def step(self, problem: Problem, state: ADMMState, k: int) -> ADMMState:
         v = problem.data.prox(state.x - state.u, self.gamma, backend=problem.backend, check=False)
-        z = problem.denoise(v + state.u, self.sigma_d)
-        with_dual = state.u + v - z
-        return ADMMState(x=z, v=v, u=with_dual)
+        w = v + state.u
+        z = problem.denoise(w, self.sigma_d)
+        # x = z_k, xprev = z_{k+1} give the change sums
+        u, sums = pnp_update(z, w, state.x, z, self.dual_coef, backend=problem.backend)
+        return ADMMState(x=z, v=v, u=u, rel_change=rel_change_from_sums(sums))
 
     def output(self, state: ADMMState) -> torch.Tensor:
         return state.x

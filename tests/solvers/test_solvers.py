@@ -2,6 +2,7 @@
 per-image stopping, backends, torch.compile, NVTX phases, and bad input."""
 
 import contextlib
+import itertools
 
 import pytest
 import torch
@@ -151,6 +152,48 @@ def test_converged_images_are_frozen_while_the_rest_go_on():
     for snap in snapshots[first:]:
         assert torch.equal(snap[0], res.x[0])
     assert not torch.equal(snapshots[first][1], res.x[1])
+
+
+@pytest.mark.parametrize(
+    "method, fused",
+    [
+        ("pgd", False),
+        ("fista", True),
+        ("admm", True),
+        ("red-sd", False),
+        ("red-fp", False),
+        ("red-admm", True),
+        ("red-pg", True),
+        ("red-apg", True),
+        ("red-dpg", True),
+        ("red-gd", False),
+    ],
+)
+def test_relative_change_from_the_fused_sums_is_the_engine_rule(monkeypatch, method, fused):
+    """Methods whose pnp_update pass yields ||x_k - x_{k-1}||^2 and ||x_{k-1}||^2 hand the
+    relative change to the engine, which then runs no pass of its own; the numbers are the
+    engine's rule ||x_k - x_{k-1}|| / ||x_{k-1}|| either way."""
+    A, _, y = problem(B=2, C=1)
+    calls = []
+    own = pnpfast.solvers.engine._rel_change
+    monkeypatch.setattr(
+        pnpfast.solvers.engine, "_rel_change", lambda new, old: calls.append(1) or own(new, old)
+    )
+    snapshots = [y.clone()]
+    res = pnpfast.solve(
+        y,
+        A,
+        GaussianSmoothing(),
+        method,
+        sigma=0.05,
+        max_iter=6,
+        tol=0.0,
+        history=True,
+        callback=lambda info: snapshots.append(info.x.clone()),
+    )
+    expected = torch.stack([own(new, old) for old, new in itertools.pairwise(snapshots)])
+    torch.testing.assert_close(res.history["rel_change"], expected, rtol=1e-10, atol=1e-14)
+    assert (len(calls) == 0) == fused, len(calls)
 
 
 def test_history_records_psnr_when_the_truth_is_given():

@@ -1,0 +1,364 @@
+"""Regularization by Denoising (RED): the fixed points of l(x) + lam rho(x), with the gradient
+of the regulariser given by the denoiser, grad rho(x) = x - f(x), f(x) = D(x, sigma_d).
+
+The data term is the negative log-likelihood of white Gaussian noise of level sigma_n,
+
+    l(x) = 1 / (2 sigma_n^2) ||A x - y||^2,      sigma_n = max(sigma, SIGMA_FLOOR),
+
+sigma_n being the ``sigma`` argument of ``pnpfast.solve`` floored at DPIR's 0.255/255 (as in
+HQS), so that sigma = 0 does not divide by zero. Every RED method looks for x with
+grad l(x) + lam (x - f(x)) = 0; with a linear symmetric denoiser f(x) = W x that is the linear
+system (A^T A / sigma_n^2 + lam (I - W)) x = A^T y / sigma_n^2.
+
+Romano, Elad, Milanfar, "The Little Engine That Could: Regularization by Denoising (RED)",
+SIAM J. Imaging Sci. 2017:
+
+* "red-sd" (steepest descent): x <- x - mu (grad l(x) + lam (x - f(x))); mu in (0, 2 / Lip),
+  Lip = ||A^T A|| / sigma_n^2 + 2 lam, default 1 / Lip. One fused spectral pass (``L2.grad_step``)
+  for x - mu/sigma_n^2 A^T (A x - y), then one ``pnp_update`` pass for the rest.
+* "red-fp" (fixed point): x_{k+1} = argmin_x l(x) + lam/2 ||x - f(x_k)||^2
+  = ``L2.prox(f(x_k), gamma = 1 / (lam sigma_n^2))``.
+* "red-admm": x_{k+1} = argmin_x l(x) + beta/2 ||x - (v_k - u_k)||^2 (``L2.prox`` with
+  gamma = 1 / (beta sigma_n^2)); v_{k+1} by ``inner_iter`` fixed-point steps
+  v <- (lam f(v) + beta (x_{k+1} + u_k)) / (lam + beta), each one ``pnp_update`` pass;
+  u_{k+1} = u_k + x_{k+1} - v_{k+1}, one ``pnp_update`` pass. Starts at v = x_0, u = 0.
+
+Reehorst & Schniter, "Regularization by Denoising: Clarifications and New Interpretations",
+IEEE TCI 2019 (their code: github.com/edward-reehorst/On_RED, minimizers/Run{PG,APG,DPG}.m):
+
+* "red-pg" (proximal gradient), "red-apg" (accelerated), "red-dpg" (dynamic):
+
+      x_{k+1} = argmin_x l(x) + lam L_k / 2 ||x - v_k||^2   (L2.prox, gamma = 1/(lam L_k sigma_n^2))
+      t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2 (red-apg; t_0 = 1),  t_k = 1 (red-pg, red-dpg)
+      z_{k+1} = x_{k+1} + (t_k - 1) / t_{k+1} (x_{k+1} - x_k)
+      v_{k+1} = (1 / L_{k+1}) f(z_{k+1}) - ((1 - L_{k+1}) / L_{k+1}) z_{k+1}
+
+  from x_0 and v_0 = (1 / L_0) f(x_0) - ((1 - L_0) / L_0) x_0 (one denoiser call before the
+  first iteration, as in the authors' code). L_k = L for red-pg and red-apg; red-dpg grows it
+  from L0 towards Lf by the rule of the authors' RunDPG.m,
+
+      L_k = 1 / (1/Lf + (1/L0 - 1/Lf) / sqrt(k + 1)),   k = 0, 1, 2, ...   (L_0 = L0).
+
+  The momentum step and the v update are ``pnp_update`` passes.
+
+* "red-gd": x <- x - mu (A^T (A x - y) + lam (x - f(x))), the same step on the unweighted data
+  term 1/2 ||A x - y||^2 (no 1 / sigma_n^2): fixed point (A^T A + lam (I - W)) x = A^T y.
+  mu in (0, 2 / Lip), Lip = ||A^T A|| + 2 lam, default 1 / Lip.
+
+Defaults follow the papers' deblurring experiments, carried from their [0, 255] pixel scale to
+pnpfast's [0, 1] scale (the data term is scale free, the regulariser scales with 255^2):
+lam = 0.02 * 255^2 = 1300.5, beta = 0.001 * 255^2 = 65.025, L = 1, L0 = 0.2, Lf = 2,
+inner_iter = 1; for red-gd lam defaults to 1300.5 sigma_n^2 (the same problem as red-sd).
+sigma_d (the denoiser strength) defaults to the noise level of y. Every parameter but
+inner_iter may be a float or a length-B tensor (one per image).
+
+The relative change that the stopping rule reads comes with the ``pnp_update`` sums in red-admm
+and the proximal-gradient methods; red-sd, red-gd and red-fp leave it to the engine. The output
+is x (for red-admm the data-prox iterate, as in the papers' code).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.ops import pnp_update
+from pnpfast.solvers.engine import Problem, rel_change_from_sums
+from pnpfast.solvers.splitting import SIGMA_FLOOR
+
+LAM = 0.02 * 255**2  # RED's deblurring weight 0.02 on the [0, 255] scale
+BETA = 0.001 * 255**2  # RED-ADMM's deblurring penalty 0.001 on the [0, 255] scale
+
+PerImage = float | torch.Tensor
+
+
+def _coef(a, b, c, d, like: torch.Tensor) -> torch.Tensor:
+    """[B, 4] pnp_update coefficients from four [B] tensors or numbers."""
+    cols = [
+        v if isinstance(v, torch.Tensor) else torch.full_like(like, float(v)) for v in (a, b, c, d)
+    ]
+    return torch.stack(cols, 1)
+
+
+def _noise(problem: Problem) -> torch.Tensor:
+    """sigma_n = max(sigma, SIGMA_FLOOR) per image: [B]."""
+    return problem.sigma.clamp_min(SIGMA_FLOOR)
+
+
+def _per_image(problem: Problem, name: str, value, default=None, **bounds) -> torch.Tensor:
+    value = default if value is None else value
+    return _validate.per_image(name, value, problem.batch, problem.y, **bounds)
+
+
+def _sigma_d(problem: Problem, sigma_d) -> torch.Tensor:
+    return _per_image(problem, "sigma_d", sigma_d, problem.sigma, nonnegative=True)
+
+
+def _step_size(problem: Problem, mu, lip: torch.Tensor, rule: str) -> torch.Tensor:
+    """mu in (0, 2 / Lip), default 1 / Lip: [B]."""
+    if mu is None:
+        return 1 / lip
+    mu = _per_image(problem, "mu", mu, positive=True)
+    too_big = mu * lip >= 2
+    if bool(too_big.any()):
+        bad = [round(float(m), 8) for m in mu[too_big]]
+        limit = [round(float(2 / v), 8) for v in lip[too_big]]
+        raise ValueError(
+            f"mu must be in (0, 2/Lip) for convergence, Lip = {rule}; got {bad}, limit {limit}"
+        )
+    return mu
+
+
+class _RED:
+    """What every RED method shares: its parameters, the stopping default, the output x."""
+
+    default_max_iter = 100
+    default_tol = 1e-4
+
+    def __init__(self, params, max_iter: int):
+        self.params = params
+        self.max_iter = max_iter
+
+    def output(self, state) -> torch.Tensor:
+        return state.x
+
+
+@dataclass
+class REDState:
+    x: torch.Tensor
+
+
+@dataclass
+class REDSDParams:
+    """red-sd and red-gd. lam: regularisation weight > 0 (default 1300.5 for red-sd, 1300.5
+    sigma_n^2 for red-gd); mu: step size in (0, 2 / Lip) (default 1 / Lip); sigma_d: denoiser
+    strength (default: the noise level of y). Floats or length-B tensors."""
+
+    lam: PerImage | None = None
+    mu: PerImage | None = None
+    sigma_d: PerImage | None = None
+
+
+class REDSD(_RED):
+    """x <- x - mu (A^T (A x - y) / sigma_n^2 + lam (x - f(x))); see the module docstring."""
+
+    name = "red-sd"
+    Params = REDSDParams
+    default_max_iter = 200
+    weighted = True  # l(x) = ||A x - y||^2 / (2 sigma_n^2); red-gd drops the 1 / sigma_n^2
+
+    def init(self, problem: Problem) -> REDState:
+        s2 = _noise(problem) ** 2
+        scale = torch.ones_like(s2) if not self.weighted else 1 / s2
+        lam = _per_image(
+            problem, "lam", self.params.lam, LAM if self.weighted else LAM * s2, positive=True
+        )
+        lip = problem.data.lipschitz() * scale + 2 * lam
+        rule = "||A^T A||/sigma^2 + 2 lam" if self.weighted else "||A^T A|| + 2 lam"
+        mu = _step_size(problem, self.params.mu, lip, rule)
+        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        self.tau = mu * scale  # the gradient step on 1/2 ||A x - y||^2
+        # x_new = g + mu lam f(x) - mu lam x, g = x - tau A^T (A x - y)
+        self.coef = _coef(mu * lam, -mu * lam, 1, 0, lam)
+        return REDState(x=problem.x0)
+
+    def step(self, problem: Problem, state: REDState, k: int) -> REDState:
+        f = problem.denoise(state.x, self.sigma_d)
+        g = problem.data.grad_step(state.x, self.tau, backend=problem.backend, check=False)
+        x, _ = pnp_update(f, state.x, g, None, self.coef, backend=problem.backend)
+        return REDState(x=x)
+
+
+class REDGD(REDSD):
+    """x <- x - mu (A^T (A x - y) + lam (x - f(x))); see the module docstring."""
+
+    name = "red-gd"
+    weighted = False
+
+
+@dataclass
+class REDFPParams:
+    """lam: regularisation weight > 0 (default 1300.5); sigma_d: denoiser strength (default:
+    the noise level of y). Floats or length-B tensors."""
+
+    lam: PerImage | None = None
+    sigma_d: PerImage | None = None
+
+
+class REDFP(_RED):
+    """x_{k+1} = argmin_x l(x) + lam/2 ||x - f(x_k)||^2; see the module docstring."""
+
+    name = "red-fp"
+    Params = REDFPParams
+
+    def init(self, problem: Problem) -> REDState:
+        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
+        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        self.gamma = 1 / (lam * _noise(problem) ** 2)
+        return REDState(x=problem.x0)
+
+    def step(self, problem: Problem, state: REDState, k: int) -> REDState:
+        f = problem.denoise(state.x, self.sigma_d)
+        x = problem.data.prox(f, self.gamma, backend=problem.backend, check=False)
+        return REDState(x=x)
+
+
+@dataclass
+class REDADMMParams:
+    """lam: regularisation weight > 0 (default 1300.5); beta: ADMM penalty > 0 (default
+    65.025); inner_iter: fixed-point steps of the v update, a positive int (default 1);
+    sigma_d: denoiser strength (default: the noise level of y). lam, beta, sigma_d: floats or
+    length-B tensors."""
+
+    lam: PerImage | None = None
+    beta: PerImage | None = None
+    inner_iter: int = 1
+    sigma_d: PerImage | None = None
+
+
+@dataclass
+class REDADMMState:
+    x: torch.Tensor  # the data-prox iterate, the output
+    v: torch.Tensor  # the denoiser-side iterate
+    u: torch.Tensor  # the scaled dual variable
+    rel_change: torch.Tensor | None = None
+
+
+class REDADMM(_RED):
+    """RED-ADMM; see the module docstring."""
+
+    name = "red-admm"
+    Params = REDADMMParams
+
+    def init(self, problem: Problem) -> REDADMMState:
+        j = self.params.inner_iter
+        if not isinstance(j, int) or isinstance(j, bool) or j < 1:
+            raise ValueError(f"inner_iter must be a positive integer, not {j!r}")
+        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
+        beta = _per_image(problem, "beta", self.params.beta, BETA, positive=True)
+        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        self.gamma = 1 / (beta * _noise(problem) ** 2)
+        # v <- (lam f(v) + beta x + beta u) / (lam + beta) on (f, z, x, xprev) = (f(v), v, x, u)
+        self.v_coef = _coef(lam, 0, beta, beta, lam) / (lam + beta).view(-1, 1)
+        # u <- u - v + x_{k+1} on (f, z, x, xprev) = (v, u, x_k, x_{k+1}): the change sums
+        self.u_coef = _coef(-1, 1, 0, 1, lam)
+        x0 = problem.x0
+        return REDADMMState(x=x0, v=x0, u=torch.zeros_like(x0))
+
+    def step(self, problem: Problem, state: REDADMMState, k: int) -> REDADMMState:
+        backend = problem.backend
+        x = problem.data.prox(state.v - state.u, self.gamma, backend=backend, check=False)
+        v = state.v
+        for _ in range(self.params.inner_iter):
+            f = problem.denoise(v, self.sigma_d)
+            v, _ = pnp_update(f, v, x, state.u, self.v_coef, backend=backend)
+        u, sums = pnp_update(v, state.u, state.x, x, self.u_coef, backend=backend)
+        return REDADMMState(x=x, v=v, u=u, rel_change=rel_change_from_sums(sums))
+
+
+@dataclass
+class REDPGParams:
+    """red-pg and red-apg. lam: regularisation weight > 0 (default 1300.5); L: the step
+    parameter > 0 (default 1, the papers' choice; the prox weight is lam L); sigma_d: denoiser
+    strength (default: the noise level of y). Floats or length-B tensors."""
+
+    lam: PerImage | None = None
+    L: PerImage = 1.0
+    sigma_d: PerImage | None = None
+
+
+@dataclass
+class REDDPGParams:
+    """red-dpg. lam: regularisation weight > 0 (default 1300.5); L0, Lf: the first and the
+    limiting L of the schedule L_k = 1 / (1/Lf + (1/L0 - 1/Lf) / sqrt(k + 1)), both > 0
+    (defaults 0.2 and 2, Reehorst & Schniter's experiments); sigma_d: denoiser strength
+    (default: the noise level of y). Floats or length-B tensors."""
+
+    lam: PerImage | None = None
+    L0: PerImage = 0.2
+    Lf: PerImage = 2.0
+    sigma_d: PerImage | None = None
+
+
+@dataclass
+class REDPGState:
+    x: torch.Tensor  # x_k, the data-prox iterate, the output
+    v: torch.Tensor  # v_{k+1}, the next prox centre
+    t: torch.Tensor  # [B] t_k of the momentum sequence
+    rel_change: torch.Tensor | None = None
+
+
+class REDPG(_RED):
+    """RED proximal gradient; see the module docstring."""
+
+    name = "red-pg"
+    Params = REDPGParams
+    accelerated = False
+
+    def schedule(self, problem: Problem) -> torch.Tensor:
+        """L_k for k = 0 .. max_iter: [max_iter + 1, B]."""
+        L = _per_image(problem, "L", self.params.L, positive=True)
+        return L.expand(self.max_iter + 1, -1)
+
+    def init(self, problem: Problem) -> REDPGState:
+        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
+        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        L = self.schedule(problem)
+        self.gammas = 1 / (lam * L[: self.max_iter] * _noise(problem) ** 2)
+        # v_{k+1} = (1/L_{k+1}) f(z_k) - ((1 - L_{k+1})/L_{k+1}) z_k on (f, z): [max_iter + 1, B, 4]
+        zero = torch.zeros_like(L)
+        self.v_coefs = torch.stack([1 / L, (L - 1) / L, zero, zero], -1)
+        x0 = problem.x0
+        f = problem.denoise(x0, self.sigma_d)
+        v, _ = pnp_update(f, x0, None, None, self.v_coefs[0], backend=problem.backend)
+        return REDPGState(x=x0, v=v, t=torch.ones_like(lam))
+
+    def step(self, problem: Problem, state: REDPGState, k: int) -> REDPGState:
+        backend = problem.backend
+        x = problem.data.prox(state.v, self.gammas[k], backend=backend, check=False)
+        t = state.t
+        if self.accelerated:
+            t = (1 + torch.sqrt(1 + 4 * state.t**2)) / 2
+            m = (state.t - 1) / t
+            # z = (1 + m) x_k - m x_{k-1} on (f, x, xprev) = (x_k, x_{k-1}, x_k): the change sums
+            z, sums = pnp_update(x, x, state.x, x, _coef(1 + m, 0, -m, 0, m), backend=backend)
+            f = problem.denoise(z, self.sigma_d)
+            v, _ = pnp_update(f, z, None, None, self.v_coefs[k + 1], backend=backend)
+        else:
+            f = problem.denoise(x, self.sigma_d)
+            v, sums = pnp_update(f, x, state.x, x, self.v_coefs[k + 1], backend=backend)
+        return REDPGState(x=x, v=v, t=t, rel_change=rel_change_from_sums(sums))
+
+
+class REDAPG(REDPG):
+    """RED accelerated proximal gradient (FISTA momentum); see the module docstring."""
+
+    name = "red-apg"
+    accelerated = True
+
+
+class REDDPG(REDPG):
+    """RED proximal gradient with the dynamic L_k of Reehorst & Schniter; see the module
+    docstring."""
+
+    name = "red-dpg"
+    Params = REDDPGParams
+
+    def schedule(self, problem: Problem) -> torch.Tensor:
+        L0 = _per_image(problem, "L0", self.params.L0, positive=True)
+        Lf = _per_image(problem, "Lf", self.params.Lf, positive=True)
+        k = torch.arange(self.max_iter + 1, dtype=L0.dtype, device=L0.device)
+        inv = 1 / Lf[None] + (1 / L0 - 1 / Lf)[None] / torch.sqrt(k + 1)[:, None]
+        return 1 / inv
+
+
+METHODS = (REDSD, REDFP, REDADMM, REDPG, REDAPG, REDDPG, REDGD)
+
+__all__ = [
+    "METHODS",
+    "REDADMMParams",
+    "REDDPGParams",
+    "REDFPParams",
+    "REDPGParams",
+    "REDSDParams",
+]
