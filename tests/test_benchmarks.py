@@ -1,5 +1,5 @@
 """Fast CPU tests of the benchmark harness, the report and the benchmark scripts (fft_prox,
-pnp_update, denoisers)."""
+pnp_update, denoisers, red)."""
 
 import importlib.util
 import json
@@ -382,3 +382,70 @@ def test_bench_denoisers_public_bfcnn_gray(bench_denoisers, one_thread, tmp_path
     # Set12 01.png alone; over all 12 images this protocol gives MANIFEST's 30.26 dB
     assert row["psnr_noisy"] == pytest.approx(20.183, abs=0.01)
     assert row["psnr"] == pytest.approx(29.77, abs=0.02)
+
+
+# --- bench_red.py ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_red():
+    return _load("bench_red")
+
+
+def test_red_summaries(bench_red):
+    assert bench_red.first_at_most([0.5, 2e-3, 9e-4, 2e-3, 1e-4], 1e-3) == 3
+    assert bench_red.first_at_most([0.5, 0.2], 1e-3) is None
+    # the PSNR settles (stays within 0.1 dB of the last value) from iteration 4 on
+    assert bench_red.settled_within([20.0, 25.0, 24.0, 25.22, 25.28, 25.2], 0.1) == 4
+    assert bench_red.settled_within([25.0], 0.1) == 1
+    assert bench_red.settled_within([], 0.1) is None
+    assert bench_red.speedup_verdict(10, 30, 200, 2.5)[:2] == (3.0, True)
+    assert bench_red.speedup_verdict(20, 30, 200, 2.5)[:2] == (1.5, False)
+    assert bench_red.speedup_verdict(50, None, 200, 2.5)[:2] == (None, True)  # > 4x
+    assert bench_red.speedup_verdict(100, None, 200, 2.5)[:2] == (None, None)  # > 2x only
+    assert bench_red.speedup_verdict(None, 30, 200, 2.5)[:2] == (None, False)
+    assert bench_red.speedup_verdict(None, None, 200, 2.5)[:2] == (None, None)
+    rgb = bench_red.torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1)
+    luma = bench_red.ycbcr_luma(rgb).flatten().tolist()  # MATLAB rgb2ycbcr: Y in [16, 235]/255
+    assert luma == pytest.approx([16 / 255, 235 / 255])
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set3C, RED kernels)")
+def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
+    torch = bench_red.torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    conv, timing = tmp_path / "red_convergence.jsonl", tmp_path / "red_timing.jsonl"
+    args = ["--quick", "--device", "cpu", "--convergence-out", str(conv), "--out", str(timing)]
+    try:
+        assert bench_red.main(args) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "target red-apg >= 2.5x fewer iterations than red-fp:" in out
+    assert "plot skipped: matplotlib" in out or conv.with_suffix(".png").is_file()
+
+    rows = {r["method"]: r for r in map(json.loads, conv.read_text().splitlines())}
+    assert list(rows) == list(bench_red.METHODS)
+    for r in rows.values():
+        assert r["shape"] == "1x1x48x48" and r["iters"] == 8 and r["git_sha"] and r["device"]
+        assert r["denoiser"] == "bf-dncnn-0-10:bf_dncnn_gray_sigma0-10.pt"
+        for key in ("psnr", "fpr", "rel_change", "seconds"):
+            assert len(r[key]) == 8 and all(math.isfinite(v) for v in r[key])
+        assert all(b > a for a, b in zip(r["seconds"][:-1], r["seconds"][1:], strict=True))
+        assert r["final_psnr"] == r["psnr"][-1]
+    assert rows["red-fp"]["final_psnr"] > rows["red-fp"]["psnr_input"] + 3
+    assert rows["red-sd"]["params"]["lam"] == pytest.approx(0.02 * 255**2)
+    assert rows["red-gd"]["params"]["lam"] == pytest.approx(0.02 * 2)  # lam sigma_n^2 = 0.02 * 2
+    # red-pg with L = 1 is red-fp: the same iterates
+    assert rows["red-pg"]["psnr"] == pytest.approx(rows["red-fp"]["psnr"], abs=1e-3)
+    assert rows["red-pg"]["fpr"] == pytest.approx(rows["red-fp"]["fpr"], rel=1e-3)
+
+    rows = [json.loads(line) for line in timing.read_text().splitlines()]
+    assert [r["provider"] for r in rows] == list(bench_red.METHODS)
+    for r in rows:
+        assert set(bench_red.harness.COLUMNS) <= set(r)
+        assert r["op"] == "red_iteration" and r["shape"] == "1x3x32x32" and r["correct"] is True
+        assert r["denoiser_calls_per_iter"] == 1 and r["median_ms"] > 0
+        assert 0 <= r["frac_not_denoiser"] < 1 and r["target_met"] is None
