@@ -13,6 +13,10 @@ time and the PSNR of every shipped file.
 * ``blind-*``: the same U-Net without the noise map, bias-free with ReLU (positively
   homogeneous, as BF-CNN), sigma uniform in [0, 100]/255 (the range of the public BF-CNN);
   for RED and the implicit-prior sampler.
+
+The shipped files are each recipe followed by a second run from its best weights: 6000 more
+steps at lr 5e-4 (100 warm-up steps), with the ``mse-sigma`` loss for the blind ones (the exact
+commands are in each file's meta and in the README).
 """
 
 from pnpfast.train.loop import TrainConfig

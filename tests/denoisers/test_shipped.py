@@ -19,16 +19,16 @@ SIGMA = 25 / 255
 MAX_MEGABYTES = 6.0
 
 # (kind-channels, image source) -> PSNR floor at sigma = 25 (dB): the measured value less ~0.15 dB
-# (measured on the shipped files: 30.21, 29.59, 29.80, 29.04; 29.40, 28.93, 30.63, 29.97)
+# (measured on the shipped files: 30.45, 29.69, 30.30, 29.63; 29.58, 29.07, 31.07, 30.45)
 FLOORS: dict[tuple[str, str], float] = {
-    ("conditional-1", "Set12"): 30.05,
-    ("blind-1", "Set12"): 29.45,
-    ("conditional-3", "Set3C"): 29.65,
-    ("blind-3", "Set3C"): 28.90,
-    ("conditional-1", "skimage-camera"): 29.25,
-    ("blind-1", "skimage-camera"): 28.80,
-    ("conditional-3", "skimage-astronaut"): 30.45,
-    ("blind-3", "skimage-astronaut"): 29.80,
+    ("conditional-1", "Set12"): 30.30,
+    ("blind-1", "Set12"): 29.55,
+    ("conditional-3", "Set3C"): 30.15,
+    ("blind-3", "Set3C"): 29.50,
+    ("conditional-1", "skimage-camera"): 29.45,
+    ("blind-1", "skimage-camera"): 28.90,
+    ("conditional-3", "skimage-astronaut"): 30.90,
+    ("blind-3", "skimage-astronaut"): 30.30,
 }
 
 
