@@ -262,12 +262,15 @@ class TimedDenoiser:
 # summaries
 
 
-def first_at_most(values: Sequence[float], tol: float) -> int | None:
-    """The first iteration (1-based) whose value is <= tol; None if none is."""
-    for k, v in enumerate(values, 1):
-        if v <= tol:
-            return k
-    return None
+def stays_at_most(values: Sequence[float], tol: float) -> int | None:
+    """The first iteration (1-based) from which every value is <= tol (a method that dips under
+    the tolerance and leaves it again has not converged); None if the last value is not."""
+    if not values or not values[-1] <= tol:
+        return None
+    k = len(values)
+    while k > 1 and values[k - 2] <= tol:
+        k -= 1
+    return k
 
 
 def settled_within(values: Sequence[float], band: float) -> int | None:
@@ -366,7 +369,7 @@ def converge(
     rel = [_sig(float(v)) for v in res.history["rel_change"][:, 0].cpu()]
     fprs = [_sig(v) for v in fprs]
     steps = [b - a for a, b in zip([0.0, *seconds[:-1]], seconds, strict=True)]
-    fpr_iters = first_at_most(fprs, tol) if fpr else None
+    fpr_iters = stays_at_most(fprs, tol) if fpr else None
     psnr_iters = settled_within(psnr, PSNR_BAND)
     best = max(range(len(psnr)), key=psnr.__getitem__)
     return {
@@ -381,7 +384,7 @@ def converge(
         "fpr_tol": tol,
         "fpr_iters": fpr_iters,
         "fpr_seconds": round(seconds[fpr_iters - 1], 6) if fpr_iters else None,
-        "rel_iters": first_at_most(rel, tol),
+        "rel_iters": stays_at_most(rel, tol),
         "psnr_band_db": PSNR_BAND,
         "psnr_iters": psnr_iters,
         "psnr_seconds": round(seconds[psnr_iters - 1], 6) if psnr_iters else None,

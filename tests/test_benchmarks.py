@@ -393,8 +393,10 @@ def bench_red():
 
 
 def test_red_summaries(bench_red):
-    assert bench_red.first_at_most([0.5, 2e-3, 9e-4, 2e-3, 1e-4], 1e-3) == 3
-    assert bench_red.first_at_most([0.5, 0.2], 1e-3) is None
+    assert bench_red.stays_at_most([0.5, 2e-3, 9e-4, 2e-3, 1e-4], 1e-3) == 5
+    assert bench_red.stays_at_most([0.5, 9e-4, 8e-4, 1e-4], 1e-3) == 2
+    assert bench_red.stays_at_most([0.5, 9e-4, float("nan")], 1e-3) is None
+    assert bench_red.stays_at_most([0.5, 0.2], 1e-3) is None
     # the PSNR settles (stays within 0.1 dB of the last value) from iteration 4 on
     assert bench_red.settled_within([20.0, 25.0, 24.0, 25.22, 25.28, 25.2], 0.1) == 4
     assert bench_red.settled_within([25.0], 0.1) == 1
