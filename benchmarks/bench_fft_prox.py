@@ -51,6 +51,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    correct_median,
     format_table,
     load_note,
     make_row,
@@ -235,19 +236,15 @@ def run_shape(
     ]
 
 
-def _median(rows: list[dict], provider: str) -> float | None:
-    for r in rows:
-        if r["provider"] == provider and r["correct"]:
-            return r["median_ms"]
-    return None
-
-
 def target_lines(rows: list[dict], device: str) -> list[str]:
     """Whether the targets stated in the module docstring are met for one shape's rows."""
     shape = rows[0]["shape"] if rows else "?"
     lines = []
     if torch.device(device).type == "cpu":
-        ref, dinv = _median(rows, "reference"), _median(rows, "deepinv")
+        ref, dinv = (
+            correct_median(rows, "reference"),
+            correct_median(rows, "deepinv"),
+        )
         if shape == "8x3x256x256" and ref and dinv:
             ratio = dinv / ref
             verdict = "met" if ratio >= 1.5 else "MISSED"
@@ -262,10 +259,12 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
                 f"spectral pass {b}: {100 * frac:.0f}% of copy bw (target >= 85%: {verdict})"
             )
     ours = [
-        m for p in ("reference", "reference-compiled", "triton", "cuda") if (m := _median(rows, p))
+        m
+        for p in ("reference", "reference-compiled", "triton", "cuda")
+        if (m := correct_median(rows, p))
     ]
     best = min(ours) if ours else None
-    fft, dinv = _median(rows, "fft-only"), _median(rows, "deepinv")
+    fft, dinv = correct_median(rows, "fft-only"), correct_median(rows, "deepinv")
     if best and fft:
         ratio = best / fft
         verdict = "met" if ratio <= 1.15 else "MISSED"

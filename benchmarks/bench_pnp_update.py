@@ -42,6 +42,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    correct_median,
     format_table,
     load_note,
     make_row,
@@ -175,19 +176,12 @@ def run_shape(
     ]
 
 
-def _median(rows: list[dict], provider: str) -> float | None:
-    for r in rows:
-        if r["provider"] == provider and r["correct"]:
-            return r["median_ms"]
-    return None
-
-
 def target_lines(rows: list[dict], device: str) -> list[str]:
     """Whether the GPU targets stated in the module docstring are met for one shape's rows."""
     if torch.device(device).type != "cuda":
         return []
     lines = []
-    unfused = _median(rows, "torch-unfused")
+    unfused = correct_median(rows, "torch-unfused")
     for b in ("triton", "cuda"):
         r = next((r for r in rows if r["provider"] == b and r["correct"]), None)
         if r is None:

@@ -310,6 +310,14 @@ def append_rows(path: str | Path, rows: Iterable[dict]) -> Path:
     return path
 
 
+def correct_median(rows: Sequence[dict], provider: str) -> float | None:
+    """The median time (ms) of ``provider``'s row when its output was correct, else None."""
+    for r in rows:
+        if r["provider"] == provider and r["correct"]:
+            return r["median_ms"]
+    return None
+
+
 def check_close(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> tuple[bool, float]:
     """(max |out - ref| <= rtol * max |ref|, that relative error); shapes must match."""
     if out.shape != ref.shape:
