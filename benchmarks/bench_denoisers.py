@@ -337,8 +337,6 @@ def speed_rows(
         timings = harness.measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
     del ref
     load = harness.load_note(device)
-    env = harness.environment(str(torch.device(device)))
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     for variant in variants:
         if variant.name not in fns:
@@ -346,20 +344,17 @@ def speed_rows(
         t = timings[variant.name]
         seconds = t.median_ms * 1e-3
         row = {
-            "op": OP,
-            "provider": f"{arch}/{variant.layout}",
-            "shape": "x".join(str(s) for s in shape),
-            "dtype": variant.dtype_name,
-            "median_ms": t.median_ms,
-            "p20_ms": t.p20_ms,
-            "p80_ms": t.p80_ms,
-            "bytes": None,
-            "gbps": None,
-            "frac_copy_bw": None,
-            **env,
-            "timestamp": stamp,
-            "correct": checks[variant.name],
-            "note": "; ".join(n for n in (*notes[variant.name], load) if n),
+            **harness.make_row(
+                op=OP,
+                provider=f"{arch}/{variant.layout}",
+                shape=shape,
+                dtype=variant.dtype,
+                timing=t,
+                nbytes=None,
+                device=device,
+                correct=checks[variant.name],
+                note="; ".join(n for n in (*notes[variant.name], load) if n),
+            ),
             "arch": arch,
             "variant": variant.name,
             "params": params,

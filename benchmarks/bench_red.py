@@ -646,7 +646,6 @@ def run_timing(args, data: Path) -> int:
         f"RED timing: {shape_text} float32, denoiser {label}, {args.timing_iters} iterations "
         f"per method on {device}"
     )
-    env = harness.environment(str(torch.device(device)))
     notes = [f"denoiser {label}"]
     if on_gpu:
         notes.append(f"cudnn TF32 {'allowed' if torch.backends.cudnn.allow_tf32 else 'off'}")
@@ -656,25 +655,20 @@ def run_timing(args, data: Path) -> int:
         m = time_method(
             method, A, y, denoiser, iters=args.timing_iters, warmup=args.warmup, clock=clock
         )
-        t = m["timing"]
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         frac = m["frac_not_denoiser"]
         rows.append(
             {
-                "op": OP,
-                "provider": method,
-                "shape": shape_text,
-                "dtype": "float32",
-                "median_ms": t.median_ms,
-                "p20_ms": t.p20_ms,
-                "p80_ms": t.p80_ms,
-                "bytes": None,
-                "gbps": None,
-                "frac_copy_bw": None,
-                **env,
-                "timestamp": stamp,
-                "correct": m["finite"],
-                "note": "; ".join(n for n in notes if n),
+                **harness.make_row(
+                    op=OP,
+                    provider=method,
+                    shape=shape,
+                    dtype=torch.float32,
+                    timing=m["timing"],
+                    nbytes=None,
+                    device=device,
+                    correct=m["finite"],
+                    note="; ".join(n for n in notes if n),
+                ),
                 "method": method,
                 "denoiser": label,
                 "iters": args.timing_iters,

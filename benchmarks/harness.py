@@ -259,7 +259,7 @@ def make_row(
     shape: Sequence[int],
     dtype: torch.dtype,
     timing: Timing,
-    nbytes: int,
+    nbytes: int | None,
     device: str | torch.device,
     correct: bool,
     note: str = "",
@@ -267,9 +267,13 @@ def make_row(
     """One result row with every column of ``COLUMNS``.
 
     gbps is ``nbytes`` / median time; frac_copy_bw divides it by the device copy bandwidth.
+    ``nbytes=None`` (a benchmark that is not a memory stream) leaves bytes, gbps and
+    frac_copy_bw None.
     """
-    gbps = nbytes / (timing.median_ms * 1e-3) / 1e9 if timing.median_ms > 0 else None
-    bw = copy_bandwidth(device)
+    gbps = None
+    if nbytes is not None and timing.median_ms > 0:
+        gbps = nbytes / (timing.median_ms * 1e-3) / 1e9
+    bw = copy_bandwidth(device) if gbps is not None else 0.0
     row = {
         "op": op,
         "provider": provider,
@@ -278,7 +282,7 @@ def make_row(
         "median_ms": timing.median_ms,
         "p20_ms": timing.p20_ms,
         "p80_ms": timing.p80_ms,
-        "bytes": int(nbytes),
+        "bytes": int(nbytes) if nbytes is not None else None,
         "gbps": gbps,
         "frac_copy_bw": gbps / bw if gbps is not None and bw > 0 else None,
         **environment(str(torch.device(device))),
