@@ -59,9 +59,21 @@ convergence
     see; ``rel_iters`` the same for rel_change; ``psnr_iters``/``psnr_seconds``, the first
     iteration from which the PSNR stays within 0.1 dB of the final PSNR; ``ms_per_iter`` the
     median of the per-iteration times. None where the criterion is not met within N
-    iterations. The speed-up of red-apg over red-fp is the ratio of their ``fpr_iters``; the
-    target is red-apg >= 2.5x fewer iterations (a bound where red-fp does not get there within
-    N, undetermined where neither does). Every row also has ``fpr_iters_ratio_vs_red_fp``.
+    iterations. ``fpr_iters_at``: the first iteration from which fpr stays under 1e-3, 1e-4 and
+    1e-5 (the tighter ones show the asymptotic rates). The speed-up of red-apg over red-fp is
+    the ratio of their ``fpr_iters``; the target is red-apg >= 2.5x fewer iterations (a bound
+    where red-fp does not get there within N, undetermined where neither does). Every row also
+    has ``fpr_iters_ratio_vs_red_fp``.
+
+    Why a method does not converge: before the runs, ``--jacobian-iters`` (default 30) power
+    steps with forward-mode Jacobian products give, at the clean image, the dominant
+    eigenvalue of the denoiser's Jacobian J_f (``jacobian_eig``, with the gain ||J v||
+    ``jacobian_gain``) and of red-fp's iteration map x -> prox(f(x)), whose Jacobian is P J_f,
+    P = F^-1 diag(lam / (|H|^2 / sigma_n^2 + lam)) F the data prox's linear part (``fp_rate``,
+    ``fp_gain``). |fp_rate| < 1 is red-fp's local linear rate near a fixed point close to the
+    clean image; above 1 the fixed point repels: red-fp drifts away from it after its best
+    iterate and momentum (red-apg) amplifies the drift. The near null space of the blur is
+    where it happens: there P ~ I and x_{k+1} ~ f(x_k).
 
     Output: one JSON line per method to ``--convergence-out`` (default
     ``benchmarks/results/red_convergence.jsonl``, appended): the problem (image, crop, shape,
@@ -136,10 +148,12 @@ SIGMA_D = 3.25 / 255  # RED's "effective sigma" of the denoiser in deblurring
 LAM = 0.02 * 255**2
 BETA = 0.001 * 255**2
 FPR_TOL = 1e-3
+FPR_TOLS = (1e-3, 1e-4, 1e-5)  # the tighter ones show the asymptotic rates
 PSNR_BAND = 0.1  # dB
 APG_TARGET = 2.5  # red-apg at least this many times fewer iterations than red-fp
 OTHER_TARGET = 0.05  # on a GPU, at most this fraction of an iteration outside the denoiser
 OP = "red_iteration"
+RATE_KEYS = ("jacobian_eig", "jacobian_gain", "fp_rate", "fp_gain")
 CONVERGENCE_NAME = "red_convergence"
 TIMING_NAME = "red"  # the name benchmarks/gpu_check.sh gives bench_red.py's --out
 
@@ -301,6 +315,54 @@ def speedup_verdict(
     return None, None, f"neither reached it in {iters} iterations"
 
 
+def jacobian_eigenvalue(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, iters: int, seed: int = 0
+) -> tuple[float, float]:
+    """(Rayleigh quotient <J v, v>, gain ||J v||) after ``iters`` power steps v <- J v / ||J v||
+    on the Jacobian J of ``fn`` at x (forward-mode products, the first image of the batch):
+    the eigenvalue of J of largest modulus when it is real and dominant."""
+    g = torch.Generator().manual_seed(seed)
+    x = x[:1]
+    v = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+    v = v / v.norm()
+    eig = gain = float("nan")
+    for _ in range(iters):
+        _, jv = torch.func.jvp(fn, (x,), (v,))
+        eig, gain = float((jv * v).sum()), float(jv.norm())
+        v = jv / gain
+    return eig, gain
+
+
+def data_prox_weights(A: Blur, shape: Sequence[int]) -> torch.Tensor:
+    """The half-spectrum weights w = lam / (|H|^2 / sigma_n^2 + lam) of the linear part of
+    red-fp's data prox, x = argmin l(x) + lam/2 ||x - v||^2 = (A^T A / sigma_n^2 + lam)^-1
+    (A^T y / sigma_n^2 + lam v): dx/dv = irfft2(w rfft2(.)). [1, 1, H, W // 2 + 1] float64."""
+    h = A.spectrum(shape[-2], shape[-1], torch.device("cpu"), torch.float64)
+    return LAM / (h.abs().square() / SIGMA_N**2 + LAM)
+
+
+def local_rates(denoiser: Callable, A: Blur, x: torch.Tensor, iters: int) -> dict[str, float]:
+    """The dominant eigenvalues at x of the denoiser's Jacobian J_f (``jacobian_eig``) and of
+    red-fp's iteration map x -> prox(f(x)), whose Jacobian is P J_f with P the data prox's
+    linear part (``fp_rate``): red-fp converges to a fixed point near x at the linear rate
+    |fp_rate| when it is below 1 and leaves it when it is above. Above 1, every RED method
+    drifts, wherever the data term does not contract (the near null space of the blur, where
+    x_{k+1} ~ f(x_k)), and momentum (red-apg) amplifies the drift."""
+    sig = torch.full((1,), SIGMA_D, dtype=x.dtype, device=x.device)
+    w = data_prox_weights(A, x.shape).to(device=x.device, dtype=x.dtype)
+    size = tuple(x.shape[-2:])
+
+    def denoise(z):
+        return denoiser(z, sig)
+
+    def fp_map(z):
+        return torch.fft.irfft2(w * torch.fft.rfft2(denoiser(z, sig)), s=size)
+
+    eig, gain = jacobian_eigenvalue(denoise, x, iters)
+    rate, rate_gain = jacobian_eigenvalue(fp_map, x, iters)
+    return {"jacobian_eig": eig, "jacobian_gain": gain, "fp_rate": rate, "fp_gain": rate_gain}
+
+
 def _sig(v: float, digits: int = 5) -> float:
     return float(f"{v:.{digits}g}")
 
@@ -383,6 +445,7 @@ def converge(
         "final_rel_change": rel[-1],
         "fpr_tol": tol,
         "fpr_iters": fpr_iters,
+        "fpr_iters_at": {f"{t:g}": stays_at_most(fprs, t) for t in FPR_TOLS} if fpr else None,
         "fpr_seconds": round(seconds[fpr_iters - 1], 6) if fpr_iters else None,
         "rel_iters": stays_at_most(rel, tol),
         "psnr_band_db": PSNR_BAND,
@@ -464,6 +527,9 @@ def run_convergence(args, data: Path) -> int:
     denoiser, label = load_denoiser(args.denoiser, args.weights, 1, device, data)
     y32, x32 = y.float().to(device), clean.float().to(device)
     psnr_input = float(pnpfast.metrics.psnr(y, clean)[0])
+    rates = {}
+    if args.jacobian_iters:
+        rates = local_rates(denoiser, A, x32, args.jacobian_iters)
     tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     shape = "x".join(str(s) for s in clean.shape)
@@ -472,6 +538,18 @@ def run_convergence(args, data: Path) -> int:
         f"{args.seed}, denoiser {label}, {args.iters} iterations on {device}; "
         f"input PSNR {psnr_input:.2f} dB"
     )
+    if rates:
+        print(
+            f"at the clean image ({args.jacobian_iters} power steps), dominant eigenvalue of "
+            f"the denoiser's Jacobian {rates['jacobian_eig']:.4f}, of red-fp's iteration map "
+            f"{rates['fp_rate']:.4f} ("
+            + (
+                "above 1: red-fp leaves a fixed point there"
+                if abs(rates["fp_rate"]) > 1
+                else "red-fp's local linear rate"
+            )
+            + ")"
+        )
     rows = []
     try:
         for method in args.methods:
@@ -520,6 +598,8 @@ def run_convergence(args, data: Path) -> int:
                 "psnr_input": round(psnr_input, 4),
                 "denoiser": label,
                 "sigma_d_255": SIGMA_D * 255,
+                **{k: rates.get(k) and round(rates[k], 5) for k in RATE_KEYS},
+                "jacobian_iters": args.jacobian_iters,
                 "dtype": "float32",
                 **r,
                 "fpr_iters_ratio_vs_red_fp": ratio,
@@ -551,6 +631,13 @@ def run_convergence(args, data: Path) -> int:
                 continue
             _, met, text = speedup_verdict(apg[key], fp[key], args.iters, APG_TARGET)
             print(f"red-apg vs red-fp, iterations to {what}: {text}")
+        if not args.no_fpr:
+            for t in FPR_TOLS:
+                key = f"{t:g}"
+                _, _, text = speedup_verdict(
+                    apg["fpr_iters_at"][key], fp["fpr_iters_at"][key], args.iters, APG_TARGET
+                )
+                print(f"red-apg vs red-fp, iterations to fpr <= {key}: {text}")
         criterion = "rel_iters" if args.no_fpr else "fpr_iters"
         _, met, text = speedup_verdict(apg[criterion], fp[criterion], args.iters, APG_TARGET)
         verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDETERMINED"}[met]
@@ -749,6 +836,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="weight file of --denoiser")
     p.add_argument("--no-fpr", action="store_true", help="skip the fixed-point residual")
     p.add_argument("--tol", type=float, default=FPR_TOL, help="residual tolerance (1e-3)")
+    p.add_argument(
+        "--jacobian-iters",
+        type=int,
+        default=None,
+        help="power steps for the denoiser Jacobian's eigenvalue at the clean image (30; 0: skip)",
+    )
     p.add_argument("--convergence-out", default=str(harness.results_path(CONVERGENCE_NAME)))
     p.add_argument("--plot", default=None, help="PNG path (default: next to --convergence-out)")
     p.add_argument("--timing-denoiser", default="bfcnn-color")
@@ -765,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda but CUDA is not available")
     if args.iters is None:
         args.iters = 8 if args.quick else 200
+    if args.jacobian_iters is None:
+        args.jacobian_iters = 3 if args.quick else 30
     if args.crop is None and args.quick:
         args.crop = 48
     if args.shape is None:

@@ -412,6 +412,42 @@ def test_red_summaries(bench_red):
     assert luma == pytest.approx([16 / 255, 235 / 255])
 
 
+def test_red_jacobian_eigenvalue_of_a_known_operator(bench_red):
+    torch = bench_red.torch
+    g = torch.Generator().manual_seed(3)
+    # f(x) = d * x + b (affine, diagonal Jacobian): the dominant eigenvalue is max |d| = 1.5,
+    # whatever the point; a negative second one (-1.2) checks that the sign is kept
+    d = torch.rand(1, 1, 7, 9, generator=g, dtype=torch.float64) * 0.8
+    d[0, 0, 3, 4], d[0, 0, 1, 1] = 1.5, -1.2
+    b = torch.randn(1, 1, 7, 9, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 1, 7, 9, generator=g, dtype=torch.float64)
+    eig, gain = bench_red.jacobian_eigenvalue(lambda z: d * z + b, x, iters=80)
+    assert eig == pytest.approx(1.5, rel=1e-6) and gain == pytest.approx(1.5, rel=1e-6)
+    d[0, 0, 3, 4] = 0.5  # now -1.2 dominates
+    eig, _ = bench_red.jacobian_eigenvalue(lambda z: d * z + b, x, iters=80)
+    assert eig == pytest.approx(-1.2, rel=1e-6)
+
+
+def test_red_data_prox_weights_are_the_prox_jacobian(bench_red):
+    torch = bench_red.torch
+    from pnpfast.fidelity import L2
+    from pnpfast.operators import Blur
+
+    g = torch.Generator().manual_seed(4)
+    kernel = torch.rand(3, 5, generator=g, dtype=torch.float64)
+    kernel /= kernel.sum()
+    A = Blur(kernel)
+    y = torch.randn(1, 1, 10, 12, generator=g, dtype=torch.float64)
+    v, dv = torch.randn(2, 1, 1, 10, 12, generator=g, dtype=torch.float64)
+    gamma = torch.tensor([1 / (bench_red.LAM * bench_red.SIGMA_N**2)], dtype=torch.float64)
+    data = L2(A, y)
+    # prox is affine in v: its change along dv is the Jacobian applied to dv
+    jdv = data.prox(v + dv, gamma, backend="reference") - data.prox(v, gamma, backend="reference")
+    w = bench_red.data_prox_weights(A, y.shape)
+    got = torch.fft.irfft2(w * torch.fft.rfft2(dv), s=(10, 12))
+    assert (got - jdv).abs().max() < 1e-10 and jdv.abs().max() > 1e-2
+
+
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set3C, RED kernels)")
 def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
@@ -437,6 +473,9 @@ def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
             assert len(r[key]) == 8 and all(math.isfinite(v) for v in r[key])
         assert all(b > a for a, b in zip(r["seconds"][:-1], r["seconds"][1:], strict=True))
         assert r["final_psnr"] == r["psnr"][-1]
+        assert r["jacobian_iters"] == 3
+        assert all(math.isfinite(r[k]) for k in bench_red.RATE_KEYS)
+    assert "dominant eigenvalue of the denoiser's Jacobian" in out
     assert rows["red-fp"]["final_psnr"] > rows["red-fp"]["psnr_input"] + 3
     assert rows["red-sd"]["params"]["lam"] == pytest.approx(0.02 * 255**2)
     assert rows["red-gd"]["params"]["lam"] == pytest.approx(0.02 * 2)  # lam sigma_n^2 = 0.02 * 2
