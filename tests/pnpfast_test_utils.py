@@ -48,3 +48,59 @@ def assert_close(
             f"{what}: {int(bad.sum())} of {bad.numel()} elements differ (max abs diff {worst:.3e}, "
             f"rtol={rtol}, atol={atol}); first at {idx}"
         )
+
+
+def check_orthonormal_operator(A, x: torch.Tensor, *, atol: float = 1e-10) -> None:
+    """The contract of a ``pnpfast.operators.OrthonormalOperator`` on the images x (float64,
+    [B, C, H, W]), against oracles that do not use the operator's own algebra:
+
+    * adjoint: <M^T x, c> = <x, M c> for random x and coefficients c = M^T z (dot-product test);
+    * isometry: M^T M c = c and ||M c|| = ||c|| (orthonormal columns);
+    * projection: P = M M^T is ``project``, idempotent (P P x = P x) and symmetric;
+    * prox_l2: the closed form against batched conjugate gradients on the normal equations
+      (A^T A + I / gamma) x = A^T y + v / gamma, with a different gamma per image;
+    * forward/adjoint are measure/lift, and the outputs keep dtype, device and batch.
+    """
+    from pnpfast.operators.base import batched_cg
+
+    g = torch.Generator().manual_seed(1234)
+
+    def rand_like(t):
+        return torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device)
+
+    def dot(a, b):
+        return (a * b).flatten(1).sum(1)
+
+    B = x.shape[0]
+    c = A.measure(rand_like(x))
+    assert c.dtype == x.dtype and c.device == x.device and c.shape[0] == B
+    assert torch.equal(A.forward(x), A.measure(x))
+    assert torch.equal(A.adjoint(c), A.lift(c))
+    lifted = A.lift(c)
+    assert lifted.shape == x.shape and lifted.dtype == x.dtype
+
+    z = rand_like(x)
+    lhs, rhs = dot(A.measure(z), c), dot(z, A.lift(c))
+    assert torch.allclose(lhs, rhs, rtol=1e-10, atol=atol), (lhs, rhs)
+
+    assert torch.allclose(A.measure(A.lift(c)), c, atol=atol)
+    assert torch.allclose(dot(lifted, lifted), dot(c, c), rtol=1e-10, atol=atol)
+
+    px = A.project(z)
+    assert torch.allclose(px, A.lift(A.measure(z)), atol=atol)
+    assert torch.allclose(A.project(px), px, atol=atol)
+    w = rand_like(x)
+    assert torch.allclose(dot(A.project(w), z), dot(w, px), rtol=1e-10, atol=atol)
+
+    gamma = torch.linspace(0.3, 3.0, B, dtype=x.dtype, device=x.device)
+    v = rand_like(x)
+    got = A.prox_l2(v, c, gamma)
+    gv = gamma.view(-1, 1, 1, 1)
+    want = batched_cg(
+        lambda u: A.adjoint(A.forward(u)) + u / gv,
+        A.adjoint(c) + v / gv,
+        v,
+        max_iter=200,
+        tol=1e-13,
+    )
+    assert torch.allclose(got, want, atol=1e-8), float((got - want).abs().max())

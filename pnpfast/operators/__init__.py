@@ -2,5 +2,6 @@
 
 from pnpfast.operators.base import LinearOperator, batched_cg
 from pnpfast.operators.blur import Blur
+from pnpfast.operators.orthonormal import OrthonormalOperator
 
-__all__ = ["Blur", "LinearOperator", "batched_cg"]
+__all__ = ["Blur", "LinearOperator", "OrthonormalOperator", "batched_cg"]

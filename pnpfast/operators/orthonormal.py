@@ -1,0 +1,51 @@
+"""Measurements by a matrix of orthonormal columns, the operators of the implicit-prior sampler.
+
+    A x = M^T x,   A^T c = M c,   M^T M = I,   P = M M^T (the orthogonal projection onto the
+    measured subspace; I - P projects onto its complement)
+
+Kadkhodaie & Simoncelli, "Solving linear inverse problems using the prior implicit in a
+denoiser", NeurIPS 2021: their constrained sampler needs exactly M^T (``measure``), M (``lift``)
+and M M^T (``project``). Because P is a projection, the data prox has a closed form,
+
+    prox_l2(v, y, gamma) = argmin_x 1/2 ||M^T x - y||^2 + 1/(2 gamma) ||x - v||^2
+                         = v + gamma / (1 + gamma) (M y - P v),
+
+since (P + I / gamma)^-1 = gamma (I - P) + gamma / (1 + gamma) P and P M y = M y.
+"""
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.operators.base import LinearOperator
+
+
+class OrthonormalOperator(LinearOperator):
+    """Base class: subclasses define ``measure`` (M^T x) and ``lift`` (M c); ``project`` may be
+    overridden by a cheaper P x. ``forward`` is ``measure``, ``adjoint`` is ``lift``, and
+    ``prox_l2`` is the closed form of the module docstring."""
+
+    def measure(self, x: torch.Tensor) -> torch.Tensor:
+        """M^T x: the orthonormal coefficients of x in the measured subspace."""
+        raise NotImplementedError
+
+    def lift(self, c: torch.Tensor) -> torch.Tensor:
+        """M c: the image of the coefficients c (an element of the measured subspace)."""
+        raise NotImplementedError
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """M M^T x: the orthogonal projection of x onto the measured subspace."""
+        return self.lift(self.measure(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.measure(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.lift(y)
+
+    def prox_l2(self, v: torch.Tensor, y: torch.Tensor, gamma) -> torch.Tensor:
+        """argmin_x 1/2 ||M^T x - y||^2 + 1/(2 gamma) ||x - v||^2 = v + gamma/(1+gamma) (M y - P v);
+        gamma > 0, a float or one per image."""
+        _validate.image("v", v)
+        _validate.same_device_dtype(v=v, y=y)
+        g = _validate.per_image("gamma", gamma, v.shape[0], v, positive=True).view(-1, 1, 1, 1)
+        return v + g / (1 + g) * (self.lift(y) - self.project(v))
