@@ -17,8 +17,9 @@ import torch
 from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
-from pnpfast.solvers import red
+from pnpfast.solvers import implicit_prior, red
 from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
+from pnpfast.solvers.implicit_prior import ImplicitPriorParams, SampleResult, sample
 from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
 from pnpfast.solvers.red import (
     REDADMMParams,
@@ -30,6 +31,8 @@ from pnpfast.solvers.red import (
 from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
 
 METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS)}
+SAMPLER = "implicit-prior"
+SAMPLER_MAX_ITER = 10000
 
 
 def solve(
@@ -38,7 +41,7 @@ def solve(
     denoiser: Callable,
     method: str = "hqs",
     *,
-    sigma: float | torch.Tensor,
+    sigma: float | torch.Tensor | None = None,
     max_iter: int | None = None,
     tol: float | None = None,
     x0: torch.Tensor | None = None,
@@ -63,8 +66,26 @@ def solve(
     red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams.
     Returns a Result (x, iterations, converged, history).
     """
+    if method == SAMPLER:
+        return _solve_sampler(
+            y,
+            operator,
+            denoiser,
+            sigma,
+            max_iter,
+            tol,
+            x0,
+            x_true,
+            history,
+            callback,
+            backend,
+            method_params,
+        )
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(sorted(METHODS))}, not {method!r}")
+        names = ", ".join(sorted([*METHODS, SAMPLER]))
+        raise ValueError(f"method must be one of {names}, not {method!r}")
+    if sigma is None:
+        raise TypeError(f"method {method!r} needs sigma, the noise level of y")
     cls = METHODS[method]
     accepted = {f.name for f in dataclasses.fields(cls.Params)}
     unknown = sorted(set(method_params) - accepted)
@@ -115,9 +136,44 @@ def solve(
     )
 
 
+def _solve_sampler(
+    y, operator, denoiser, sigma, max_iter, tol, x0, x_true, history, callback, backend, params
+) -> SampleResult:
+    """method="implicit-prior": Algorithm 2 of Kadkhodaie & Simoncelli (solvers/implicit_prior.py)."""
+    accepted = {f.name for f in dataclasses.fields(ImplicitPriorParams)}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise TypeError(
+            f"method {SAMPLER!r} does not take {', '.join(unknown)}; its parameters are "
+            f"{', '.join(sorted(accepted))}"
+        )
+    for name, value, why in (
+        ("sigma", sigma, "it samples from noiseless measurements y = M^T x"),
+        ("tol", tol, "it stops each image when its sigma_t falls under sigma_L"),
+        ("x0", x0, "it starts from M y + (I - M M^T) 0.5 plus noise of std sigma_0"),
+    ):
+        if value is not None:
+            raise TypeError(f"method {SAMPLER!r} does not take {name}: {why}")
+    if backend not in (None, "reference"):
+        raise ValueError(f"method {SAMPLER!r} runs on the reference backend only, not {backend!r}")
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
+    return implicit_prior.solve_constrained(
+        y,
+        operator,
+        denoiser,
+        params=ImplicitPriorParams(**params),
+        max_iter=SAMPLER_MAX_ITER if max_iter is None else max_iter,
+        history=history,
+        x_true=x_true,
+        callback=callback,
+    )
+
+
 __all__ = [
     "ADMMParams",
     "HQSParams",
+    "ImplicitPriorParams",
     "IterationInfo",
     "PGDParams",
     "REDADMMParams",
@@ -126,5 +182,7 @@ __all__ = [
     "REDPGParams",
     "REDSDParams",
     "Result",
+    "SampleResult",
+    "sample",
     "solve",
 ]

@@ -1,0 +1,154 @@
+"""Inpainting: keep the measured pixels, lose the others.
+
+    M^T x = m * x,   M c = m * c,   P x = M M^T x = m * x
+
+with m the 0/1 mask (1 = measured pixel), applied to every channel. The coefficients are the
+measured pixels left in place on the image grid ([B, C, H, W], zeros at the missing pixels), so
+M is the identity restricted to the measured pixels and M^T M = I on that coefficient space.
+
+This is the inpainting operator of Kadkhodaie & Simoncelli, "Solving linear inverse problems
+using the prior implicit in a denoiser", NeurIPS 2021 (random missing pixels and a missing
+block). A mask [H, W] is shared by the batch; a mask [B, 1, H, W] gives each image its own.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+
+from pnpfast import _validate
+from pnpfast.operators.orthonormal import OrthonormalOperator
+
+
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class Inpainting(OrthonormalOperator):
+    """Pixel masking, ``measure(x) = lift(x) = project(x) = mask * x``.
+
+    ``mask``: a tensor or numpy array of shape [H, W] (shared by the batch) or [B, 1, H, W] (one
+    per image; B = 1 is shared too), bool or a floating/integer array holding only 0 and 1;
+    True / 1 marks a measured pixel. Images are [B, C, H, W] float32/float64; the mask applies to
+    every channel and is moved to the image's device and dtype (cached per device and dtype).
+    Missing pixels are multiplied by 0, so they must hold finite values (NaN * 0 is NaN).
+    """
+
+    def __init__(self, mask: torch.Tensor | np.ndarray):
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(np.ascontiguousarray(mask))
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(
+                f"mask must be a tensor or numpy array of shape [H, W] or [B, 1, H, W], not {type(mask).__name__}"
+            )
+        if not (mask.dim() == 2 or (mask.dim() == 4 and mask.shape[1] == 1)):
+            raise ValueError(
+                f"mask must have shape [H, W] or [B, 1, H, W], got shape {tuple(mask.shape)}"
+            )
+        if mask.numel() == 0:
+            raise ValueError(f"mask must not be empty, got shape {tuple(mask.shape)}")
+        if mask.is_complex():
+            raise TypeError(f"mask must be bool, floating or integer, not {mask.dtype}")
+        if mask.dtype != torch.bool:
+            bad = (mask != 0) & (mask != 1)
+            if bool(bad.any()):
+                value = mask[bad][0].item()
+                raise ValueError(f"mask must hold only 0 and 1 (or be bool), found {value}")
+            mask = mask != 0
+        # a copy, so that later changes to the caller's tensor cannot desynchronise the cache
+        mask = mask.detach().clone().contiguous()
+        self._shared = mask.dim() == 2
+        self._mask = mask
+        self._bool = mask.view(1, 1, *mask.shape) if self._shared else mask  # [Bm, 1, H, W]
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def random(cls, shape, missing: float, seed: int = 0) -> "Inpainting":
+        """Exactly round(missing * H * W) missing pixels per image, chosen uniformly at random.
+
+        ``shape``: (H, W) for one mask shared by the batch, or (B, H, W) for a different mask per
+        image. ``missing``: the fraction of missing pixels, in [0, 1). ``seed`` seeds a
+        torch.Generator (default 0), so the same arguments give the same masks.
+        """
+        if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) not in (2, 3):
+            raise ValueError(f"shape must be (H, W) or (B, H, W), got {shape!r}")
+        dims = [_int(f"shape[{i}]", n, 1) for i, n in enumerate(shape)]
+        if isinstance(missing, bool) or not isinstance(missing, numbers.Real):
+            raise TypeError(f"missing must be a float in [0, 1), not {type(missing).__name__}")
+        if not 0 <= missing < 1:
+            raise ValueError(f"missing must be a fraction in [0, 1), got {missing}")
+        seed = _int("seed", seed, 0)
+        B = dims[0] if len(dims) == 3 else 1
+        H, W = dims[-2:]
+        n_missing = round(float(missing) * H * W)
+        g = torch.Generator().manual_seed(seed)
+        # the first n_missing entries of a uniformly random permutation, one permutation per row
+        order = torch.rand(B, H * W, generator=g).argsort(dim=1)
+        mask = torch.ones(B, H * W, dtype=torch.bool)
+        mask.scatter_(1, order[:, :n_missing], False)
+        return cls(mask.view(H, W) if len(dims) == 2 else mask.view(B, 1, H, W))
+
+    @classmethod
+    def block(cls, H: int, W: int, top: int, left: int, height: int, width: int) -> "Inpainting":
+        """A missing rectangle, rows top .. top + height - 1 and columns left .. left + width - 1
+        of an H x W image, shared by the batch; the rectangle must fit inside the image."""
+        H, W = _int("H", H, 1), _int("W", W, 1)
+        top, left = _int("top", top, 0), _int("left", left, 0)
+        height, width = _int("height", height, 1), _int("width", width, 1)
+        if top + height > H or left + width > W:
+            raise ValueError(
+                f"block of size {height}x{width} at (top={top}, left={left}) does not fit in an image of size {H}x{W}"
+            )
+        mask = torch.ones(H, W, dtype=torch.bool)
+        mask[top : top + height, left : left + width] = False
+        return cls(mask)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """The bool mask, [H, W] or [B, 1, H, W] as given; True = measured."""
+        return self._mask
+
+    @property
+    def fraction_measured(self) -> float | torch.Tensor:
+        """Fraction of measured pixels: a float for an [H, W] mask, a float64 tensor [B] for a
+        [B, 1, H, W] mask."""
+        if self._shared:
+            return float(self._mask.double().mean())
+        return self._mask.double().mean(dim=(1, 2, 3))
+
+    def check_input(self, name: str, x: torch.Tensor) -> None:
+        """Raise if x is not an image this mask can be applied to (size or batch mismatch)."""
+        _validate.image(name, x, finite=False)
+        H, W = self._bool.shape[-2:]
+        if x.shape[-2:] != (H, W):
+            raise ValueError(
+                f"mask has size {H}x{W} but {name} has size {x.shape[-2]}x{x.shape[-1]}"
+            )
+        if self._bool.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"mask holds {self._bool.shape[0]} masks but {name} has batch size {x.shape[0]}"
+            )
+
+    def _weights(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            self._cache[key] = self._bool.to(device=x.device, dtype=x.dtype)
+        return self._cache[key]
+
+    def measure(self, x: torch.Tensor) -> torch.Tensor:
+        """M^T x = mask * x. x: [B, C, H, W]; returns [B, C, H, W], zeros at missing pixels."""
+        self.check_input("x", x)
+        return self._weights(x) * x
+
+    def lift(self, c: torch.Tensor) -> torch.Tensor:
+        """M c = mask * c. c: [B, C, H, W] coefficients; returns [B, C, H, W]."""
+        self.check_input("c", c)
+        return self._weights(c) * c
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """M M^T x = mask * x. x: [B, C, H, W]."""
+        return self.measure(x)

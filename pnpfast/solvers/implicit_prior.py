@@ -1,0 +1,310 @@
+"""Sampling from the prior implicit in a blind denoiser, and its constrained form for linear
+inverse problems: Kadkhodaie & Simoncelli, "Solving linear inverse problems using the prior
+implicit in a denoiser", NeurIPS 2021 (Algorithms 1 and 2).
+
+A blind least-squares denoiser's residual f(y) = D(y) - y is, by Miyasawa's result,
+sigma^2 grad log p_sigma(y): a step along it is a step of gradient ascent on the log density of
+the noisy images. The sampler climbs it coarse to fine, injecting fresh noise to stay a sampler:
+
+    y_0 ~ N(0.5, sigma_0^2 I)                            (Algorithm 1)
+    for t = 1, 2, ... while sigma_{t-1} >= sigma_L:
+        h_t = h_0 t / (1 + h_0 (t - 1))
+        d_t = f(y_{t-1})
+        sigma_t^2 = ||d_t||^2 / N                         (N = C H W: the effective noise level)
+        gamma_t^2 = ((1 - beta h_t)^2 - (1 - h_t)^2) sigma_t^2
+        y_t = y_{t-1} + h_t d_t + gamma_t z_t,   z_t ~ N(0, I)
+
+sigma_t, from the residual of y_{t-1}, estimates the noise level of y_{t-1}, and the noise
+level of y_t is (1 - beta h_t) sigma_t (beta in (0, 1]: the fraction of the step's noise
+reduction kept; beta = 1 adds no noise). Algorithm 2 samples
+the images consistent with linear measurements x_c = M^T x (M of orthonormal columns, an
+``OrthonormalOperator``; P = M M^T): the step moves the unmeasured part along the denoiser and
+pulls the measured part onto the measurement,
+
+    d_t = (I - P) f(y_{t-1}) + M (x_c - M^T y_{t-1}) = f - P (f + y_{t-1}) + M x_c
+
+(one projection of f + y), starting from y_0 = M x_c + (I - P) 0.5 + N(0, sigma_0^2 I).
+
+Every image of the batch (and every realisation of a measurement) carries its own t, h_t and
+sigma_t, and stops on its own when its sigma_t drops under sigma_L (it is frozen from then on,
+its last update applied); the loop reads the device only every ``check_every`` iterations, to
+leave once every image has stopped. ``max_iter`` caps the loop (an image still above sigma_L
+then has ``converged`` False).
+
+Defaults: those of the paper's inverse problems, sigma_0 = 1, sigma_L = 0.01, h_0 = 0.01,
+beta = 0.01. The denoiser is called as D(y, sigma) with sigma the current [B] estimate sigma_t
+(sigma_0 at first): a blind network ignores it, a noise-map network reads it. The result is the
+last iterate y_T (noise level about sigma_L).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.operators.orthonormal import OrthonormalOperator
+from pnpfast.profiling import nvtx_range
+from pnpfast.solvers.engine import IterationInfo
+
+PerImage = float | torch.Tensor
+
+
+@dataclass
+class ImplicitPriorParams:
+    """sigma_0: the initial noise level (> 0); sigma_L: the final one, the stopping level (> 0);
+    h0: the first step h_1 (in (0, 1]); beta: the noise injection parameter (in (0, 1]);
+    floats or length-B tensors (one per measurement). realisations: samples drawn per
+    measurement (>= 1); average: also return their mean; seed: the noise generator's seed
+    (None: torch's global generator)."""
+
+    sigma_0: PerImage = 1.0
+    sigma_L: PerImage = 0.01
+    h0: PerImage = 0.01
+    beta: PerImage = 0.01
+    realisations: int = 1
+    average: bool = False
+    seed: int | None = None
+
+
+@dataclass
+class SampleResult:
+    """What the sampler returns.
+
+    x: [B R, C, H, W] the samples, measurement-major (the R realisations of measurement b are
+    rows b R .. b R + R - 1); iterations: [B R] int64 iterations each ran; converged: [B R]
+    bool, True where sigma_t went under sigma_L within max_iter; mean: [B, C, H, W] the mean of
+    each measurement's R samples (with ``average``), else None; history: with ``history``,
+    "sigma" [T, B R] (sigma_t, NaN after an image stopped) and, with x_true, "psnr" [T, B R]
+    of y_t against x_true; else None.
+    """
+
+    x: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    mean: torch.Tensor | None = None
+    history: dict[str, torch.Tensor] | None = None
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-image parameters as [batch] tensors, validated."""
+    out = {
+        "sigma_0": _validate.per_image("sigma_0", p.sigma_0, batch, like, positive=True),
+        "sigma_L": _validate.per_image("sigma_L", p.sigma_L, batch, like, positive=True),
+        "h0": _validate.per_image("h0", p.h0, batch, like, positive=True, upper=1.0),
+        "beta": _validate.per_image("beta", p.beta, batch, like, positive=True, upper=1.0),
+    }
+    return out
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    _check_int("seed", seed, 0)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _run(
+    denoiser: Callable,
+    y: torch.Tensor,
+    params: dict[str, torch.Tensor],
+    *,
+    project: Callable[[torch.Tensor], torch.Tensor] | None,
+    lifted: torch.Tensor | None,
+    generator: torch.Generator | None,
+    max_iter: int,
+    history: bool,
+    x_true: torch.Tensor | None,
+    callback: Callable[[IterationInfo], None] | None,
+    check_every: int = 8,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
+    """The shared loop from y_0: (y_T, iterations, converged, history)."""
+    B = y.shape[0]
+    n = y[0].numel()
+    h0, beta, sigma_L = params["h0"], params["beta"], params["sigma_L"]
+    sigma = params["sigma_0"].clone()  # [B] the current sigma_t
+    active = torch.ones(B, dtype=torch.bool, device=y.device)
+    iterations = torch.zeros(B, dtype=torch.int64, device=y.device)
+    records: dict[str, list[torch.Tensor]] = {"sigma": []}
+    if x_true is not None:
+        records["psnr"] = []
+    view = (-1, 1, 1, 1)
+    for k in range(max_iter):
+        with nvtx_range("pnpfast/iteration"):
+            t = (iterations + 1).to(y.dtype)  # each image's own t
+            h = h0 * t / (1 + h0 * (t - 1))
+            with nvtx_range("pnpfast/denoise"):
+                f = denoiser(y, sigma) - y
+            with nvtx_range("pnpfast/sampler_step"):
+                d = f if project is None else f - project(f + y) + lifted
+                sigma_t = d.flatten(1).square().sum(1).div(n).sqrt()
+                gamma = ((1 - beta * h).square() - (1 - h).square()).clamp_min(0).sqrt() * sigma_t
+                z = _noise(y, generator)
+                y_new = y + h.view(view) * d + gamma.view(view) * z
+                y = torch.where(active.view(view), y_new, y)
+                sigma = torch.where(active, sigma_t, sigma)
+                if history or x_true is not None:
+                    records["sigma"].append(torch.where(active, sigma_t, math.nan))
+                    if x_true is not None:
+                        mse = (y - x_true).flatten(1).square().mean(1).clamp_min(1e-20)
+                        records["psnr"].append(-10 * torch.log10(mse))
+                iterations += active.long()
+                active = active & (sigma_t >= sigma_L)
+            if callback is not None:
+                callback(IterationInfo(k, y, active, sigma))
+        if (k + 1) % check_every == 0 and not bool(active.any()):
+            break
+    hist = None
+    if history or x_true is not None:
+        hist = {name: torch.stack(vals) for name, vals in records.items() if vals}
+    return y, iterations, ~active, hist
+
+
+def _repeat(t: torch.Tensor, r: int) -> torch.Tensor:
+    return t.repeat_interleave(r, dim=0) if r > 1 else t
+
+
+def sample(
+    denoiser: Callable,
+    shape: tuple[int, int, int, int],
+    *,
+    sigma_0: PerImage = 1.0,
+    sigma_L: PerImage = 0.01,
+    h0: PerImage = 0.01,
+    beta: PerImage = 0.01,
+    seed: int | None = None,
+    max_iter: int = 10000,
+    history: bool = False,
+    callback: Callable[[IterationInfo], None] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> SampleResult:
+    """Draw B images from the prior implicit in a blind denoiser (Algorithm 1 of Kadkhodaie &
+    Simoncelli, NeurIPS 2021; see the module docstring).
+
+    denoiser: D(y, sigma) -> denoised y, [B, C, H, W] in and out (its residual D(y) - y is the
+    step direction); shape: (B, C, H, W); sigma_0, sigma_L, h0, beta: floats or length-B
+    tensors (defaults: the paper's inverse-problem values; the paper draws its unconstrained
+    samples with a larger beta, e.g. 0.5, for less noise on the way); seed: reproducible noise;
+    max_iter: iteration cap; history: record sigma_t; callback: called with an IterationInfo
+    (x = y_t, rel_change = sigma_t) after every iteration; device, dtype: of the samples.
+    Returns a SampleResult (``mean`` None).
+    """
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
+    if (
+        not isinstance(shape, (tuple, list, torch.Size))
+        or len(shape) != 4
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+    ):
+        raise ValueError(f"shape must be four positive integers (B, C, H, W), not {shape!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
+    _check_int("max_iter", max_iter, 1)
+    device = torch.device("cpu" if device is None else device)
+    like = torch.empty(0, device=device, dtype=dtype)
+    p = ImplicitPriorParams(sigma_0=sigma_0, sigma_L=sigma_L, h0=h0, beta=beta, seed=seed)
+    params = _params(p, shape[0], like)
+    generator = _generator(seed, device)
+    y0 = 0.5 + params["sigma_0"].view(-1, 1, 1, 1) * _noise(
+        torch.empty(tuple(shape), device=device, dtype=dtype), generator
+    )
+    x, iterations, converged, hist = _run(
+        denoiser,
+        y0,
+        params,
+        project=None,
+        lifted=None,
+        generator=generator,
+        max_iter=max_iter,
+        history=history,
+        x_true=None,
+        callback=callback,
+    )
+    return SampleResult(x=x, iterations=iterations, converged=converged, history=hist)
+
+
+def solve_constrained(
+    measurement: torch.Tensor,
+    operator: OrthonormalOperator,
+    denoiser: Callable,
+    *,
+    params: ImplicitPriorParams,
+    max_iter: int,
+    history: bool,
+    x_true: torch.Tensor | None,
+    callback: Callable[[IterationInfo], None] | None,
+) -> SampleResult:
+    """Algorithm 2: samples consistent with x_c = M^T x for every measurement of the batch.
+
+    measurement: x_c = operator.measure(x), whatever shape the operator's coefficients have,
+    batch first; the image shape is that of operator.lift(x_c). The operator must act on every
+    channel alike (all of pnpfast's do): the R realisations of a measurement are projected
+    together as R C channels of one image, so per-image masks and the like need no copies. x_true: [B, C, H, W] ground
+    truth for the PSNR history (each realisation against its measurement's image).
+    ``pnpfast.solve(..., method="implicit-prior")`` calls this.
+    """
+    if not isinstance(operator, OrthonormalOperator):
+        raise TypeError(
+            "method 'implicit-prior' needs an operator with an orthonormal view "
+            "(pnpfast.operators.Inpainting, BlockAverage, SpectralLowpass, CompressiveSensing), "
+            f"not {type(operator).__name__}"
+        )
+    if not isinstance(measurement, torch.Tensor) or not measurement.is_floating_point():
+        raise TypeError("y (the measurement M^T x) must be a floating-point tensor")
+    if measurement.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"y must be float32 or float64, not {measurement.dtype}")
+    if not bool(torch.isfinite(measurement).all()):
+        raise ValueError("y (the measurement) contains NaN or Inf")
+    R = _check_int("realisations", params.realisations, 1)
+    _check_int("max_iter", max_iter, 1)
+    B = measurement.shape[0]
+    lifted = operator.lift(measurement)  # M x_c: [B, C, H, W]
+    if x_true is not None:
+        _validate.image("x_true", x_true)
+        _validate.same_device_dtype(x_true=x_true, y=measurement)
+        if x_true.shape != lifted.shape:
+            raise ValueError(
+                f"x_true has shape {tuple(x_true.shape)} but the images are {tuple(lifted.shape)}"
+            )
+    base = _params(params, B, lifted)
+    per = {name: _repeat(v, R) for name, v in base.items()}
+    C, H, W = lifted.shape[1:]
+
+    def project(x: torch.Tensor) -> torch.Tensor:
+        # the operators act on every channel alike, so realisations ride along as channels
+        return operator.project(x.reshape(B, R * C, H, W)).reshape(B * R, C, H, W)
+
+    lifted = _repeat(lifted, R)
+    generator = _generator(params.seed, lifted.device)
+    half = torch.full_like(lifted, 0.5)
+    noise = _noise(lifted, generator)
+    y0 = lifted + half - project(half) + per["sigma_0"].view(-1, 1, 1, 1) * noise
+    x, iterations, converged, hist = _run(
+        denoiser,
+        y0,
+        per,
+        project=project,
+        lifted=lifted,
+        generator=generator,
+        max_iter=max_iter,
+        history=history,
+        x_true=None if x_true is None else _repeat(x_true, R),
+        callback=callback,
+    )
+    mean = x.view(B, R, *x.shape[1:]).mean(1) if params.average else None
+    return SampleResult(x=x, iterations=iterations, converged=converged, mean=mean, history=hist)
+
+
+__all__ = ["ImplicitPriorParams", "SampleResult", "sample", "solve_constrained"]

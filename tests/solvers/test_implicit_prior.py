@@ -1,0 +1,191 @@
+"""The implicit-prior sampler (Kadkhodaie & Simoncelli 2021, Algorithms 1 and 2) against closed
+forms.
+
+A constant "denoiser" D(y) = mu makes the residual f(y) = mu - y exactly the noise, so the
+sampler's recursion can be followed by hand: Algorithm 1 gives y_t - mu = (1 - h_t)(y_{t-1} - mu)
++ gamma_t z_t, and Algorithm 2 gives y_t - c = (1 - h_t)(y_{t-1} - c) + gamma_t z_t with
+c = (I - P) mu + M x_c. With beta = 1 there is no injected noise (gamma_t = 0) and every iterate
+is a closed form of y_0; with beta < 1 the noise level of y_t is (1 - beta h_t) sigma_t in
+expectation, sigma_t being that of y_{t-1}.
+"""
+
+import math
+
+import pytest
+import torch
+
+import pnpfast
+from pnpfast.operators import Blur
+from pnpfast.operators.block_average import BlockAverage
+from pnpfast.operators.inpainting import Inpainting
+from pnpfast.solvers.implicit_prior import sample
+
+
+class Constant:
+    """D(y, sigma) = mu for every input: the denoiser of a prior that is a point mass at mu."""
+
+    def __init__(self, mu: torch.Tensor):
+        self.mu = mu
+        self.calls = 0
+
+    def __call__(self, y, sigma):
+        assert sigma.shape == (y.shape[0],) and bool((sigma > 0).all())
+        self.calls += 1
+        return self.mu.expand_as(y)
+
+
+def h_schedule(h0: float, t: int) -> float:
+    return h0 * t / (1 + h0 * (t - 1))
+
+
+def predicted_run(sigma_1: float, h0: float, sigma_L: float) -> tuple[int, list[float]]:
+    """beta = 1, f = mu - y: sigma_t, the residual of y_{t-1}, is (1 - h_{t-1}) sigma_{t-1}
+    from sigma_1 (the residual of y_0); the loop runs while sigma_{t-1} >= sigma_L, so it stops
+    after the first t with sigma_t < sigma_L. Returns (iterations, [sigma_1, sigma_2, ...])."""
+    sigmas = [sigma_1]
+    while sigmas[-1] >= sigma_L:
+        sigmas.append((1 - h_schedule(h0, len(sigmas))) * sigmas[-1])
+    return len(sigmas), sigmas
+
+
+def rms(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1).square().mean(1).sqrt()
+
+
+def test_algorithm1_without_noise_follows_the_closed_form():
+    torch.manual_seed(0)
+    mu = torch.rand(1, 2, 9, 7, dtype=torch.float64)
+    h0 = torch.tensor([0.05, 0.1, 0.2], dtype=torch.float64)
+    sigma_L = torch.tensor([0.02, 0.05, 0.01], dtype=torch.float64)
+    res = sample(
+        Constant(mu), (3, 2, 9, 7), h0=h0, sigma_L=sigma_L, beta=1.0, seed=3,
+        history=True, dtype=torch.float64,
+    )  # fmt: skip
+    # y_0 = 0.5 + sigma_0 z, drawn first from the seeded generator
+    g = torch.Generator().manual_seed(3)
+    y0 = 0.5 + torch.randn(3, 2, 9, 7, generator=g, dtype=torch.float64)
+    for b in range(3):
+        sigma_1 = float(rms(mu - y0[b : b + 1])[0])
+        n, sigmas = predicted_run(sigma_1, float(h0[b]), float(sigma_L[b]))
+        assert int(res.iterations[b]) == n and bool(res.converged[b])
+        got = res.history["sigma"][:n, b]
+        assert torch.allclose(got, torch.tensor(sigmas, dtype=torch.float64), rtol=1e-10)
+        assert bool(res.history["sigma"][n:, b].isnan().all())  # frozen after its stop
+        shrink = math.prod(1 - h_schedule(float(h0[b]), t) for t in range(1, n + 1))
+        want = mu[0] + shrink * (y0[b] - mu[0])
+        assert torch.allclose(res.x[b], want, atol=1e-12)
+
+
+def test_algorithm1_noise_level_decays_as_one_minus_beta_h():
+    """With beta < 1 the injected noise keeps sigma_t / sigma_{t-1} near 1 - beta h_t (exact in
+    expectation for f = mu - y; a 64 x 64 image keeps the ratio within a few percent)."""
+    mu = torch.full((1, 1, 64, 64), 0.3)
+    beta, h0 = 0.5, 0.05
+    res = sample(Constant(mu), (2, 1, 64, 64), h0=h0, beta=beta, sigma_L=0.02, seed=0, history=True)
+    sig = res.history["sigma"][:, 0].double()
+    n = int(res.iterations[0])
+    ratios = sig[1:n] / sig[: n - 1]
+    want = torch.tensor([1 - beta * h_schedule(h0, t) for t in range(1, n)]).double()
+    assert (ratios - want).abs().max() < 0.03
+    assert bool(res.converged.all()) and float(sig[n - 1]) < 0.02 <= float(sig[n - 2])
+    # the sample's distance to mu is the noise level of y_n, (1 - beta h_n) sigma_n
+    last = (1 - beta * h_schedule(h0, n)) * res.history["sigma"][n - 1].double()
+    assert torch.allclose(rms(res.x - mu).double(), last, rtol=0.05)
+
+
+def test_algorithm2_without_noise_is_the_projection_closed_form():
+    """f = mu - y: d = (I - P)(mu - y) + M (x_c - M^T y) = c - y, c = (I - P) mu + M x_c."""
+    torch.manual_seed(1)
+    B, C, H, W = 2, 3, 8, 6
+    x = torch.rand(B, C, H, W, dtype=torch.float64)
+    mu = torch.rand(1, C, H, W, dtype=torch.float64)
+    for A in (Inpainting.random((B, H, W), 0.6, seed=2), BlockAverage(2)):
+        xc = A.measure(x)
+        res = pnpfast.solve(
+            xc, A, Constant(mu), method="implicit-prior", beta=1.0, h0=0.1, sigma_L=0.01,
+            seed=5, history=True,
+        )  # fmt: skip
+        c = mu - A.project(mu.expand(B, C, H, W)) + A.lift(xc)
+        # the measured part of the result is the measurement, up to the shrunken start
+        n = res.iterations
+        for b in range(B):
+            shrink = math.prod(1 - h_schedule(0.1, t) for t in range(1, int(n[b]) + 1))
+            g = torch.Generator().manual_seed(5)
+            noise = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+            half = torch.full((B, C, H, W), 0.5, dtype=torch.float64)
+            y0 = A.lift(xc) + half - A.project(half) + noise
+            want = c[b] + shrink * (y0[b] - c[b])
+            assert torch.allclose(res.x[b], want, atol=1e-12), type(A).__name__
+        assert bool((rms(A.measure(res.x) - xc) < 0.01).all())
+
+
+def test_algorithm2_consistency_with_noise_and_realisations():
+    """beta = 0.01 (the paper's): the samples end within about sigma_L of the measurement, the
+    realisations differ, and the mean is their mean."""
+    B, C, H, W, R = 2, 1, 16, 16, 3
+    x = torch.rand(B, C, H, W)
+    A = Inpainting.random((B, H, W), 0.5, seed=0)
+    xc = A.measure(x)
+    mu = torch.full((1, C, H, W), 0.5)
+    res = pnpfast.solve(
+        xc, A, Constant(mu), method="implicit-prior", h0=0.05, realisations=R, average=True,
+        seed=1,
+    )  # fmt: skip
+    assert res.x.shape == (B * R, C, H, W) and res.mean.shape == (B, C, H, W)
+    assert bool(res.converged.all()) and res.iterations.shape == (B * R,)
+    assert torch.allclose(res.mean, res.x.view(B, R, C, H, W).mean(1))
+    for b in range(B):
+        mine = res.x[b * R : (b + 1) * R]
+        m = A.mask[b].to(mine.dtype)  # [1, H, W] the measured pixels of measurement b
+        off = ((mine - x[b]) * m).flatten(1).square().sum(1).div(m.sum()).sqrt()
+        assert bool((off < 0.03).all()), off
+        assert float((mine[0] - mine[1]).abs().max()) > 1e-4  # different realisations
+
+
+def test_seed_reproduces_and_different_seeds_differ():
+    mu = torch.full((1, 1, 8, 8), 0.4)
+    a = sample(Constant(mu), (2, 1, 8, 8), seed=7, h0=0.2, max_iter=20)
+    b = sample(Constant(mu), (2, 1, 8, 8), seed=7, h0=0.2, max_iter=20)
+    c = sample(Constant(mu), (2, 1, 8, 8), seed=8, h0=0.2, max_iter=20)
+    assert torch.equal(a.x, b.x) and torch.equal(a.iterations, b.iterations)
+    assert not torch.equal(a.x, c.x)
+
+
+def test_max_iter_caps_and_reports_not_converged():
+    mu = torch.full((1, 1, 8, 8), 0.4)
+    res = sample(Constant(mu), (2, 1, 8, 8), seed=0, h0=0.001, max_iter=5)
+    assert res.iterations.tolist() == [5, 5] and not bool(res.converged.any())
+
+
+def test_errors_name_the_argument():
+    mu = torch.full((1, 1, 8, 8), 0.4)
+    D = Constant(mu)
+    xc = torch.rand(1, 1, 8, 8)
+    A = Inpainting(torch.ones(8, 8, dtype=torch.bool))
+    for kwargs, match in (
+        ({"h0": 0.0}, "h0"),
+        ({"h0": 1.5}, "h0"),
+        ({"beta": 2.0}, "beta"),
+        ({"sigma_L": -0.1}, "sigma_L"),
+        ({"sigma_0": 0.0}, "sigma_0"),
+        ({"realisations": 0}, "realisations"),
+        ({"seed": -1}, "seed"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            pnpfast.solve(xc, A, D, method="implicit-prior", **kwargs)
+    with pytest.raises(TypeError, match="does not take tol"):
+        pnpfast.solve(xc, A, D, method="implicit-prior", tol=1e-3)
+    with pytest.raises(TypeError, match="does not take sigma"):
+        pnpfast.solve(xc, A, D, method="implicit-prior", sigma=0.1)
+    with pytest.raises(TypeError, match="does not take lam"):
+        pnpfast.solve(xc, A, D, method="implicit-prior", lam=1.0)
+    with pytest.raises(TypeError, match="orthonormal"):
+        pnpfast.solve(xc, Blur(torch.ones(3, 3) / 9), D, method="implicit-prior")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pnpfast.solve(xc * math.nan, A, D, method="implicit-prior")
+    with pytest.raises(ValueError, match="shape"):
+        sample(D, (1, 8, 8), seed=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        sample(D, (1, 1, 8, 8), max_iter=0)
+    with pytest.raises(TypeError, match="needs sigma"):
+        pnpfast.solve(xc, A, D, method="hqs")
