@@ -3,14 +3,18 @@
 from pnpfast.operators.base import LinearOperator, batched_cg
 from pnpfast.operators.block_average import BlockAverage
 from pnpfast.operators.blur import Blur
+from pnpfast.operators.compressive_sensing import CompressiveSensing
 from pnpfast.operators.inpainting import Inpainting
 from pnpfast.operators.orthonormal import OrthonormalOperator
+from pnpfast.operators.spectral_lowpass import SpectralLowpass
 
 __all__ = [
     "BlockAverage",
     "Blur",
+    "CompressiveSensing",
     "Inpainting",
     "LinearOperator",
     "OrthonormalOperator",
+    "SpectralLowpass",
     "batched_cg",
 ]

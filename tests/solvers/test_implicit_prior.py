@@ -15,9 +15,13 @@ import pytest
 import torch
 
 import pnpfast
-from pnpfast.operators import Blur
-from pnpfast.operators.block_average import BlockAverage
-from pnpfast.operators.inpainting import Inpainting
+from pnpfast.operators import (
+    BlockAverage,
+    Blur,
+    CompressiveSensing,
+    Inpainting,
+    SpectralLowpass,
+)
 from pnpfast.solvers.implicit_prior import sample
 
 
@@ -99,7 +103,14 @@ def test_algorithm2_without_noise_is_the_projection_closed_form():
     B, C, H, W = 2, 3, 8, 6
     x = torch.rand(B, C, H, W, dtype=torch.float64)
     mu = torch.rand(1, C, H, W, dtype=torch.float64)
-    for A in (Inpainting.random((B, H, W), 0.6, seed=2), BlockAverage(2)):
+    operators = (
+        Inpainting.random((B, H, W), 0.6, seed=2),
+        BlockAverage(2),
+        SpectralLowpass(0.2),
+        CompressiveSensing(0.3, seed=1, method="fast"),
+        CompressiveSensing(0.3, seed=1, method="dense"),
+    )
+    for A in operators:
         xc = A.measure(x)
         res = pnpfast.solve(
             xc, A, Constant(mu), method="implicit-prior", beta=1.0, h0=0.1, sigma_L=0.01,
