@@ -70,10 +70,12 @@ convergence
     eigenvalue of the denoiser's Jacobian J_f (``jacobian_eig``, with the gain ||J v||
     ``jacobian_gain``) and of red-fp's iteration map x -> prox(f(x)), whose Jacobian is P J_f,
     P = F^-1 diag(lam / (|H|^2 / sigma_n^2 + lam)) F the data prox's linear part (``fp_rate``,
-    ``fp_gain``). |fp_rate| < 1 is red-fp's local linear rate near a fixed point close to the
-    clean image; above 1 the fixed point repels: red-fp drifts away from it after its best
-    iterate and momentum (red-apg) amplifies the drift. The near null space of the blur is
-    where it happens: there P ~ I and x_{k+1} ~ f(x_k).
+    ``fp_gain``); after the runs, the same four at red-fp's last iterate (``*_at_fp_final``).
+    |fp_rate| there is red-fp's local linear rate when it has converged; above 1 the point
+    repels: red-fp drifts away and momentum (red-apg) amplifies the drift. The near null space
+    of the blur is where it happens: there P ~ I and x_{k+1} ~ f(x_k). (At the clean image the
+    rate says less: a denoiser may expand there and still contract at the fixed point the
+    methods find, as the truncated TV prox does.)
 
     Output: one JSON line per method to ``--convergence-out`` (default
     ``benchmarks/results/red_convergence.jsonl``, appended): the problem (image, crop, shape,
@@ -435,6 +437,7 @@ def converge(
     psnr_iters = settled_within(psnr, PSNR_BAND)
     best = max(range(len(psnr)), key=psnr.__getitem__)
     return {
+        "x_final": res.x,  # popped by run_convergence (not a JSON column)
         "method": method,
         "params": params,
         "iters": iters,
@@ -542,13 +545,7 @@ def run_convergence(args, data: Path) -> int:
         print(
             f"at the clean image ({args.jacobian_iters} power steps), dominant eigenvalue of "
             f"the denoiser's Jacobian {rates['jacobian_eig']:.4f}, of red-fp's iteration map "
-            f"{rates['fp_rate']:.4f} ("
-            + (
-                "above 1: red-fp leaves a fixed point there"
-                if abs(rates["fp_rate"]) > 1
-                else "red-fp's local linear rate"
-            )
-            + ")"
+            f"{rates['fp_rate']:.4f}"
         )
     rows = []
     try:
@@ -575,6 +572,20 @@ def run_convergence(args, data: Path) -> int:
             )
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    finals = {r["method"]: r.pop("x_final") for r in rows}
+    if args.jacobian_iters and "red-fp" in finals:
+        at_fp = local_rates(denoiser, A, finals["red-fp"], args.jacobian_iters)
+        rates.update({f"{k}_at_fp_final": v for k, v in at_fp.items()})
+        verdict = (
+            "above 1: red-fp's last iterate repels"
+            if abs(at_fp["fp_rate"]) > 1
+            else ("red-fp's local linear rate there")
+        )
+        print(
+            f"at red-fp's last iterate, dominant eigenvalue of the denoiser's Jacobian "
+            f"{at_fp['jacobian_eig']:.4f}, of red-fp's iteration map {at_fp['fp_rate']:.4f} "
+            f"({verdict})"
+        )
 
     by_method = {r["method"]: r for r in rows}
     fp = by_method.get("red-fp")
@@ -599,6 +610,11 @@ def run_convergence(args, data: Path) -> int:
                 "denoiser": label,
                 "sigma_d_255": SIGMA_D * 255,
                 **{k: rates.get(k) and round(rates[k], 5) for k in RATE_KEYS},
+                **{
+                    f"{k}_at_fp_final": rates.get(f"{k}_at_fp_final")
+                    and round(rates[f"{k}_at_fp_final"], 5)
+                    for k in RATE_KEYS
+                },
                 "jacobian_iters": args.jacobian_iters,
                 "dtype": "float32",
                 **r,

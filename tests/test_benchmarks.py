@@ -475,6 +475,8 @@ def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
         assert r["final_psnr"] == r["psnr"][-1]
         assert r["jacobian_iters"] == 3
         assert all(math.isfinite(r[k]) for k in bench_red.RATE_KEYS)
+        assert all(math.isfinite(r[f"{k}_at_fp_final"]) for k in bench_red.RATE_KEYS)
+        assert "x_final" not in r
     assert "dominant eigenvalue of the denoiser's Jacobian" in out
     assert rows["red-fp"]["final_psnr"] > rows["red-fp"]["psnr_input"] + 3
     assert rows["red-sd"]["params"]["lam"] == pytest.approx(0.02 * 255**2)
