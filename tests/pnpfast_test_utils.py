@@ -1,6 +1,7 @@
 """Helpers shared by the tests: devices, fast backends, tolerances, a verbose comparison."""
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -104,3 +105,19 @@ def check_orthonormal_operator(A, x: torch.Tensor, *, atol: float = 1e-10) -> No
         tol=1e-13,
     )
     assert torch.allclose(got, want, atol=1e-8), float((got - want).abs().max())
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (not a package) as a fresh module."""
+    import importlib.util
+    import sys
+
+    key = f"_pnpfast_bench_{name}"
+    spec = importlib.util.spec_from_file_location(key, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module

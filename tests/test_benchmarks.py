@@ -1,7 +1,6 @@
 """Fast CPU tests of the benchmark harness, the report and the benchmark scripts (fft_prox,
 pnp_update, denoisers, red)."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -9,17 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from pnpfast_test_utils import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_pnpfast_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 @pytest.fixture(scope="module")
