@@ -71,11 +71,13 @@ convergence
     ``jacobian_gain``) and of red-fp's iteration map x -> prox(f(x)), whose Jacobian is P J_f,
     P = F^-1 diag(lam / (|H|^2 / sigma_n^2 + lam)) F the data prox's linear part (``fp_rate``,
     ``fp_gain``); after the runs, the same four at red-fp's last iterate (``*_at_fp_final``).
-    |fp_rate| there is red-fp's local linear rate when it has converged; above 1 the point
-    repels: red-fp drifts away and momentum (red-apg) amplifies the drift. The near null space
-    of the blur is where it happens: there P ~ I and x_{k+1} ~ f(x_k). (At the clean image the
-    rate says less: a denoiser may expand there and still contract at the fixed point the
-    methods find, as the truncated TV prox does.)
+    For a differentiable denoiser, |fp_rate| at a fixed point is red-fp's local linear rate;
+    above 1 the point repels: red-fp drifts away and momentum (red-apg) amplifies the drift,
+    in the near null space of the blur, where P ~ I and x_{k+1} ~ f(x_k). For a piecewise
+    denoiser (ReLU networks, the projections of the TV prox) the forward-mode Jacobian is that
+    of the piece the point lies in and describes only perturbations that stay in it: the TV
+    study converges (fpr 4e-6) with |fp_rate| above 2 at its last iterate. Read the numbers
+    as diagnostics, not as verdicts.
 
     Output: one JSON line per method to ``--convergence-out`` (default
     ``benchmarks/results/red_convergence.jsonl``, appended): the problem (image, crop, shape,
@@ -349,7 +351,9 @@ def local_rates(denoiser: Callable, A: Blur, x: torch.Tensor, iters: int) -> dic
     linear part (``fp_rate``): red-fp converges to a fixed point near x at the linear rate
     |fp_rate| when it is below 1 and leaves it when it is above. Above 1, every RED method
     drifts, wherever the data term does not contract (the near null space of the blur, where
-    x_{k+1} ~ f(x_k)), and momentum (red-apg) amplifies the drift."""
+    x_{k+1} ~ f(x_k)), and momentum (red-apg) amplifies the drift. For a piecewise denoiser
+    (ReLU networks, TV's projections) they describe only perturbations that stay in the linear
+    piece x lies in."""
     sig = torch.full((1,), SIGMA_D, dtype=x.dtype, device=x.device)
     w = data_prox_weights(A, x.shape).to(device=x.device, dtype=x.dtype)
     size = tuple(x.shape[-2:])
@@ -576,15 +580,9 @@ def run_convergence(args, data: Path) -> int:
     if args.jacobian_iters and "red-fp" in finals:
         at_fp = local_rates(denoiser, A, finals["red-fp"], args.jacobian_iters)
         rates.update({f"{k}_at_fp_final": v for k, v in at_fp.items()})
-        verdict = (
-            "above 1: red-fp's last iterate repels"
-            if abs(at_fp["fp_rate"]) > 1
-            else ("red-fp's local linear rate there")
-        )
         print(
             f"at red-fp's last iterate, dominant eigenvalue of the denoiser's Jacobian "
-            f"{at_fp['jacobian_eig']:.4f}, of red-fp's iteration map {at_fp['fp_rate']:.4f} "
-            f"({verdict})"
+            f"{at_fp['jacobian_eig']:.4f}, of red-fp's iteration map {at_fp['fp_rate']:.4f}"
         )
 
     by_method = {r["method"]: r for r in rows}
