@@ -25,7 +25,7 @@ import math
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.orthonormal import OrthonormalOperator
+from pnpfast.operators.orthonormal import SizedOrthonormalOperator
 from pnpfast.operators.spectral_lowpass import _check_coefficients, _check_shape
 
 DENSE_AUTO_MAX = 4096  # "auto" takes "dense" up to this many pixels
@@ -90,7 +90,7 @@ def idct2(X: torch.Tensor) -> torch.Tensor:
 # -- the operator -------------------------------------------------------------------------------
 
 
-class CompressiveSensing(OrthonormalOperator):
+class CompressiveSensing(SizedOrthonormalOperator):
     """m = max(1, round(ratio * H * W)) random orthonormal measurements per channel.
 
     Args:
@@ -154,29 +154,6 @@ class CompressiveSensing(OrthonormalOperator):
             self._signs = self._selected = None
         self._kind, self._m = kind, m
         self._shape, self._shape_from = (H, W), source
-
-    def _check_size(self, name: str, H: int, W: int) -> None:
-        if self._shape is None:
-            self._set_shape((H, W), f"the first image ({name})")
-        elif self._shape != (H, W):
-            h, w = self._shape
-            raise ValueError(
-                f"{name} has size {H}x{W} but this CompressiveSensing is built for {h}x{w} "
-                f"(from {self._shape_from}); make another operator for another size"
-            )
-
-    def _require_shape(self) -> tuple[int, int]:
-        if self._shape is None:
-            raise ValueError(
-                "the image size is not known yet: pass shape=(H, W) to CompressiveSensing or "
-                "measure/project an image first"
-            )
-        return self._shape
-
-    @property
-    def shape(self) -> tuple[int, int] | None:
-        """(H, W) the operator is built for, None until given or seen."""
-        return self._shape
 
     @property
     def m(self) -> int:

@@ -49,3 +49,39 @@ class OrthonormalOperator(LinearOperator):
         _validate.same_device_dtype(v=v, y=y)
         g = _validate.per_image("gamma", gamma, v.shape[0], v, positive=True).view(-1, 1, 1, 1)
         return v + g / (1 + g) * (self.lift(y) - self.project(v))
+
+
+class SizedOrthonormalOperator(OrthonormalOperator):
+    """An orthonormal operator built for one image size (H, W): given to the constructor as
+    ``shape=`` or taken from the first image it sees; an image of another size is an error.
+    Subclasses define ``_set_shape((H, W), source)``, which builds what the size needs and sets
+    ``self._shape`` and ``self._shape_from``, and call ``_check_size`` on every image."""
+
+    _shape: tuple[int, int] | None = None
+    _shape_from: str | None = None
+
+    def _set_shape(self, shape: tuple[int, int], source: str) -> None:
+        raise NotImplementedError
+
+    def _check_size(self, name: str, H: int, W: int) -> None:
+        if self._shape is None:
+            self._set_shape((H, W), f"the first image ({name})")
+        elif self._shape != (H, W):
+            h, w = self._shape
+            raise ValueError(
+                f"{name} has size {H}x{W} but this {type(self).__name__} is built for {h}x{w} "
+                f"(from {self._shape_from}); make another operator for another size"
+            )
+
+    def _require_shape(self) -> tuple[int, int]:
+        if self._shape is None:
+            raise ValueError(
+                f"the image size is not known yet: pass shape=(H, W) to {type(self).__name__} "
+                "or measure/project an image first"
+            )
+        return self._shape
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """(H, W) the operator is built for, None until given or seen."""
+        return self._shape

@@ -31,7 +31,7 @@ import math
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.orthonormal import OrthonormalOperator
+from pnpfast.operators.orthonormal import SizedOrthonormalOperator
 
 
 def _check_shape(shape) -> tuple[int, int] | None:
@@ -68,7 +68,7 @@ def box_radii(fraction: float, H: int, W: int) -> tuple[int, int]:
     return best
 
 
-class SpectralLowpass(OrthonormalOperator):
+class SpectralLowpass(SizedOrthonormalOperator):
     """Keep a ``fraction`` in (0, 1] of the lowest 2-D DFT frequencies (module docstring).
 
     Args:
@@ -129,29 +129,6 @@ class SpectralLowpass(OrthonormalOperator):
         self._half_mask = half
         self._kept = int(mask.sum())
         self._shape, self._shape_from = (H, W), source
-
-    def _check_size(self, name: str, H: int, W: int) -> None:
-        if self._shape is None:
-            self._set_shape((H, W), f"the first image ({name})")
-        elif self._shape != (H, W):
-            h, w = self._shape
-            raise ValueError(
-                f"{name} has size {H}x{W} but this SpectralLowpass is built for {h}x{w} "
-                f"(from {self._shape_from}); make another operator for another size"
-            )
-
-    def _require_shape(self) -> tuple[int, int]:
-        if self._shape is None:
-            raise ValueError(
-                "the image size is not known yet: pass shape=(H, W) to SpectralLowpass or "
-                "measure/project an image first"
-            )
-        return self._shape
-
-    @property
-    def shape(self) -> tuple[int, int] | None:
-        """(H, W) the operator is built for, None until given or seen."""
-        return self._shape
 
     @property
     def mask(self) -> torch.Tensor:
