@@ -47,6 +47,7 @@ from harness import (
     load_note,
     make_row,
     measure_many,
+    parse_common,
     parse_shapes,
 )
 
@@ -201,22 +202,11 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
-    args = parser.parse_args(argv)
+    args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS, QUICK_SKIPS)
     device = args.device
-    if device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA device is available")
-    providers = args.providers or [p for p in PROVIDERS if not (args.quick and p in QUICK_SKIPS)]
-    unknown = [p for p in providers if p not in PROVIDERS]
-    if unknown:
-        parser.error(f"unknown providers {unknown}; choose from {', '.join(PROVIDERS)}")
     shapes = args.shapes
     if args.quick and shapes == parse_shapes(DEFAULT_SHAPES):
         shapes = parse_shapes(QUICK_SHAPES)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    on_gpu = device == "cuda"
-    reps = args.reps or (3 if args.quick else 100 if on_gpu else 20)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10 if on_gpu else 3)
     bw = copy_bandwidth(device)
     print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
     for shape in shapes:

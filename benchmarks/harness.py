@@ -386,6 +386,30 @@ def common_parser(description: str, *, default_shapes: str, name: str) -> argpar
     return p
 
 
+def parse_common(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    providers: Sequence[str],
+    quick_skips: Sequence[str] = (),
+) -> tuple[argparse.Namespace, list[str], int, int]:
+    """Parse ``common_parser``'s options: (args, providers to run, reps, warmup). Checks the
+    device and the provider names (errors through the parser), sets the CPU threads, and picks
+    the reps and warm-up calls (quick 3/1, GPU 100/10, CPU 20/3) unless given."""
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is available")
+    chosen = args.providers or [p for p in providers if not (args.quick and p in quick_skips)]
+    unknown = [p for p in chosen if p not in providers]
+    if unknown:
+        parser.error(f"unknown providers {unknown}; choose from {', '.join(providers)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    on_gpu = args.device == "cuda"
+    reps = args.reps or (3 if args.quick else 100 if on_gpu else 20)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10 if on_gpu else 3)
+    return args, chosen, reps, warmup
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
