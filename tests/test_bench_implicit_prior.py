@@ -65,8 +65,9 @@ def test_crop_and_experiment_list(bench):
 
 
 def test_reference_sampler_is_pnpfast_algorithm_2(bench):
-    """The plain one-image loop of the throughput part draws the same noise in the same order
-    as pnpfast's sampler with one measurement, so their iterates agree to rounding."""
+    """The plain one-image loop of the throughput part starts from the same noise as pnpfast's
+    sampler with one measurement; with beta = 1 (no noise in the steps, whose noise pnpfast
+    draws in its fused step) their iterates agree to rounding."""
     import pnpfast
     from pnpfast.operators import BlockAverage
 
@@ -77,7 +78,7 @@ def test_reference_sampler_is_pnpfast_algorithm_2(bench):
     def D(y, sigma):  # a stand-in denoiser: shrink towards a smooth image
         return 0.3 + 0.7 * y
 
-    params = {"sigma_0": 1.0, "sigma_L": 0.01, "h0": 0.05, "beta": 0.3}
+    params = {"sigma_0": 1.0, "sigma_L": 0.01, "h0": 0.05, "beta": 1.0}
     ref = pnpfast.solve(A.measure(x), A, D, method="implicit-prior", seed=7, max_iter=6, **params)
     y, t = bench.reference_sampler(
         A.measure(x), A, D, max_iter=6, generator=torch.Generator().manual_seed(7), **params

@@ -74,6 +74,11 @@ class BlockAverage(OrthonormalOperator):
         """M M^T x: each s x s block replaced by its mean. x: [B, C, H, W]."""
         return self._upsample(self.low_res(x))
 
+    def fused_projection(self, like: torch.Tensor) -> dict:
+        """P = s x s block means (see OrthonormalOperator)."""
+        self.check_input("like", like)
+        return {"factor": self.factor}
+
     def _upsample(self, t: torch.Tensor) -> torch.Tensor:
         """Nearest-neighbour upsampling by s: [B, C, h, w] -> [B, C, s h, s w]."""
         s = self.factor

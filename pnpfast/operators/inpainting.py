@@ -139,6 +139,10 @@ class Inpainting(OrthonormalOperator):
             self._cache[key] = self._bool.to(device=x.device, dtype=x.dtype)
         return self._cache[key]
 
+    def fused_projection(self, like: torch.Tensor) -> dict:
+        """P = the mask, [Bm, 1, H, W] in like's dtype and device (see OrthonormalOperator)."""
+        return {"mask": self._weights(like)}
+
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """M^T x = mask * x. x: [B, C, H, W]; returns [B, C, H, W], zeros at missing pixels."""
         self.check_input("x", x)

@@ -36,6 +36,12 @@ class OrthonormalOperator(LinearOperator):
         """M M^T x: the orthogonal projection of x onto the measured subspace."""
         return self.lift(self.measure(x))
 
+    def fused_projection(self, like: torch.Tensor) -> dict:
+        """How pnpfast.ops.constrained_step applies P to images like ``like`` [B, C, H, W]:
+        {"mask": [Bm, 1, H, W] in like's dtype} for a pixel mask, {"factor": s} for s x s
+        block means, or {} (the default) when P x must come from ``project``."""
+        return {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.measure(x)
 

@@ -154,8 +154,6 @@ def _solve_sampler(
     ):
         if value is not None:
             raise TypeError(f"method {SAMPLER!r} does not take {name}: {why}")
-    if backend not in (None, "reference"):
-        raise ValueError(f"method {SAMPLER!r} runs on the reference backend only, not {backend!r}")
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
     return implicit_prior.solve_constrained(
@@ -167,6 +165,7 @@ def _solve_sampler(
         history=history,
         x_true=x_true,
         callback=callback,
+        backend=backend,
     )
 
 

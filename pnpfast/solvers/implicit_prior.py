@@ -45,6 +45,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.operators.orthonormal import OrthonormalOperator
+from pnpfast.ops.constrained_step import constrained_step
 from pnpfast.profiling import nvtx_range
 from pnpfast.solvers.engine import IterationInfo
 
@@ -56,8 +57,8 @@ class ImplicitPriorParams:
     """sigma_0: the initial noise level (> 0); sigma_L: the final one, the stopping level (> 0);
     h0: the first step h_1 (in (0, 1]); beta: the noise injection parameter (in (0, 1]);
     floats or length-B tensors (one per measurement). realisations: samples drawn per
-    measurement (>= 1); average: also return their mean; seed: the noise generator's seed
-    (None: torch's global generator)."""
+    measurement (>= 1); average: also return their mean; seed: the seed of the start's noise
+    and the key of the steps' noise (None: both from torch's global generators)."""
 
     sigma_0: PerImage = 1.0
     sigma_L: PerImage = 0.01
@@ -115,44 +116,84 @@ def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
+@dataclass
+class _Constraint:
+    """How the fused step applies the measurements: lifted = M x_c [B, C, H, W], and P as a
+    mask, a block factor, or (neither) through ``project``."""
+
+    lifted: torch.Tensor
+    project: Callable[[torch.Tensor], torch.Tensor]
+    mask: torch.Tensor | None = None
+    factor: int = 0
+
+    def step_args(self, denoised: torch.Tensor) -> dict:
+        if self.mask is not None:
+            return {"lifted": self.lifted, "mask": self.mask}
+        if self.factor:
+            return {"lifted": self.lifted, "factor": self.factor}
+        return {"lifted": self.lifted, "projected": self.project(denoised).contiguous()}
+
+
+def _step_key(seed: int | None) -> int:
+    """The key of the step noise: the seed, or a draw from torch's global CPU generator."""
+    if seed is not None:
+        return seed
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+def _check_denoised(denoised, y: torch.Tensor) -> None:
+    if not isinstance(denoised, torch.Tensor) or denoised.shape != y.shape:
+        got = tuple(denoised.shape) if isinstance(denoised, torch.Tensor) else type(denoised)
+        raise ValueError(f"the denoiser returned {got} for input images of shape {tuple(y.shape)}")
+    if denoised.dtype != y.dtype or denoised.device != y.device:
+        raise TypeError(
+            f"the denoiser returned {denoised.dtype} on {denoised.device} for {y.dtype} input "
+            f"on {y.device}"
+        )
+
+
 def _run(
     denoiser: Callable,
     y: torch.Tensor,
     params: dict[str, torch.Tensor],
     *,
-    project: Callable[[torch.Tensor], torch.Tensor] | None,
-    lifted: torch.Tensor | None,
-    generator: torch.Generator | None,
+    constraint: _Constraint | None,
+    seed: int,
     max_iter: int,
     history: bool,
     x_true: torch.Tensor | None,
     callback: Callable[[IterationInfo], None] | None,
+    backend: str | None,
     check_every: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
-    """The shared loop from y_0: (y_T, iterations, converged, history)."""
+    """The shared loop from y_0: (y_T, iterations, converged, history). Each iteration is one
+    denoiser call and one fused step (pnpfast.ops.constrained_step, its noise keyed by
+    (seed, iteration)); a stopped image gets h = c = 0, so the step leaves it unchanged."""
     B = y.shape[0]
-    n = y[0].numel()
     h0, beta, sigma_L = params["h0"], params["beta"], params["sigma_L"]
     sigma = params["sigma_0"].clone()  # [B] the current sigma_t
     active = torch.ones(B, dtype=torch.bool, device=y.device)
+    nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
     iterations = torch.zeros(B, dtype=torch.int64, device=y.device)
     records: dict[str, list[torch.Tensor]] = {"sigma": []}
     if x_true is not None:
         records["psnr"] = []
-    view = (-1, 1, 1, 1)
     for k in range(max_iter):
         with nvtx_range("pnpfast/iteration"):
             t = (iterations + 1).to(y.dtype)  # each image's own t
             h = h0 * t / (1 + h0 * (t - 1))
+            c = ((1 - beta * h).square() - (1 - h).square()).clamp_min(0).sqrt()
+            running = active.to(y.dtype)
             with nvtx_range("pnpfast/denoise"):
-                f = denoiser(y, sigma) - y
+                denoised = denoiser(y, sigma)
+            if k == 0:
+                _check_denoised(denoised, y)
+            denoised = denoised.contiguous()  # the fused step's fast paths read flat images
             with nvtx_range("pnpfast/sampler_step"):
-                d = f if project is None else f - project(f + y) + lifted
-                sigma_t = d.flatten(1).square().sum(1).div(n).sqrt()
-                gamma = ((1 - beta * h).square() - (1 - h).square()).clamp_min(0).sqrt() * sigma_t
-                z = _noise(y, generator)
-                y_new = y + h.view(view) * d + gamma.view(view) * z
-                y = torch.where(active.view(view), y_new, y)
+                extra = {} if constraint is None else constraint.step_args(denoised)
+                y, sigma_t = constrained_step(
+                    denoised, y, h * running, c * running, seed, k, **extra, backend=backend
+                )
                 sigma = torch.where(active, sigma_t, sigma)
                 if history or x_true is not None:
                     records["sigma"].append(torch.where(active, sigma_t, math.nan))
@@ -160,11 +201,21 @@ def _run(
                         mse = (y - x_true).flatten(1).square().mean(1).clamp_min(1e-20)
                         records["psnr"].append(-10 * torch.log10(mse))
                 iterations += active.long()
-                active = active & (sigma_t >= sigma_L)
+                nonfinite |= active & ~torch.isfinite(sigma_t)
+                active = active & ~(sigma_t < sigma_L)
             if callback is not None:
                 callback(IterationInfo(k, y, active, sigma))
-        if (k + 1) % check_every == 0 and not bool(active.any()):
-            break
+        last = k + 1 == max_iter
+        if (k + 1) % check_every == 0 or last:
+            any_active, any_bad = torch.stack([active.any(), nonfinite.any()]).tolist()
+            if any_bad:
+                bad = nonfinite.nonzero().flatten().tolist()
+                raise FloatingPointError(
+                    f"the sampler's step went NaN or Inf for image(s) {bad} (the denoiser "
+                    "returned NaN or Inf, or the iterate diverged)"
+                )
+            if not any_active:
+                break
     hist = None
     if history or x_true is not None:
         hist = {name: torch.stack(vals) for name, vals in records.items() if vals}
@@ -189,6 +240,7 @@ def sample(
     callback: Callable[[IterationInfo], None] | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    backend: str | None = None,
 ) -> SampleResult:
     """Draw B images from the prior implicit in a blind denoiser (Algorithm 1 of Kadkhodaie &
     Simoncelli, NeurIPS 2021; see the module docstring).
@@ -198,8 +250,10 @@ def sample(
     tensors (defaults: the paper's inverse-problem values; the paper draws its unconstrained
     samples with a larger beta, e.g. 0.5, for less noise on the way); seed: reproducible noise;
     max_iter: iteration cap; history: record sigma_t; callback: called with an IterationInfo
-    (x = y_t, rel_change = sigma_t) after every iteration; device, dtype: of the samples.
-    Returns a SampleResult (``mean`` None).
+    (x = y_t, rel_change = sigma_t) after every iteration; device, dtype: of the samples;
+    backend: force "reference", "triton" or "cuda" for the fused step (its noise depends on the
+    backend; a seed reproduces a run on the same backend). Returns a SampleResult (``mean``
+    None).
     """
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
@@ -224,13 +278,13 @@ def sample(
         denoiser,
         y0,
         params,
-        project=None,
-        lifted=None,
-        generator=generator,
+        constraint=None,
+        seed=_step_key(seed),
         max_iter=max_iter,
         history=history,
         x_true=None,
         callback=callback,
+        backend=backend,
     )
     return SampleResult(x=x, iterations=iterations, converged=converged, history=hist)
 
@@ -245,14 +299,17 @@ def solve_constrained(
     history: bool,
     x_true: torch.Tensor | None,
     callback: Callable[[IterationInfo], None] | None,
+    backend: str | None = None,
 ) -> SampleResult:
     """Algorithm 2: samples consistent with x_c = M^T x for every measurement of the batch.
 
     measurement: x_c = operator.measure(x), whatever shape the operator's coefficients have,
     batch first; the image shape is that of operator.lift(x_c). The operator must act on every
     channel alike (all of pnpfast's do): the R realisations of a measurement are projected
-    together as R C channels of one image, so per-image masks and the like need no copies. x_true: [B, C, H, W] ground
-    truth for the PSNR history (each realisation against its measurement's image).
+    together as R C channels of one image, so per-image masks and the like need no copies.
+    x_true: [B, C, H, W] ground truth for the PSNR history (each realisation against its
+    measurement's image). The fused step applies P itself for masks and block averages
+    (``operator.fused_projection``) and takes P x_hat from ``operator.project`` otherwise.
     ``pnpfast.solve(..., method="implicit-prior")`` calls this.
     """
     if not isinstance(operator, OrthonormalOperator):
@@ -291,17 +348,18 @@ def solve_constrained(
     half = torch.full_like(lifted, 0.5)
     noise = _noise(lifted, generator)
     y0 = lifted + half - project(half) + per["sigma_0"].view(-1, 1, 1, 1) * noise
+    constraint = _Constraint(lifted.contiguous(), project, **operator.fused_projection(lifted))
     x, iterations, converged, hist = _run(
         denoiser,
         y0,
         per,
-        project=project,
-        lifted=lifted,
-        generator=generator,
+        constraint=constraint,
+        seed=_step_key(params.seed),
         max_iter=max_iter,
         history=history,
         x_true=None if x_true is None else _repeat(x_true, R),
         callback=callback,
+        backend=backend,
     )
     mean = x.view(B, R, *x.shape[1:]).mean(1) if params.average else None
     return SampleResult(x=x, iterations=iterations, converged=converged, mean=mean, history=hist)

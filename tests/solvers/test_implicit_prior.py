@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from pnpfast_test_utils import fast_backends
 
 import pnpfast
 from pnpfast.operators import (
@@ -80,12 +81,19 @@ def test_algorithm1_without_noise_follows_the_closed_form():
         assert torch.allclose(res.x[b], want, atol=1e-12)
 
 
-def test_algorithm1_noise_level_decays_as_one_minus_beta_h():
+@pytest.mark.parametrize("backend", ["reference", "triton", "cuda"])
+def test_algorithm1_noise_level_decays_as_one_minus_beta_h(device, backend):
     """With beta < 1 the injected noise keeps sigma_t / sigma_{t-1} near 1 - beta h_t (exact in
-    expectation for f = mu - y; a 64 x 64 image keeps the ratio within a few percent)."""
-    mu = torch.full((1, 1, 64, 64), 0.3)
+    expectation for f = mu - y; a 64 x 64 image keeps the ratio within a few percent), with the
+    noise of every backend's fused step."""
+    if backend != "reference" and backend not in fast_backends(device):
+        pytest.skip(f"backend {backend} cannot run on {device} here")
+    mu = torch.full((1, 1, 64, 64), 0.3, device=device)
     beta, h0 = 0.5, 0.05
-    res = sample(Constant(mu), (2, 1, 64, 64), h0=h0, beta=beta, sigma_L=0.02, seed=0, history=True)
+    res = sample(
+        Constant(mu), (2, 1, 64, 64), h0=h0, beta=beta, sigma_L=0.02, seed=0, history=True,
+        device=device, backend=backend,
+    )  # fmt: skip
     sig = res.history["sigma"][:, 0].double()
     n = int(res.iterations[0])
     ratios = sig[1:n] / sig[: n - 1]
@@ -93,8 +101,52 @@ def test_algorithm1_noise_level_decays_as_one_minus_beta_h():
     assert (ratios - want).abs().max() < 0.03
     assert bool(res.converged.all()) and float(sig[n - 1]) < 0.02 <= float(sig[n - 2])
     # the sample's distance to mu is the noise level of y_n, (1 - beta h_n) sigma_n
-    last = (1 - beta * h_schedule(h0, n)) * res.history["sigma"][n - 1].double()
-    assert torch.allclose(rms(res.x - mu).double(), last, rtol=0.05)
+    for b in range(2):
+        nb = int(res.iterations[b])
+        last = (1 - beta * h_schedule(h0, nb)) * float(res.history["sigma"][nb - 1, b])
+        assert abs(float(rms(res.x[b : b + 1] - mu)) / last - 1) < 0.05, b
+
+
+def test_fast_backends_run_the_same_sampler(device):
+    """beta = 1 (no noise): every backend's fused step gives the reference's run, for every
+    operator form (a mask, block means, a projection through the FFT or a fast transform),
+    with per-measurement realisations."""
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip(f"no fast backend can run on {device} here")
+    B, C, H, W, R = 2, 3, 16, 24, 2
+    x = torch.rand(B, C, H, W, device=device)
+    mu = torch.rand(1, C, H, W, device=device)
+    operators = (
+        Inpainting.random((B, H, W), 0.5, seed=3),
+        BlockAverage(4),
+        SpectralLowpass(0.2),
+        CompressiveSensing(0.25, seed=2),
+    )
+    for A in operators:
+        xc = A.measure(x)
+        run = {
+            "method": "implicit-prior", "beta": 1.0, "h0": 0.2, "sigma_L": 0.05, "seed": 1,
+            "realisations": R,
+        }  # fmt: skip
+        ref = pnpfast.solve(xc, A, Constant(mu), backend="reference", **run)
+        for backend in backends:
+            got = pnpfast.solve(xc, A, Constant(mu), backend=backend, **run)
+            name = f"{backend} {type(A).__name__}"
+            assert torch.equal(got.iterations, ref.iterations), name
+            assert torch.allclose(got.x, ref.x, rtol=1e-5, atol=1e-5), name
+
+
+def test_a_denoiser_that_returns_nan_stops_the_sampler_with_an_error():
+    def broken(y, sigma):
+        out = y.clone()
+        out[1] = math.nan
+        return out
+
+    with pytest.raises(FloatingPointError, match=r"image\(s\) \[1\]"):
+        sample(broken, (2, 1, 8, 8), seed=0)
+    with pytest.raises(ValueError, match="the denoiser returned"):
+        sample(lambda y, s: y[:, :, :4], (2, 1, 8, 8), seed=0)
 
 
 def test_algorithm2_without_noise_is_the_projection_closed_form():
