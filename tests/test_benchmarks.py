@@ -212,6 +212,28 @@ def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
     assert "skip triton" in done.stderr and "skip cuda" in done.stderr
 
 
+def test_bench_constrained_step_quick_runs_end_to_end(tmp_path):
+    out = tmp_path / "constrained_step.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_constrained_step.py"), "--quick", "--device", "cpu"]
+    cmd += ["--shapes", "2x3x32x32", "--threads", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["op"], r["provider"]) for r in rows} == {
+        (f"constrained_step/{form}", provider)
+        for form in ("mask", "block4", "projected", "free")
+        for provider in ("torch-unfused", "reference")  # no compile with --quick
+    }
+    N, e = 2 * 3 * 32 * 32, 4
+    passes = {"mask": 6, "block4": 6, "projected": 7, "free": 5}
+    for r in rows:
+        form = r["op"].split("/")[1]
+        mask = 2 * 32 * 32 * e if form == "mask" else 0
+        assert r["bytes"] == passes[form] * N * e + mask + 3 * 2 * e
+        assert r["shape"] == "2x3x32x32" and r["correct"] is True and r["median_ms"] > 0
+    assert "skip triton" in done.stderr and "skip cuda" in done.stderr
+
+
 # --- bench_denoisers.py ----------------------------------------------------------------------
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
