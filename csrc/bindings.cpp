@@ -4,6 +4,10 @@
 //   torch.ops.pnpfast_C.fft_grad_out(v, kty, k2, s, t, out)    (csrc/fft_grad.cu)
 //   torch.ops.pnpfast_C.pnp_update_out(f, z, x, xprev, coef, out, partial)
 //                                                                (csrc/pnp_update.cu)
+//   torch.ops.pnpfast_C.constrained_step_out(denoised, y, h, lifted, mask, factor, projected,
+//                                            out, partial)       (csrc/constrained_step.cu)
+//   torch.ops.pnpfast_C.constrained_step_noise_(out, sigma, c, seed)
+//                                                                (csrc/constrained_step.cu)
 //
 // v, kty, out are the [B, C, H, Wr, 2] float views (torch.view_as_real) of rfft2 spectra, k2 is
 // [1 or B, 1, H, Wr], gamma / s / t are [B]; all CUDA tensors on one device, one dtype (float32
@@ -16,6 +20,15 @@
 // dim 1); CUDA tensors on one device, one dtype (float32 or float64), contiguous. out and
 // partial are written and must not overlap any input or each other. Built for
 // pnpfast/ops/pnp_update.py.
+//
+// constrained_step_out (pass 1 of the implicit-prior sampler's step): denoised, y, out
+// [B, C, H, W], lifted [B, C, H, W] or None, h [B], partial [B, P] with P >= 1 slots per image;
+// with lifted, exactly one P x_hat form: mask [Bm, 1, H, W] (Bm divides B), factor in {2, 4, 8}
+// (dividing H and W; 0 = none) or projected [B, C, H, W]; without lifted, none of them. Writes
+// out = y + h d and partial (summed over dim 1: ||d_b||^2). constrained_step_noise_ (pass 2):
+// out [B, C, H, W] += c sigma z in place, sigma and c [B], seed in [0, 2**63). CUDA tensors on
+// one device, one dtype (float32 or float64), contiguous; out and partial must not overlap any
+// input or each other. Built for pnpfast/ops/constrained_step.py.
 //
 // Importing pnpfast._C registers the ops (the static TORCH_LIBRARY initialisers below run when
 // Python loads the shared library); the module itself is empty, so no pybind11 is involved.
@@ -35,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "constrained_step.h"
 #include "pnp_update.h"
 #include "spectral.h"
 
@@ -216,6 +230,149 @@ void pnp_update_out_cuda(const at::Tensor& f, const at::Tensor& z,
   });
 }
 
+// Device, dtype and contiguity of `others` against `ref` (named ref_name), for the
+// constrained-step ops.
+void check_like(const char* op, const char* ref_name, const at::Tensor& ref,
+                const std::vector<NamedTensor>& others) {
+  TORCH_CHECK(ref.is_contiguous(), op, ": ", ref_name, " must be contiguous");
+  for (const NamedTensor& t : others) {
+    const at::Tensor& u = *t.second;
+    TORCH_CHECK(u.is_cuda(), op, ": ", t.first, " must be a CUDA tensor, got device ",
+                u.device());
+    TORCH_CHECK(u.device() == ref.device(), op, ": ", t.first, " is on ", u.device(), " but ",
+                ref_name, " is on ", ref.device());
+    TORCH_CHECK(u.scalar_type() == ref.scalar_type(), op, ": ", t.first, " has dtype ",
+                u.scalar_type(), ", ", ref_name, " has ", ref.scalar_type());
+    TORCH_CHECK(u.is_contiguous(), op, ": ", t.first, " must be contiguous");
+  }
+}
+
+void constrained_step_out_cuda(const at::Tensor& denoised, const at::Tensor& y,
+                               const at::Tensor& h, const std::optional<at::Tensor>& lifted,
+                               const std::optional<at::Tensor>& mask, int64_t factor,
+                               const std::optional<at::Tensor>& projected, at::Tensor& out,
+                               at::Tensor& partial) {
+  constexpr const char* op = "constrained_step_out";
+  TORCH_CHECK(y.is_cuda(), op, ": y must be a CUDA tensor, got device ", y.device());
+  const at::ScalarType dtype = y.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
+              ": y must be float32 or float64, got ", dtype);
+  TORCH_CHECK(y.dim() == 4, op, ": y must be [B, C, H, W], got shape ", y.sizes());
+  const int64_t B = y.size(0);
+  const int64_t H = y.size(2);
+  const int64_t W = y.size(3);
+
+  // every tensor but y, with its name; lifted, mask and projected only when given
+  std::vector<NamedTensor> others = {
+      {"denoised", &denoised}, {"h", &h}, {"out", &out}, {"partial", &partial}};
+  if (lifted.has_value()) others.emplace_back("lifted", &*lifted);
+  if (mask.has_value()) others.emplace_back("mask", &*mask);
+  if (projected.has_value()) others.emplace_back("projected", &*projected);
+  check_like(op, "y", y, others);
+  const auto check_image = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK(t.sizes() == y.sizes(), op, ": ", name, " has shape ", t.sizes(), ", y has ",
+                y.sizes());
+  };
+  check_image("denoised", denoised);
+  check_image("out", out);
+  if (lifted.has_value()) check_image("lifted", *lifted);
+  if (projected.has_value()) check_image("projected", *projected);
+  TORCH_CHECK(h.dim() == 1 && h.size(0) == B, op, ": h must have shape [", B, "], got ",
+              h.sizes());
+  TORCH_CHECK(partial.dim() == 2 && partial.size(0) == B && partial.size(1) >= 1 &&
+                  partial.size(1) <= INT32_MAX,
+              op, ": partial must be [", B, ", P] with 1 <= P < 2**31, got shape ",
+              partial.sizes());
+
+  // the form of P x_hat
+  TORCH_CHECK(factor >= 0, op, ": factor must be 0 (no block mean), 2, 4 or 8, got ", factor);
+  const int forms = int{mask.has_value()} + int{factor > 0} + int{projected.has_value()};
+  if (!lifted.has_value()) {
+    TORCH_CHECK(forms == 0, op,
+                ": mask, factor and projected describe the projection of the constrained step "
+                "and need lifted; without lifted pass mask=None, factor=0, projected=None");
+  } else {
+    TORCH_CHECK(forms == 1, op,
+                ": with lifted, give exactly one of mask, factor > 0, projected (got ", forms,
+                ")");
+  }
+  if (mask.has_value()) {
+    TORCH_CHECK(mask->dim() == 4 && mask->size(0) >= 1 && B % mask->size(0) == 0 &&
+                    mask->size(1) == 1 && mask->size(2) == H && mask->size(3) == W,
+                op, ": mask must be [Bm, 1, ", H, ", ", W, "] with Bm dividing ", B,
+                ", got shape ", mask->sizes());
+  }
+  if (factor > 0) {
+    TORCH_CHECK(factor == 2 || factor == 4 || factor == 8, op,
+                ": factor must be 2, 4 or 8 (the block sizes compiled), got ", factor);
+    TORCH_CHECK(H % factor == 0 && W % factor == 0, op, ": factor ", factor,
+                " must divide the image size ", H, "x", W);
+    TORCH_CHECK(W / factor <= INT32_MAX, op, ": more than 2**31 - 1 blocks along a row (W = ", W,
+                ")");
+  }
+
+  // The kernels read their inputs through read-only, non-aliased pointers; the inputs may
+  // alias each other.
+  const auto check_apart = [&](const char* name, const at::Tensor& t) {
+    TORCH_CHECK(at::get_overlap_status(out, t) == at::MemOverlapStatus::No, op,
+                ": out must not share memory with ", name);
+    TORCH_CHECK(at::get_overlap_status(partial, t) == at::MemOverlapStatus::No, op,
+                ": partial must not share memory with ", name);
+  };
+  check_apart("y", y);
+  for (const NamedTensor& t : others) {
+    if (t.second != &out && t.second != &partial) check_apart(t.first, *t.second);
+  }
+  TORCH_CHECK(at::get_overlap_status(out, partial) == at::MemOverlapStatus::No, op,
+              ": out must not share memory with partial");
+
+  const c10::cuda::CUDAGuard guard(y.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(dtype, "constrained_step_out", [&] {
+    const auto optional_ptr = [](const std::optional<at::Tensor>& t) -> const scalar_t* {
+      return t.has_value() ? t->const_data_ptr<scalar_t>() : nullptr;
+    };
+    check_launch(op, pnpfast::launch_constrained_step(
+                         denoised.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
+                         optional_ptr(lifted), optional_ptr(mask),
+                         mask.has_value() ? mask->size(0) : 0, factor, optional_ptr(projected),
+                         h.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                         partial.mutable_data_ptr<scalar_t>(), B, y.size(1), H, W,
+                         partial.size(1), stream));
+  });
+}
+
+void constrained_step_noise_cuda(at::Tensor& out, const at::Tensor& sigma, const at::Tensor& c,
+                                 int64_t seed) {
+  constexpr const char* op = "constrained_step_noise_";
+  TORCH_CHECK(out.is_cuda(), op, ": out must be a CUDA tensor, got device ", out.device());
+  const at::ScalarType dtype = out.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
+              ": out must be float32 or float64, got ", dtype);
+  TORCH_CHECK(out.dim() == 4, op, ": out must be [B, C, H, W], got shape ", out.sizes());
+  const int64_t B = out.size(0);
+  check_like(op, "out", out, {{"sigma", &sigma}, {"c", &c}});
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == B, op, ": sigma must have shape [", B,
+              "], got ", sigma.sizes());
+  TORCH_CHECK(c.dim() == 1 && c.size(0) == B, op, ": c must have shape [", B, "], got ",
+              c.sizes());
+  TORCH_CHECK(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
+  // out is updated in place while sigma and c are read through read-only pointers
+  TORCH_CHECK(at::get_overlap_status(out, sigma) == at::MemOverlapStatus::No, op,
+              ": out must not share memory with sigma");
+  TORCH_CHECK(at::get_overlap_status(out, c) == at::MemOverlapStatus::No, op,
+              ": out must not share memory with c");
+
+  const c10::cuda::CUDAGuard guard(out.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t elems = B > 0 ? out.numel() / B : 0;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "constrained_step_noise_", [&] {
+    check_launch(op, pnpfast::launch_constrained_step_noise(
+                         out.mutable_data_ptr<scalar_t>(), sigma.const_data_ptr<scalar_t>(),
+                         c.const_data_ptr<scalar_t>(), B, elems, seed, stream));
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pnpfast_C, m) {
@@ -225,12 +382,18 @@ TORCH_LIBRARY(pnpfast_C, m) {
   m.def(
       "pnp_update_out(Tensor f, Tensor z, Tensor? x, Tensor? xprev, Tensor coef, Tensor(a!) out, "
       "Tensor(b!) partial) -> ()");
+  m.def(
+      "constrained_step_out(Tensor denoised, Tensor y, Tensor h, Tensor? lifted, Tensor? mask, "
+      "int factor, Tensor? projected, Tensor(a!) out, Tensor(b!) partial) -> ()");
+  m.def("constrained_step_noise_(Tensor(a!) out, Tensor sigma, Tensor c, int seed) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pnpfast_C, CUDA, m) {
   m.impl("fft_prox_out", &fft_prox_out_cuda);
   m.impl("fft_grad_out", &fft_grad_out_cuda);
   m.impl("pnp_update_out", &pnp_update_out_cuda);
+  m.impl("constrained_step_out", &constrained_step_out_cuda);
+  m.impl("constrained_step_noise_", &constrained_step_noise_cuda);
 }
 
 // `import pnpfast._C` needs an init function; the ops above are registered by then.
