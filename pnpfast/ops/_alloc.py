@@ -4,6 +4,7 @@ Tests wrap calls in ``poisoned_outputs()`` so that every output starts as NaN: a
 kernel forgot to write then fails the comparison with the reference.
 """
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -33,3 +34,22 @@ def poisoned_outputs() -> Iterator[None]:
         yield
     finally:
         _poison = previous
+
+
+# Launch shape of the CUDA reduction kernels (csrc/pnp_update.cu, csrc/constrained_step.cu):
+# 256 threads per block, up to 2048 resident threads per SM.
+CUDA_THREADS = 256
+_CUDA_BLOCKS_PER_SM = 2048 // CUDA_THREADS
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def cuda_partial_blocks(device: torch.device, images: int, elems: int) -> int:
+    """Blocks per image (and partial-sum slots) of a CUDA reduction kernel over ``images``
+    images of ``elems`` elements: about four waves of resident blocks over the batch, and no
+    more than one block per 1024 elements (a thread takes 4 floats per step)."""
+    waves = _sm_count(device.index) * _CUDA_BLOCKS_PER_SM * 4
+    return max(1, min(-(-elems // (4 * CUDA_THREADS)), -(-waves // max(images, 1))))

@@ -36,13 +36,12 @@ computes the block means in registers. The second adds c_b sigma_b z in place, d
 the kernel (Philox 4x32-10, four normals per counter).
 """
 
-import functools
 import math
 
 import torch
 
 from pnpfast.dispatch import FusedOp
-from pnpfast.ops._alloc import empty_output
+from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
 from pnpfast.ops._checks import require
 
 FAST_FACTORS = (2, 4, 8)  # the block sizes the fast paths compile for
@@ -236,23 +235,6 @@ def _constrained_step_triton(
     return out, sigma
 
 
-# Launch shape of csrc/constrained_step.cu: 256 threads per block, up to 2048 resident per SM.
-_CUDA_THREADS = 256
-_CUDA_BLOCKS_PER_SM = 2048 // _CUDA_THREADS
-
-
-@functools.cache
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
-def _cuda_partial_blocks(device: torch.device, images: int, elems: int) -> int:
-    """Blocks per image of the first CUDA pass: about four waves of resident blocks over the
-    batch, and no more than one block per 1024 elements."""
-    waves = _sm_count(device.index) * _CUDA_BLOCKS_PER_SM * 4
-    return max(1, min(-(-elems // (4 * _CUDA_THREADS)), -(-waves // max(images, 1))))
-
-
 @torch.library.custom_op("pnpfast::constrained_step_cuda", mutates_args=())
 def _constrained_step_cuda(
     denoised: torch.Tensor,
@@ -269,7 +251,7 @@ def _constrained_step_cuda(
     B = y.shape[0]
     n = math.prod(y.shape[1:])
     out = empty_output(y)
-    partial = empty_output(y, (B, _cuda_partial_blocks(y.device, B, n)))
+    partial = empty_output(y, (B, cuda_partial_blocks(y.device, B, n)))
     torch.ops.pnpfast_C.constrained_step_out(
         denoised, y, h, lifted, mask, factor, projected, out, partial
     )

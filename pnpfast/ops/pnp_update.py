@@ -27,13 +27,12 @@ writes its share of the three sums of its image to a [B, blocks, 3] buffer, summ
 blocks with torch (no atomics, no host sync).
 """
 
-import functools
 import math
 
 import torch
 
 from pnpfast.dispatch import FusedOp
-from pnpfast.ops._alloc import empty_output
+from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
 from pnpfast.ops._checks import require
 
 SUMS = ("residual", "change", "norm")  # the columns of sums
@@ -125,23 +124,6 @@ def _pnp_update_triton(
     return out, partial.sum(1)
 
 
-# Launch shape of csrc/pnp_update.cu: 256 threads per block, up to 2048 resident threads per SM.
-_CUDA_THREADS = 256
-_CUDA_BLOCKS_PER_SM = 2048 // _CUDA_THREADS
-
-
-@functools.cache
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
-def _cuda_partial_blocks(device: torch.device, images: int, elems: int) -> int:
-    """Blocks per image of the CUDA kernel: about four waves of resident blocks over the batch,
-    and no more than one block per 1024 elements (a thread takes 4 floats per step)."""
-    waves = _sm_count(device.index) * _CUDA_BLOCKS_PER_SM * 4
-    return max(1, min(-(-elems // (4 * _CUDA_THREADS)), -(-waves // max(images, 1))))
-
-
 @torch.library.custom_op("pnpfast::pnp_update_cuda", mutates_args=())
 def _pnp_update_cuda(
     f: torch.Tensor,
@@ -152,7 +134,7 @@ def _pnp_update_cuda(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     B = f.shape[0]
     out = empty_output(f)
-    partial = empty_output(f, (B, _cuda_partial_blocks(f.device, B, math.prod(f.shape[1:])), 3))
+    partial = empty_output(f, (B, cuda_partial_blocks(f.device, B, math.prod(f.shape[1:])), 3))
     torch.ops.pnpfast_C.pnp_update_out(f, z, x, xprev, coef, out, partial)
     return out, partial.sum(1)
 
