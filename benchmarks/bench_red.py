@@ -238,44 +238,6 @@ def load_denoiser(
         raise RuntimeError(f"cannot load the denoiser {name!r}: {exc}") from exc
 
 
-class Clock:
-    """Time marks: recorded CUDA events on CUDA (no synchronisation), perf_counter on the CPU."""
-
-    def __init__(self, device: str):
-        self.cuda = torch.device(device).type == "cuda"
-
-    def mark(self):
-        if not self.cuda:
-            return time.perf_counter()
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def ms(self, start, end) -> float:
-        """Milliseconds between two marks (after ``sync`` on CUDA)."""
-        return start.elapsed_time(end) if self.cuda else (end - start) * 1e3
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-
-
-class TimedDenoiser:
-    """Calls ``fn`` and keeps (iteration, start mark, end mark) per call; ``iteration`` is set by
-    the caller (the number of iterations finished so far)."""
-
-    def __init__(self, fn: Callable, clock: Clock):
-        self.fn, self.clock = fn, clock
-        self.iteration = 0
-        self.calls: list[tuple[int, object, object]] = []
-
-    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        start = self.clock.mark()
-        out = self.fn(x, sigma)
-        self.calls.append((self.iteration, start, self.clock.mark()))
-        return out
-
-
 # --------------------------------------------------------------------------------------------
 # summaries
 
@@ -688,13 +650,13 @@ def time_method(
     *,
     iters: int,
     warmup: int,
-    clock: Clock,
+    clock: harness.Clock,
 ) -> dict:
     params = method_params(method)
     with torch.no_grad():
         if warmup:
             pnpfast.solve(y, A, denoiser, method, sigma=SIGMA_N, max_iter=warmup, tol=0.0, **params)
-        timed = TimedDenoiser(denoiser, clock)
+        timed = harness.TimedDenoiser(denoiser, clock)
         marks = []
 
         def callback(info) -> None:
@@ -740,7 +702,7 @@ def run_timing(args, data: Path) -> int:
     A, y = degrade(clean, red_kernel(data), args.seed)
     denoiser, label = load_denoiser(args.timing_denoiser, None, shape[1], device, data)
     y = y.float().to(device)
-    clock = Clock(device)
+    clock = harness.Clock(device)
     on_gpu = clock.cuda
     shape_text = "x".join(str(s) for s in shape)
     print(

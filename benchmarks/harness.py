@@ -460,3 +460,41 @@ def read_jsonl(path: Path) -> list[dict]:
             except json.JSONDecodeError as exc:
                 print(f"{path}:{lineno}: skipped, not JSON ({exc})", file=sys.stderr)
     return rows
+
+
+class Clock:
+    """Time marks: recorded CUDA events on CUDA (no synchronisation), perf_counter on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def ms(self, start, end) -> float:
+        """Milliseconds between two marks (after ``sync`` on CUDA)."""
+        return start.elapsed_time(end) if self.cuda else (end - start) * 1e3
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
+class TimedDenoiser:
+    """Calls ``fn`` and keeps (iteration, start mark, end mark) per call; ``iteration`` is set by
+    the caller (the number of iterations finished so far)."""
+
+    def __init__(self, fn: Callable, clock: Clock):
+        self.fn, self.clock = fn, clock
+        self.iteration = 0
+        self.calls: list[tuple[int, object, object]] = []
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        start = self.clock.mark()
+        out = self.fn(x, sigma)
+        self.calls.append((self.iteration, start, self.clock.mark()))
+        return out

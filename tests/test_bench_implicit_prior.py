@@ -141,6 +141,8 @@ def test_bench_implicit_prior_quick_runs_end_to_end(bench, tmp_path, capsys):
     assert t["speedup"] == pytest.approx(t["batched_images_per_s"] / t["loop_images_per_s"])
     assert t["batched_iterations_mean"] == t["loop_iterations_mean"] == 20
     assert t["target_met"] is None  # on the CPU the 10x target is only reported
+    assert t["denoiser_calls"] == 20 and 0 < t["frac_not_denoiser"] < 1
+    assert t["not_denoiser_target_met"] is None
 
     # the figure: 4 samples of 16x16, then sr, spec and cs rows of four 32x32 panels, 4 px gaps
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
