@@ -47,6 +47,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    fast_backend_reason,
     format_table,
     load_note,
     make_row,
@@ -56,7 +57,6 @@ from harness import (
     parse_shapes,
 )
 
-import pnpfast
 from pnpfast.operators import BlockAverage, Inpainting
 from pnpfast.ops import constrained_step, constrained_step_reference
 
@@ -132,22 +132,13 @@ def step_bytes(case: Case) -> int:
     return passes * B * C * H * W * e + mask + 3 * B * e
 
 
-def _fast_backend_reason(name: str, device: str) -> str | None:
-    status = pnpfast.backends()[name]
-    if not status.available:
-        return f"{name} backend unavailable: {status.reason}"
-    if torch.device(device).type != "cuda":
-        return f"{name} is benchmarked on CUDA tensors only"
-    return None
-
-
 def provider(name: str, case: Case, device: str) -> tuple[Callable, Callable]:
     """(timed function with noise, the same without noise) for a provider; raises Skip."""
     if name == "torch-unfused":
         return (lambda: torch_unfused(case)), (lambda: torch_unfused(case, noise=False))
     if name in ("reference", "triton", "cuda"):
         if name != "reference":
-            reason = _fast_backend_reason(name, device)
+            reason = fast_backend_reason(name, device)
             if reason:
                 raise Skip(reason)
 

@@ -52,6 +52,7 @@ from harness import (
     common_parser,
     copy_bandwidth,
     correct_median,
+    fast_backend_reason,
     format_table,
     load_note,
     make_row,
@@ -131,15 +132,6 @@ def prox_bytes(shape: tuple[int, ...], elem: int) -> int:
     return spectral_pass_bytes(shape, elem) + fft_bytes(shape, elem)
 
 
-def _fast_backend_reason(name: str, device: str) -> str | None:
-    status = pnpfast.backends()[name]
-    if not status.available:
-        return f"{name} backend unavailable: {status.reason}"
-    if torch.device(device).type != "cuda":
-        return f"{name} is benchmarked on CUDA tensors only"
-    return None
-
-
 def provider(
     name: str, inp: Inputs, device: str
 ) -> tuple[Callable[[], torch.Tensor], torch.Tensor, str]:
@@ -148,7 +140,7 @@ def provider(
     H, W = v.shape[-2:]
     if name in ("reference", "triton", "cuda"):
         if name != "reference":
-            reason = _fast_backend_reason(name, device)
+            reason = fast_backend_reason(name, device)
             if reason:
                 raise Skip(reason)
         return (lambda: f.prox(v, gamma, backend=name, check=False)), inp.expected, ""
@@ -178,7 +170,7 @@ def provider(
     if name.startswith("spectral-pass/"):
         backend = name.split("/", 1)[1]
         if backend != "reference":
-            reason = _fast_backend_reason(backend, device)
+            reason = fast_backend_reason(backend, device)
             if reason:
                 raise Skip(reason)
         args = (inp.v_hat, f.kty, f.k2, gamma)

@@ -43,6 +43,7 @@ from harness import (
     common_parser,
     copy_bandwidth,
     correct_median,
+    fast_backend_reason,
     format_table,
     load_note,
     make_row,
@@ -51,7 +52,6 @@ from harness import (
     parse_shapes,
 )
 
-import pnpfast
 from pnpfast.ops import pnp_update, pnp_update_reference
 
 OP = "pnp_update"
@@ -96,22 +96,13 @@ def update_bytes(shape: tuple[int, ...], elem: int) -> int:
     return 5 * B * C * H * W * elem + 4 * B * elem + 3 * B * elem
 
 
-def _fast_backend_reason(name: str, device: str) -> str | None:
-    status = pnpfast.backends()[name]
-    if not status.available:
-        return f"{name} backend unavailable: {status.reason}"
-    if torch.device(device).type != "cuda":
-        return f"{name} is benchmarked on CUDA tensors only"
-    return None
-
-
 def provider(name: str, args: Args, device: str) -> tuple[Callable[[], Result], str]:
     """(function to time, note) for a provider; raises Skip when it cannot run."""
     if name == "torch-unfused":
         return (lambda: torch_unfused(*args)), ""
     if name in ("reference", "triton", "cuda"):
         if name != "reference":
-            reason = _fast_backend_reason(name, device)
+            reason = fast_backend_reason(name, device)
             if reason:
                 raise Skip(reason)
         return (lambda: pnp_update(*args, backend=name)), ""

@@ -498,3 +498,16 @@ class TimedDenoiser:
         out = self.fn(x, sigma)
         self.calls.append((self.iteration, start, self.clock.mark()))
         return out
+
+
+def fast_backend_reason(name: str, device: str) -> str | None:
+    """Why the fast backend ``name`` ("triton" or "cuda") is not benchmarked here (None when it
+    is): unavailable, or not a CUDA device (the CPU Triton interpreter is a test harness)."""
+    import pnpfast
+
+    status = pnpfast.backends()[name]
+    if not status.available:
+        return f"{name} backend unavailable: {status.reason}"
+    if torch.device(device).type != "cuda":
+        return f"{name} is benchmarked on CUDA tensors only"
+    return None

@@ -29,6 +29,7 @@
 // constrained_step.h.
 
 #include "constrained_step.h"
+#include "reduce.h"  // detail::warp_sum
 #include "spectral.h"  // detail::Access (vector loads and stores), aligned, spectral_grid
 
 namespace pnpfast {
@@ -52,24 +53,17 @@ constexpr int kBlockMeanMinBlocksPerSm =
 // How pass 1 gets P x_hat.
 enum class Form { kNone, kMask, kBlockMean, kProjected };
 
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 // The sum of `v` over the block's threads, in a fixed order, to *slot (thread 0 writes). Ends
 // with a barrier so that `shared` may be reused at once.
 template <typename T>
 __device__ __forceinline__ void block_sum(T v, T* shared, T* slot) {
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  v = warp_sum(v);
+  v = detail::warp_sum(v);
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    const T s = warp_sum(lane < kWarps ? shared[lane] : T(0));
+    const T s = detail::warp_sum(lane < kWarps ? shared[lane] : T(0));
     if (lane == 0) *slot = s;
   }
   __syncthreads();

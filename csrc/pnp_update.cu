@@ -12,6 +12,7 @@
 // and the launcher's contract are in pnp_update.h.
 
 #include "pnp_update.h"
+#include "reduce.h"  // detail::warp_sum
 #include "spectral.h"  // detail::Access (vector loads and stores), detail::aligned
 
 namespace pnpfast {
@@ -26,13 +27,6 @@ constexpr int64_t kMaxGridY = 65535;
 template <typename T>
 constexpr int kMinBlocksPerSm = sizeof(T) == 4 ? 2048 / kThreads : 1024 / kThreads;
 
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 // The three sums of the block's threads, in a fixed order, to slot[0..2] (thread 0 writes).
 // Ends with a barrier so that `shared` may be reused at once.
 template <typename T>
@@ -40,9 +34,9 @@ __device__ __forceinline__ void block_sums(T residual, T change, T norm, T (*sha
                                            T* slot) {
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  residual = warp_sum(residual);
-  change = warp_sum(change);
-  norm = warp_sum(norm);
+  residual = detail::warp_sum(residual);
+  change = detail::warp_sum(change);
+  norm = detail::warp_sum(norm);
   if (lane == 0) {
     shared[0][warp] = residual;
     shared[1][warp] = change;
@@ -52,7 +46,7 @@ __device__ __forceinline__ void block_sums(T residual, T change, T norm, T (*sha
   if (warp == 0) {
 #pragma unroll
     for (int j = 0; j < 3; ++j) {
-      const T s = warp_sum(lane < kWarps ? shared[j][lane] : T(0));
+      const T s = detail::warp_sum(lane < kWarps ? shared[j][lane] : T(0));
       if (lane == 0) slot[j] = s;
     }
   }
