@@ -47,6 +47,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    copy_bw_line,
     fast_backend_reason,
     format_table,
     load_note,
@@ -204,12 +205,7 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
     lines = []
     for r in rows:
         if r["provider"] in ("triton", "cuda") and r["correct"] and r["frac_copy_bw"] is not None:
-            frac = r["frac_copy_bw"]
-            verdict = "met" if frac >= FUSED_FRAC_TARGET else "MISSED"
-            lines.append(
-                f"{r['provider']}: {100 * frac:.0f}% of copy bw "
-                f"(target >= {100 * FUSED_FRAC_TARGET:.0f}%: {verdict})"
-            )
+            lines.append(copy_bw_line(r["provider"], r["frac_copy_bw"], FUSED_FRAC_TARGET))
     return lines
 
 

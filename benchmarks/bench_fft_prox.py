@@ -51,6 +51,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    copy_bw_line,
     correct_median,
     fast_backend_reason,
     format_table,
@@ -246,11 +247,7 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
     for b in ("triton", "cuda"):
         r = next((r for r in rows if r["provider"] == f"spectral-pass/{b}" and r["correct"]), None)
         if r and r["frac_copy_bw"] is not None:
-            frac = r["frac_copy_bw"]
-            verdict = "met" if frac >= 0.85 else "MISSED"
-            lines.append(
-                f"spectral pass {b}: {100 * frac:.0f}% of copy bw (target >= 85%: {verdict})"
-            )
+            lines.append(copy_bw_line(f"spectral pass {b}", r["frac_copy_bw"], 0.85))
     ours = [
         m
         for p in ("reference", "reference-compiled", "triton", "cuda")

@@ -42,6 +42,7 @@ from harness import (
     check_close,
     common_parser,
     copy_bandwidth,
+    copy_bw_line,
     correct_median,
     fast_backend_reason,
     format_table,
@@ -179,10 +180,7 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
         if r is None:
             continue
         if r["frac_copy_bw"] is not None:
-            frac = r["frac_copy_bw"]
-            verdict = "met" if frac >= FUSED_FRAC_TARGET else "MISSED"
-            target = f">= {100 * FUSED_FRAC_TARGET:.0f}%"
-            lines.append(f"{b}: {100 * frac:.0f}% of copy bw (target {target}: {verdict})")
+            lines.append(copy_bw_line(b, r["frac_copy_bw"], FUSED_FRAC_TARGET))
         if unfused:
             ratio = unfused / r["median_ms"]
             verdict = "met" if ratio >= UNFUSED_SPEEDUP_TARGET else "MISSED"

@@ -511,3 +511,9 @@ def fast_backend_reason(name: str, device: str) -> str | None:
     if torch.device(device).type != "cuda":
         return f"{name} is benchmarked on CUDA tensors only"
     return None
+
+
+def copy_bw_line(label: str, frac: float, target: float) -> str:
+    """One verdict line of a bandwidth target: "<label>: 87% of copy bw (target >= 85%: met)"."""
+    verdict = "met" if frac >= target else "MISSED"
+    return f"{label}: {100 * frac:.0f}% of copy bw (target >= {100 * target:.0f}%: {verdict})"
