@@ -8,6 +8,8 @@
 //                                            out, partial)       (csrc/constrained_step.cu)
 //   torch.ops.pnpfast_C.constrained_step_noise_(out, sigma, c, seed)
 //                                                                (csrc/constrained_step.cu)
+//   torch.ops.pnpfast_C.power_step_out(w, u, state, tol, gram, out, state_next, partial)
+//                                                                (csrc/power_step.cu)
 //
 // v, kty, out are the [B, C, H, Wr, 2] float views (torch.view_as_real) of rfft2 spectra, k2 is
 // [1 or B, 1, H, Wr], gamma / s / t are [B]; all CUDA tensors on one device, one dtype (float32
@@ -30,6 +32,14 @@
 // one device, one dtype (float32 or float64), contiguous; out and partial must not overlap any
 // input or each other. Built for pnpfast/ops/constrained_step.py.
 //
+// power_step_out (one step of batched power iteration): w, u, out [B, ...] (any trailing shape,
+// flattened per image), state and state_next [B, 4] = (estimate, scale, active, steps), partial
+// [B, P, 2] with P >= 1 partial-sum slots per image (scratch), tol a finite number >= 0, gram
+// whether the estimate is sqrt(rayleigh) (M = J^T J) or |rayleigh| (M = J). Writes out and
+// state_next; frozen images (active = 0) keep u and their state row. CUDA tensors on one device,
+// one dtype (float32 or float64), contiguous; w and u may alias each other, out, state_next and
+// partial must not overlap any input or each other. Built for pnpfast/ops/power_step.py.
+//
 // Importing pnpfast._C registers the ops (the static TORCH_LIBRARY initialisers below run when
 // Python loads the shared library); the module itself is empty, so no pybind11 is involved.
 
@@ -42,6 +52,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -50,6 +62,7 @@
 
 #include "constrained_step.h"
 #include "pnp_update.h"
+#include "power_step.h"
 #include "spectral.h"
 
 namespace {
@@ -373,6 +386,69 @@ void constrained_step_noise_cuda(at::Tensor& out, const at::Tensor& sigma, const
   });
 }
 
+void power_step_out_cuda(const at::Tensor& w, const at::Tensor& u, const at::Tensor& state,
+                         double tol, bool gram, at::Tensor& out, at::Tensor& state_next,
+                         at::Tensor& partial) {
+  constexpr const char* op = "power_step_out";
+  TORCH_CHECK(w.is_cuda(), op, ": w must be a CUDA tensor, got device ", w.device());
+  const at::ScalarType dtype = w.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
+              ": w must be float32 or float64, got ", dtype);
+  TORCH_CHECK(w.dim() >= 1, op, ": w must be [B, ...] with a batch dimension, got shape ",
+              w.sizes());
+  const int64_t B = w.size(0);
+
+  const std::vector<NamedTensor> others = {{"u", &u},
+                                           {"state", &state},
+                                           {"out", &out},
+                                           {"state_next", &state_next},
+                                           {"partial", &partial}};
+  check_like(op, "w", w, others);
+  TORCH_CHECK(u.sizes() == w.sizes(), op, ": u has shape ", u.sizes(), ", w has ", w.sizes());
+  TORCH_CHECK(out.sizes() == w.sizes(), op, ": out has shape ", out.sizes(), ", w has ",
+              w.sizes());
+  TORCH_CHECK(state.dim() == 2 && state.size(0) == B && state.size(1) == 4, op,
+              ": state must have shape [", B, ", 4], got ", state.sizes());
+  TORCH_CHECK(state_next.dim() == 2 && state_next.size(0) == B && state_next.size(1) == 4, op,
+              ": state_next must have shape [", B, ", 4], got ", state_next.sizes());
+  TORCH_CHECK(partial.dim() == 3 && partial.size(0) == B && partial.size(1) >= 1 &&
+                  partial.size(1) <= INT32_MAX && partial.size(2) == 2,
+              op, ": partial must be [", B, ", P, 2] with 1 <= P < 2**31, got shape ",
+              partial.sizes());
+  TORCH_CHECK(std::isfinite(tol) && tol >= 0, op, ": tol must be a finite number >= 0, got ",
+              tol);
+
+  // The kernels read their inputs through read-only, non-aliased pointers; the inputs may alias
+  // each other (w = u when M is the identity).
+  const std::vector<NamedTensor> inputs = {{"w", &w}, {"u", &u}, {"state", &state}};
+  const std::vector<NamedTensor> outputs = {
+      {"out", &out}, {"state_next", &state_next}, {"partial", &partial}};
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    for (const NamedTensor& t : inputs) {
+      TORCH_CHECK(at::get_overlap_status(*outputs[i].second, *t.second) ==
+                      at::MemOverlapStatus::No,
+                  op, ": ", outputs[i].first, " must not share memory with ", t.first);
+    }
+    for (std::size_t j = i + 1; j < outputs.size(); ++j) {
+      TORCH_CHECK(at::get_overlap_status(*outputs[i].second, *outputs[j].second) ==
+                      at::MemOverlapStatus::No,
+                  op, ": ", outputs[i].first, " must not share memory with ", outputs[j].first);
+    }
+  }
+
+  const c10::cuda::CUDAGuard guard(w.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t elems = B > 0 ? w.numel() / B : 0;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "power_step_out", [&] {
+    check_launch(op, pnpfast::launch_power_step(
+                         w.const_data_ptr<scalar_t>(), u.const_data_ptr<scalar_t>(),
+                         state.const_data_ptr<scalar_t>(), tol, gram,
+                         out.mutable_data_ptr<scalar_t>(), state_next.mutable_data_ptr<scalar_t>(),
+                         partial.mutable_data_ptr<scalar_t>(), B, elems, partial.size(1),
+                         stream));
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pnpfast_C, m) {
@@ -386,6 +462,9 @@ TORCH_LIBRARY(pnpfast_C, m) {
       "constrained_step_out(Tensor denoised, Tensor y, Tensor h, Tensor? lifted, Tensor? mask, "
       "int factor, Tensor? projected, Tensor(a!) out, Tensor(b!) partial) -> ()");
   m.def("constrained_step_noise_(Tensor(a!) out, Tensor sigma, Tensor c, int seed) -> ()");
+  m.def(
+      "power_step_out(Tensor w, Tensor u, Tensor state, float tol, bool gram, Tensor(a!) out, "
+      "Tensor(b!) state_next, Tensor(c!) partial) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(pnpfast_C, CUDA, m) {
@@ -394,6 +473,7 @@ TORCH_LIBRARY_IMPL(pnpfast_C, CUDA, m) {
   m.impl("pnp_update_out", &pnp_update_out_cuda);
   m.impl("constrained_step_out", &constrained_step_out_cuda);
   m.impl("constrained_step_noise_", &constrained_step_noise_cuda);
+  m.impl("power_step_out", &power_step_out_cuda);
 }
 
 // `import pnpfast._C` needs an init function; the ops above are registered by then.

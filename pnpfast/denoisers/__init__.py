@@ -12,6 +12,7 @@ from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.drunet import DRUNet
 from pnpfast.denoisers.gaussian import GaussianSmoothing
+from pnpfast.denoisers.gradient_step import GradientStep
 from pnpfast.denoisers.loaders import load
 from pnpfast.denoisers.shipped import ByChannels
 from pnpfast.denoisers.tv import TotalVariation
@@ -23,6 +24,7 @@ __all__ = [
     "Denoiser",
     "DnCNN",
     "GaussianSmoothing",
+    "GradientStep",
     "TotalVariation",
     "load",
 ]

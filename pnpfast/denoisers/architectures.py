@@ -12,10 +12,16 @@ from pnpfast.denoisers.base import Denoiser
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.drunet import DRUNet
+from pnpfast.denoisers.gradient_step import GradientStep
 
 __all__ = ["ARCHITECTURES", "build"]
 
-ARCHITECTURES: dict[str, type[Denoiser]] = {"drunet": DRUNet, "dncnn": DnCNN, "bfcnn": BFCNN}
+ARCHITECTURES: dict[str, type[Denoiser]] = {
+    "drunet": DRUNet,
+    "dncnn": DnCNN,
+    "bfcnn": BFCNN,
+    "gradient_step": GradientStep,
+}
 
 
 def build(config: Mapping) -> Denoiser:

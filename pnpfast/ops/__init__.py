@@ -5,6 +5,7 @@ from pnpfast.ops.constrained_step import constrained_step, constrained_step_refe
 from pnpfast.ops.fft_grad import fft_grad, fft_grad_reference
 from pnpfast.ops.fft_prox import fft_prox, fft_prox_reference
 from pnpfast.ops.pnp_update import pnp_update, pnp_update_reference
+from pnpfast.ops.power_step import power_step, power_step_reference
 
 __all__ = [
     "constrained_step",
@@ -16,4 +17,6 @@ __all__ = [
     "pnp_update",
     "pnp_update_reference",
     "poisoned_outputs",
+    "power_step",
+    "power_step_reference",
 ]

@@ -1,0 +1,225 @@
+"""Jacobian diagnostics of denoisers: per-image spectral norms, asymmetry, Lipschitz constants.
+
+The convergence theory of PnP asks things of the Jacobian J = dD/dx of the denoiser at the
+images it sees: a spectral norm under 1 for I - D (Ryu et al., ICML 2019; the proximal denoiser
+of Hurault, Leclaire, Papadakis, ICML 2022), a symmetric J for RED to be a gradient (Reehorst &
+Schniter, IEEE TCI 2019). These functions measure them for a whole batch at once: the Jacobian
+of a denoiser that treats images independently is block diagonal, so one batched
+Jacobian-vector product gives every image's product.
+
+D is called as D(x, sigma) when sigma is given, else D(x); it must treat the images of a batch
+independently (a network in eval mode: batch-norm statistics in training mode couple them).
+Products go through torch.func: J^T u by a vector-Jacobian product that reuses one forward pass,
+J u by a forward-mode product.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from pnpfast.ops.power_step import initial_state, power_step
+from pnpfast.profiling import nvtx_range
+
+log = logging.getLogger("pnpfast")
+
+_COMPACT_BELOW = 0.75  # rebuild the products on the active images once fewer than this share are
+
+
+@dataclass
+class SpectralNorm:
+    """What ``spectral_norm`` returns.
+
+    norm: [B] the estimate of the largest singular value of J_b (with the graph to D's parameters
+    in differentiable mode); iterations: [B] int64 power-iteration steps each image took;
+    converged: [B] bool, True where the estimate's relative change went under tol; vector: [B, ...]
+    the last unit iterate v_b (the top right singular vector of J_b once converged).
+    """
+
+    norm: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    vector: torch.Tensor
+
+
+def _bind(
+    D: Callable, sigma: torch.Tensor | float | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    return D if sigma is None else (lambda z: D(z, sigma))
+
+
+def _per_image(sigma, B: int, like: torch.Tensor):
+    """sigma as given (None or a float), or a [B] tensor on x's device."""
+    if sigma is None or isinstance(sigma, (int, float)):
+        return sigma
+    sigma = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
+    if sigma.dim() == 0:
+        return sigma
+    if sigma.shape != (B,):
+        raise ValueError(f"sigma must be a float or have shape ({B},), got {tuple(sigma.shape)}")
+    return sigma
+
+
+def _check_x(name: str, x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: x must be a tensor, not {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: x must be float32 or float64, not {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(
+            f"{name}: x must be [B, ...] with a batch dimension, got shape {tuple(x.shape)}"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: x has NaN or Inf values")
+
+
+class _Products:
+    """M u for the images in ``rows``: J^T J u (gram) or J u (symmetric J, one product)."""
+
+    def __init__(self, D, x, sigma, gram: bool, op: str = "spectral_norm"):
+        self.f = _bind(D, sigma)
+        self.x = x
+        self.gram = gram
+        out, self.vjp = torch.func.vjp(self.f, x)
+        if out.shape[:1] != x.shape[:1] or (not gram and out.shape != x.shape):
+            want = f"shape {tuple(x.shape)}" if not gram else f"batch size {x.shape[0]}"
+            raise ValueError(
+                f"{op}: D must map x of shape {tuple(x.shape)} to an output of {want}, got "
+                f"{tuple(out.shape)} (if D cannot take a sub-batch of x, pass compact=False)"
+            )
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(self.f, (self.x,), (u,))[1]
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        if self.gram:
+            return self.vjp(self.jvp(u))[0]
+        return self.vjp(u)[0]  # J^T u = J u when J is symmetric
+
+
+def spectral_norm(
+    D: Callable,
+    x: torch.Tensor,
+    sigma: torch.Tensor | float | None = None,
+    iters: int = 50,
+    tol: float = 1e-3,
+    *,
+    symmetric: bool = False,
+    differentiable: bool = False,
+    seed: int = 0,
+    check_every: int = 8,
+    compact: bool = True,
+    backend: str | None = None,
+) -> SpectralNorm:
+    """Per-image largest singular value of the Jacobian of D at x, by batched power iteration.
+
+    General J: power iteration on J^T J (a forward-mode and a reverse-mode product per step),
+    estimate ||J v||. ``symmetric=True`` (the caller states J = J^T, as for a gradient-step
+    denoiser or I - D of one): power iteration on J (one product per step), estimate |<v, J v>|,
+    the eigenvalue of largest modulus. Each step's normalisation, estimate and convergence test
+    (relative change of the estimate <= tol) run in the fused ``pnpfast.ops.power_step``; every
+    ``check_every`` steps one host synchronisation counts the images still going, and once under
+    3/4 of the batch is, the products are rebuilt on those images alone, so converged images stop
+    costing work. That calls D on a sub-batch of x (and of a [B] sigma): set ``compact=False`` for
+    a D that cannot take one (a closure over per-image parameters other than sigma). At most
+    ``iters`` steps per image.
+
+    ``differentiable=True``: the iterations run without a graph, then one more product with the
+    graph gives norm = ||J v|| (or |<v, J v>|) differentiable with respect to D's parameters, for
+    training penalties (Hurault et al. 2022, Pesquet et al. 2021).
+
+    x: [B, ...] float32 or float64; sigma: None, a float, or [B]. The starting vectors are
+    Gaussian, drawn from ``seed`` (the same per batch whatever the device).
+    """
+    _check_x("spectral_norm", x)
+    if not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"spectral_norm: iters must be an int >= 1, not {iters!r}")
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"spectral_norm: check_every must be an int >= 1, not {check_every!r}")
+    if not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"spectral_norm: tol must be a number >= 0, not {tol!r}")
+    B = x.shape[0]
+    sigma = _per_image(sigma, B, x)
+    x = x.detach()
+    gram = not symmetric
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    state = initial_state(u)
+    done_u, done_state = u.clone(), state.clone()  # full-batch results, filled as rows leave
+    rows = torch.arange(B, device=x.device)
+
+    def subset(s, idx):
+        return s[idx] if isinstance(s, torch.Tensor) and s.dim() == 1 else s
+
+    with torch.no_grad(), nvtx_range("pnpfast/spectral_norm"):
+        M = _Products(D, x, sigma, gram)
+        for k in range(iters):
+            with nvtx_range("pnpfast/spectral_norm/product"):
+                w = M(u).contiguous()
+            with nvtx_range("pnpfast/spectral_norm/step"):
+                u, state = power_step(w, u, state, tol, gram, backend=backend)
+            if (k + 1) % check_every == 0 and k + 1 < iters:
+                active = state[:, 2] > 0
+                n_active = int(active.sum())  # the one host sync every check_every steps
+                if n_active == 0:
+                    break
+                if compact and n_active < _COMPACT_BELOW * len(rows):
+                    done_u[rows], done_state[rows] = u, state
+                    keep = active.nonzero().squeeze(1)
+                    rows, u, state = rows[keep], u[keep], state[keep]
+                    M = _Products(D, x[rows], subset(sigma, rows), gram)
+        done_u[rows], done_state[rows] = u, state
+
+    scale = done_state[:, 1].view(-1, *[1] * (x.dim() - 1))
+    vector = done_u * scale
+    norm = done_state[:, 0].clone()
+    if differentiable:
+        with nvtx_range("pnpfast/spectral_norm/differentiable"):
+            jv = torch.func.jvp(_bind(D, sigma), (x,), (vector,))[1]
+            norm = jv.flatten(1).norm(dim=1) if gram else (vector * jv).flatten(1).sum(1).abs()
+    steps = done_state[:, 3].to(torch.int64)
+    converged = (done_state[:, 2] == 0) & (steps > 0)
+    return SpectralNorm(norm=norm, iterations=steps, converged=converged, vector=vector)
+
+
+def jacobian_asymmetry(
+    D: Callable,
+    x: torch.Tensor,
+    sigma: torch.Tensor | float | None = None,
+    probes: int = 4,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Per-image asymmetry of the Jacobian of D at x: the mean over ``probes`` Gaussian v of
+    ||(J - J^T) v|| / ||J v||, shape [B]. Zero exactly when J is symmetric, the condition under
+    which RED's update is the gradient of its regulariser (Reehorst & Schniter 2019).
+    """
+    _check_x("jacobian_asymmetry", x)
+    if not isinstance(probes, int) or probes < 1:
+        raise ValueError(f"jacobian_asymmetry: probes must be an int >= 1, not {probes!r}")
+    x = x.detach()
+    M = _Products(D, x, _per_image(sigma, x.shape[0], x), True, "jacobian_asymmetry")
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    with torch.no_grad(), nvtx_range("pnpfast/jacobian_asymmetry"):
+        for _ in range(probes):
+            v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+            jv = M.jvp(v)
+            jtv = M.vjp(v)[0]
+            num = (jv - jtv).flatten(1).norm(dim=1)
+            den = jv.flatten(1).norm(dim=1)
+            total += torch.where(den > 0, num / den.clamp_min(torch.finfo(x.dtype).tiny), 0)
+    return total / probes
+
+
+def residual_lipschitz(
+    D: Callable, x: torch.Tensor, sigma: torch.Tensor | float | None = None, **options
+) -> SpectralNorm:
+    """Per-image spectral norm of the Jacobian of I - D at x (its local Lipschitz constant):
+    ``spectral_norm`` of z -> z - D(z); ``options`` as there (``symmetric=True`` for a
+    gradient-step denoiser, where I - D is the gradient of its potential)."""
+
+    def residual(z, *s):
+        return z - D(z, *s)
+
+    return spectral_norm(residual, x, sigma, **options)

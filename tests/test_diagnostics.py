@@ -1,0 +1,207 @@
+"""Jacobian diagnostics against exact answers: linear maps whose singular values are known in
+closed form (a blur: max |K^|; a diagonal scaling; dense matrices through their SVD), the batch
+against per-image runs, the symmetric mode against the general one, the asymmetry estimator on
+symmetric and non-symmetric maps, and the differentiable mode's gradient against the SVD's."""
+
+import pytest
+import torch
+from pnpfast_test_utils import assert_close, fast_backends
+
+from pnpfast.denoisers.drunet import DRUNet
+from pnpfast.denoisers.gaussian import GaussianSmoothing
+from pnpfast.diagnostics import jacobian_asymmetry, residual_lipschitz, spectral_norm
+from pnpfast.operators import Blur
+
+F64 = torch.float64
+
+
+def small_net(seed=0, activation="elu"):
+    torch.manual_seed(seed)
+    return DRUNet(channels=1, widths=(8, 16), blocks=1, activation=activation).double().eval()
+
+
+def matrix_map(M):
+    """z [B, n] -> M_b z_b, and its spectral norms from the SVD."""
+    return (lambda z: torch.einsum("bij,bj->bi", M, z)), torch.linalg.matrix_norm(M, ord=2)
+
+
+def test_blur_gives_the_largest_kernel_frequency():
+    g = torch.Generator().manual_seed(0)
+    A = Blur(torch.rand(3, 5, 5, generator=g, dtype=F64))  # a different kernel per image
+    x = torch.rand(3, 2, 16, 20, generator=g, dtype=F64)
+    r = spectral_norm(A.forward, x, iters=1000, tol=1e-13, compact=False)
+    exact = A.spectrum(16, 20, x.device, F64).abs().flatten(1).max(1).values
+    assert_close(r.norm, exact, rtol=1e-9, atol=0, what="blur norm")
+    assert r.converged.all() and (r.iterations < 1000).all()
+    # the top singular vector: ||A v|| = norm, ||v|| = 1
+    assert_close(r.vector.flatten(1).norm(dim=1), torch.ones(3, dtype=F64), rtol=1e-12, atol=0)
+    assert_close(A.forward(r.vector).flatten(1).norm(dim=1), exact, rtol=1e-9, atol=0)
+
+
+def test_diagonal_scaling_per_image():
+    g = torch.Generator().manual_seed(1)
+    d = torch.randn(4, 1, 6, 7, generator=g, dtype=F64)
+    d[2] *= 10  # one image with a much larger norm: its own answer, not the batch's
+    x = torch.zeros(4, 1, 6, 7, dtype=F64)
+    r = spectral_norm(lambda z: d * z, x, iters=3000, tol=1e-14, compact=False)
+    assert_close(r.norm, d.abs().flatten(1).max(1).values, rtol=1e-9, atol=0, what="diag")
+
+
+def test_non_symmetric_and_non_square_matrices():
+    g = torch.Generator().manual_seed(2)
+    for shape in [(3, 6, 6), (3, 4, 9)]:
+        f, exact = matrix_map(torch.randn(shape, generator=g, dtype=F64))
+        x = torch.zeros(shape[0], shape[2], dtype=F64)
+        r = spectral_norm(f, x, iters=5000, tol=1e-15, compact=False)
+        assert_close(r.norm, exact, rtol=1e-8, atol=0, what=f"matrix {shape}")
+
+
+def test_symmetric_mode_agrees_with_general_mode():
+    """On symmetric Jacobians (a PSD matrix; Gaussian smoothing) both modes give the norm."""
+    g = torch.Generator().manual_seed(3)
+    R = torch.randn(3, 8, 8, generator=g, dtype=F64)
+    f, exact = matrix_map(R @ R.transpose(1, 2))
+    x = torch.zeros(3, 8, dtype=F64)
+    general = spectral_norm(f, x, iters=5000, tol=1e-15, compact=False)
+    sym = spectral_norm(f, x, iters=5000, tol=1e-15, symmetric=True, compact=False)
+    assert_close(general.norm, exact, rtol=1e-8, atol=0, what="general")
+    assert_close(sym.norm, exact, rtol=1e-8, atol=0, what="symmetric")
+    D = GaussianSmoothing()
+    x = torch.rand(2, 1, 12, 10, generator=g, dtype=F64)
+    sigma = torch.tensor([15 / 255, 30 / 255], dtype=F64)
+    a = spectral_norm(D, x, sigma, iters=2000, tol=1e-14)
+    b = spectral_norm(D, x, sigma, iters=2000, tol=1e-14, symmetric=True)
+    assert_close(a.norm, b.norm, rtol=1e-9, atol=0, what="gaussian")
+    assert_close(a.norm, torch.ones(2, dtype=F64), rtol=1e-9, atol=0, what="T(0) = 1")
+
+
+def test_residual_lipschitz_of_a_linear_denoiser():
+    """I - W for Gaussian smoothing W: the largest 1 - T over the frequencies."""
+    D = GaussianSmoothing()
+    x = torch.rand(2, 1, 12, 10, dtype=F64)
+    sigma = torch.tensor([5 / 255, 10 / 255], dtype=F64)
+    r = residual_lipschitz(D, x, sigma, iters=2000, tol=1e-13, symmetric=True)
+    exact = (1 - D.transfer(12, 10, sigma, x)).abs().flatten(1).max(1).values
+    assert_close(r.norm, exact, rtol=1e-9, atol=0, what="I - W")
+
+
+def test_batch_equals_per_image_runs():
+    """A network's per-image norms in one batch equal one-image runs (compaction included)."""
+    net = small_net()
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 1, 16, 16, generator=g, dtype=F64)
+    sigma = torch.tensor([0.02, 0.1, 0.2], dtype=F64)
+    batch = spectral_norm(net, x, sigma, iters=1000, tol=1e-9, check_every=4)
+    for b in range(3):
+        alone = spectral_norm(net, x[b : b + 1], sigma[b : b + 1], iters=1000, tol=1e-9)
+        assert_close(batch.norm[b : b + 1], alone.norm, rtol=1e-4, atol=0, what=f"image {b}")
+
+
+def test_converged_images_leave_the_batch():
+    """Images with fast and slow convergence: after compaction D sees only the slow ones, and
+    the answers and step counts are those of the full-batch run."""
+    g = torch.Generator().manual_seed(5)
+    d = torch.rand(4, 30, generator=g, dtype=F64) + 0.5
+    d[:2, 0] = 10.0  # a large spectral gap: images 0 and 1 converge in a few steps
+    seen = []
+
+    def D(z, index):  # per-image data reaches D through its sigma argument, which is subset
+        seen.append(z.shape[0])
+        return d[index.long()] * z
+
+    x = torch.zeros(4, 30, dtype=F64)
+    index = torch.arange(4, dtype=F64)
+    on = spectral_norm(D, x, index, iters=3000, tol=1e-13, check_every=4)
+    assert seen[0] == 4 and seen[-1] <= 2
+    seen.clear()
+    off = spectral_norm(D, x, index, iters=3000, tol=1e-13, check_every=4, compact=False)
+    assert set(seen) == {4}
+    exact = d.max(1).values
+    assert_close(on.norm, exact, rtol=1e-9, atol=0, what="compacted")
+    assert_close(off.norm, exact, rtol=1e-9, atol=0, what="full batch")
+    assert torch.equal(on.iterations, off.iterations)
+    assert (on.iterations[:2] < on.iterations[2:].min()).all()
+
+
+def test_asymmetry_is_zero_for_symmetric_maps_only():
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 1, 12, 10, generator=g, dtype=F64)
+    sym = jacobian_asymmetry(GaussianSmoothing(), x, 0.1)
+    assert (sym.abs() < 1e-12).all()
+    # a blur by a non-symmetric kernel is not self-adjoint
+    k = torch.zeros(3, 3, dtype=F64)
+    k[1, 1], k[1, 2] = 0.5, 0.5
+    assert (jacobian_asymmetry(Blur(k).forward, x) > 0.1).all()
+    R = torch.randn(3, 8, 8, generator=g, dtype=F64)
+    f_sym, _ = matrix_map(R + R.transpose(1, 2))
+    f_non, _ = matrix_map(R)
+    z = torch.zeros(3, 8, dtype=F64)
+    assert (jacobian_asymmetry(f_sym, z) < 1e-12).all()
+    assert (jacobian_asymmetry(f_non, z) > 0.1).all()
+
+
+def test_differentiable_norm_has_the_svd_gradient():
+    """d ||M||_2 / dM = u1 v1^T (top singular vectors), through the network-parameter path."""
+    g = torch.Generator().manual_seed(7)
+    M = torch.nn.Parameter(torch.randn(2, 5, 5, generator=g, dtype=F64))
+    x = torch.zeros(2, 5, dtype=F64)
+    r = spectral_norm(
+        lambda z: torch.einsum("bij,bj->bi", M, z),
+        x,
+        iters=5000,
+        tol=1e-15,
+        differentiable=True,
+        compact=False,
+    )
+    assert r.norm.requires_grad
+    r.norm.sum().backward()
+    U, S, Vh = torch.linalg.svd(M.detach())
+    expected = U[:, :, :1] @ Vh[:, :1, :]
+    assert_close(r.norm.detach(), S[:, 0], rtol=1e-9, atol=0, what="norm")
+    assert_close(M.grad, expected, rtol=1e-6, atol=1e-7, what="gradient")
+
+
+def test_differentiable_network_norm():
+    net = small_net()
+    x = torch.rand(2, 1, 16, 16, dtype=F64)
+    plain = spectral_norm(net, x, 0.1, iters=200, tol=1e-9)
+    r = spectral_norm(net, x, 0.1, iters=200, tol=1e-9, differentiable=True)
+    assert_close(r.norm.detach(), plain.norm, rtol=1e-4, atol=0, what="same estimate")
+    r.norm.sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(gr is not None for gr in grads) and any(gr.abs().sum() > 0 for gr in grads)
+    assert not plain.norm.requires_grad
+
+
+def test_fast_backends_run_the_same_iteration():
+    backends = fast_backends("cpu")
+    if not backends:
+        pytest.skip("no fast backend can run on the CPU here (TRITON_INTERPRET unset)")
+    net = small_net().float()
+    x = torch.rand(3, 1, 16, 16)
+    ref = spectral_norm(net, x, 0.1, iters=20, tol=1e-4, backend="reference")
+    for backend in backends:
+        r = spectral_norm(net, x, 0.1, iters=20, tol=1e-4, backend=backend)
+        assert_close(r.norm, ref.norm, rtol=1e-4, atol=0, what=backend)
+        assert torch.equal(r.iterations, ref.iterations), backend
+
+
+def test_errors_name_the_argument():
+    net = small_net()
+    x = torch.rand(2, 1, 8, 8, dtype=F64)
+    with pytest.raises(TypeError, match="x must be a tensor"):
+        spectral_norm(net, x.numpy(), 0.1)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        spectral_norm(net, x.half(), 0.1)
+    with pytest.raises(ValueError, match="x has NaN or Inf"):
+        spectral_norm(net, x * float("nan"), 0.1)
+    with pytest.raises(ValueError, match="iters must be an int >= 1"):
+        spectral_norm(net, x, 0.1, iters=0)
+    with pytest.raises(ValueError, match="tol must be a number >= 0"):
+        spectral_norm(net, x, 0.1, tol=-1)
+    with pytest.raises(ValueError, match=r"sigma must be a float or have shape \(2,\)"):
+        spectral_norm(net, x, torch.ones(3, dtype=F64))
+    with pytest.raises(ValueError, match="to an output of shape"):
+        spectral_norm(lambda z: z[:, :, :4], x, symmetric=True)
+    with pytest.raises(ValueError, match="probes must be an int >= 1"):
+        jacobian_asymmetry(net, x, 0.1, probes=0)
