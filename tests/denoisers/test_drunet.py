@@ -101,7 +101,7 @@ def test_build_from_config_gives_the_same_architecture(net):
     again = build(net.config())
     assert type(again) is type(net) and again.config() == net.config()
     again.load_state_dict(net.state_dict())  # same keys and shapes
-    assert set(ARCHITECTURES) == {"drunet", "dncnn", "bfcnn"}
+    assert set(ARCHITECTURES) == {"drunet", "dncnn", "bfcnn", "gradient_step"}
 
 
 def test_build_errors():
