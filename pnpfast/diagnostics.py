@@ -108,6 +108,7 @@ def spectral_norm(
     symmetric: bool = False,
     differentiable: bool = False,
     seed: int = 0,
+    v0: torch.Tensor | None = None,
     check_every: int = 8,
     compact: bool = True,
     backend: str | None = None,
@@ -129,8 +130,9 @@ def spectral_norm(
     graph gives norm = ||J v|| (or |<v, J v>|) differentiable with respect to D's parameters, for
     training penalties (Hurault et al. 2022, Pesquet et al. 2021).
 
-    x: [B, ...] float32 or float64; sigma: None, a float, or [B]. The starting vectors are
-    Gaussian, drawn from ``seed`` (the same per batch whatever the device).
+    x: [B, ...] float32 or float64; sigma: None, a float, or [B]. The starting vectors are ``v0``
+    (like x; e.g. the ``vector`` of an earlier call, a warm start) or else Gaussian, drawn from
+    ``seed`` (the same per batch whatever the device).
     """
     _check_x("spectral_norm", x)
     if not isinstance(iters, int) or iters < 1:
@@ -144,7 +146,15 @@ def spectral_norm(
     x = x.detach()
     gram = not symmetric
     gen = torch.Generator().manual_seed(seed)
-    u = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    if v0 is None:
+        u = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    elif not isinstance(v0, torch.Tensor) or v0.shape != x.shape:
+        got = tuple(v0.shape) if isinstance(v0, torch.Tensor) else type(v0).__name__
+        raise ValueError(
+            f"spectral_norm: v0 must be a tensor of x's shape {tuple(x.shape)}, got {got}"
+        )
+    else:
+        u = v0.detach().to(device=x.device, dtype=x.dtype).contiguous()
     state = initial_state(u)
     done_u, done_state = u.clone(), state.clone()  # full-batch results, filled as rows leave
     rows = torch.arange(B, device=x.device)

@@ -212,6 +212,26 @@ def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
     assert "skip triton" in done.stderr and "skip cuda" in done.stderr
 
 
+def test_bench_spectral_norm_quick_runs_end_to_end(tmp_path):
+    out = tmp_path / "spectral_norm.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_spectral_norm.py"), "--quick", "--device", "cpu"]
+    cmd += ["--threads", "1", "--iters", "8", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    batch = {r["provider"]: r for r in rows if r["op"] == "spectral_norm"}
+    step = {r["provider"]: r for r in rows if r["op"] == "power_step"}
+    assert set(batch) == {"batched", "per-image loop"}
+    assert set(step) == {"torch-unfused", "reference"}  # no compile with --quick
+    for r in rows:
+        assert r["correct"] is True and r["median_ms"] > 0
+    for r in batch.values():
+        assert r["shape"] == "3x1x24x24" and r["bytes"] is None and "images/s" in r["note"]
+    for r in step.values():
+        assert r["shape"] == "4x3x32x32" and r["bytes"] == (3 * 4 * 3 * 32 * 32 + 8 * 4) * 4
+    assert "batched vs per-image loop" in done.stdout
+
+
 def test_bench_constrained_step_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "constrained_step.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_constrained_step.py"), "--quick", "--device", "cpu"]

@@ -205,3 +205,17 @@ def test_errors_name_the_argument():
         spectral_norm(lambda z: z[:, :, :4], x, symmetric=True)
     with pytest.raises(ValueError, match="probes must be an int >= 1"):
         jacobian_asymmetry(net, x, 0.1, probes=0)
+
+
+def test_warm_start_from_an_earlier_vector():
+    """v0 = the converged vector of an earlier call: the estimate is there at once."""
+    g = torch.Generator().manual_seed(8)
+    A = Blur(torch.rand(5, 5, generator=g, dtype=F64))
+    x = torch.rand(2, 1, 16, 16, generator=g, dtype=F64)
+    first = spectral_norm(A.forward, x, iters=2000, tol=1e-13)
+    assert first.converged.all() and (first.iterations > 10).all()
+    again = spectral_norm(A.forward, x, iters=2000, tol=1e-13, v0=first.vector)
+    assert (again.iterations <= 3).all() and again.converged.all()
+    assert_close(again.norm, first.norm, rtol=1e-12, atol=0, what="warm start")
+    with pytest.raises(ValueError, match="v0 must be a tensor of x's shape"):
+        spectral_norm(A.forward, x, v0=first.vector[:1])
