@@ -3,9 +3,11 @@
 Methods: "hqs" (DPIR), "admm", "pgd", "fista" (PnP), and the RED family (``solvers/red.py``):
 "red-sd" (steepest descent), "red-fp" (fixed point), "red-admm", "red-pg", "red-apg",
 "red-dpg" (proximal gradient: plain, accelerated, dynamic L_k) and "red-gd" (gradient descent on
-the unweighted data term). Each method's own parameters are a dataclass in its module
+the unweighted data term), and the provably convergent methods (``solvers/convergent.py``):
+"gs-pnp" (proximal gradient with a gradient-step denoiser and per-image backtracking). Each method's own parameters are a dataclass in its module
 (``HQSParams``, ``ADMMParams``, ``PGDParams``; ``REDSDParams`` for red-sd and red-gd,
-``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``);
+``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``,
+``GSPnPParams``);
 unknown names raise TypeError.
 """
 
@@ -17,7 +19,8 @@ import torch
 from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
-from pnpfast.solvers import implicit_prior, red
+from pnpfast.solvers import convergent, implicit_prior, red
+from pnpfast.solvers.convergent import GSPnPParams
 from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
 from pnpfast.solvers.implicit_prior import ImplicitPriorParams, SampleResult, sample
 from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
@@ -30,7 +33,7 @@ from pnpfast.solvers.red import (
 )
 from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
 
-METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS)}
+METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS, *convergent.METHODS)}
 SAMPLER = "implicit-prior"
 SAMPLER_MAX_ITER = 10000
 
@@ -58,12 +61,14 @@ def solve(
     length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
-    200, the others 100 or 50, and 1e-4); x0: start (default
+    200, gs-pnp 400 and 1e-5 on the relative change of its objective, the others 100 or 50,
+    and 1e-4); x0: start (default
     y); x_true: ground truth, records PSNR per iteration in ``history``; history: also record the
     relative change without x_true; callback: called with an IterationInfo after every
     iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
-    red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams.
+    red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams,
+    GSPnPParams (gs-pnp: the denoiser must be a pnpfast.denoisers.GradientStep).
     Returns a Result (x, iterations, converged, history).
     """
     if method == SAMPLER:
@@ -125,6 +130,7 @@ def solve(
         backend=backend,
     )
     solver = cls(cls.Params(**method_params), max_iter)
+    solver.tol = float(tol)
     return run(
         solver,
         problem,
@@ -171,6 +177,7 @@ def _solve_sampler(
 
 __all__ = [
     "ADMMParams",
+    "GSPnPParams",
     "HQSParams",
     "ImplicitPriorParams",
     "IterationInfo",

@@ -10,8 +10,11 @@ engine owns everything else:
   ``rel_change`` field (see ``rel_change_from_sums``); the engine then skips its own pass over
   x_k and x_{k-1}. Without that field, or with it None, the engine computes the change itself;
 - per-image iteration counts and convergence flags;
-- an optional history ([iterations, B] tensors: "rel_change" always, "psnr" when x_true is given),
-  kept on the device and stacked at the end;
+- an optional history ([iterations, B] tensors: "rel_change" always, "psnr" when x_true is given,
+  "objective" when the method's state has an ``objective`` field), kept on the device and
+  stacked at the end;
+- a method with ``takes_active = True`` gets the [B] active mask as a fourth argument of
+  ``step``, to spend no work on frozen images (GS-PnP's per-image backtracking);
 - a callback per iteration; NVTX ranges around every phase.
 
 The loop synchronises with the host only every ``check_every`` iterations, to leave early once
@@ -137,7 +140,10 @@ def run(
     rel = None
     for k in range(max_iter):
         with nvtx_range("pnpfast/iteration"):
-            new = method.step(problem, state, k)
+            if getattr(method, "takes_active", False):
+                new = method.step(problem, state, k, active)
+            else:
+                new = method.step(problem, state, k)
             with nvtx_range("pnpfast/bookkeeping"):
                 if track:
                     rel = getattr(new, "rel_change", None)
@@ -152,6 +158,9 @@ def run(
                     active = active & ~done
                 if history or x_true is not None:
                     records["rel_change"].append(rel)
+                    objective = getattr(state, "objective", None)
+                    if objective is not None:
+                        records.setdefault("objective", []).append(objective)
                     if x_true is not None:
                         records["psnr"].append(_psnr(state.x, x_true))
             if callback is not None:
