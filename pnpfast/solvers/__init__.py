@@ -4,10 +4,12 @@ Methods: "hqs" (DPIR), "admm", "pgd", "fista" (PnP), and the RED family (``solve
 "red-sd" (steepest descent), "red-fp" (fixed point), "red-admm", "red-pg", "red-apg",
 "red-dpg" (proximal gradient: plain, accelerated, dynamic L_k) and "red-gd" (gradient descent on
 the unweighted data term), and the provably convergent methods (``solvers/convergent.py``):
-"gs-pnp" (proximal gradient with a gradient-step denoiser and per-image backtracking). Each method's own parameters are a dataclass in its module
+"gs-pnp" (proximal gradient with a gradient-step denoiser and per-image backtracking),
+"prox-pnp-pgd" and "prox-pnp-drs" (with a proximal denoiser) and "pnp-reg" (gradient descent
+with a learned regulariser gradient). Each method's own parameters are a dataclass in its module
 (``HQSParams``, ``ADMMParams``, ``PGDParams``; ``REDSDParams`` for red-sd and red-gd,
 ``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``,
-``GSPnPParams``);
+``GSPnPParams``, ``ProxPnPParams`` for prox-pnp-pgd and prox-pnp-drs, ``PnPReGParams``);
 unknown names raise TypeError.
 """
 
@@ -20,7 +22,7 @@ from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
 from pnpfast.solvers import convergent, implicit_prior, red
-from pnpfast.solvers.convergent import GSPnPParams
+from pnpfast.solvers.convergent import GSPnPParams, PnPReGParams, ProxPnPParams
 from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
 from pnpfast.solvers.implicit_prior import ImplicitPriorParams, SampleResult, sample
 from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
@@ -68,7 +70,9 @@ def solve(
     iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
     red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams,
-    GSPnPParams (gs-pnp: the denoiser must be a pnpfast.denoisers.GradientStep).
+    GSPnPParams (gs-pnp), ProxPnPParams (prox-pnp-pgd, prox-pnp-drs; for these three the
+    denoiser must be a pnpfast.denoisers.GradientStep), PnPReGParams (pnp-reg: the "denoiser"
+    is the regulariser-gradient network G, called as G(x, 0)).
     Returns a Result (x, iterations, converged, history).
     """
     if method == SAMPLER:
@@ -182,6 +186,8 @@ __all__ = [
     "ImplicitPriorParams",
     "IterationInfo",
     "PGDParams",
+    "PnPReGParams",
+    "ProxPnPParams",
     "REDADMMParams",
     "REDDPGParams",
     "REDFPParams",

@@ -1,4 +1,5 @@
-"""Provably convergent PnP with a gradient-step denoiser: GS-PnP with per-image backtracking.
+"""Provably convergent PnP: GS-PnP with per-image backtracking, Prox-PnP (PGD and DRS) and
+PnP-ReG.
 
 S. Hurault, A. Leclaire, N. Papadakis, "Gradient Step Denoiser for convergent Plug-and-Play",
 ICLR 2022. With the gradient-step denoiser D_sigma = I - grad g_sigma
@@ -25,6 +26,38 @@ Defaults: the paper's deblurring settings, lam = 0.1, sigma_d = 1.8 sigma (the d
 level, from the noise level sigma of y), tau = 1 / lam, gamma = 0.1, eta = 0.9, up to 400
 iterations, tol = 1e-5. The output, as in the paper, is the last gradient step
 x_K - tau lam grad g_sigma(x_K) (= D_sigma(x_K) when tau lam = 1).
+
+Prox-PnP (Hurault, Leclaire, Papadakis, "Proximal denoiser for convergent plug-and-play
+optimization with nonconvex regularization", ICML 2022): trained with ||Hess g_sigma|| < 1, the
+gradient-step denoiser is the proximal map of a weakly convex phi_sigma, with
+phi_sigma(D_sigma(z)) = g_sigma(z) - 1/2 ||z - D_sigma(z)||^2. The relaxed denoiser
+D_alpha = I - alpha grad g_sigma is the one of the potential alpha g_sigma, so below phi is
+evaluated with alpha g_sigma (g_sigma itself when alpha = 1, the paper's PGD setting), and the
+methods minimise F = f + phi / lam:
+
+* "prox-pnp-pgd":  z_k = x_k - lam A^T (A x_k - y),  x_{k+1} = D_alpha(z_k),
+  F(x_{k+1}) = f(x_{k+1}) + (alpha g_sigma(z_k) - 1/2 ||z_k - x_{k+1}||^2) / lam, with lam ||A^T A|| < 1
+  for the theory (< 2 is enforced); stop on the relative change of F.
+  Defaults (the paper's deblurring): lam = 0.99, sigma_d = max(sigma / 2, 1.9/255), alpha = 1.
+* "prox-pnp-drs":  y_k = D_alpha(w_k),  z_k = prox_{lam f}(2 y_k - w_k),  w_{k+1} = w_k + beta (z_k - y_k)
+  (beta the relaxation, 1 for plain DRS), F(y_k) = f(y_k) + (alpha g_sigma(w_k) - 1/2 ||w_k - y_k||^2) / lam,
+  and the stopping rule reads the relative change of the paper's Lyapunov function
+  Psi_k = f(z_k) + (alpha g_sigma(w_k) - 1/2 ||w_k - y_k||^2 + <y_k - w_k, y_k - z_k>
+  + 1/2 ||y_k - z_k||^2) / lam.
+  The output is y. The paper's deblurring settings by noise level 2.55, 7.65, 12.75 /255 are
+  lam = 5, 1.5, 1 and sigma_d = 2, 1, 0.75 times the noise level, alpha = 0.5; the defaults are
+  the middle ones (lam = 1.5, sigma_d = sigma, alpha = 0.5, beta = 1).
+  Both: up to 1000 iterations, tol = 1e-8; ``Result.history["objective"]`` holds F.
+
+PnP-ReG (Fermanian, Le Pendu, Guillemot, "PnP-ReG: Learned Regularizing Gradient for
+Plug-and-Play Gradient Descent", SIAM J. Imaging Sci. 2023): a network G trained as the gradient of
+the regulariser, sigma^2 G(D_sigma(z)) ~ z - D_sigma(z), drives gradient descent on
+1/2 ||A x - y||^2 + lam sigma^2 R(x):
+
+* "pnp-reg":  x_{k+1} = x_k - mu (A^T (A x_k - y) + lam sigma^2 G(x_k)),
+  sigma the noise level of y, G called as G(x, 0) (it takes no noise level); mu in (0, 2 / L)
+  (default 1 / L, L = ||A^T A||), lam = 1. Stops on the relative change of x (default tol 1e-5,
+  up to 500 iterations).
 """
 
 from dataclasses import dataclass
@@ -97,12 +130,7 @@ class GSPnP:
             return problem.denoiser.potential_and_gradient(x, sigma)
 
     def init(self, problem: Problem) -> GSPnPState:
-        if not callable(getattr(problem.denoiser, "potential_and_gradient", None)):
-            raise TypeError(
-                "method 'gs-pnp' needs a gradient-step denoiser with potential_and_gradient(x, "
-                f"sigma), e.g. pnpfast.denoisers.GradientStep(network); got "
-                f"{type(problem.denoiser).__name__}"
-            )
+        _needs_potential(self.name, problem.denoiser)
         B, y, p = problem.batch, problem.y, self.params
         self.lam = _validate.per_image("lam", p.lam, B, y, positive=True)
         sigma_d = 1.8 * problem.sigma if p.sigma_d is None else p.sigma_d
@@ -160,4 +188,193 @@ class GSPnP:
         return state.x - (state.tau * self.lam).view(-1, 1, 1, 1) * state.grad
 
 
-METHODS = (GSPnP,)
+def _sq(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).pow(2).sum(1)
+
+
+def _rel(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """|new - old| / |old| per image; 1 where old is not finite (the first iteration)."""
+    tiny = torch.finfo(new.dtype).tiny
+    rel = (new - old).abs() / old.abs().clamp_min(tiny)
+    return torch.where(torch.isfinite(old), rel, torch.ones_like(rel))
+
+
+def _needs_potential(method: str, denoiser) -> None:
+    if not callable(getattr(denoiser, "potential_and_gradient", None)):
+        raise TypeError(
+            f"method {method!r} needs a gradient-step denoiser with potential_and_gradient(x, "
+            f"sigma), e.g. pnpfast.denoisers.GradientStep(network); got {type(denoiser).__name__}"
+        )
+
+
+def _step_size(name: str, value, problem: Problem, default_times_inv_L: float | None):
+    """A per-image step in (0, 2 / L), L = ||A^T A|| (default: default_times_inv_L / L)."""
+    B, y = problem.batch, problem.y
+    L = problem.data.lipschitz()
+    if value is None:
+        return default_times_inv_L / L
+    t = _validate.per_image(name, value, B, y, positive=True)
+    if bool((t * L >= 2).any()):
+        raise ValueError(f"{name} must be in (0, 2/L) per image, L = ||A^T A|| = {L.tolist()}")
+    return t
+
+
+@dataclass
+class ProxPnPParams:
+    """lam: the data weight (also the data step of PGD; default 0.99 for PGD, 1.5 for DRS);
+    sigma_d: the denoiser's noise level (default max(sigma / 2, 1.9/255) for PGD, sigma for DRS);
+    alpha in (0, 1]: the relaxed denoiser I - alpha grad g (default 1 for PGD, 0.5 for DRS);
+    beta in (0, 2): the DRS relaxation (default 1; PGD ignores it). lam and sigma_d may be floats
+    or length-B tensors."""
+
+    lam: PerImage | None = None
+    sigma_d: PerImage | None = None
+    alpha: float | None = None
+    beta: float = 1.0
+
+
+@dataclass
+class ProxPGDState:
+    x: torch.Tensor
+    objective: torch.Tensor  # [B] F(x)
+    rel_change: torch.Tensor | None = None
+
+
+class ProxPnPPGD:
+    name = "prox-pnp-pgd"
+    Params = ProxPnPParams
+    default_max_iter = 1000
+    default_tol = 1e-8
+    default_lam = 0.99
+    default_alpha = 1.0
+
+    def __init__(self, params: ProxPnPParams, max_iter: int):
+        self.params = params
+        alpha = self.default_alpha if params.alpha is None else params.alpha
+        self.alpha = _check_scalar("alpha", alpha, 0.0, 1.0 + 1e-12)
+        self.beta = _check_scalar("beta", params.beta, 0.0, 2.0)
+
+    def _sigma_d(self, problem: Problem) -> torch.Tensor:
+        return (0.5 * problem.sigma).clamp_min(1.9 / 255)
+
+    def _lam(self, problem: Problem) -> torch.Tensor:
+        lam = self.params.lam
+        if lam is None:
+            lam = self.default_lam / problem.data.lipschitz()
+        return _step_size("lam", lam, problem, 1.0)
+
+    def init(self, problem: Problem) -> ProxPGDState:
+        _needs_potential(self.name, problem.denoiser)
+        B, y, p = problem.batch, problem.y, self.params
+        self.lam = self._lam(problem)
+        sigma_d = self._sigma_d(problem) if p.sigma_d is None else p.sigma_d
+        self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
+        inf = torch.full((B,), float("inf"), dtype=y.dtype, device=y.device)
+        return ProxPGDState(x=problem.x0, objective=inf)
+
+    def _denoise(self, problem: Problem, z: torch.Tensor):
+        """(D_alpha(z), g_sigma(z))."""
+        with nvtx_range("pnpfast/denoise"):
+            potential, grad = problem.denoiser.potential_and_gradient(z, self.sigma_d)
+        return z - self.alpha * grad, potential
+
+    def _phi(self, z, out, potential) -> torch.Tensor:
+        """phi(out) / lam with out = D_alpha(z): (alpha g(z) - 1/2 ||z - out||^2) / lam
+        (D_alpha = I - grad(alpha g) is the gradient-step denoiser of alpha g)."""
+        return (self.alpha * potential - 0.5 * _sq(z - out)) / self.lam
+
+    def step(self, problem: Problem, state: ProxPGDState, k: int) -> ProxPGDState:
+        z = problem.data.grad_step(state.x, self.lam, backend=problem.backend, check=False)
+        x, potential = self._denoise(problem, z)
+        F = problem.data.value(x) + self._phi(z, x, potential)
+        return ProxPGDState(x=x, objective=F, rel_change=_rel(F, state.objective))
+
+    def output(self, state) -> torch.Tensor:
+        return state.x
+
+
+@dataclass
+class ProxDRSState:
+    x: torch.Tensor  # y_k, the denoised iterate (the output)
+    w: torch.Tensor  # the DRS variable
+    objective: torch.Tensor  # [B] F(y_k)
+    lyapunov: torch.Tensor  # [B] Psi_k
+    rel_change: torch.Tensor | None = None
+
+
+class ProxPnPDRS(ProxPnPPGD):
+    name = "prox-pnp-drs"
+    default_lam = 1.5
+    default_alpha = 0.5
+
+    def _sigma_d(self, problem: Problem) -> torch.Tensor:
+        return problem.sigma
+
+    def _lam(self, problem: Problem) -> torch.Tensor:
+        lam = self.default_lam if self.params.lam is None else self.params.lam
+        return _validate.per_image("lam", lam, problem.batch, problem.y, positive=True)
+
+    def init(self, problem: Problem) -> ProxDRSState:
+        s = super().init(problem)
+        return ProxDRSState(x=s.x, w=s.x, objective=s.objective, lyapunov=s.objective.clone())
+
+    def step(self, problem: Problem, state: ProxDRSState, k: int) -> ProxDRSState:
+        w = state.w
+        y, potential = self._denoise(problem, w)
+        z = problem.data.prox(2 * y - w, self.lam, backend=problem.backend, check=False)
+        phi = self._phi(w, y, potential)
+        F = problem.data.value(y) + phi
+        inner = (y - w).flatten(1).mul((y - z).flatten(1)).sum(1)
+        psi = problem.data.value(z) + phi + (inner + 0.5 * _sq(y - z)) / self.lam
+        return ProxDRSState(
+            x=y,
+            w=w + self.beta * (z - y),
+            objective=F,
+            lyapunov=psi,
+            rel_change=_rel(psi, state.lyapunov),
+        )
+
+
+@dataclass
+class PnPReGParams:
+    """mu: step in (0, 2 / L) (default 1 / L); lam: weight of the learned regulariser
+    (default 1). Floats or length-B tensors."""
+
+    mu: PerImage | None = None
+    lam: PerImage = 1.0
+
+
+@dataclass
+class PnPReGState:
+    x: torch.Tensor
+
+
+class PnPReG:
+    name = "pnp-reg"
+    Params = PnPReGParams
+    default_max_iter = 500
+    default_tol = 1e-5
+
+    def __init__(self, params: PnPReGParams, max_iter: int):
+        self.params = params
+
+    def init(self, problem: Problem) -> PnPReGState:
+        B, y = problem.batch, problem.y
+        self.mu = _step_size("mu", self.params.mu, problem, 1.0)
+        lam = _validate.per_image("lam", self.params.lam, B, y, nonnegative=True)
+        self.weight = (lam * problem.sigma**2).view(-1, 1, 1, 1)
+        self.zero = torch.zeros(B, dtype=y.dtype, device=y.device)
+        return PnPReGState(x=problem.x0)
+
+    def step(self, problem: Problem, state: PnPReGState, k: int) -> PnPReGState:
+        x = state.x
+        with nvtx_range("pnpfast/denoise"):
+            G = problem.denoiser(x, self.zero)
+        v = problem.data.grad_step(x, self.mu, backend=problem.backend, check=False)
+        return PnPReGState(x=v - self.mu.view(-1, 1, 1, 1) * self.weight * G)
+
+    def output(self, state: PnPReGState) -> torch.Tensor:
+        return state.x
+
+
+METHODS = (GSPnP, ProxPnPPGD, ProxPnPDRS, PnPReG)

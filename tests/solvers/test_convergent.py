@@ -98,3 +98,102 @@ def test_errors():
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, lam=-1.0)
     with pytest.raises(TypeError, match="does not take mu"):
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, mu=1.0)
+
+
+def linear_fixed_point(A, y, R, lam, alpha):
+    """The common fixed point of Prox-PnP PGD and DRS with D = I - alpha (I - W)^2, in the
+    Fourier domain: (1 - alpha R) lam conj(K) Y / (1 - (1 - alpha R)(1 - lam |K|^2))."""
+    H, W = y.shape[-2:]
+    K = A.spectrum(H, W, y.device, F64)
+    lv = lam.view(-1, 1, 1, 1)
+    shrink = 1 - alpha * R
+    X = shrink * lv * K.conj() * torch.fft.rfft2(y) / (1 - shrink * (1 - lv * K.abs() ** 2))
+    return torch.fft.irfft2(X, s=(H, W))
+
+
+@pytest.mark.parametrize("method", ["prox-pnp-pgd", "prox-pnp-drs"])
+def test_prox_pnp_reaches_the_linear_fixed_point(method):
+    A, _, y, sigma = blur_problem()
+    D = GradientStep(GaussianSmoothing())
+    lam = torch.tensor([0.9, 0.5, 1.5], dtype=F64)
+    sigma_d = torch.tensor([0.05, 0.08, 0.1], dtype=F64)
+    alpha = 0.7
+    if method == "prox-pnp-pgd":
+        lam = lam.clamp_max(0.99)
+    res = pnpfast.solve(
+        y,
+        A,
+        D,
+        method,
+        sigma=sigma,
+        lam=lam,
+        sigma_d=sigma_d,
+        alpha=alpha,
+        max_iter=4000,
+        tol=0.0,
+        history=True,
+    )
+    H, W = y.shape[-2:]
+    R = (1 - D.network.transfer(H, W, sigma_d, y)) ** 2
+    expected = linear_fixed_point(A, y, R, lam, alpha)
+    assert_close(res.x, expected, rtol=1e-9, atol=1e-10, what=method)
+    F = res.history["objective"]
+    assert torch.isfinite(F).all()
+    if method == "prox-pnp-pgd":  # a convex quadratic F: PGD decreases it at every step
+        assert (F[1:] <= F[:-1] + 1e-12 * F[:-1].abs()).all()
+
+
+def test_prox_pnp_batch_equals_alone_with_a_network():
+    A, _, y, sigma = blur_problem(B=2)
+    D = smooth_net()
+    for method in ("prox-pnp-pgd", "prox-pnp-drs"):
+        res = pnpfast.solve(y, A, D, method, sigma=sigma, max_iter=12, tol=1e-6)
+        for b in range(2):
+            alone = pnpfast.solve(
+                y[b : b + 1],
+                Blur(A.kernel[b]),
+                D,
+                method,
+                sigma=sigma[b : b + 1],
+                max_iter=12,
+                tol=1e-6,
+            )
+            assert alone.iterations.item() == res.iterations[b].item()
+            assert_close(alone.x, res.x[b : b + 1], rtol=1e-9, atol=1e-10, what=f"{method} {b}")
+
+
+def test_pnp_reg_reaches_the_linear_fixed_point():
+    """G(x) = c (I - W) x: gradient descent stops at (|K^|^2 + lam sigma^2 c (1 - T)) X^ = conj(K^) Y^."""
+    A, _, y, sigma = blur_problem()
+    W_ = GaussianSmoothing(std=1.0)
+    c = 400.0
+    seen = []
+
+    def G(x, s):
+        seen.append(s)
+        return c * (x - W_(x, 0.0))
+
+    lam = torch.tensor([1.0, 2.0, 0.5], dtype=F64)
+    res = pnpfast.solve(y, A, G, "pnp-reg", sigma=sigma, lam=lam, max_iter=5000, tol=1e-14)
+    assert all(torch.equal(s, torch.zeros(3, dtype=F64)) for s in seen)
+    H, Wd = y.shape[-2:]
+    K = A.spectrum(H, Wd, y.device, F64)
+    T = W_.transfer(H, Wd, 0.0, y)
+    reg = (lam * sigma**2 * c).view(-1, 1, 1, 1) * (1 - T)
+    X = K.conj() * torch.fft.rfft2(y) / (K.abs() ** 2 + reg)
+    assert_close(res.x, torch.fft.irfft2(X, s=(H, Wd)), rtol=1e-8, atol=1e-8, what="pnp-reg")
+
+
+def test_prox_and_reg_errors():
+    A, _, y, sigma = blur_problem(B=2)
+    D = GradientStep(GaussianSmoothing())
+    with pytest.raises(TypeError, match="needs a gradient-step denoiser"):
+        pnpfast.solve(y, A, GaussianSmoothing(), "prox-pnp-drs", sigma=sigma)
+    with pytest.raises(ValueError, match=r"lam must be in \(0, 2/L\)"):
+        pnpfast.solve(y, A, D, "prox-pnp-pgd", sigma=sigma, lam=2.5)
+    with pytest.raises(ValueError, match="alpha must be a number"):
+        pnpfast.solve(y, A, D, "prox-pnp-drs", sigma=sigma, alpha=0.0)
+    with pytest.raises(ValueError, match="beta must be a number"):
+        pnpfast.solve(y, A, D, "prox-pnp-drs", sigma=sigma, beta=2.0)
+    with pytest.raises(ValueError, match=r"mu must be in \(0, 2/L\)"):
+        pnpfast.solve(y, A, lambda x, s: x, "pnp-reg", sigma=sigma, mu=3.0)
