@@ -32,28 +32,36 @@ class GradientStep(Denoiser):
 
     ``network``: a denoiser module ``network(x, sigma)`` with smooth activations (ReLU makes the
     Hessian of g zero almost everywhere and its gradient discontinuous), or a ``config()`` dict
-    of one (``pnpfast.denoisers.architectures.build``), which is how weight files rebuild it.
+    of one (``pnpfast.denoisers.architectures.build``), which is how weight files and the
+    training loop build it (``channels``, when given, is set in that dict).
     """
 
-    def __init__(self, network: torch.nn.Module | Mapping) -> None:
+    def __init__(self, network: torch.nn.Module | Mapping, channels: int | None = None) -> None:
         super().__init__()
         if isinstance(network, Mapping):
             from pnpfast.denoisers.architectures import build
 
-            network = build(network)
+            network = build({**network, **({"channels": channels} if channels else {})})
         if not isinstance(network, torch.nn.Module):
             raise TypeError(
                 f"network must be a torch.nn.Module or a config dict, not {type(network).__name__}"
             )
+        inner = getattr(network, "channels", None)
+        if channels is not None and inner is not None and inner != channels:
+            raise ValueError(f"channels is {channels} but the network takes {inner}")
         self.network = network
-        self.channels = getattr(network, "channels", None)
+        self.channels = inner if inner is not None else channels
         self.blind = bool(getattr(network, "blind", False))
 
     def config(self) -> dict:
         """The constructor arguments, enough to rebuild the architecture."""
         if not hasattr(self.network, "config"):
             raise TypeError(f"{type(self.network).__name__} has no config(): it cannot be saved")
-        return {"arch": "gradient_step", "network": self.network.config()}
+        return {
+            "arch": "gradient_step",
+            "channels": self.channels,
+            "network": self.network.config(),
+        }
 
     def potential(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """g_sigma(x) = 1/2 ||x - N_sigma(x)||^2 per image, shape [B]."""

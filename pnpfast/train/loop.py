@@ -16,7 +16,9 @@ steps since the last checkpoint):
 * ``log.jsonl``: one JSON object per line: ``{"step", "loss", "lr", "seconds", ...}`` every
   ``log_every`` steps and ``{"step", "val_psnr", "val_psnr_<sigma255>", ...}`` at validation;
 * ``model.pt`` (the last weights) and ``best.pt`` (the weights with the best validation PSNR) in
-  the format ``pnpfast.denoisers.load(weights=...)`` reads.
+  the format ``pnpfast.denoisers.load(weights=...)`` reads;
+* ``<name>.pt`` for every network a loss trains beside the model (its ``networks()``, e.g.
+  PnP-ReG's ``G.pt``), written with ``model.pt``.
 
 Optimiser: Adam (optionally with weight decay as AdamW); learning rate schedules ``"cosine"``
 (linear warm-up, then cosine decay to ``lr * lr_final``), ``"step"`` (times ``gamma`` at each
@@ -396,6 +398,9 @@ def train(
             ckpt_path,
         )
         save_weights(model, out / "model.pt", meta={**meta, "step": step})
+        # networks trained inside the loss (PnP-ReG's G) get weight files of their own
+        for name, net in getattr(loss_module, "networks", dict)().items():
+            save_weights(net, out / f"{name}.pt", meta={**meta, "step": step})
 
     bar = None
     if progress:

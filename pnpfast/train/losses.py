@@ -17,7 +17,15 @@ import torch
 
 from pnpfast.train.data import Batch
 
-__all__ = ["LOSSES", "MSELoss", "NoiseWeightedMSELoss", "make_loss", "register_loss"]
+__all__ = [
+    "LOSSES",
+    "MSELoss",
+    "NoiseWeightedMSELoss",
+    "RegulariserGradientLoss",
+    "SpectralPenaltyLoss",
+    "make_loss",
+    "register_loss",
+]
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict]]
 
@@ -62,7 +70,109 @@ class NoiseWeightedMSELoss(torch.nn.Module):
         return torch.mean(weight * per_patch), {"mse": per_patch.mean().detach()}
 
 
-LOSSES: dict[str, Callable[..., LossFn]] = {"mse": MSELoss, "mse-sigma": NoiseWeightedMSELoss}
+class SpectralPenaltyLoss(torch.nn.Module):
+    """Denoising MSE plus a penalty on the spectral norm of the Jacobian of I - D, for the
+    proximal denoiser (Hurault, Leclaire, Papadakis, ICML 2022; the penalty of Pesquet et al.,
+    SIAM J. Imaging Sci. 2021):
+
+        mean_b ||D(y_b) - x_b||^2 / N  +  weight mean_b max(||J_{I - D}(y_b)||_2, 1 - eps)
+
+    For a gradient-step denoiser I - D = grad g and its Jacobian is the Hessian of g, symmetric
+    (``symmetric=True``: power iteration on it, one product per step); ||Hess g|| < 1 makes D
+    the proximal map of a weakly convex potential. The norm is estimated at the noisy inputs by
+    ``iters`` power-iteration steps without graph and one last product with it
+    (``pnpfast.diagnostics.spectral_norm``, differentiable mode). The estimate enters the log
+    as ``spectral_norm`` (batch mean) and ``spectral_norm_max``.
+    """
+
+    def __init__(
+        self, weight: float = 1e-3, eps: float = 0.1, iters: int = 10, symmetric: bool = True
+    ):
+        super().__init__()
+        if not weight >= 0 or not 0 <= eps < 1 or not int(iters) >= 1:
+            raise ValueError(
+                f"weight must be >= 0, eps in [0, 1) and iters >= 1; got {weight!r}, {eps!r}, "
+                f"{iters!r}"
+            )
+        self.weight, self.eps, self.iters = float(weight), float(eps), int(iters)
+        self.symmetric = bool(symmetric)
+        self.seed = 0
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        from pnpfast.diagnostics import residual_lipschitz
+
+        out = model(batch.noisy, batch.sigma)
+        mse = torch.mean((out.float() - batch.clean.float()) ** 2)
+        self.seed += 1  # fresh starting vectors every step
+        est = residual_lipschitz(
+            model,
+            batch.noisy.float(),
+            batch.sigma.float(),
+            iters=self.iters,
+            tol=0.0,
+            symmetric=self.symmetric,
+            differentiable=True,
+            seed=self.seed,
+            compact=False,
+        ).norm
+        penalty = torch.clamp(est, min=1 - self.eps).mean()
+        metrics = {"mse": mse.detach(), "spectral_norm": est.detach().mean()}
+        metrics["spectral_norm_max"] = est.detach().max()
+        return mse + self.weight * penalty, metrics
+
+
+class RegulariserGradientLoss(torch.nn.Module):
+    """PnP-ReG training (Fermanian, Le Pendu, Guillemot, SIAM J. Imaging Sci. 2023): a second
+    network G, the gradient of the regulariser, trained jointly with the denoiser D so that
+    sigma^2 G(D_sigma(z)) matches the residual z - D_sigma(z):
+
+        delta L_D + lam L_grad,   L_D = mean ||D_sigma(z) - x||^2 / N,
+        L_grad = mean ||sigma^2 G(D_sigma(z)) - (z - D_sigma(z))||^2 / N,
+
+    z = x + sigma_0 n. The calls alternate: even calls assume the true level (sigma = sigma_0,
+    delta = 1), odd calls an independent sigma uniform in [0, sigma_max] (delta = 0), so G
+    learns the residual of D at mismatched levels too. ``network``: the ``config()`` dict of G
+    (e.g. the DRUNet of D without the noise map, ``"noise_map": False``); it is saved as
+    ``G.pt`` beside the model (``networks()``) and loads with ``pnpfast.denoisers.load``.
+    """
+
+    def __init__(self, network: dict, lam: float = 1.0, sigma_max: float = 50 / 255):
+        super().__init__()
+        from pnpfast.denoisers.architectures import build
+
+        if not lam > 0 or not sigma_max > 0:
+            raise ValueError(f"lam and sigma_max must be > 0, got {lam!r} and {sigma_max!r}")
+        self.G = build(network)
+        self.lam, self.sigma_max = float(lam), float(sigma_max)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G}
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        matched = int(self.calls) % 2 == 0
+        self.calls += 1
+        if matched:
+            sigma = batch.sigma
+        else:
+            gen = torch.Generator().manual_seed(int(self.calls))
+            draw = torch.rand(batch.sigma.shape, generator=gen, dtype=batch.sigma.dtype)
+            sigma = draw.to(batch.sigma.device) * self.sigma_max
+        d = model(batch.noisy, sigma)
+        g = self.G(d, torch.zeros_like(sigma))
+        target = batch.noisy - d
+        l_grad = torch.mean((sigma.view(-1, 1, 1, 1) ** 2 * g - target).float() ** 2)
+        l_d = torch.mean((d.float() - batch.clean.float()) ** 2)
+        value = self.lam * l_grad + l_d if matched else self.lam * l_grad
+        return value, {"grad_loss": l_grad.detach(), "denoise_loss": l_d.detach()}
+
+
+LOSSES: dict[str, Callable[..., LossFn]] = {
+    "mse": MSELoss,
+    "mse-sigma": NoiseWeightedMSELoss,
+    "spectral-penalty": SpectralPenaltyLoss,
+    "pnp-reg": RegulariserGradientLoss,
+}
 
 
 def register_loss(name: str, factory: Callable[..., LossFn]) -> None:

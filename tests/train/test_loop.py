@@ -353,3 +353,36 @@ def test_recipe_builds_a_config_and_a_network(name):
 def test_unknown_recipe():
     with pytest.raises(ValueError, match="recipe must be one of"):
         recipe("nope", train_dir="a", out_dir="b")
+
+
+def test_gradient_step_denoisers_train_with_the_convergent_losses(gray_dir, tmp_path):
+    """A gradient-step network with the spectral penalty (the proximal denoiser), and PnP-ReG's
+    pair: each runs, writes weight files, and they load as denoisers."""
+    from pnpfast.denoisers import GradientStep, load
+
+    gs = {"arch": "gradient_step", "network": {**TINY, "activation": "softplus"}}
+    cfg = tiny_config(
+        gray_dir,
+        tmp_path / "prox",
+        arch=gs,
+        steps=2,
+        loss="spectral-penalty",
+        loss_options={"iters": 3},
+    )
+    result = train(cfg, progress=False)
+    assert isinstance(result.model, GradientStep)
+    log = read_log(tmp_path / "prox")
+    assert "spectral_norm" in log[0] and math.isfinite(log[0]["spectral_norm"])
+    D = load(weights=str(tmp_path / "prox" / "model.pt"))
+    assert isinstance(D, GradientStep)
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(D(x, 0.1), result.model(x, 0.1))
+
+    G_cfg = {**TINY, "channels": 1, "noise_map": False}
+    cfg = tiny_config(
+        gray_dir, tmp_path / "reg", steps=2, loss="pnp-reg", loss_options={"network": G_cfg}
+    )
+    train(cfg, progress=False)
+    G = load(weights=str(tmp_path / "reg" / "G.pt"))
+    assert G.config() == build(G_cfg).config()
+    assert torch.isfinite(G(x, 0.0)).all()

@@ -72,3 +72,77 @@ def test_noise_weighted_mse_is_registered_and_checks_its_options():
         NoiseWeightedMSELoss(sigma_floor=0.0)
     with pytest.raises(ValueError, match="loss must be one of"):
         make_loss("nope")
+
+
+def _gs_model(seed=0):
+    from pnpfast.denoisers import DRUNet, GradientStep
+
+    torch.manual_seed(seed)
+    return GradientStep(DRUNet(1, (4, 8), 1, activation="softplus", residual=True))
+
+
+def _small_batch(seed=0, B=2, size=12):
+    from pnpfast.train.data import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(B, 1, size, size, generator=g)
+    sigma = torch.rand(B, generator=g) * 0.2
+    noisy = clean + sigma.view(-1, 1, 1, 1) * torch.randn(clean.shape, generator=g)
+    return Batch(clean, noisy, sigma)
+
+
+def test_spectral_penalty_is_mse_plus_the_clamped_norm_and_trains_the_norm():
+    from pnpfast.diagnostics import residual_lipschitz
+    from pnpfast.train.losses import SpectralPenaltyLoss
+
+    model, batch = _gs_model(), _small_batch()
+    loss = make_loss("spectral-penalty", {"weight": 0.5, "eps": 0.1, "iters": 30})
+    assert isinstance(loss, SpectralPenaltyLoss)
+    value, metrics = loss(model, batch)
+    mse = torch.mean((model(batch.noisy, batch.sigma) - batch.clean) ** 2)
+    est = residual_lipschitz(
+        model, batch.noisy, batch.sigma, iters=30, tol=0.0, symmetric=True, seed=1, compact=False
+    ).norm
+    expected = mse + 0.5 * est.clamp_min(0.9).mean()
+    torch.testing.assert_close(value.detach(), expected.detach(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(metrics["spectral_norm"], est.mean(), rtol=1e-4, atol=1e-6)
+    value.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # the penalty alone, minimised, lowers the norm
+    pen = SpectralPenaltyLoss(weight=1.0, eps=0.0, iters=10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    start = pen(model, batch)[1]["spectral_norm"].item()
+    for _ in range(15):
+        v, m = pen(model, batch)
+        opt.zero_grad()
+        (v - m["mse"]).backward()
+        opt.step()
+    assert pen(model, batch)[1]["spectral_norm"].item() < start
+    with pytest.raises(ValueError, match="eps in"):
+        SpectralPenaltyLoss(eps=1.0)
+
+
+def test_pnp_reg_loss_alternates_levels_and_trains_both_networks():
+    from pnpfast.train.losses import RegulariserGradientLoss
+
+    model = _gs_model().network  # any denoiser D(x, sigma)
+    G_cfg = {"arch": "drunet", "channels": 1, "widths": [4, 8], "blocks": 1, "noise_map": False}
+    loss = make_loss("pnp-reg", {"network": G_cfg, "lam": 2.0})
+    assert isinstance(loss, RegulariserGradientLoss) and set(loss.networks()) == {"G"}
+    batch = _small_batch()
+    # even call: the true level, delta = 1
+    value, metrics = loss(model, batch)
+    d = model(batch.noisy, batch.sigma)
+    g = loss.G(d, torch.zeros(2))
+    l_grad = torch.mean((batch.sigma.view(-1, 1, 1, 1) ** 2 * g - (batch.noisy - d)) ** 2)
+    l_d = torch.mean((d - batch.clean) ** 2)
+    torch.testing.assert_close(value.detach(), (2 * l_grad + l_d).detach())
+    value.backward()
+    assert all(p.grad is not None for p in loss.G.parameters())
+    assert all(p.grad is not None for p in model.parameters())
+    # odd call: another level, no denoising term
+    value, metrics = loss(model, batch)
+    torch.testing.assert_close(value.detach(), 2 * metrics["grad_loss"])
+    assert int(loss.calls) == 2
+    with pytest.raises(ValueError, match="lam and sigma_max must be > 0"):
+        RegulariserGradientLoss(G_cfg, lam=0)
