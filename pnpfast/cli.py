@@ -328,7 +328,10 @@ _ARCH_FLAGS = {
     "drunet": ("widths", "blocks", "noise_map", "bias", "activation"),
     "dncnn": ("depth", "features", "bias"),
     "bfcnn": ("depth", "features"),
+    # the flags of the smooth DRUNet inside a gradient-step denoiser
+    "gradient_step": ("widths", "blocks", "noise_map", "bias", "activation"),
 }
+_GS_NETWORK = {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1, "activation": "elu"}
 # flags copied into TrainConfig as they are (argparse dest = TrainConfig field)
 _TRAIN_FIELDS = (
     "channels",
@@ -593,7 +596,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     )
     name = args.arch or default_arch["arch"]
     # another architecture than the recipe's starts from that architecture's own defaults
-    arch = dict(default_arch) if name == default_arch["arch"] else {"arch": name}
+    arch = copy.deepcopy(default_arch) if name == default_arch["arch"] else {"arch": name}
+    if name == "gradient_step":
+        arch.setdefault("network", dict(_GS_NETWORK))
     given = {
         dest: getattr(args, dest)
         for dest in sorted({d for flags in _ARCH_FLAGS.values() for d in flags})
@@ -606,7 +611,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --arch "
             f"{name} (it takes {takes})"
         )
-    arch.update(given)
+    (arch["network"] if name == "gradient_step" else arch).update(given)
     if name == "dncnn" and args.bias is not None:
         arch["norm"] = "batch" if args.bias else "bias-free"
 

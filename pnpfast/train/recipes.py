@@ -14,6 +14,15 @@ time and the PSNR of every shipped file.
   homogeneous, as BF-CNN), sigma uniform in [0, 100]/255 (the range of the public BF-CNN);
   for RED and the implicit-prior sampler.
 
+* ``gradient-step-*``: the gradient-step denoiser D = I - grad g, g = 1/2 ||x - N(x)||^2, of the
+  same U-Net with ELU (smooth: Hurault et al., ICLR 2022), sigma uniform in [0, 50]/255.
+* ``proximal-*``: the same with softplus and the ``spectral-penalty`` loss (weight 1e-3,
+  eps 0.1, 10 power-iteration steps), which keeps ||Hess g|| under 1 (Hurault et al., ICML
+  2022); start it from a gradient-step run with ``--init``, as the paper fine-tunes.
+* ``pnp-reg-*``: the conditional U-Net as D and a blind U-Net of the same widths as the
+  regulariser gradient G, trained jointly with the ``pnp-reg`` loss (Fermanian et al. 2023),
+  sigma in [0, 50]/255; G is written as ``G.pt``.
+
 The shipped files are each recipe followed by a second run from its best weights: 6000 more
 steps at lr 5e-4 (100 warm-up steps), with the ``mse-sigma`` loss for the blind ones (the exact
 commands are in each file's meta and in the README).
@@ -41,6 +50,14 @@ _COMMON = {
     "seed": 0,
 }
 
+_GS = {
+    "arch": "gradient_step",
+    "network": {**_UNET, "noise_map": True, "activation": "elu"},
+}
+_PROX = {**_GS, "network": {**_GS["network"], "activation": "softplus"}}
+_PENALTY = {"weight": 1e-3, "eps": 0.1, "iters": 10}
+_CONVERGENT_SIGMA = (0.0, 50 / 255)
+
 RECIPES: dict[str, dict] = {
     "conditional-gray": {
         **_COMMON,
@@ -67,6 +84,29 @@ RECIPES: dict[str, dict] = {
         "sigma": (0.0, 100 / 255),
     },
 }
+for _channels, _kind in ((1, "gray"), (3, "color")):
+    RECIPES[f"gradient-step-{_kind}"] = {
+        **_COMMON,
+        "channels": _channels,
+        "arch": _GS,
+        "sigma": _CONVERGENT_SIGMA,
+    }
+    RECIPES[f"proximal-{_kind}"] = {
+        **_COMMON,
+        "channels": _channels,
+        "arch": _PROX,
+        "sigma": _CONVERGENT_SIGMA,
+        "loss": "spectral-penalty",
+        "loss_options": _PENALTY,
+    }
+    RECIPES[f"pnp-reg-{_kind}"] = {
+        **_COMMON,
+        "channels": _channels,
+        "arch": {**_UNET, "noise_map": True},
+        "sigma": _CONVERGENT_SIGMA,
+        "loss": "pnp-reg",
+        "loss_options": {"network": {**_UNET, "noise_map": False, "channels": _channels}},
+    }
 
 
 def recipe(name: str, **overrides) -> TrainConfig:

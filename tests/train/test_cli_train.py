@@ -60,8 +60,15 @@ def test_train_end_to_end_then_resume(gray_dir, tmp_path, capsys):
             ["--widths", "4,8", "--no-noise-map", "--activation", "elu", "--bias"],
             {"arch": "drunet", "widths": [4, 8], "blocks": 1, "noise_map": False},
         ),
+        (
+            ["--arch", "gradient_step", "--widths", "4,8", "--activation", "softplus"],
+            {
+                "arch": "gradient_step",
+                "network": {"arch": "drunet", "widths": [4, 8], "blocks": 1},
+            },
+        ),
     ],
-    ids=["dncnn", "bfcnn", "drunet"],
+    ids=["dncnn", "bfcnn", "drunet", "gradient-step"],
 )
 def test_architecture_flags(gray_dir, tmp_path, flags, arch):
     out = tmp_path / "run"
@@ -69,6 +76,8 @@ def test_architecture_flags(gray_dir, tmp_path, flags, arch):
     assert main(_args(gray_dir, out, *flags, *steps)) == 0
     if arch["arch"] == "drunet":
         arch = {**arch, "activation": "elu", "bias": True}
+    if arch["arch"] == "gradient_step":
+        arch["network"]["activation"] = "softplus"
     assert _config(out)["arch"] == arch
     assert (out / "model.pt").is_file()
 

@@ -11,6 +11,7 @@ import torch
 from pnpfast.denoisers.architectures import build
 from pnpfast.train import MSELoss, TrainConfig, train
 from pnpfast.train.loop import _Schedule
+from pnpfast.train.losses import make_loss
 from pnpfast.train.recipes import RECIPES, recipe
 from pnpfast.train.weights import is_weights_file
 
@@ -348,6 +349,8 @@ def test_recipe_builds_a_config_and_a_network(name):
     with torch.no_grad():
         out = net.eval()(x, 0.1)
     assert out.shape == x.shape and torch.isfinite(out).all()
+    loss = make_loss(cfg.loss, cfg.loss_options)
+    assert callable(loss)
 
 
 def test_unknown_recipe():
