@@ -1,6 +1,7 @@
 """Fast CPU tests of the benchmark harness, the report and the benchmark scripts (fft_prox,
 pnp_update, denoisers, red)."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from pnpfast_test_utils import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -530,3 +532,40 @@ def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
         assert r["op"] == "red_iteration" and r["shape"] == "1x3x32x32" and r["correct"] is True
         assert r["denoiser_calls_per_iter"] == 1 and r["median_ms"] > 0
         assert 0 <= r["frac_not_denoiser"] < 1 and r["target_met"] is None
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set3C, CBSD68, kernels)"
+)
+def test_bench_convergent_runs_every_part(tmp_path):
+    """Every part on a tiny random gradient-step network: the rows, the table and the plot."""
+    from pnpfast.denoisers import DRUNet, GradientStep
+    from pnpfast.train.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "gs.pt"
+    save_weights(GradientStep(DRUNet(3, (4, 8), 1, activation="softplus", residual=True)), weights)
+    out, plot = tmp_path / "convergent.jsonl", tmp_path / "objective.png"
+    cmd = [sys.executable, str(BENCH / "bench_convergent.py"), "--threads", "1"]
+    cmd += ["--weights", f"gs={weights}", "--weights", f"prox={weights}", "--max-images", "1"]
+    cmd += ["--crop", "32", "--max-iter", "3", "--power-iters", "3", "--batch", "2"]
+    cmd += ["--throughput-iters", "2", "--reps", "1", "--out", str(out), "--plot", str(plot)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    parts = {r["part"] for r in rows}
+    assert parts == {"denoise", "lipschitz", "deblur", "throughput"}
+    deblur = [r for r in rows if r["part"] == "deblur"]
+    # Set3C and one CBSD68 image, 10 kernels, 3 levels, gs-pnp and the two prox methods
+    assert len(deblur) == (3 + 1) * 10 * 3 * 3
+    assert {r["kernel"] for r in deblur} >= {"levin1", "levin8", "uniform", "gaussian"}
+    assert all(r["iterations"] <= 3 and r["psnr"] > 5 for r in deblur)
+    lip = [r for r in rows if r["part"] == "lipschitz"]
+    assert {(r["network"], r["sigma255"]) for r in lip} == {
+        (k, s) for k in ("gs", "prox") for s in (15, 25, 50)
+    }
+    assert all(0 < r["mean"] <= r["max"] for r in lip)
+    assert "| Set3C | gs-pnp | 2.55 |" in done.stdout
+    if importlib.util.find_spec("matplotlib"):
+        assert plot.is_file()
