@@ -164,9 +164,15 @@ class GSPnP:
             if rows.numel() == 0:
                 break
             xp = self._candidate(problem, state, tau)
-            xs = xp[rows]
+            xs = xp if rows.numel() == len(todo) else xp[rows]
             potential, grad = self._potential(problem, xs, self.sigma_d[rows])
             Fp = self._objective(problem, xp, potential, rows)
+            bad = ~torch.isfinite(Fp)
+            if bool(bad.any()):
+                raise FloatingPointError(
+                    f"gs-pnp: the objective is NaN or Inf at iteration {k} for images "
+                    f"{rows[bad].tolist()} (check the denoiser's output on them)"
+                )
             dF = F[rows] - Fp
             dx = (xs - x[rows]).flatten(1).pow(2).sum(1)
             small = dF.abs() <= self.tol * F[rows].abs()

@@ -197,3 +197,16 @@ def test_prox_and_reg_errors():
         pnpfast.solve(y, A, D, "prox-pnp-drs", sigma=sigma, beta=2.0)
     with pytest.raises(ValueError, match=r"mu must be in \(0, 2/L\)"):
         pnpfast.solve(y, A, lambda x, s: x, "pnp-reg", sigma=sigma, mu=3.0)
+
+
+def test_gs_pnp_names_the_images_whose_objective_became_nan():
+    A, _, y, sigma = blur_problem(B=3)
+    D = smooth_net()
+
+    class Broken(torch.nn.Module):
+        def potential_and_gradient(self, x, s):
+            g, grad = D.potential_and_gradient(x, s)
+            return torch.where(s > 0.025, g * float("nan"), g), grad
+
+    with pytest.raises(FloatingPointError, match=r"images \[1, 2\]"):
+        pnpfast.solve(y, A, Broken(), "gs-pnp", sigma=sigma, max_iter=3)
