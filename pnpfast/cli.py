@@ -15,6 +15,7 @@ another configuration).
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -353,6 +354,16 @@ _TRAIN_FIELDS = (
 )
 
 
+def _loss_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train",
@@ -433,6 +444,14 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="clip the gradient to this global norm; 0 turns clipping off",
     )
     opt.add_argument("--loss", metavar="NAME", help="training loss (pnpfast.train.LOSSES)")
+    opt.add_argument(
+        "--loss-option",
+        action="append",
+        type=_loss_option,
+        metavar="KEY=VALUE",
+        help="an option of the loss (VALUE read as JSON, else as a string); repeatable, "
+        "merged over the recipe's",
+    )
     opt.add_argument(
         "--init", type=Path, metavar="FILE", help="start from this pnpfast weight file"
     )
@@ -628,6 +647,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         settings["clip"] = args.clip or None
     if args.init is not None:
         settings["init"] = str(args.init)
+    if args.loss_option:
+        settings["loss_options"] = {**settings.get("loss_options", {}), **dict(args.loss_option)}
     try:
         return TrainConfig(**settings)
     except ValueError as exc:

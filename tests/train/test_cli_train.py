@@ -102,6 +102,18 @@ def test_recipe_settings_are_the_defaults_and_flags_override_them(gray_dir, tmp_
     assert config["checkpoint_every"] == 250 and config["log_every"] == 50
 
 
+def test_loss_options_merge_over_the_recipe(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--recipe", "proximal-gray", "--widths", "4,8", "--steps", "1", "--batch-size", "2"]
+    flags += ["--patch-size", "16", "--loss-option", "iters=2", "--loss-option", "eps=0.2"]
+    assert main(_args(gray_dir, out, *flags)) == 0
+    config = _config(out)
+    assert config["loss"] == "spectral-penalty"
+    assert config["loss_options"] == {"weight": 1e-3, "eps": 0.2, "iters": 2}
+    assert config["arch"]["network"]["activation"] == "softplus"
+    assert main(_args(gray_dir, out, "--loss-option", "iters")) == 2
+
+
 def test_checkpoint_of_another_configuration_is_exit_2_then_fresh(gray_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = _args(gray_dir, out, *TINY, "--steps", "2")
