@@ -205,6 +205,21 @@ def _rel(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(old), rel, torch.ones_like(rel))
 
 
+CHECK_EVERY = 8  # iterations between the finiteness checks (one host sync each)
+
+
+def _check_finite(method: str, k: int, x: torch.Tensor, advice: str) -> None:
+    """Every CHECK_EVERY iterations: a NaN or Inf iterate is an error naming the images."""
+    if (k + 1) % CHECK_EVERY:
+        return
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if bool(bad.any()):
+        raise FloatingPointError(
+            f"{method}: the iterate of images {bad.nonzero().squeeze(1).tolist()} became NaN or "
+            f"Inf by iteration {k + 1}; {advice}"
+        )
+
+
 def _needs_potential(method: str, denoiser) -> None:
     if not callable(getattr(denoiser, "potential_and_gradient", None)):
         raise TypeError(
@@ -293,6 +308,7 @@ class ProxPnPPGD:
         z = problem.data.grad_step(state.x, self.lam, backend=problem.backend, check=False)
         x, potential = self._denoise(problem, z)
         F = problem.data.value(x) + self._phi(z, x, potential)
+        _check_finite(self.name, k, F, "check the denoiser's output and lam")
         return ProxPGDState(x=x, objective=F, rel_change=_rel(F, state.objective))
 
     def output(self, state) -> torch.Tensor:
@@ -332,6 +348,7 @@ class ProxPnPDRS(ProxPnPPGD):
         F = problem.data.value(y) + phi
         inner = (y - w).flatten(1).mul((y - z).flatten(1)).sum(1)
         psi = problem.data.value(z) + phi + (inner + 0.5 * _sq(y - z)) / self.lam
+        _check_finite(self.name, k, psi, "check the denoiser's output and lam")
         return ProxDRSState(
             x=y,
             w=w + self.beta * (z - y),
@@ -377,7 +394,14 @@ class PnPReG:
         with nvtx_range("pnpfast/denoise"):
             G = problem.denoiser(x, self.zero)
         v = problem.data.grad_step(x, self.mu, backend=problem.backend, check=False)
-        return PnPReGState(x=v - self.mu.view(-1, 1, 1, 1) * self.weight * G)
+        x = v - self.mu.view(-1, 1, 1, 1) * self.weight * G
+        _check_finite(
+            self.name,
+            k,
+            x,
+            "lower mu or lam (the step must suit the Lipschitz constant of lam sigma^2 G too)",
+        )
+        return PnPReGState(x=x)
 
     def output(self, state: PnPReGState) -> torch.Tensor:
         return state.x

@@ -210,3 +210,14 @@ def test_gs_pnp_names_the_images_whose_objective_became_nan():
 
     with pytest.raises(FloatingPointError, match=r"images \[1, 2\]"):
         pnpfast.solve(y, A, Broken(), "gs-pnp", sigma=sigma, max_iter=3)
+
+
+def test_divergence_is_an_error_naming_the_images():
+    A, _, y, sigma = blur_problem(B=3)
+
+    def G(x, s):  # explodes for images 0 and 2 only
+        scale = torch.tensor([1e30, 0.0, 1e30], dtype=F64).view(-1, 1, 1, 1)
+        return scale * x * x.abs() ** 8 + x
+
+    with pytest.raises(FloatingPointError, match=r"pnp-reg: the iterate of images \[0, 2\]"):
+        pnpfast.solve(y, A, G, "pnp-reg", sigma=sigma, max_iter=40, tol=0.0)
