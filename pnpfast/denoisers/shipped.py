@@ -8,8 +8,17 @@ Two kinds, each as a gray and a color network (the file names are ``<kind>-gray.
 * ``"blind"``: the same U-Net without the noise map, bias-free (positively homogeneous, like
   BF-CNN), sigma in [0, 100]/255; for RED and the implicit-prior sampler.
 
-``ByChannels`` wraps the pair and picks the network by the channel count of its input. How each
-file was trained (recipe, data, steps) is in its ``meta`` entry and in the README.
+and, for the provably convergent methods (trained on a CPU, color only for now, so
+``CONVERGENT`` kinds load the channel files that exist):
+
+* ``"gradient-step"``: ``GradientStep`` of the same U-Net with ELU, sigma in [0, 50]/255, for
+  ``gs-pnp``;
+* ``"proximal"``: the same with softplus, fine-tuned with the spectral-norm penalty so that
+  ||Hess g|| < 1 (the proximal denoiser), for ``prox-pnp-pgd`` and ``prox-pnp-drs``.
+
+``ByChannels`` wraps the networks of a kind and picks one by the channel count of its input (and
+passes ``potential_and_gradient`` through to a gradient-step network). How each file was
+trained (recipe, data, steps) is in its ``meta`` entry and in the README.
 """
 
 from importlib import resources
@@ -19,9 +28,10 @@ import torch
 
 from pnpfast.denoisers.base import Denoiser, check_image
 
-__all__ = ["KINDS", "ByChannels", "shipped", "shipped_path"]
+__all__ = ["CONVERGENT", "KINDS", "ByChannels", "shipped", "shipped_path"]
 
-KINDS: tuple[str, ...] = ("conditional", "blind")
+KINDS: tuple[str, ...] = ("conditional", "blind")  # gray and color, the embedded defaults
+CONVERGENT: tuple[str, ...] = ("gradient-step", "proximal")  # the channels that were trained
 _CHANNELS = {1: "gray", 3: "color"}
 
 
@@ -47,27 +57,45 @@ class ByChannels(Denoiser):
         x = check_image(x)
         return self.network(x.shape[1])(x, sigma)
 
+    def potential_and_gradient(
+        self, x: torch.Tensor, sigma: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g(x), grad g(x)) of the gradient-step network for x's channel count."""
+        x = check_image(x)
+        net = self.network(x.shape[1])
+        if not hasattr(net, "potential_and_gradient"):
+            raise TypeError(f"{type(net).__name__} is not a gradient-step denoiser")
+        return net.potential_and_gradient(x, sigma)
+
 
 def shipped_path(kind: str, channels: int) -> Path:
     """The path of the shipped file of ``kind`` for ``channels`` (1 or 3) channels."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind not in (*KINDS, *CONVERGENT):
+        raise ValueError(f"kind must be one of {', '.join((*KINDS, *CONVERGENT))}, not {kind!r}")
     if channels not in _CHANNELS:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     return Path(str(resources.files("pnpfast") / "weights" / f"{kind}-{_CHANNELS[channels]}.pt"))
 
 
 def shipped(kind: str) -> ByChannels:
-    """The shipped ``kind`` ("conditional" or "blind") as a gray+color ``ByChannels``."""
+    """The shipped ``kind`` as a ``ByChannels``: gray and color for ``KINDS``, the channels that
+    exist for ``CONVERGENT``."""
     from pnpfast.denoisers.loaders import read_pnpfast_file
 
     networks = {}
     for channels in _CHANNELS:
         path = shipped_path(kind, channels)
+        if kind in CONVERGENT and not path.exists():
+            continue
         if not path.exists():
             raise FileNotFoundError(
                 f"the shipped {kind} denoiser file {path} is missing from this installation; "
                 f"reinstall pnpfast (pip install -e .) or pass weights= a file of your own"
             )
         networks[channels] = read_pnpfast_file(path)
+    if not networks:
+        raise FileNotFoundError(
+            f"no shipped {kind} denoiser file is in this installation; reinstall pnpfast "
+            f"(pip install -e .)"
+        )
     return ByChannels(networks)

@@ -116,3 +116,46 @@ def test_denoising_psnr_is_above_the_floor(kind, channels, conditional, blind):
     measured = sum(scores) / len(scores)
     floor = FLOORS[(f"{kind}-{channels}", source)]
     assert measured >= floor, f"{kind} on {source}: {measured:.2f} dB < floor {floor:.2f} dB"
+
+
+# The convergent-PnP files (color only): PSNR floors at sigma = 25, the measured value less
+# ~0.15 dB (measured: gradient-step 29.60 on Set3C, 30.48 on the scikit-image astronaut).
+CONVERGENT_FLOORS: dict[tuple[str, str], float] = {
+    ("gradient-step", "Set3C"): 29.45,
+    ("gradient-step", "skimage-astronaut"): 30.30,
+}
+
+
+@pytest.mark.parametrize("kind", sorted({k for k, _ in CONVERGENT_FLOORS}))
+def test_convergent_files_are_gradient_step_denoisers(kind):
+    from pnpfast.denoisers import GradientStep
+    from pnpfast.denoisers.shipped import CONVERGENT
+    from pnpfast.diagnostics import jacobian_asymmetry
+
+    assert kind in CONVERGENT
+    path = shipped_path(kind, 3)
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    assert path.stat().st_size / 2**20 < 1.5
+    assert obj["config"]["arch"] == "gradient_step" and obj["config"]["channels"] == 3
+    for key in ("recipe", "train_dir", "sigma_range", "step", "command"):
+        assert key in obj["meta"], (path, key)
+    D = dn.load(kind)
+    assert isinstance(D.network(3), GradientStep)
+    source, images = eval_images(3)
+    generator = torch.Generator().manual_seed(0)
+    scores = []
+    with torch.no_grad():
+        for x in images:
+            y = x + SIGMA * torch.randn(x.shape, generator=generator)
+            out = D(y, SIGMA).clamp(0, 1)
+            mse = (out.double() - x.double()).square().mean()
+            scores.append(float(10 * torch.log10(1 / mse)))
+    measured = sum(scores) / len(scores)
+    floor = CONVERGENT_FLOORS[(kind, source)]
+    assert measured >= floor, f"{kind} on {source}: {measured:.2f} dB < floor {floor:.2f} dB"
+    # a gradient step on a potential: its Jacobian is symmetric
+    x = images[0][..., :32, :32]
+    assert float(jacobian_asymmetry(D, x + 0.1 * torch.randn_like(x), SIGMA)) < 1e-4
+    # and the potential is there for gs-pnp
+    g, grad = D.potential_and_gradient(x, SIGMA)
+    assert g.shape == (1,) and grad.shape == x.shape
