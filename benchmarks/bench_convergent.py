@@ -3,7 +3,8 @@ networks (denoising PSNR, the Lipschitz constant of I - D), GS-PnP and Prox-PnP 
 the batched throughput of GS-PnP's per-image backtracking.
 
 Parts (``--part``, several allowed; default all). Networks come from ``--weights KIND=PATH``
-(KIND one of gs, prox, reg-D, reg-G; pnpfast weight files, e.g. a run's ``best.pt``):
+(KIND one of gs, prox, reg-D, reg-G; pnpfast weight files, e.g. a run's ``best.pt``); without
+``--weights``, the shipped ``load("gradient-step")`` and ``load("proximal")`` where installed:
 
 denoise
     PSNR on CBSD68 at sigma 15, 25, 50 (/255) of every given denoiser (gs, prox, reg-D) and of the
@@ -92,7 +93,15 @@ def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def load_networks(items: list[str], device: str) -> dict[str, torch.nn.Module]:
+    """The --weights networks; without any, the shipped gradient-step and proximal ones."""
     nets = {}
+    if not items:
+        for kind, name in (("gs", "gradient-step"), ("prox", "proximal")):
+            try:
+                nets[kind] = pnpfast.denoisers.load(name, device=device)
+            except FileNotFoundError as exc:
+                print(f"no {kind} network: {exc}", file=sys.stderr)
+        return nets
     for item in items:
         kind, sep, path = item.partition("=")
         if not sep or kind not in KINDS:
