@@ -48,6 +48,19 @@ def eval_images(channels: int) -> tuple[str, list[torch.Tensor]]:
     return "skimage-astronaut", [a.float() / 255]
 
 
+def mean_psnr(net, images: list[torch.Tensor]) -> float:
+    """Mean PSNR (dB) of net on the images with AWGN of SIGMA from a generator seeded 0."""
+    generator = torch.Generator().manual_seed(0)
+    scores = []
+    with torch.no_grad():
+        for x in images:
+            y = x + SIGMA * torch.randn(x.shape, generator=generator)
+            out = net(y, SIGMA).clamp(0, 1)
+            mse = (out.double() - x.double()).square().mean()
+            scores.append(float(10 * torch.log10(1 / mse)))
+    return sum(scores) / len(scores)
+
+
 @pytest.fixture(scope="module")
 def conditional():
     return dn.load()
@@ -105,15 +118,7 @@ def test_conditional_uses_sigma_per_image(conditional):
 def test_denoising_psnr_is_above_the_floor(kind, channels, conditional, blind):
     source, images = eval_images(channels)
     net = conditional if kind == "conditional" else blind
-    generator = torch.Generator().manual_seed(0)
-    scores = []
-    with torch.no_grad():
-        for x in images:
-            y = x + SIGMA * torch.randn(x.shape, generator=generator)
-            out = net(y, SIGMA).clamp(0, 1)
-            mse = (out.double() - x.double()).square().mean()
-            scores.append(float(10 * torch.log10(1 / mse)))
-    measured = sum(scores) / len(scores)
+    measured = mean_psnr(net, images)
     floor = FLOORS[(f"{kind}-{channels}", source)]
     assert measured >= floor, f"{kind} on {source}: {measured:.2f} dB < floor {floor:.2f} dB"
 
@@ -142,15 +147,7 @@ def test_convergent_files_are_gradient_step_denoisers(kind):
     D = dn.load(kind)
     assert isinstance(D.network(3), GradientStep)
     source, images = eval_images(3)
-    generator = torch.Generator().manual_seed(0)
-    scores = []
-    with torch.no_grad():
-        for x in images:
-            y = x + SIGMA * torch.randn(x.shape, generator=generator)
-            out = D(y, SIGMA).clamp(0, 1)
-            mse = (out.double() - x.double()).square().mean()
-            scores.append(float(10 * torch.log10(1 / mse)))
-    measured = sum(scores) / len(scores)
+    measured = mean_psnr(D, images)
     floor = CONVERGENT_FLOORS[(kind, source)]
     assert measured >= floor, f"{kind} on {source}: {measured:.2f} dB < floor {floor:.2f} dB"
     # a gradient step on a potential: its Jacobian is symmetric
