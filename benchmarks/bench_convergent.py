@@ -7,7 +7,7 @@ Parts (``--part``, several allowed; default all). Networks come from ``--weights
 ``--weights``, the shipped ``load("gradient-step")`` and ``load("proximal")`` where installed:
 
 denoise
-    PSNR on CBSD68 at sigma 15, 25, 50 (/255) of every given denoiser (gs, prox, reg-D) and of the
+    PSNR on CBSD68 at sigma 15, 25, 50 (/255; ``--sigmas``) of every given denoiser (gs, prox, reg-D) and of the
     shipped conditional default, by the protocol of bench_denoisers.py (seeded noise, clamped
     output, mean PSNR over the images; ``--max-images`` keeps the first N).
 lipschitz
@@ -125,7 +125,7 @@ def part_denoise(args, nets, env) -> list[dict]:
     models["conditional (shipped)"] = pnpfast.denoisers.load(device=args.device)
     rows = []
     for name, net in models.items():
-        for s in SIGMAS:
+        for s in args.sigmas:
             scores = denoise_set(net, images, s, args.device)
             rows.append(
                 {
@@ -140,7 +140,7 @@ def part_denoise(args, nets, env) -> list[dict]:
             print(
                 f"denoise {name} sigma {s}: {scores['psnr']:.2f} dB over {scores['images']} images"
             )
-        append(args.out, rows[-len(SIGMAS) :])
+        append(args.out, rows[-len(args.sigmas) :])
     return rows
 
 
@@ -150,7 +150,7 @@ def part_lipschitz(args, nets, env) -> list[dict]:
     for kind in ("gs", "prox"):
         if kind not in nets:
             continue
-        for s in SIGMAS:
+        for s in args.sigmas:
             gen = torch.Generator().manual_seed(0)
             noisy = []
             for _, x in images:
@@ -397,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-images", type=int, default=None, help="first N images of CBSD68")
     p.add_argument("--crop", type=int, default=None, help="centre crops of this size")
+    p.add_argument(
+        "--sigmas",
+        type=lambda t: [float(v) for v in t.split(",")],
+        default=list(SIGMAS),
+        help="noise levels (/255) of the denoise and lipschitz parts (default 15,25,50)",
+    )
     p.add_argument("--max-iter", type=int, default=400)
     p.add_argument("--power-iters", type=int, default=50)
     p.add_argument("--batch", type=int, default=8)
