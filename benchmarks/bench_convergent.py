@@ -23,8 +23,8 @@ deblur
     kernels. gs: ``gs-pnp`` with lam 0.1, sigma_d 1.8 sigma, tau 1/lam, gamma 0.1, eta 0.9, up
     to ``--max-iter`` (400) iterations, tol 1e-5 on F; prox: ``prox-pnp-drs`` with the paper's
     per-level (lam, sigma_d / sigma) = (5, 2), (1.5, 1), (1, 0.75), alpha 0.5, and
-    ``prox-pnp-pgd`` with lam 0.99, sigma_d max(sigma / 2, 1.9/255). PSNR per image, kernel and
-    level; F against iteration is plotted to ``--plot`` (default
+    ``prox-pnp-pgd`` with lam 0.99, sigma_d max(sigma / 2, 1.9/255); reg-G: ``pnp-reg`` with
+    lam 1 and mu 1 / ||A^T A||. PSNR per image, kernel and level; F against iteration is plotted to ``--plot`` (default
     benchmarks/results/convergent_objective.png).
 throughput
     GS-PnP (gs network, or a random smooth one without weights) on a batch of ``--batch`` (8)
@@ -214,6 +214,8 @@ def deblur_runs(nets, noise):
         runs.append(("prox-pnp-drs", nets["prox"], "prox-pnp-drs", drs))
         pgd = {"lam": 0.99, "sigma_d": max(sigma / 2, 1.9 / 255)}
         runs.append(("prox-pnp-pgd", nets["prox"], "prox-pnp-pgd", pgd))
+    if "reg-G" in nets:
+        runs.append(("pnp-reg", nets["reg-G"], "pnp-reg", {"lam": 1.0}))
     return runs
 
 
@@ -257,7 +259,8 @@ def part_deblur(args, nets, env) -> list[dict]:
                 ]
                 append(args.out, level)
                 rows += level
-                curves[(set_name, noise, label)] = res.history["objective"].cpu()
+                if "objective" in res.history:
+                    curves[(set_name, noise, label)] = res.history["objective"].cpu()
                 print(
                     f"deblur {set_name} {label} noise {noise}: mean PSNR {final.mean():.2f} dB, "
                     f"iterations {res.iterations.float().mean():.0f} ({seconds:.0f} s, batch {len(names)})"
