@@ -311,7 +311,9 @@ def deblur_table(rows: list[dict]) -> str:
     kernels = list(dict.fromkeys(r["kernel"] for r in rows))
     lines = ["| set | method | noise | " + " | ".join(kernels) + " | mean |"]
     lines.append("|---|---|---|" + "---|" * (len(kernels) + 1))
-    for key in dict.fromkeys((r["set"], r["method"], r["noise_255"]) for r in rows):
+    order = ("gs-pnp", "prox-pnp-drs", "prox-pnp-pgd", "pnp-reg")
+    keys = dict.fromkeys((r["set"], r["method"], r["noise_255"]) for r in rows)
+    for key in sorted(keys, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k[2])):
         sel = [r for r in rows if (r["set"], r["method"], r["noise_255"]) == key]
         per = [np.mean([r["psnr"] for r in sel if r["kernel"] == k]) for k in kernels]
         cells = " | ".join(f"{v:.2f}" for v in per)
