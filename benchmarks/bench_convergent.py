@@ -7,14 +7,16 @@ Parts (``--part``, several allowed; default all). Networks come from ``--weights
 ``--weights``, the shipped ``load("gradient-step")`` and ``load("proximal")`` where installed:
 
 denoise
-    PSNR on CBSD68 at sigma 15, 25, 50 (/255; ``--sigmas``) of every given denoiser (gs, prox, reg-D) and of the
-    shipped conditional default, by the protocol of bench_denoisers.py (seeded noise, clamped
-    output, mean PSNR over the images; ``--max-images`` keeps the first N).
+    PSNR on CBSD68 (BSD68 for gray networks) at sigma 15, 25, 50 (/255; ``--sigmas``) of every
+    given denoiser (gs, prox, reg-D) and of the shipped conditional default, by the protocol of
+    bench_denoisers.py (seeded noise, clamped output, mean PSNR over the images;
+    ``--max-images`` keeps the first N).
 lipschitz
     The spectral norm of the Jacobian of I - D (= Hess g, symmetric: power iteration on it) of
-    the gs and prox networks at every noisy CBSD68 image (``--crop`` pixel centre crops), at the
-    noise level of the image, with ``pnpfast.diagnostics.residual_lipschitz`` (``--power-iters``
-    steps at most, tol 1e-4): mean and max per sigma. The proximal denoiser needs max < 1.
+    the gs and prox networks at every noisy CBSD68 (gray: BSD68) image (``--crop`` pixel centre
+    crops), at the noise level of the image, with ``pnpfast.diagnostics.residual_lipschitz``
+    (``--power-iters`` steps at most, tol 1e-4): mean and max per sigma. The proximal denoiser
+    needs max < 1.
 deblur
     Hurault et al.'s deblurring: each clean image (Set3C, and CBSD68 with ``--max-images``) is
     blurred by circular convolution with each of the 10 kernels (the 8 Levin et al. kernels, the
@@ -24,8 +26,8 @@ deblur
     to ``--max-iter`` (400) iterations, tol 1e-5 on F; prox: ``prox-pnp-drs`` with the paper's
     per-level (lam, sigma_d / sigma) = (5, 2), (1.5, 1), (1, 0.75), alpha 0.5, and
     ``prox-pnp-pgd`` with lam 0.99, sigma_d max(sigma / 2, 1.9/255); reg-G: ``pnp-reg`` with
-    lam 1 and mu 1 / ||A^T A||. PSNR per image, kernel and level; F against iteration is plotted to ``--plot`` (default
-    benchmarks/results/convergent_objective.png).
+    lam 1 and mu 1 / ||A^T A||. PSNR per image, kernel and level; F against iteration is
+    plotted to ``--plot`` (default benchmarks/results/convergent_objective.png).
 throughput
     GS-PnP (gs network, or a random smooth one without weights) on a batch of ``--batch`` (8)
     degraded Set3C crops with different kernels and noise levels, against the same images one at
@@ -119,19 +121,26 @@ def append(path: Path, rows: list[dict]) -> None:
         f.writelines(json.dumps(r) + "\n" for r in rows)
 
 
+def test_set(net) -> str:
+    """BSD68 for a gray network, CBSD68 for a color one (or one that takes both)."""
+    return "BSD68" if getattr(net, "channels", None) == 1 else "CBSD68"
+
+
 def part_denoise(args, nets, env) -> list[dict]:
-    images = set_images(args.data, "CBSD68", args.max_images)
     models = {k: nets[k] for k in ("gs", "prox", "reg-D") if k in nets}
     models["conditional (shipped)"] = pnpfast.denoisers.load(device=args.device)
+    gray = any(test_set(n) == "BSD68" for n in models.values())
     rows = []
     for name, net in models.items():
+        set_name = "BSD68" if gray else test_set(net)
+        images = set_images(args.data, set_name, args.max_images)
         for s in args.sigmas:
             scores = denoise_set(net, images, s, args.device)
             rows.append(
                 {
                     "part": "denoise",
                     "network": name,
-                    "set": "CBSD68",
+                    "set": set_name,
                     "sigma255": s,
                     **scores,
                     **env,
@@ -145,11 +154,12 @@ def part_denoise(args, nets, env) -> list[dict]:
 
 
 def part_lipschitz(args, nets, env) -> list[dict]:
-    images = set_images(args.data, "CBSD68", args.max_images)
     rows = []
     for kind in ("gs", "prox"):
         if kind not in nets:
             continue
+        set_name = test_set(nets[kind])
+        images = set_images(args.data, set_name, args.max_images)
         for s in args.sigmas:
             gen = torch.Generator().manual_seed(0)
             noisy = []
@@ -168,7 +178,7 @@ def part_lipschitz(args, nets, env) -> list[dict]:
             row = {
                 "part": "lipschitz",
                 "network": kind,
-                "set": "CBSD68",
+                "set": set_name,
                 "sigma255": s,
                 "images": len(norms),
                 "crop": args.crop,
