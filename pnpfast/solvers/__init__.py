@@ -132,9 +132,9 @@ def solve(
         sigma=sigma_t,
         x0=y if x0 is None else x0,
         backend=backend,
+        tol=float(tol),
     )
     solver = cls(cls.Params(**method_params), max_iter)
-    solver.tol = float(tol)
     return run(
         solver,
         problem,

@@ -114,7 +114,6 @@ class GSPnP:
 
     def __init__(self, params: GSPnPParams, max_iter: int):
         self.params = params
-        self.tol = self.default_tol  # pnpfast.solve sets the tol of the call
         self.gamma = _check_scalar("gamma", params.gamma, 0.0, None)
         self.eta = _check_scalar("eta", params.eta, 0.0, 1.0)
         if not isinstance(params.max_backtracks, int) or params.max_backtracks < 0:
@@ -175,7 +174,7 @@ class GSPnP:
                 )
             dF = F[rows] - Fp
             dx = (xs - x[rows]).flatten(1).pow(2).sum(1)
-            small = dF.abs() <= self.tol * F[rows].abs()
+            small = dF.abs() <= problem.tol * F[rows].abs()
             accept = (dF >= self.gamma / tau[rows] * dx) | (small & (dF >= 0))
             stay = small & ~accept  # every candidate would raise F, by a negligible amount
             take = rows[accept]

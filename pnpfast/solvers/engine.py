@@ -41,6 +41,7 @@ class Problem:
     sigma: torch.Tensor  # [B] noise level of y
     x0: torch.Tensor  # [B, C, H, W]
     backend: str | None
+    tol: float = 0.0  # the stopping tolerance of the run (a method may test its own steps by it)
 
     @property
     def batch(self) -> int:
