@@ -350,10 +350,6 @@ def part_throughput(args, nets, env) -> list[dict]:
     y, noise = y.float().to(args.device), noise.float().to(args.device)
     kw = {"max_iter": args.throughput_iters, "tol": 0.0, "lam": 0.1}
 
-    def sync():
-        if torch.device(args.device).type == "cuda":
-            torch.cuda.synchronize()
-
     def batched():
         return pnpfast.solve(y, A, net, "gs-pnp", sigma=noise, **kw)
 
@@ -370,17 +366,10 @@ def part_throughput(args, nets, env) -> list[dict]:
             for b in range(args.batch)
         ]
 
-    batched()  # warm-up
-    times = {}
-    for name, fn in (("batch", batched), ("one at a time", alone)):
-        samples = []
-        for _ in range(args.reps):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            samples.append(time.perf_counter() - t0)
-        times[name] = float(np.median(samples))
+    timings = harness.measure_many(
+        {"batch": batched, "one at a time": alone}, warmup=1, reps=args.reps, device=args.device
+    )
+    times = {k: t.median_ms * 1e-3 for k, t in timings.items()}
     ips = {k: args.batch / v for k, v in times.items()}
     ratio = ips["batch"] / ips["one at a time"]
     row = {

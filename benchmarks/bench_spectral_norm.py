@@ -24,7 +24,6 @@ On a GPU, frac_copy_bw divides GB/s by the device copy bandwidth (target >= 85%)
 """
 
 import sys
-import time
 from collections.abc import Callable
 
 import harness
@@ -42,7 +41,6 @@ from harness import (
     measure_many,
     parse_common,
     parse_shapes,
-    timing_from_samples,
 )
 
 import pnpfast
@@ -177,16 +175,6 @@ def batch_images(shape, device) -> torch.Tensor:
     return noisy.to(device)
 
 
-def timed(fn: Callable, device: str) -> tuple[object, float]:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return out, (time.perf_counter() - t0) * 1e3
-
-
 def run_batch(shape, device, *, iters, reps) -> tuple[list[dict], list[str]]:
     D = pnpfast.denoisers.load().to(device).eval()
     x = batch_images(shape, device)
@@ -204,13 +192,10 @@ def run_batch(shape, device, *, iters, reps) -> tuple[list[dict], list[str]]:
             for b in range(B)
         ]
 
-    batched()  # warm-up (allocator, kernels)
-    runs = {"batched": [], "per-image loop": []}
-    for _ in range(reps):
-        res_b, ms_b = timed(batched, device)
-        res_l, ms_l = timed(loop, device)
-        runs["batched"].append(ms_b)
-        runs["per-image loop"].append(ms_l)
+    res_b, res_l = batched(), loop()  # the results compared; also the warm-up
+    timings = measure_many(
+        {"batched": batched, "per-image loop": loop}, warmup=0, reps=reps, device=device
+    )
     norm_l = torch.cat([r.norm for r in res_l])
     steps = {
         "batched": res_b.iterations.double().mean().item(),
@@ -219,8 +204,7 @@ def run_batch(shape, device, *, iters, reps) -> tuple[list[dict], list[str]]:
     ok, err = check_close(res_b.norm, norm_l, BATCH_RTOL)
     load = load_note(device)
     rows, ips = [], {}
-    for name, samples in runs.items():
-        timing = timing_from_samples(samples)
+    for name, timing in timings.items():
         ips[name] = B / (timing.median_ms * 1e-3)
         note = (
             f"{ips[name]:.2f} images/s; {steps[name]:.1f} steps per image; iters {iters}, tol {TOL}"
