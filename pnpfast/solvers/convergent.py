@@ -67,6 +67,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.profiling import nvtx_range
 from pnpfast.solvers.engine import Problem
+from pnpfast.solvers.proximal_gradient import step_size
 
 PerImage = float | torch.Tensor
 
@@ -227,18 +228,6 @@ def _needs_potential(method: str, denoiser) -> None:
         )
 
 
-def _step_size(name: str, value, problem: Problem, default_times_inv_L: float | None):
-    """A per-image step in (0, 2 / L), L = ||A^T A|| (default: default_times_inv_L / L)."""
-    B, y = problem.batch, problem.y
-    L = problem.data.lipschitz()
-    if value is None:
-        return default_times_inv_L / L
-    t = _validate.per_image(name, value, B, y, positive=True)
-    if bool((t * L >= 2).any()):
-        raise ValueError(f"{name} must be in (0, 2/L) per image, L = ||A^T A|| = {L.tolist()}")
-    return t
-
-
 @dataclass
 class ProxPnPParams:
     """lam: the data weight (also the data step of PGD; default 0.99 for PGD, 1.5 for DRS);
@@ -281,7 +270,7 @@ class ProxPnPPGD:
         lam = self.params.lam
         if lam is None:
             lam = self.default_lam / problem.data.lipschitz()
-        return _step_size("lam", lam, problem, 1.0)
+        return step_size("lam", lam, problem)
 
     def init(self, problem: Problem) -> ProxPGDState:
         _needs_potential(self.name, problem.denoiser)
@@ -382,7 +371,7 @@ class PnPReG:
 
     def init(self, problem: Problem) -> PnPReGState:
         B, y = problem.batch, problem.y
-        self.mu = _step_size("mu", self.params.mu, problem, 1.0)
+        self.mu = step_size("mu", self.params.mu, problem)
         lam = _validate.per_image("lam", self.params.lam, B, y, nonnegative=True)
         self.weight = (lam * problem.sigma**2).view(-1, 1, 1, 1)
         self.zero = torch.zeros(B, dtype=y.dtype, device=y.device)

@@ -35,18 +35,24 @@ class PGDParams:
     sigma_d: float | torch.Tensor | None = None
 
 
+def step_size(name: str, value, problem: Problem) -> torch.Tensor:
+    """A per-image gradient step on f in (0, 2 / L), L = ||A^T A|| per image (default 1 / L);
+    ValueError naming ``name`` and the images' limits otherwise. Returns [B]."""
+    L = problem.data.lipschitz()
+    if value is None:
+        return 1 / L
+    step = _validate.per_image(name, value, problem.batch, problem.y, positive=True)
+    too_big = step * L >= 2
+    if bool(too_big.any()):
+        bad = [round(float(t), 6) for t in step[too_big]]
+        limit = [round(float(2 / v), 6) for v in L[too_big]]
+        raise ValueError(f"{name} must be in (0, 2/L) for convergence; got {bad}, limit {limit}")
+    return step
+
+
 def _resolve(params: PGDParams, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
     B, y = problem.batch, problem.y
-    L = problem.data.lipschitz()
-    if params.tau is None:
-        tau = 1 / L
-    else:
-        tau = _validate.per_image("tau", params.tau, B, y, positive=True)
-        too_big = tau * L >= 2
-        if bool(too_big.any()):
-            bad = [round(float(t), 6) for t in tau[too_big]]
-            limit = [round(float(2 / v), 6) for v in L[too_big]]
-            raise ValueError(f"tau must be in (0, 2/L) for convergence; got {bad}, limit {limit}")
+    tau = step_size("tau", params.tau, problem)
     sigma_d = params.sigma_d if params.sigma_d is not None else problem.sigma
     return tau, _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
 
