@@ -57,7 +57,7 @@ from bench_denoisers import denoise_set, set_images
 import pnpfast
 from pnpfast.diagnostics import residual_lipschitz
 
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 PARTS = ("denoise", "lipschitz", "deblur", "throughput")
 KINDS = ("gs", "prox", "reg-D", "reg-G")
 SIGMAS = (15, 25, 50)

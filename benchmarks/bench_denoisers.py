@@ -138,7 +138,7 @@ OP = "denoiser_forward"
 SPEED_NAME = "denoisers"  # = the name gpu_check.sh derives from bench_denoisers.py
 PSNR_NAME = "denoiser_psnr"
 DEFAULT_SHAPES = "8x3x256x256"
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 SPEED_SIGMA = 25 / 255
 
 # --------------------------------------------------------------------------------------------

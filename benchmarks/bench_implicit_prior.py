@@ -161,7 +161,7 @@ from pnpfast.io import read_image, side_by_side, write_image
 from pnpfast.metrics import psnr, ssim
 from pnpfast.operators import BlockAverage, CompressiveSensing, SpectralLowpass
 
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 NAME = "implicit_prior"
 PARAMS = {"sigma_0": 1.0, "sigma_L": 0.01, "h0": 0.01, "beta": 0.01}  # the paper's
 SAMPLE_BETA = 0.5  # unconstrained samples (Algorithm 1) of the figure

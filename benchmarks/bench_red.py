@@ -144,7 +144,7 @@ from pnpfast.denoisers import load, registry
 from pnpfast.io import read_image
 from pnpfast.operators import Blur
 
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 METHODS = ("red-sd", "red-fp", "red-admm", "red-pg", "red-dpg", "red-apg", "red-gd")
 KERNEL = "red_uniform_9x9"
 SIGMA_N = math.sqrt(2) / 255  # RED's uniform-blur noise, sqrt(2) on the [0, 255] scale

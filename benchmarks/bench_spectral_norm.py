@@ -49,7 +49,7 @@ from pnpfast.io import read_image
 from pnpfast.ops import power_step, power_step_reference
 from pnpfast.ops.power_step import initial_state
 
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 
 OP = "spectral_norm"
 DEFAULT_SHAPES = "64x3x64x64,64x3x256x256"

@@ -32,6 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+# The real images, kernels and public weights (../shared/data/MANIFEST.md); PNPFAST_SHARED_DATA
+# points elsewhere, e.g. at the subset that benchmarks/gpu_pack.sh carries to a GPU machine.
+DATA = Path(os.environ.get("PNPFAST_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 COLUMNS = (
     "op",

@@ -30,7 +30,7 @@ import harness
 import pnpfast
 from pnpfast.io import read_image
 
-DATA = harness.ROOT.parent / "shared" / "data"
+DATA = harness.DATA
 DEFAULT_WEIGHTS = DATA / "weights" / "kadkhodaie_bfcnn" / "bfcnn_color_bsd300_sigma0-100.pt"
 NOISE_LEVELS = (2.55, 7.65)
 

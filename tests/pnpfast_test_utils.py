@@ -5,6 +5,11 @@ from pathlib import Path
 
 import torch
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The real images, kernels and public weights (../shared/data/MANIFEST.md); PNPFAST_SHARED_DATA
+# points elsewhere, e.g. at the subset that benchmarks/gpu_pack.sh carries to a GPU machine.
+SHARED_DATA = Path(os.environ.get("PNPFAST_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
 # Tolerances per dtype for a fast path against the reference on the same inputs. The spectral
 # ops do a handful of flops per element, so float32 agrees to a few ulps of the largest value.
 TOLERANCES = {

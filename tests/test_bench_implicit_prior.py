@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import SHARED_DATA, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def _load(name: str):

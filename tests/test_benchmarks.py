@@ -4,13 +4,15 @@ pnp_update, denoisers, red)."""
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import SHARED_DATA, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -257,8 +259,6 @@ def test_bench_constrained_step_quick_runs_end_to_end(tmp_path):
 
 
 # --- bench_denoisers.py ----------------------------------------------------------------------
-
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -569,3 +569,48 @@ def test_bench_convergent_runs_every_part(tmp_path):
     assert "| Set3C | gs-pnp | 2.55 |" in done.stdout
     if importlib.util.find_spec("matplotlib"):
         assert plot.is_file()
+
+
+def _gpu_check(tmp_path, *args):
+    out = tmp_path / "device_out"  # what $OUT is on the device machine
+    out.mkdir()
+    proc = subprocess.run(
+        ["bash", str(BENCH / "gpu_check.sh"), "--no-build", *args, str(tmp_path / "work")],
+        env={**os.environ, "OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = (tmp_path / "work" / "summary.tsv").read_text().splitlines()
+    rows = {r.split("\t")[0]: r.split("\t")[1] for r in lines[1:]}
+    return proc, rows, out
+
+
+def test_gpu_check_lists_one_step_per_benchmark():
+    proc = subprocess.run(
+        ["bash", str(BENCH / "gpu_check.sh"), "--list"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    steps = proc.stdout.split()
+    for script in BENCH.glob("bench_*.py"):
+        assert script.stem in steps
+    assert {"build", "pytest-ops", "pytest-rest", "pytest-ops-reference", "report"} <= set(steps)
+
+
+def test_gpu_check_only_runs_the_chosen_steps_and_packs_outputs(tmp_path):
+    proc, rows, out = _gpu_check(tmp_path, "--only", "rep*", "--budget", "200")
+    assert list(rows) == ["nvidia-smi", "versions", "backends", "report"], proc.stdout
+    assert rows["backends"] == "0" and rows["report"] == "0", proc.stdout
+    assert proc.returncode == (0 if set(rows.values()) == {"0"} else 1), proc.stdout
+    assert (out / "summary.tsv").read_text() == (tmp_path / "work" / "summary.tsv").read_text()
+    with tarfile.open(out / "gpu_check.tar.gz") as tar:
+        names = tar.getnames()
+    assert "./report.md" in names and "./backends.txt" in names
+    assert any(n.startswith("benchmarks/results/") and n.endswith(".jsonl") for n in names)
+
+
+def test_gpu_check_skips_steps_once_the_budget_is_spent(tmp_path):
+    proc, rows, out = _gpu_check(tmp_path, "--only", "report", "--budget", "3")
+    assert set(rows.values()) == {"skipped"}, proc.stdout
+    assert proc.returncode == 1
+    assert (out / "summary.tsv").is_file()

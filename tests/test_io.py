@@ -8,6 +8,7 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
+from pnpfast_test_utils import SHARED_DATA
 
 from pnpfast import io
 from pnpfast.io import (
@@ -19,7 +20,7 @@ from pnpfast.io import (
     write_image,
 )
 
-SHARED_KERNELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "kernels"
+SHARED_KERNELS = SHARED_DATA / "kernels"
 
 
 def _rand_image(c, h, w, seed=0):

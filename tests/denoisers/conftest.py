@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from pnpfast_test_utils import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``<repo root>/../shared/data``; the test is skipped when the folder is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA} (<repo root>/../shared/data)")
+        pytest.skip(
+            f"shared test data not found at {SHARED_DATA} (<repo root>/../shared/data, or "
+            "PNPFAST_SHARED_DATA)"
+        )
     return SHARED_DATA
 
 

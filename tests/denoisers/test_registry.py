@@ -8,17 +8,17 @@ import json
 import shutil
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 import torch
+from pnpfast_test_utils import SHARED_DATA
 
 from pnpfast.denoisers import loaders, registry
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.registry import Entry, WeightsUnavailableError
 
-MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "manifest.json"
+MANIFEST = SHARED_DATA / "manifest.json"
 
 
 def tiny_weights() -> tuple[bytes, dict[str, torch.Tensor]]:
@@ -323,6 +323,9 @@ def test_real_entries_match_the_manifest(tmp_path):
         if f["path"].startswith("weights/") and not f["license"].startswith("GPL")
     ]
     assert len(files) == 9  # 2 BF-CNN, 1 KAIR DnCNN, 6 Mohan et al.
+    missing = [f["path"] for f in files if not (MANIFEST.parent / f["path"]).is_file()]
+    if missing:  # a partial copy, like the one benchmarks/gpu_pack.sh makes
+        pytest.skip(f"{len(missing)} weight files of the manifest are not in {MANIFEST.parent}")
     by_url = {e.url: (name, e) for name, e in registry.REGISTRY.items()}
     raw = {u for u in by_url if u.startswith("https://raw.githubusercontent.com/")}
     expected_urls = set()

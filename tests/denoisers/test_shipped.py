@@ -5,16 +5,14 @@ denoisers"); a retrained file that denoises worse fails here. The images are Set
 Set3C (color) from ../shared/data, or, without it, images bundled with scikit-image.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
+from pnpfast_test_utils import SHARED_DATA
 
 import pnpfast.denoisers as dn
 from pnpfast.denoisers.shipped import KINDS, shipped_path
 from pnpfast.io import read_image
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SIGMA = 25 / 255
 MAX_MEGABYTES = 6.0
 
