@@ -19,7 +19,7 @@ from pnpfast.denoisers.base import Denoiser
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.gaussian import GaussianSmoothing
-from pnpfast.denoisers.shipped import CONVERGENT, KINDS, shipped
+from pnpfast.denoisers.shipped import SHIPPED, shipped
 from pnpfast.denoisers.tv import TotalVariation
 
 __all__ = ["NAMES", "load", "read_state_dict"]
@@ -186,7 +186,7 @@ def load(
       gradient-step methods. With ``weights`` and no name: a pnpfast weight file.
     * ``"blind"``: the shipped blind bias-free U-Net (gray and color), for RED and the sampler.
     * ``"gradient-step"`` and ``"proximal"``: the shipped gradient-step and proximal denoisers
-      (``GradientStep``; color), for ``gs-pnp`` and ``prox-pnp-*``.
+      (``GradientStep``; gray and color), for ``gs-pnp`` and ``prox-pnp-*``.
     * ``"pnpfast"``: a pnpfast weight file (written by ``pnpfast train``), any architecture.
     * ``"bfcnn"``: ``BFCNN``, gray or color, from the Kadkhodaie & Simoncelli files
       (keys ``conv_layers.k.weight``, ``running_sd.k``, ``gammas.k``).
@@ -239,7 +239,7 @@ def load(
                 f"weights is not used by {key!r}; pass None (or name=None / 'pnpfast' for a "
                 f"weight file of your own)"
             )
-        if key in (*KINDS, *CONVERGENT):
+        if key in SHIPPED:
             net = shipped(key)
         else:
             net = GaussianSmoothing() if key == "gaussian" else TotalVariation()

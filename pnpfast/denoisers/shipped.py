@@ -1,15 +1,15 @@
 """The denoisers shipped inside pnpfast: trained here, stored in ``pnpfast/weights``.
 
-Two kinds, each as a gray and a color network (the file names are ``<kind>-gray.pt`` and
-``<kind>-color.pt``, pnpfast weight files, see ``pnpfast.train.weights``):
+Every kind is a gray and a color network (the file names are ``<kind>-gray.pt`` and
+``<kind>-color.pt``, pnpfast weight files, see ``pnpfast.train.weights``). The embedded defaults
+(``KINDS``):
 
 * ``"conditional"``: a small DRUNet with a noise-level map input, sigma in [0, 60]/255; the
   default of ``pnpfast.denoisers.load()``, for HQS/DPIR, ADMM and the gradient-step methods.
 * ``"blind"``: the same U-Net without the noise map, bias-free (positively homogeneous, like
   BF-CNN), sigma in [0, 100]/255; for RED and the implicit-prior sampler.
 
-and, for the provably convergent methods (trained on a CPU, color only for now, so
-``CONVERGENT`` kinds load the channel files that exist):
+and, for the provably convergent methods (``CONVERGENT``, gray and color too):
 
 * ``"gradient-step"``: ``GradientStep`` of the same U-Net with ELU, sigma in [0, 50]/255, for
   ``gs-pnp``;
@@ -28,10 +28,11 @@ import torch
 
 from pnpfast.denoisers.base import Denoiser, check_image
 
-__all__ = ["CONVERGENT", "KINDS", "ByChannels", "shipped", "shipped_path"]
+__all__ = ["CONVERGENT", "KINDS", "SHIPPED", "ByChannels", "shipped", "shipped_path"]
 
-KINDS: tuple[str, ...] = ("conditional", "blind")  # gray and color, the embedded defaults
-CONVERGENT: tuple[str, ...] = ("gradient-step", "proximal")  # the channels that were trained
+KINDS: tuple[str, ...] = ("conditional", "blind")  # the embedded defaults
+CONVERGENT: tuple[str, ...] = ("gradient-step", "proximal")
+SHIPPED: tuple[str, ...] = (*KINDS, *CONVERGENT)
 _CHANNELS = {1: "gray", 3: "color"}
 
 
@@ -70,32 +71,24 @@ class ByChannels(Denoiser):
 
 def shipped_path(kind: str, channels: int) -> Path:
     """The path of the shipped file of ``kind`` for ``channels`` (1 or 3) channels."""
-    if kind not in (*KINDS, *CONVERGENT):
-        raise ValueError(f"kind must be one of {', '.join((*KINDS, *CONVERGENT))}, not {kind!r}")
+    if kind not in SHIPPED:
+        raise ValueError(f"kind must be one of {', '.join(SHIPPED)}, not {kind!r}")
     if channels not in _CHANNELS:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     return Path(str(resources.files("pnpfast") / "weights" / f"{kind}-{_CHANNELS[channels]}.pt"))
 
 
 def shipped(kind: str) -> ByChannels:
-    """The shipped ``kind`` as a ``ByChannels``: gray and color for ``KINDS``, the channels that
-    exist for ``CONVERGENT``."""
+    """The shipped ``kind`` (one of ``SHIPPED``) as a gray+color ``ByChannels``."""
     from pnpfast.denoisers.loaders import read_pnpfast_file
 
     networks = {}
     for channels in _CHANNELS:
         path = shipped_path(kind, channels)
-        if kind in CONVERGENT and not path.exists():
-            continue
         if not path.exists():
             raise FileNotFoundError(
                 f"the shipped {kind} denoiser file {path} is missing from this installation; "
                 f"reinstall pnpfast (pip install -e .) or pass weights= a file of your own"
             )
         networks[channels] = read_pnpfast_file(path)
-    if not networks:
-        raise FileNotFoundError(
-            f"no shipped {kind} denoiser file is in this installation; reinstall pnpfast "
-            f"(pip install -e .)"
-        )
     return ByChannels(networks)
