@@ -222,14 +222,129 @@ def jacobian_asymmetry(
     return total / probes
 
 
+@dataclass
+class LanczosEdges:
+    """What ``lanczos_edges`` returns: per image [B], the smallest and largest Ritz values of J_b
+    (inner bounds on its extreme eigenvalues) and norm = max(|smallest|, |largest|), a lower
+    bound on ||J_b|| that is tight far sooner than power iteration's when the top of the
+    spectrum is clustered (with the graph to D's parameters in differentiable mode); steps: [B]
+    int64, the Krylov dimension each image reached (less than asked where its Krylov space
+    became invariant, and then the Ritz values are exact); vector: [B, ...] the unit Ritz vector
+    of the Ritz value of largest modulus."""
+
+    smallest: torch.Tensor
+    largest: torch.Tensor
+    norm: torch.Tensor
+    steps: torch.Tensor
+    vector: torch.Tensor
+
+
+def lanczos_edges(
+    D: Callable,
+    x: torch.Tensor,
+    sigma: torch.Tensor | float | None = None,
+    steps: int = 40,
+    *,
+    seed: int = 0,
+    differentiable: bool = False,
+) -> LanczosEdges:
+    """Extreme eigenvalues of a symmetric Jacobian J_b of D at every x_b, by batched Lanczos.
+
+    For J = J^T (a gradient-step denoiser, or I - D of one: the Hessian of its potential) the
+    k-step Lanczos recursion q_{j+1} beta_{j+1} = J q_j - alpha_j q_j - beta_j q_{j-1},
+    alpha_j = <q_j, J q_j>, builds the tridiagonal T_k = Q_k^T J Q_k of J on the Krylov space
+    span{q_1, J q_1, ..., J^{k-1} q_1}; the extreme eigenvalues of T_k (Ritz values) converge to
+    J's from inside, at a rate set by the gap relative to the whole spectrum's width rather than
+    by the ratio |lambda_2 / lambda_1| of power iteration (Golub & Van Loan, Matrix Computations,
+    ch. 10). That matters for ||Hess g|| of a proximal denoiser at high noise, where many
+    eigenvalues crowd just under the largest and power iteration creeps up for hundreds of
+    steps. One Jacobian-vector product per step for the whole batch; full reorthogonalisation
+    against the stored q_j (memory: ``steps`` copies of x). J is not checked for symmetry: use
+    ``jacobian_asymmetry`` for that.
+
+    ``differentiable=True``: the recursion runs without a graph, then one product with the
+    graph at the Ritz vector v of largest modulus gives norm = |<v, J v>|, differentiable with
+    respect to D's parameters (a training penalty that sees the clustered top of the spectrum).
+
+    x: [B, ...] float32 or float64 (the recursion runs in float64); sigma: None, a float, or
+    [B]; q_1 Gaussian from ``seed``.
+    """
+    _check_x("lanczos_edges", x)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"lanczos_edges: steps must be an int >= 1, not {steps!r}")
+    B = x.shape[0]
+    sigma = _per_image(sigma, B, x)
+    x = x.detach()
+    n = x[0].numel()
+    steps = min(steps, n)
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device).flatten(1)
+    q = q / q.norm(dim=1, keepdim=True)
+    basis = [q]
+    alpha = torch.zeros(B, steps, dtype=torch.float64, device=x.device)
+    beta = torch.zeros(B, steps, dtype=torch.float64, device=x.device)
+    size = torch.full((B,), steps, dtype=torch.int64, device=x.device)
+    with torch.no_grad(), nvtx_range("pnpfast/lanczos_edges"):
+        M = _Products(D, x, sigma, False, "lanczos_edges")
+        for j in range(steps):
+            w = M(basis[j].view(x.shape).to(x.dtype)).flatten(1).to(torch.float64)
+            alpha[:, j] = (basis[j] * w).sum(1)
+            for _ in range(2):  # twice is enough (Parlett, The Symmetric Eigenvalue Problem)
+                Q = torch.stack(basis, dim=1)  # [B, j+1, n]
+                w = w - torch.einsum("bkn,bk->bn", Q, torch.einsum("bkn,bn->bk", Q, w))
+            if j + 1 == steps:
+                break
+            b = w.norm(dim=1)
+            # the recursion's scale so far: a b that small says the Krylov space is invariant
+            ref = torch.maximum(alpha[:, : j + 1].abs().amax(1), beta[:, : j + 1].amax(1))
+            invariant = b <= 1e-10 * ref
+            size = torch.where(invariant & (size == steps), j + 1, size)
+            beta[:, j] = torch.where(size > j + 1, b, 0)
+            basis.append(
+                torch.where(size.view(-1, 1) > j + 1, w / b.clamp_min(1e-300).view(-1, 1), 0)
+            )
+    smallest, largest = [], []
+    ritz = torch.zeros(B, steps, dtype=torch.float64)
+    for i in range(B):  # the small tridiagonal eigenproblems, one per image
+        k = int(size[i])
+        off = beta[i, : k - 1]
+        T = torch.diag(alpha[i, :k]) + torch.diag(off, 1) + torch.diag(off, -1)
+        theta, Y = torch.linalg.eigh(T.cpu())
+        smallest.append(theta[0])
+        largest.append(theta[-1])
+        ritz[i, :k] = Y[:, 0] if -theta[0] > theta[-1] else Y[:, -1]
+    ritz = ritz.to(x.device)
+    vector = torch.einsum("bkn,bk->bn", torch.stack(basis, dim=1), ritz[:, : len(basis)])
+    vector = vector.view(x.shape).to(x.dtype)
+    smallest = torch.stack(smallest).to(device=x.device, dtype=x.dtype)
+    largest = torch.stack(largest).to(device=x.device, dtype=x.dtype)
+    norm = torch.maximum(smallest.abs(), largest.abs())
+    if differentiable:
+        with nvtx_range("pnpfast/lanczos_edges/differentiable"):
+            jv = torch.func.jvp(_bind(D, sigma), (x,), (vector,))[1]
+            norm = (vector * jv).flatten(1).sum(1).abs()
+    return LanczosEdges(smallest=smallest, largest=largest, norm=norm, steps=size, vector=vector)
+
+
 def residual_lipschitz(
-    D: Callable, x: torch.Tensor, sigma: torch.Tensor | float | None = None, **options
-) -> SpectralNorm:
+    D: Callable,
+    x: torch.Tensor,
+    sigma: torch.Tensor | float | None = None,
+    *,
+    method: str = "power",
+    **options,
+) -> SpectralNorm | LanczosEdges:
     """Per-image spectral norm of the Jacobian of I - D at x (its local Lipschitz constant):
-    ``spectral_norm`` of z -> z - D(z); ``options`` as there (``symmetric=True`` for a
-    gradient-step denoiser, where I - D is the gradient of its potential)."""
+    ``spectral_norm`` of z -> z - D(z) (``method="power"``; ``options`` as there,
+    ``symmetric=True`` for a gradient-step denoiser, where I - D is the gradient of its
+    potential), or ``lanczos_edges`` of it (``method="lanczos"``, only for such a denoiser;
+    ``options``: steps, seed). Either result has ``.norm``, [B]."""
 
     def residual(z, *s):
         return z - D(z, *s)
 
-    return spectral_norm(residual, x, sigma, **options)
+    if method == "power":
+        return spectral_norm(residual, x, sigma, **options)
+    if method == "lanczos":
+        return lanczos_edges(residual, x, sigma, **options)
+    raise ValueError(f"residual_lipschitz: method must be 'power' or 'lanczos', not {method!r}")

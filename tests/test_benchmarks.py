@@ -549,7 +549,8 @@ def test_bench_convergent_runs_every_part(tmp_path):
     out, plot = tmp_path / "convergent.jsonl", tmp_path / "objective.png"
     cmd = [sys.executable, str(BENCH / "bench_convergent.py"), "--threads", "1"]
     cmd += ["--weights", f"gs={weights}", "--weights", f"prox={weights}", "--max-images", "1"]
-    cmd += ["--crop", "32", "--max-iter", "3", "--power-iters", "3", "--batch", "2"]
+    cmd += ["--crop", "32", "--max-iter", "3", "--power-iters", "3", "--lanczos-steps", "4"]
+    cmd += ["--batch", "2"]
     cmd += ["--throughput-iters", "2", "--reps", "1", "--out", str(out), "--plot", str(plot)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -566,6 +567,8 @@ def test_bench_convergent_runs_every_part(tmp_path):
         (k, s) for k in ("gs", "prox") for s in (15, 25, 50)
     }
     assert all(0 < r["mean"] <= r["max"] for r in lip)
+    assert all(r["lanczos_steps"] == 4 and 0 < r["lanczos_mean"] <= r["lanczos_max"] for r in lip)
+    assert all(r["under_1"] == (max(r["max"], r["lanczos_max"]) < 1) for r in lip)
     assert "| Set3C | gs-pnp | 2.55 |" in done.stdout
     if importlib.util.find_spec("matplotlib"):
         assert plot.is_file()

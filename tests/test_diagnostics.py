@@ -1,15 +1,22 @@
 """Jacobian diagnostics against exact answers: linear maps whose singular values are known in
 closed form (a blur: max |K^|; a diagonal scaling; dense matrices through their SVD), the batch
 against per-image runs, the symmetric mode against the general one, the asymmetry estimator on
-symmetric and non-symmetric maps, and the differentiable mode's gradient against the SVD's."""
+symmetric and non-symmetric maps, the differentiable mode's gradient against the SVD's, and
+Lanczos against dense eigendecompositions."""
 
 import pytest
 import torch
 from pnpfast_test_utils import assert_close, fast_backends
 
+from pnpfast.denoisers import GradientStep
 from pnpfast.denoisers.drunet import DRUNet
 from pnpfast.denoisers.gaussian import GaussianSmoothing
-from pnpfast.diagnostics import jacobian_asymmetry, residual_lipschitz, spectral_norm
+from pnpfast.diagnostics import (
+    jacobian_asymmetry,
+    lanczos_edges,
+    residual_lipschitz,
+    spectral_norm,
+)
 from pnpfast.operators import Blur
 
 F64 = torch.float64
@@ -219,3 +226,117 @@ def test_warm_start_from_an_earlier_vector():
     assert_close(again.norm, first.norm, rtol=1e-12, atol=0, what="warm start")
     with pytest.raises(ValueError, match="v0 must be a tensor of x's shape"):
         spectral_norm(A.forward, x, v0=first.vector[:1])
+
+
+def symmetric_batch(eigenvalues):
+    """z [B, n] -> S_b z_b with S_b = U_b diag(eigenvalues_b) U_b^T, U_b random orthogonal."""
+    g = torch.Generator().manual_seed(9)
+    B, n = eigenvalues.shape
+    U = torch.linalg.qr(torch.randn(B, n, n, generator=g, dtype=F64))[0]
+    S = U @ torch.diag_embed(eigenvalues) @ U.transpose(1, 2)
+    return lambda z: torch.einsum("bij,bj->bi", S, z)
+
+
+def test_lanczos_full_krylov_space_is_exact():
+    """steps = n: the Ritz values are the eigenvalues; one image indefinite with |min| > max."""
+    g = torch.Generator().manual_seed(10)
+    lam = torch.rand(3, 12, generator=g, dtype=F64) * 2 - 0.5
+    lam[1, 0] = -3.0  # the norm is |smallest| here
+    f = symmetric_batch(lam)
+    r = lanczos_edges(f, torch.zeros(3, 12, dtype=F64), steps=12)
+    assert_close(r.smallest, lam.min(1).values, rtol=1e-10, atol=1e-12, what="smallest")
+    assert_close(r.largest, lam.max(1).values, rtol=1e-10, atol=1e-12, what="largest")
+    assert_close(r.norm, lam.abs().max(1).values, rtol=1e-10, atol=1e-12, what="norm")
+    assert r.norm[1] == pytest.approx(3.0, rel=1e-10)
+    assert (r.steps == 12).all()
+
+
+def test_lanczos_stops_on_an_invariant_krylov_space():
+    """Three distinct eigenvalues: the Krylov space has dimension 3 and the answer is exact."""
+    lam = torch.tensor([[0.2] * 10 + [0.7] * 10 + [1.5] * 10, [-1.0] * 15 + [0.5] * 15], dtype=F64)
+    f = symmetric_batch(lam)
+    r = lanczos_edges(f, torch.zeros(2, 30, dtype=F64), steps=20)
+    assert r.steps.tolist() == [3, 2]
+    assert_close(r.largest, torch.tensor([1.5, 0.5], dtype=F64), rtol=1e-10, atol=0, what="max")
+    assert_close(r.smallest, torch.tensor([0.2, -1.0], dtype=F64), rtol=1e-10, atol=0, what="min")
+
+
+def test_lanczos_beats_power_iteration_on_a_clustered_top():
+    """||Hess g|| of a proximal denoiser at high noise: many eigenvalues just under the top.
+    30 Lanczos steps land on it; 30 power steps (the same number of products) stay well under."""
+    g = torch.Generator().manual_seed(11)
+    lam = torch.cat([torch.ones(2, 1), 0.9 + 0.099 * torch.rand(2, 399, generator=g)], 1).double()
+    lam[1] *= 0.5
+    f = symmetric_batch(lam)
+    x = torch.zeros(2, 400, dtype=F64)
+    lz = lanczos_edges(f, x, steps=30)
+    pw = spectral_norm(f, x, iters=30, tol=0, symmetric=True, compact=False)
+    exact = torch.tensor([1.0, 0.5], dtype=F64)
+    lz_err, pw_err = (exact - lz.norm) / exact, (exact - pw.norm) / exact
+    assert (lz_err >= -1e-12).all() and (pw_err >= -1e-12).all()  # both from inside
+    assert (lz_err < 1e-3).all(), lz.norm
+    assert (pw_err > 10 * lz_err).all() and (pw_err > 2e-3).all(), (pw.norm, lz.norm)
+
+
+def test_lanczos_on_a_gradient_step_residual_matches_the_dense_hessian():
+    """I - D = grad g for D = GradientStep(N): the extremes of the dense Hessian of g, per image
+    with per-image sigma, the batch as one call equal to one-image calls."""
+    torch.manual_seed(12)
+    net = DRUNet(channels=1, widths=(4, 8), blocks=1, activation="elu").double().eval()
+    D = GradientStep(net)
+    x = torch.rand(2, 1, 4, 4, dtype=F64)
+    sigma = torch.tensor([0.05, 0.2], dtype=F64)
+    r = residual_lipschitz(D, x, sigma, method="lanczos", steps=16)
+    for b in range(2):
+
+        def resid(z, b=b):
+            z = z.view(1, 1, 4, 4)
+            return (z - D(z, sigma[b : b + 1])).flatten()
+
+        H = torch.autograd.functional.jacobian(resid, x[b].flatten())
+        assert_close(H, H.T, rtol=1e-8, atol=1e-10, what="symmetric Hessian")
+        eig = torch.linalg.eigvalsh(H)
+        assert_close(r.largest[b], eig[-1], rtol=1e-8, atol=1e-10, what=f"largest {b}")
+        assert_close(r.smallest[b], eig[0], rtol=1e-8, atol=1e-10, what=f"smallest {b}")
+        alone = residual_lipschitz(D, x[b : b + 1], sigma[b : b + 1], method="lanczos", steps=16)
+        assert_close(alone.norm, r.norm[b : b + 1], rtol=1e-8, atol=1e-10, what=f"alone {b}")
+
+
+def test_differentiable_lanczos_has_the_eigenvalue_gradient():
+    """d |lambda_max(S)| / dS = v v^T for symmetric S with top eigenvector v (a simple top)."""
+    g = torch.Generator().manual_seed(13)
+    R = torch.randn(2, 6, 6, generator=g, dtype=F64)
+    P = torch.nn.Parameter(R + R.transpose(1, 2))
+    x = torch.zeros(2, 6, dtype=F64)
+    r = lanczos_edges(lambda z: torch.einsum("bij,bj->bi", P, z), x, steps=6, differentiable=True)
+    assert r.norm.requires_grad and not r.largest.requires_grad
+    r.norm.sum().backward()
+    lam, U = torch.linalg.eigh(P.detach())
+    top = lam.abs().argmax(1)
+    v = U[torch.arange(2), :, top]  # [2, 6]
+    assert_close(r.norm.detach(), lam.abs().amax(1), rtol=1e-10, atol=0, what="norm")
+    assert_close(
+        P.grad,
+        torch.sign(lam[torch.arange(2), top]).view(2, 1, 1) * v[:, :, None] * v[:, None, :],
+        rtol=1e-8,
+        atol=1e-10,
+        what="gradient",
+    )
+    assert_close(
+        r.vector.flatten(1).norm(dim=1),
+        torch.ones(2, dtype=F64),
+        rtol=1e-10,
+        atol=0,
+        what="unit Ritz vector",
+    )
+
+
+def test_lanczos_errors_name_the_argument():
+    net = small_net()
+    x = torch.rand(2, 1, 8, 8, dtype=F64)
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        lanczos_edges(net, x, 0.1, steps=0)
+    with pytest.raises(ValueError, match="lanczos_edges: x has NaN or Inf"):
+        lanczos_edges(net, x * float("inf"), 0.1)
+    with pytest.raises(ValueError, match="method must be 'power' or 'lanczos'"):
+        residual_lipschitz(net, x, 0.1, method="svd")

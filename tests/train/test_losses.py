@@ -122,6 +122,35 @@ def test_spectral_penalty_is_mse_plus_the_clamped_norm_and_trains_the_norm():
         SpectralPenaltyLoss(eps=1.0)
 
 
+def test_spectral_penalty_with_lanczos_is_the_lanczos_estimate_and_trains_the_norm():
+    from pnpfast.diagnostics import residual_lipschitz
+    from pnpfast.train.losses import SpectralPenaltyLoss
+
+    model, batch = _gs_model(), _small_batch()
+    loss = make_loss("spectral-penalty", {"weight": 0.5, "iters": 12, "method": "lanczos"})
+    value, metrics = loss(model, batch)
+    mse = torch.mean((model(batch.noisy, batch.sigma) - batch.clean) ** 2)
+    est = residual_lipschitz(
+        model, batch.noisy, batch.sigma, method="lanczos", steps=12, seed=1
+    ).norm
+    expected = mse + 0.5 * est.clamp_min(0.9).mean()
+    torch.testing.assert_close(value.detach(), expected.detach(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(metrics["spectral_norm_max"], est.max(), rtol=1e-4, atol=1e-6)
+    pen = SpectralPenaltyLoss(weight=1.0, eps=0.0, iters=8, method="lanczos")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    start = pen(model, batch)[1]["spectral_norm"].item()
+    for _ in range(15):
+        v, m = pen(model, batch)
+        opt.zero_grad()
+        (v - m["mse"]).backward()
+        opt.step()
+    assert pen(model, batch)[1]["spectral_norm"].item() < start
+    with pytest.raises(ValueError, match="lanczos needs symmetric=True"):
+        SpectralPenaltyLoss(method="lanczos", symmetric=False)
+    with pytest.raises(ValueError, match="method must be 'power' or 'lanczos'"):
+        SpectralPenaltyLoss(method="svd")
+
+
 def test_pnp_reg_loss_alternates_levels_and_trains_both_networks():
     from pnpfast.train.losses import RegulariserGradientLoss
 
