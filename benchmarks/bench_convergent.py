@@ -20,7 +20,8 @@ lipschitz
     crowd under the largest (high sigma): mean and max per sigma. Both are lower bounds. The
     proximal denoiser needs max < 1.
 deblur
-    Hurault et al.'s deblurring: each clean image (Set3C, and CBSD68 with ``--max-images``) is
+    Hurault et al.'s deblurring: each clean image (Set3C, and CBSD68 with ``--max-images``;
+    ``--deblur-set NAME``, repeated, chooses the sets) is
     blurred by circular convolution with each of the 10 kernels (the 8 Levin et al. kernels, the
     9x9 uniform and the 25x25 Gaussian of std 1.6 of RED) and gets AWGN of 2.55, 7.65 and
     12.75 /255 (seeded); all (image, kernel) pairs of a level run as one batch with per-image
@@ -37,7 +38,8 @@ throughput
     Target on a GPU: the batch >= 4x the images per second of batch size 1.
 
 Rows go to ``--out`` (default benchmarks/results/convergent.jsonl), each part's rows appended as
-soon as a (part, network, level) is done. Needs ../shared/data (``--data``); exits 2 without it.
+soon as a (part, network, level) is done; each row names the ``--weights`` and ``--tag``.
+Needs ../shared/data (``--data``); exits 2 without it.
 
     python benchmarks/bench_convergent.py --weights gs=runs/gs/best.pt --weights prox=... \\
         [--part deblur] [--crop 128] [--max-iter 400] [--device cuda]
@@ -253,7 +255,8 @@ def deblur_runs(nets, noise):
 
 
 def part_deblur(args, nets, env) -> list[dict]:
-    sets = [("Set3C", None)] + ([("CBSD68", args.max_images)] if args.max_images else [])
+    names = args.deblur_sets or ["Set3C"] + (["CBSD68"] if args.max_images else [])
+    sets = [(name, None if name == "Set3C" else args.max_images) for name in names]
     rows, curves = [], {}
     for set_name, limit in sets:
         for noise in NOISE_LEVELS:
@@ -423,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-images", type=int, default=None, help="first N images of CBSD68")
+    p.add_argument("--deblur-set", dest="deblur_sets", action="append", choices=("Set3C", "CBSD68"))
     p.add_argument("--crop", type=int, default=None, help="centre crops of this size")
     p.add_argument(
         "--sigmas",
@@ -437,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throughput-iters", type=int, default=20)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tag", default="", help="a note stored in every row (which run, which step)")
     p.add_argument("--out", type=Path, default=harness.results_path("convergent"))
     p.add_argument("--plot", type=Path, default=harness.RESULTS_DIR / "convergent_objective.png")
     args = p.parse_args(argv)
@@ -447,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     nets = load_networks(args.weights, args.device)
     env = harness.environment(args.device)
+    env["weights"] = args.weights or "shipped"
+    if args.tag:
+        env["tag"] = args.tag
     for part in args.part or PARTS:
         {
             "denoise": part_denoise,

@@ -123,7 +123,7 @@ def test_denoising_psnr_is_above_the_floor(kind, channels, conditional, blind):
 
 # The convergent-PnP files: PSNR floors at sigma = 25, the measured value less ~0.15 dB
 # (measured: gradient-step 29.50 on Set12, 28.90 on camera, 29.60 on Set3C, 30.48 on the
-# astronaut; proximal 28.50 on Set12, 28.25 on camera, 28.07 on Set3C, 28.73 on the astronaut).
+# astronaut; proximal 28.50 on Set12, 28.25 on camera, 28.19 on Set3C, 28.86 on the astronaut).
 CONVERGENT_FLOORS: dict[tuple[str, str], float] = {
     ("gradient-step-1", "Set12"): 29.35,
     ("gradient-step-1", "skimage-camera"): 28.75,
@@ -131,8 +131,8 @@ CONVERGENT_FLOORS: dict[tuple[str, str], float] = {
     ("gradient-step-3", "skimage-astronaut"): 30.30,
     ("proximal-1", "Set12"): 28.35,
     ("proximal-1", "skimage-camera"): 28.10,
-    ("proximal-3", "Set3C"): 27.90,
-    ("proximal-3", "skimage-astronaut"): 28.55,
+    ("proximal-3", "Set3C"): 28.05,
+    ("proximal-3", "skimage-astronaut"): 28.70,
 }
 
 
@@ -164,11 +164,12 @@ def test_convergent_files_are_gradient_step_denoisers(name):
     assert g.shape == (1,) and grad.shape == x.shape
 
 
-@pytest.mark.parametrize(("channels", "sigma255"), [(1, 25), (3, 25), (1, 50)])
+@pytest.mark.parametrize(("channels", "sigma255"), [(1, 25), (3, 25), (1, 50), (3, 50)])
 def test_proximal_file_keeps_the_hessian_of_its_potential_under_one(channels, sigma255):
     """What makes it the proximal map of a weakly convex potential: ||J_(I-D)|| = ||Hess g|| < 1
-    at noisy images (measured on 48x48 crops, max: 0.81 gray and 0.90 color at sigma 25, 0.92
-    gray at sigma 50; the color file exceeds 1 at sigma 50)."""
+    at noisy images, by 30 Lanczos steps on 48x48 crops (measured max: 0.83 gray and 0.90 color
+    at sigma 25, 0.94 gray and 0.95 color at sigma 50; power iteration reads lower at sigma 50,
+    0.92 and 0.90 after 40 steps, as it creeps up a crowded top of the spectrum)."""
     from pnpfast.diagnostics import residual_lipschitz
 
     D = dn.load("proximal")
@@ -176,5 +177,5 @@ def test_proximal_file_keeps_the_hessian_of_its_potential_under_one(channels, si
     sigma = sigma255 / 255
     x = torch.cat([i[..., :48, :48] for i in images])
     y = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    r = residual_lipschitz(D, y, sigma, iters=40, tol=1e-4, symmetric=True)
-    assert (r.norm < 0.97).all(), r.norm
+    r = residual_lipschitz(D, y, sigma, method="lanczos", steps=30)
+    assert (r.norm < 0.98).all(), r.norm

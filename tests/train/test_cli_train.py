@@ -109,7 +109,7 @@ def test_loss_options_merge_over_the_recipe(gray_dir, tmp_path):
     assert main(_args(gray_dir, out, *flags)) == 0
     config = _config(out)
     assert config["loss"] == "spectral-penalty"
-    assert config["loss_options"] == {"weight": 1e-3, "eps": 0.2, "iters": 2}
+    assert config["loss_options"] == {"weight": 1e-2, "eps": 0.2, "iters": 2, "method": "lanczos"}
     assert config["arch"]["network"]["activation"] == "softplus"
     assert main(_args(gray_dir, out, "--loss-option", "iters")) == 2
 
