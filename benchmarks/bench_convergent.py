@@ -183,7 +183,6 @@ def part_lipschitz(args, nets, env) -> list[dict]:
                     lanczos += residual_lipschitz(
                         nets[kind], chunk, s / 255, method="lanczos", steps=args.lanczos_steps
                     ).norm.tolist()
-            largest = max(norms + lanczos)
             row = {
                 "part": "lipschitz",
                 "network": kind,
@@ -194,30 +193,18 @@ def part_lipschitz(args, nets, env) -> list[dict]:
                 "mean": round(float(np.mean(norms)), 4),
                 "max": round(float(np.max(norms)), 4),
                 "mean_steps": round(float(np.mean(steps)), 1),
-                **(
-                    {
-                        "lanczos_steps": args.lanczos_steps,
-                        "lanczos_mean": round(float(np.mean(lanczos)), 4),
-                        "lanczos_max": round(float(np.max(lanczos)), 4),
-                    }
-                    if lanczos
-                    else {}
-                ),
-                "under_1": bool(largest < 1),
-                **env,
             }
+            text = f"power mean {row['mean']:.3f} max {row['max']:.3f}"
+            if lanczos:
+                row["lanczos_steps"] = args.lanczos_steps
+                row["lanczos_mean"] = round(float(np.mean(lanczos)), 4)
+                row["lanczos_max"] = round(float(np.max(lanczos)), 4)
+                text += f"; Lanczos ({args.lanczos_steps} steps) mean {row['lanczos_mean']:.3f}"
+                text += f" max {row['lanczos_max']:.3f}"
+            row.update(under_1=bool(max(norms + lanczos) < 1), **env)
             rows.append(row)
             append(args.out, [row])
-            also = (
-                f"; Lanczos ({args.lanczos_steps} steps) mean {row['lanczos_mean']:.3f} max "
-                f"{row['lanczos_max']:.3f}"
-                if lanczos
-                else ""
-            )
-            print(
-                f"lipschitz {kind} sigma {s}: ||J_(I-D)|| power mean {row['mean']:.3f} max "
-                f"{row['max']:.3f}{also}"
-            )
+            print(f"lipschitz {kind} sigma {s}: ||J_(I-D)|| {text}")
     return rows
 
 

@@ -279,19 +279,19 @@ def lanczos_edges(
     steps = min(steps, n)
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device).flatten(1)
-    q = q / q.norm(dim=1, keepdim=True)
-    basis = [q]
+    Q = torch.zeros(B, steps, n, dtype=torch.float64, device=x.device)  # the Lanczos vectors
+    Q[:, 0] = q / q.norm(dim=1, keepdim=True)
     alpha = torch.zeros(B, steps, dtype=torch.float64, device=x.device)
     beta = torch.zeros(B, steps, dtype=torch.float64, device=x.device)
     size = torch.full((B,), steps, dtype=torch.int64, device=x.device)
     with torch.no_grad(), nvtx_range("pnpfast/lanczos_edges"):
         M = _Products(D, x, sigma, False, "lanczos_edges")
         for j in range(steps):
-            w = M(basis[j].view(x.shape).to(x.dtype)).flatten(1).to(torch.float64)
-            alpha[:, j] = (basis[j] * w).sum(1)
+            w = M(Q[:, j].view(x.shape).to(x.dtype)).flatten(1).to(torch.float64)
+            alpha[:, j] = (Q[:, j] * w).sum(1)
+            done = Q[:, : j + 1]
             for _ in range(2):  # twice is enough (Parlett, The Symmetric Eigenvalue Problem)
-                Q = torch.stack(basis, dim=1)  # [B, j+1, n]
-                w = w - torch.einsum("bkn,bk->bn", Q, torch.einsum("bkn,bn->bk", Q, w))
+                w = w - torch.einsum("bkn,bk->bn", done, torch.einsum("bkn,bn->bk", done, w))
             if j + 1 == steps:
                 break
             b = w.norm(dim=1)
@@ -300,8 +300,8 @@ def lanczos_edges(
             invariant = b <= 1e-10 * ref
             size = torch.where(invariant & (size == steps), j + 1, size)
             beta[:, j] = torch.where(size > j + 1, b, 0)
-            basis.append(
-                torch.where(size.view(-1, 1) > j + 1, w / b.clamp_min(1e-300).view(-1, 1), 0)
+            Q[:, j + 1] = torch.where(
+                size.view(-1, 1) > j + 1, w / b.clamp_min(1e-300).view(-1, 1), 0
             )
     smallest, largest = [], []
     ritz = torch.zeros(B, steps, dtype=torch.float64)
@@ -314,8 +314,7 @@ def lanczos_edges(
         largest.append(theta[-1])
         ritz[i, :k] = Y[:, 0] if -theta[0] > theta[-1] else Y[:, -1]
     ritz = ritz.to(x.device)
-    vector = torch.einsum("bkn,bk->bn", torch.stack(basis, dim=1), ritz[:, : len(basis)])
-    vector = vector.view(x.shape).to(x.dtype)
+    vector = torch.einsum("bkn,bk->bn", Q, ritz).view(x.shape).to(x.dtype)
     smallest = torch.stack(smallest).to(device=x.device, dtype=x.dtype)
     largest = torch.stack(largest).to(device=x.device, dtype=x.dtype)
     norm = torch.maximum(smallest.abs(), largest.abs())
