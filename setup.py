@@ -10,15 +10,15 @@ import glob
 import os
 import shutil
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
+# Every package under pnpfast/ (a folder with an __init__.py), found rather than listed, so a new
+# subpackage cannot be left out of the wheel; kernels/ is installed as pnpfast.kernels.
+# .ci/check_wheel.sh compares the built wheel and sdist with the checkout.
 PACKAGES = [
-    "pnpfast",
-    "pnpfast.ops",
-    "pnpfast.operators",
-    "pnpfast.denoisers",
-    "pnpfast.solvers",
+    *find_packages(include=["pnpfast", "pnpfast.*"]),
     "pnpfast.kernels",
+    *(f"pnpfast.kernels.{name}" for name in find_packages("kernels")),
 ]
 PACKAGE_DIR = {"pnpfast": "pnpfast", "pnpfast.kernels": "kernels"}
 DEFAULT_ARCHS = "8.0;9.0"

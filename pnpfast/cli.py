@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import pnpfast
+from pnpfast.data import MOTION_ANGLE, MOTION_SIZE, astronaut, motion_kernel
 from pnpfast.denoisers.architectures import ARCHITECTURES, build
 from pnpfast.denoisers.drunet import ACTIVATIONS
 from pnpfast.io import (
@@ -46,40 +47,9 @@ __all__ = ["main", "motion_kernel"]
 PROG = "pnpfast"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-DEMO_KERNEL_SIZE = 15
-DEMO_KERNEL_ANGLE = 30.0
+DEMO_KERNEL_SIZE = MOTION_SIZE
+DEMO_KERNEL_ANGLE = MOTION_ANGLE
 DEMO_SEED = 0
-
-
-def motion_kernel(size: int = DEMO_KERNEL_SIZE, angle: float = DEMO_KERNEL_ANGLE) -> torch.Tensor:
-    """A straight motion-blur kernel: an anti-aliased line segment through the centre.
-
-    The segment has length ``size - 1`` pixels, centre c = (size - 1) / 2 and direction
-    u = (cos angle, sin angle) measured counter-clockwise from the +x axis (columns to the
-    right, rows upwards). Each pixel p gets the weight max(0, 1 - d(p)), d(p) the Euclidean
-    distance from its centre to the segment, and the weights are normalised to sum 1. It is
-    deterministic and needs no file; the demo uses the defaults, 15x15 at 30 degrees.
-
-    Args:
-        size: odd side of the square kernel, at least 3 (default 15).
-        angle: direction of the motion in degrees (default 30).
-
-    Returns:
-        [size, size] float32 tensor, non-negative, summing to 1, symmetric under 180-degree
-        rotation.
-    """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
-        raise ValueError(f"size must be an odd int >= 3, got {size!r}")
-    theta = math.radians(angle)
-    half = (size - 1) / 2
-    coords = torch.arange(size, dtype=torch.float64) - half
-    px = coords.view(1, size).expand(size, size)  # column offset, to the right
-    py = -coords.view(size, 1).expand(size, size)  # row offset, upwards
-    ux, uy = math.cos(theta), math.sin(theta)
-    t = (px * ux + py * uy).clamp(-half, half)  # foot of the perpendicular on the segment
-    dist = torch.hypot(px - t * ux, py - t * uy)
-    k = (1.0 - dist).clamp_min(0.0)
-    return (k / k.sum()).to(torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,16 +467,10 @@ def _demo(args: argparse.Namespace) -> int:
     if error:
         return _usage_error("demo", error)
 
-    from skimage import data
-
-    image = torch.from_numpy(data.astronaut().copy())  # [512, 512, 3] uint8
-    top = (image.shape[0] - args.size) // 2
-    left = (image.shape[1] - args.size) // 2
-    crop = image[top : top + args.size, left : left + args.size]
-    x = (crop.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0).contiguous()
+    x = astronaut(args.size)
 
     sigma = args.noise / 255.0
-    kernel = motion_kernel()
+    kernel = motion_kernel(DEMO_KERNEL_SIZE, DEMO_KERNEL_ANGLE)
     operator = pnpfast.operators.Blur(kernel)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(DEMO_SEED))
     y = operator(x) + sigma * noise
@@ -756,7 +720,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pnpfast.train.weights import export_weights
+    from pnpfast.denoisers.weight_file import export_weights
 
     meta = {}
     for item in args.meta:
