@@ -1,55 +1,93 @@
 """The data-fidelity term f(x) = 1/2 ||A x - y||^2, bound to one measurement y.
 
-For an operator that is diagonal in the Fourier domain (``Blur``) the spectra conj(K^) Y^ and
-|K^|^2 are computed once here, so that
+Everything that depends only on (A, y) is computed once here. For an operator that declares
+itself diagonal in the Fourier domain (``LinearOperator.fourier_multiplier`` returns K^, e.g.
+``Blur``), the spectra conj(K^) Y^ and |K^|^2 are cached, so that
 
     prox(v, gamma) = argmin_x f(x) + 1/(2 gamma) ||x - v||^2   is rfft2, fft_prox, irfft2,
-    grad_step(x, tau) = x - tau A^T (A x - y)                  is rfft2, fft_grad, irfft2.
+    grad_step(x, tau) = x - tau A^T (A x - y)                  is rfft2, fft_grad, irfft2;
 
-Other operators fall back to their own ``prox_l2`` and to forward/adjoint for gradients.
-Shapes: y, v, x [B, C, H, W]; gamma, tau floats or length-B tensors.
+any FFT-diagonal operator gets this path without L2 knowing its class. Otherwise A^T y is cached
+and the prox is the operator's: the closed form of a partial isometry (``partial_isometry``:
+orthonormal rows or a mask), v - gamma / (1 + gamma) (A^T A v - A^T y), else batched conjugate
+gradients on the normal equations (an operator that overrides ``prox_l2`` is called as is);
+gradients come from ``gram`` (A^T A) and the cached A^T y.
+
+Shapes: x, v [B, C, H, W], the images (``image_shape``); y the measurement, of the operator's
+output shape ([B, C, H, W] for a blur or a mask, [B, C, H/s, W/s] for block averages,
+[B, C, m] for m coefficients per channel); gamma, tau floats or length-B tensors.
 """
 
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.base import LinearOperator
-from pnpfast.operators.blur import Blur
+from pnpfast.operators.base import LinearOperator, checked_fourier_multiplier, spectral_terms
 from pnpfast.ops import fft_grad, fft_prox
 from pnpfast.profiling import nvtx_range
 
 
 class L2:
-    """f(x) = 1/2 ||A x - y||^2 with everything that depends only on (A, y) cached."""
+    """f(x) = 1/2 ||A x - y||^2 with everything that depends only on (A, y) cached.
 
-    def __init__(self, operator: LinearOperator, y: torch.Tensor):
+    ``cg_max_iter``, ``cg_tol``: the conjugate-gradient prox of an operator without a closed
+    form (defaults 100 and 1e-6, relative to the right-hand side).
+    """
+
+    def __init__(
+        self,
+        operator: LinearOperator,
+        y: torch.Tensor,
+        *,
+        cg_max_iter: int = 100,
+        cg_tol: float = 1e-6,
+    ):
         if not isinstance(operator, LinearOperator):
             raise TypeError(
                 f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}"
             )
-        _validate.image("y", y)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor (a measurement), not {type(y).__name__}")
+        # the operator says whether y is one of its measurements, and of which images
+        self.image_shape: tuple[int, ...] = tuple(operator.image_shape(y, "y"))
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("y contains NaN or Inf")
         self.operator = operator
         self.y = y
-        self._spectral = isinstance(operator, Blur)
+        self.cg_max_iter = cg_max_iter
+        self.cg_tol = cg_tol
+        self._aty: torch.Tensor | None = None
+        k_hat = checked_fourier_multiplier(operator, self.image_shape, y.device, y.dtype)
+        self._spectral = k_hat is not None
         if self._spectral:
-            operator.check_input("y", y)
-            H, W = y.shape[-2:]
-            k_hat = operator.spectrum(H, W, y.device, y.dtype)
-            self.kty = (k_hat.conj() * torch.fft.rfft2(y)).contiguous()  # [B, C, H, Wr]
-            self.k2 = (k_hat.real**2 + k_hat.imag**2).contiguous()  # [Bk, 1, H, Wr]
+            if tuple(y.shape) != self.image_shape:
+                raise ValueError(
+                    f"{type(operator).__name__} declares a Fourier multiplier, so its "
+                    f"measurements must have the images' shape {self.image_shape}, but y has "
+                    f"shape {tuple(y.shape)}"
+                )
+            self.kty, self.k2 = spectral_terms(k_hat, y)  # [B, C, H, Wr], [Bk, 1, H, Wr]
+        self._own_prox = type(operator).prox_l2 is not LinearOperator.prox_l2
 
     @property
     def batch(self) -> int:
         return self.y.shape[0]
+
+    @property
+    def aty(self) -> torch.Tensor:
+        """A^T y: [B, C, H, W], computed once (the solvers' default start)."""
+        if self._aty is None:
+            self._aty = self.operator.adjoint(self.y)
+        return self._aty
 
     def _check(self, name: str, v: torch.Tensor, check: bool) -> None:
         if not check:
             return
         _validate.image(name, v)
         _validate.same_device_dtype(y=self.y, **{name: v})
-        if v.shape != self.y.shape:
+        if tuple(v.shape) != self.image_shape:
             raise ValueError(
-                f"{name} has shape {tuple(v.shape)} but y has shape {tuple(self.y.shape)}"
+                f"{name} has shape {tuple(v.shape)} but the images measured by y (shape "
+                f"{tuple(self.y.shape)}) have shape {self.image_shape}"
             )
 
     def _coeff(self, name: str, value, check: bool, **bounds) -> torch.Tensor:
@@ -69,11 +107,15 @@ class L2:
         self._check("v", v, check)
         g = self._coeff("gamma", gamma, check, positive=True)
         with nvtx_range("pnpfast/data_prox"):
-            if not self._spectral:
+            if self._spectral:
+                H, W = v.shape[-2:]
+                x_hat = fft_prox(torch.fft.rfft2(v), self.kty, self.k2, g, backend=backend)
+                return torch.fft.irfft2(x_hat, s=(H, W))
+            if self._own_prox:
                 return self.operator.prox_l2(v, self.y, g)
-            H, W = v.shape[-2:]
-            x_hat = fft_prox(torch.fft.rfft2(v), self.kty, self.k2, g, backend=backend)
-            return torch.fft.irfft2(x_hat, s=(H, W))
+            return self.operator.prox_l2_normal(
+                v, self.aty, g, backend=backend, max_iter=self.cg_max_iter, tol=self.cg_tol
+            )
 
     def _affine_grad(
         self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor, backend: str | None
@@ -85,11 +127,11 @@ class L2:
     def grad(
         self, x: torch.Tensor, *, backend: str | None = None, check: bool = True
     ) -> torch.Tensor:
-        """A^T (A x - y)."""
+        """A^T (A x - y) = A^T A x - A^T y."""
         self._check("x", x, check)
         with nvtx_range("pnpfast/data_grad"):
             if not self._spectral:
-                return self.operator.adjoint(self.operator.forward(x) - self.y)
+                return self.operator.gram(x) - self.aty
             one = torch.ones(self.batch, device=x.device, dtype=x.dtype)
             return self._affine_grad(x, one, torch.zeros_like(one), backend)
 
@@ -101,21 +143,22 @@ class L2:
         t = self._coeff("tau", tau, check, positive=True)
         with nvtx_range("pnpfast/data_grad"):
             if not self._spectral:
-                return x - t.view(-1, 1, 1, 1) * self.operator.adjoint(
-                    self.operator.forward(x) - self.y
-                )
+                return x - t.view(-1, 1, 1, 1) * (self.operator.gram(x) - self.aty)
             return self._affine_grad(x, -t, torch.ones_like(t), backend)
 
     def lipschitz(self, iters: int = 50) -> torch.Tensor:
         """L = ||A^T A||_2 per image, the Lipschitz constant of grad f: [B].
 
-        Exact for Blur (max |K^|^2); power iteration on A^T A otherwise.
+        Exact for an FFT-diagonal operator (max |K^|^2) and for a partial isometry (1: A^T A
+        is a projection; an upper bound when A = 0); power iteration on A^T A otherwise.
         """
         if self._spectral:
             return self.k2.flatten(1).amax(1).expand(self.batch).contiguous()
+        if self.operator.partial_isometry:
+            return torch.ones(self.batch, device=self.y.device, dtype=self.y.dtype)
         g = torch.Generator(device="cpu").manual_seed(0)
-        x = torch.randn(self.y.shape, generator=g, dtype=self.y.dtype).to(self.y.device)
+        x = torch.randn(self.image_shape, generator=g, dtype=self.y.dtype).to(self.y.device)
         for _ in range(iters):
-            x = x / x.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-            x = self.operator.adjoint(self.operator.forward(x))
+            x = x / x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny).view(-1, 1, 1, 1)
+            x = self.operator.gram(x)
         return x.flatten(1).norm(dim=1)

@@ -1,19 +1,40 @@
-"""The linear-operator contract and a batched conjugate-gradient prox for operators without a
-closed form.
+"""The linear-operator contract, the capabilities an operator may declare, and a batched
+conjugate-gradient prox for operators without a closed form.
 
     A.forward(x) (also A(x)), A.adjoint(y),
     A.prox_l2(v, y, gamma) = argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - v||^2
 
+x and v are images [B, C, H, W]; y is a measurement, of whatever shape A's output has (an image
+for a blur or a mask, [B, C, H/s, W/s] for block averages, [B, C, m] for m coefficients per
+channel); ``A.image_shape(y)`` gives the image shape for y, or says why y is no measurement of A.
 gamma is a float or a length-B tensor (one value per image).
+
+Capabilities, declared by the operator and read by ``prox_l2`` and ``pnpfast.L2`` without knowing
+its class:
+
+* ``fourier_multiplier(shape, device, dtype)``: K^ when A x = irfft2(K^ rfft2(x)) (a circular
+  convolution), so that prox_l2(v, y, gamma) = irfft2((V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2));
+* ``partial_isometry = True`` when A A^T A = A, i.e. A^T A is an orthogonal projection
+  (orthonormal rows, A A^T = I, or a 0/1 mask), so that
+  prox_l2(v, y, gamma) = v - gamma / (1 + gamma) A^T (A v - y),
+  because (A^T A + I / gamma)^-1 = gamma (I - gamma / (1 + gamma) A^T A) and A^T A A^T = A^T;
+* ``gram(x) = A^T A x``, overridden where it is cheaper than adjoint(forward(x)).
+
+Without either closed form, prox_l2 solves the normal equations by batched conjugate gradients.
 """
 
 import torch
 
 from pnpfast import _validate
+from pnpfast.ops import fft_prox
 
 
 class LinearOperator:
-    """Base class: subclasses define forward and adjoint; prox_l2 defaults to batched CG."""
+    """Base class: subclasses define forward and adjoint, and may declare the capabilities of the
+    module docstring; prox_l2 takes the closed form they allow, else batched CG."""
+
+    #: A A^T A = A (orthonormal rows, or a 0/1 mask): prox_l2 has a closed form
+    partial_isometry: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -24,19 +45,142 @@ class LinearOperator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """A^T A x. x: [B, C, H, W]."""
+        return self.adjoint(self.forward(x))
+
+    def check_input(self, name: str, x: torch.Tensor) -> None:
+        """Raise, naming ``name``, if x is not an image this operator applies to. The default
+        accepts any [B, C, H, W] float32/float64 tensor."""
+        _validate.image(name, x, finite=False)
+
+    def image_shape(self, y: torch.Tensor, name: str = "y") -> tuple[int, ...]:
+        """The shape [B, C, H, W] of the images x whose measurement A x has y's shape; raise,
+        naming ``name``, if y cannot be a measurement of this operator (wrong rank, size, batch
+        or dtype). The default is for operators from images to images of the same shape."""
+        self.check_input(name, y)
+        return tuple(y.shape)
+
+    def fourier_multiplier(
+        self, shape: tuple[int, int], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """K^, when A is diagonal in the Fourier domain: A x = irfft2(K^ * rfft2(x)) for every
+        image x of size shape = (H, W) (a circular convolution, the same for every channel).
+        [Bk, 1, H, W // 2 + 1], complex64 for float32 and complex128 for float64, Bk = 1 (shared
+        by the batch) or B (one per image). None (the default) when A is not FFT-diagonal."""
+        return None
+
     def prox_l2(
+        self,
+        v: torch.Tensor,
+        y: torch.Tensor,
+        gamma,
+        *,
+        backend: str | None = None,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+    ) -> torch.Tensor:
+        """argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - v||^2, gamma > 0 per image.
+
+        In closed form for an FFT-diagonal operator (rfft2, one fused ``fft_prox`` pass whose
+        backend ``backend`` may force, irfft2) and for a partial isometry; by batched conjugate
+        gradients (``max_iter``, ``tol``) otherwise. v: [B, C, H, W]; y: a measurement of v's
+        images. Bind y once with ``pnpfast.L2`` to reuse what depends only on y.
+        """
+        g = self._check_prox_args(v, y, gamma)
+        k_hat = checked_fourier_multiplier(self, v.shape, v.device, v.dtype)
+        if k_hat is not None:
+            return _fft_prox(v, *spectral_terms(k_hat, y), g, backend)
+        return self.prox_l2_normal(v, self.adjoint(y), g, max_iter=max_iter, tol=tol)
+
+    def prox_l2_cg(
         self, v: torch.Tensor, y: torch.Tensor, gamma, *, max_iter: int = 100, tol: float = 1e-6
     ) -> torch.Tensor:
-        """Solve (A^T A + I / gamma) x = A^T y + v / gamma by batched conjugate gradients."""
-        _validate.image("v", v)
-        _validate.image("y", y)
-        _validate.same_device_dtype(v=v, y=y)
-        _validate.same_batch(v=v, y=y)
-        g = _validate.per_image("gamma", gamma, v.shape[0], v, positive=True).view(-1, 1, 1, 1)
+        """The same prox by batched conjugate gradients on the normal equations
+        (A^T A + I / gamma) x = A^T y + v / gamma, whatever the operator declares: the general
+        path, to check the closed forms against."""
+        g = self._check_prox_args(v, y, gamma).view(-1, 1, 1, 1)
         rhs = self.adjoint(y) + v / g
-        return batched_cg(
-            lambda x: self.adjoint(self.forward(x)) + x / g, rhs, v, max_iter=max_iter, tol=tol
+        return batched_cg(lambda x: self.gram(x) + x / g, rhs, v, max_iter=max_iter, tol=tol)
+
+    def prox_l2_normal(
+        self,
+        v: torch.Tensor,
+        aty: torch.Tensor,
+        gamma: torch.Tensor,
+        *,
+        backend: str | None = None,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+    ) -> torch.Tensor:
+        """prox_l2 given A^T y (the right-hand side of the normal equations) instead of y, for
+        a caller that has it cached (``pnpfast.L2``); no argument checks. v, aty: [B, C, H, W];
+        gamma: [B] > 0. Closed forms as in ``prox_l2`` (conj(K^) Y^ = rfft2(A^T y)), else CG."""
+        g = gamma.view(-1, 1, 1, 1)
+        if self.partial_isometry:
+            return v - g / (1 + g) * (self.gram(v) - aty)
+        k_hat = checked_fourier_multiplier(self, v.shape, v.device, v.dtype)
+        if k_hat is not None:
+            k2 = (k_hat.real**2 + k_hat.imag**2).contiguous()
+            return _fft_prox(v, torch.fft.rfft2(aty).contiguous(), k2, gamma, backend)
+        rhs = aty + v / g
+        return batched_cg(lambda x: self.gram(x) + x / g, rhs, v, max_iter=max_iter, tol=tol)
+
+    def _check_prox_args(self, v: torch.Tensor, y: torch.Tensor, gamma) -> torch.Tensor:
+        """Validate prox_l2's arguments; gamma as a [B] tensor."""
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor (a measurement), not {type(y).__name__}")
+        shape = self.image_shape(y)
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("y contains NaN or Inf")
+        _validate.image("v", v)
+        _validate.same_device_dtype(y=y, v=v)
+        if tuple(v.shape) != shape:
+            raise ValueError(
+                f"v has shape {tuple(v.shape)} but the images measured by y (shape "
+                f"{tuple(y.shape)}) have shape {shape} for this {type(self).__name__}"
+            )
+        return _validate.per_image("gamma", gamma, v.shape[0], v, positive=True)
+
+
+def _fft_prox(v, kty, k2, gamma, backend) -> torch.Tensor:
+    H, W = v.shape[-2:]
+    return torch.fft.irfft2(fft_prox(torch.fft.rfft2(v), kty, k2, gamma, backend=backend), s=(H, W))
+
+
+def checked_fourier_multiplier(
+    operator: LinearOperator, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """``operator.fourier_multiplier`` for images of shape [B, C, H, W] with this device and
+    dtype, its form checked (an error names the operator); None when it declares none."""
+    B, _, H, W = shape
+    k_hat = operator.fourier_multiplier((H, W), device, dtype)
+    if k_hat is None:
+        return None
+    cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    Wr = W // 2 + 1
+    ok = isinstance(k_hat, torch.Tensor) and k_hat.dim() == 4 and k_hat.dtype == cdtype
+    ok = ok and k_hat.shape[0] in (1, B) and tuple(k_hat.shape[1:]) == (1, H, Wr)
+    ok = ok and k_hat.device == device
+    if not ok:
+        got = (
+            f"shape {tuple(k_hat.shape)}, {k_hat.dtype} on {k_hat.device}"
+            if isinstance(k_hat, torch.Tensor)
+            else type(k_hat).__name__
         )
+        raise ValueError(
+            f"{type(operator).__name__}.fourier_multiplier must return a {cdtype} tensor of shape "
+            f"[1 or {B}, 1, {H}, {Wr}] on {device} for images of shape {tuple(shape)}, got {got}"
+        )
+    return k_hat
+
+
+def spectral_terms(k_hat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conj(K^) Y^, |K^|^2) for the closed-form FFT prox and gradient: [B, C, H, Wr] complex and
+    [Bk, 1, H, Wr] real, both contiguous. y: [B, C, H, W]."""
+    kty = (k_hat.conj() * torch.fft.rfft2(y)).contiguous()
+    k2 = (k_hat.real**2 + k_hat.imag**2).contiguous()
+    return kty, k2
 
 
 def batched_cg(

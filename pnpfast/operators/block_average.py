@@ -47,6 +47,13 @@ class BlockAverage(OrthonormalOperator):
                 f"{name} has size {H}x{W}, which is not divisible by the factor {s} (H and W must both be)"
             )
 
+    def image_shape(self, y: torch.Tensor, name: str = "y") -> tuple[int, ...]:
+        """[B, C, s h, s w] for coefficients y [B, C, h, w] (a ValueError naming ``name`` if y is
+        not a [B, C, h, w] float32/float64 tensor)."""
+        _validate.image(name, y, finite=False)
+        B, C, h, w = y.shape
+        return (B, C, h * self.factor, w * self.factor)
+
     def low_res(self, x: torch.Tensor) -> torch.Tensor:
         """The usual low-resolution image, the mean of each s x s block = M^T x / s.
         x: [B, C, H, W]; returns [B, C, H / s, W / s]."""

@@ -5,6 +5,10 @@
 so A matches ``scipy.ndimage.convolve(x, k, mode="wrap")`` for odd kernel sizes, the degradation
 of DPIR and GS-PnP. The same kernel blurs every channel; a kernel [h, w] is shared by the batch,
 a kernel [B, h, w] gives each image its own.
+
+A is diagonal in the Fourier domain, K^ = rfft2 of the centred kernel, and declares it
+(``fourier_multiplier``), so its prox_l2 is the closed form of ``LinearOperator.prox_l2``:
+X^ = (V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2), three FFTs a call (two with ``pnpfast.L2``).
 """
 
 import numpy as np
@@ -41,7 +45,8 @@ class Blur(LinearOperator):
         return self.kernel.shape[0]
 
     def check_input(self, name: str, x: torch.Tensor) -> None:
-        """Raise if x cannot be blurred by this operator (size or batch mismatch)."""
+        """Raise if x cannot be blurred by this operator (not an image, size or batch mismatch)."""
+        _validate.image(name, x, finite=False)
         h, w = self.kernel.shape[-2:]
         if x.shape[-2] < h or x.shape[-1] < w:
             raise ValueError(
@@ -64,8 +69,14 @@ class Blur(LinearOperator):
             self._spectra[key] = torch.fft.rfft2(padded)
         return self._spectra[key]
 
+    def fourier_multiplier(
+        self, shape: tuple[int, int], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """K^ (``spectrum``): A x = irfft2(K^ rfft2(x)), so ``prox_l2`` and ``pnpfast.L2`` take
+        the closed-form FFT prox."""
+        return self.spectrum(*shape, device, dtype)
+
     def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
-        _validate.image("x", x, finite=False)
         self.check_input("x", x)
         H, W = x.shape[-2:]
         k_hat = self.spectrum(H, W, x.device, x.dtype)
@@ -80,15 +91,3 @@ class Blur(LinearOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Correlation with k (the transpose of forward). y: [B, C, H, W]."""
         return self._apply(y, adjoint=True)
-
-    def prox_l2(
-        self, v: torch.Tensor, y: torch.Tensor, gamma, backend: str | None = None
-    ) -> torch.Tensor:
-        """argmin_x 1/2 ||k * x - y||^2 + 1/(2 gamma) ||x - v||^2, in closed form.
-
-        Builds the spectra of y on every call (three FFTs); bind y once with ``pnpfast.L2`` to
-        pay two per prox.
-        """
-        from pnpfast.fidelity import L2
-
-        return L2(self, y).prox(v, gamma, backend=backend)

@@ -25,8 +25,8 @@ import math
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.orthonormal import SizedOrthonormalOperator
-from pnpfast.operators.spectral_lowpass import _check_coefficients, _check_shape
+from pnpfast.operators.orthonormal import SizedOrthonormalOperator, check_coefficients
+from pnpfast.operators.spectral_lowpass import _check_shape
 
 DENSE_AUTO_MAX = 4096  # "auto" takes "dense" up to this many pixels
 DENSE_MAX = 65536  # "dense" refuses more pixels: M alone would take N * m * 8 bytes
@@ -161,6 +161,9 @@ class CompressiveSensing(SizedOrthonormalOperator):
         self._require_shape()
         return self._m
 
+    def _count(self) -> int:
+        return self._m
+
     @property
     def kind(self) -> str:
         """The construction in use, "fast" or "dense" ("auto" resolved for the size)."""
@@ -211,7 +214,7 @@ class CompressiveSensing(SizedOrthonormalOperator):
     def lift(self, c: torch.Tensor) -> torch.Tensor:
         """M c: [B, C, m] -> [B, C, H, W]."""
         H, W = self._require_shape()
-        _check_coefficients("c", c, self._m)
+        check_coefficients("c", c, self._m)
         B, C = c.shape[:2]
         if self._kind == "fast":
             signs, selected = self._tensors(c.device, c.dtype)

@@ -21,8 +21,11 @@ from pnpfast.operators.base import LinearOperator
 
 class OrthonormalOperator(LinearOperator):
     """Base class: subclasses define ``measure`` (M^T x) and ``lift`` (M c); ``project`` may be
-    overridden by a cheaper P x. ``forward`` is ``measure``, ``adjoint`` is ``lift``, and
-    ``prox_l2`` is the closed form of the module docstring."""
+    overridden by a cheaper P x. ``forward`` is ``measure``, ``adjoint`` is ``lift``, ``gram``
+    is ``project``, and ``prox_l2`` takes the closed form of the module docstring (A = M^T is a
+    partial isometry, see ``LinearOperator``)."""
+
+    partial_isometry = True
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """M^T x: the orthonormal coefficients of x in the measured subspace."""
@@ -48,13 +51,16 @@ class OrthonormalOperator(LinearOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self.lift(y)
 
-    def prox_l2(self, v: torch.Tensor, y: torch.Tensor, gamma) -> torch.Tensor:
-        """argmin_x 1/2 ||M^T x - y||^2 + 1/(2 gamma) ||x - v||^2 = v + gamma/(1+gamma) (M y - P v);
-        gamma > 0, a float or one per image."""
-        _validate.image("v", v)
-        _validate.same_device_dtype(v=v, y=y)
-        g = _validate.per_image("gamma", gamma, v.shape[0], v, positive=True).view(-1, 1, 1, 1)
-        return v + g / (1 + g) * (self.lift(y) - self.project(v))
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """A^T A x = P x (``project``)."""
+        return self.project(x)
+
+    def image_shape(self, y: torch.Tensor, name: str = "y") -> tuple[int, ...]:
+        """The shape of the images measured by y: that of M y (subclasses check y without
+        lifting it)."""
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (coefficients), not {type(y).__name__}")
+        return tuple(self.lift(y).shape)
 
 
 class SizedOrthonormalOperator(OrthonormalOperator):
@@ -79,15 +85,40 @@ class SizedOrthonormalOperator(OrthonormalOperator):
                 f"(from {self._shape_from}); make another operator for another size"
             )
 
-    def _require_shape(self) -> tuple[int, int]:
+    def _require_shape(self, why: str = "") -> tuple[int, int]:
         if self._shape is None:
             raise ValueError(
-                f"the image size is not known yet: pass shape=(H, W) to {type(self).__name__} "
-                "or measure/project an image first"
+                f"the image size is not known yet{why}: pass shape=(H, W) to "
+                f"{type(self).__name__} or measure/project an image first"
             )
         return self._shape
+
+    def _count(self) -> int:
+        """The number of coefficients per image and channel (the size must be known)."""
+        raise NotImplementedError
+
+    def image_shape(self, y: torch.Tensor, name: str = "y") -> tuple[int, ...]:
+        """[B, C, H, W] for coefficients y [B, C, count]; a ValueError naming ``name`` when y
+        has another shape or when the image size (H, W) is not known yet."""
+        H, W = self._require_shape(f" ({name} holds coefficients, not an image)")
+        check_coefficients(name, y, self._count())
+        return (y.shape[0], y.shape[1], H, W)
 
     @property
     def shape(self) -> tuple[int, int] | None:
         """(H, W) the operator is built for, None until given or seen."""
         return self._shape
+
+
+def check_coefficients(name: str, c, count: int) -> None:
+    """Raise, naming ``name``, unless c is a float32/float64 tensor [B, C, count]."""
+    if not isinstance(c, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [B, C, {count}], not {type(c).__name__}"
+        )
+    if c.dim() != 3 or c.shape[-1] != count:
+        raise ValueError(f"{name} must have shape [B, C, {count}], got shape {tuple(c.shape)}")
+    if c.dtype not in _validate.FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, not {str(c.dtype).removeprefix('torch.')}"
+        )

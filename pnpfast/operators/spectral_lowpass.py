@@ -31,7 +31,7 @@ import math
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.orthonormal import SizedOrthonormalOperator
+from pnpfast.operators.orthonormal import SizedOrthonormalOperator, check_coefficients
 
 
 def _check_shape(shape) -> tuple[int, int] | None:
@@ -142,6 +142,9 @@ class SpectralLowpass(SizedOrthonormalOperator):
         self._require_shape()
         return self._kept
 
+    def _count(self) -> int:
+        return self._kept
+
     @property
     def radii(self) -> tuple[int, int]:
         """(ry, rx), the half-widths of the kept box (H // 2, W // 2 for fraction 1)."""
@@ -179,7 +182,7 @@ class SpectralLowpass(SizedOrthonormalOperator):
     def lift(self, c: torch.Tensor) -> torch.Tensor:
         """M c: [B, C, kept] -> [B, C, H, W], the real image with these coordinates."""
         H, W = self._require_shape()
-        _check_coefficients("c", c, self.kept)
+        check_coefficients("c", c, self.kept)
         self_idx, pair_idx, edge_pos, partner_idx = self._index_tables(c.device)
         n_self, n_pair = len(self_idx), len(pair_idx)
         Wh = W // 2 + 1
@@ -200,16 +203,3 @@ class SpectralLowpass(SizedOrthonormalOperator):
         self._check_size("x", H, W)
         mask = self._half_mask_for(x.device, x.dtype)
         return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(H, W))
-
-
-def _check_coefficients(name: str, c, count: int) -> None:
-    if not isinstance(c, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape [B, C, {count}], not {type(c).__name__}"
-        )
-    if c.dim() != 3 or c.shape[-1] != count:
-        raise ValueError(f"{name} must have shape [B, C, {count}], got shape {tuple(c.shape)}")
-    if c.dtype not in _validate.FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must have dtype float32 or float64, not {str(c.dtype).removeprefix('torch.')}"
-        )

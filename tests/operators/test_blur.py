@@ -7,7 +7,7 @@ import torch
 from pnpfast_test_utils import assert_close, fast_backends
 
 import pnpfast
-from pnpfast.operators import Blur, LinearOperator
+from pnpfast.operators import Blur
 from pnpfast.ops import poisoned_outputs
 
 
@@ -98,7 +98,7 @@ def test_generic_cg_prox_agrees_with_the_closed_form():
     A = Blur(random_kernel(5, 5))
     v = torch.rand(2, 1, 16, 16, dtype=torch.float64)
     y = torch.rand(2, 1, 16, 16, dtype=torch.float64)
-    cg = LinearOperator.prox_l2(A, v, y, 0.7, max_iter=200, tol=1e-12)
+    cg = A.prox_l2_cg(v, y, 0.7, max_iter=200, tol=1e-12)
     torch.testing.assert_close(cg, A.prox_l2(v, y, 0.7), rtol=1e-8, atol=1e-9)
 
 
