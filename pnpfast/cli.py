@@ -13,8 +13,6 @@ another configuration).
 """
 
 import argparse
-import copy
-import dataclasses
 import json
 import math
 import sys
@@ -26,7 +24,7 @@ import torch
 
 import pnpfast
 from pnpfast.data import MOTION_ANGLE, MOTION_SIZE, astronaut, motion_kernel
-from pnpfast.denoisers.architectures import ARCHITECTURES, build
+from pnpfast.denoisers.architectures import ARCHITECTURES
 from pnpfast.denoisers.drunet import ACTIVATIONS
 from pnpfast.io import (
     ImageReadError,
@@ -37,10 +35,8 @@ from pnpfast.io import (
     write_image,
 )
 from pnpfast.metrics import psnr, ssim
-from pnpfast.train.data import ImageFolder
-from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, read_init, train
-from pnpfast.train.losses import LOSSES
-from pnpfast.train.recipes import RECIPES
+from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, check_run, default_arch, train
+from pnpfast.train.recipes import RECIPES, recipe_settings
 
 __all__ = ["main", "motion_kernel"]
 
@@ -245,64 +241,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _int_list(text: str) -> list[int]:
-    """An argparse type: comma-separated positive integers, e.g. ``32,64,128``."""
+    """An argparse type: comma-separated integers, e.g. ``32,64,128``."""
     try:
-        values = [int(part) for part in text.split(",")]
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers such as 32,64,128, got {text!r}"
         ) from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _sigma_range(text: str) -> tuple[float, float]:
     """An argparse type: ``LOW,HIGH`` (or one level) on the 0..255 scale -> [0, 1] scale."""
     try:
-        values = [float(part) for part in text.split(",")]
+        values = [float(part) / 255.0 for part in text.split(",")]
     except ValueError:
         values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+    if len(values) not in (1, 2):
         raise argparse.ArgumentTypeError(
             f"expected LOW,HIGH (or one level) on the 0..255 scale, such as 0,50, got {text!r}"
         )
-    low, high = values
-    if not 0 <= low <= high:
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
-    return low / 255.0, high / 255.0
+    return values[0], values[-1]
 
 
-def _float_at_least(minimum: float, *, strict: bool):
-    """An argparse type: a finite number > ``minimum`` (``strict``) or >= ``minimum``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
-        if not ok:
-            relation = ">" if strict else ">="
-            raise argparse.ArgumentTypeError(
-                f"expected a number {relation} {minimum:g}, got {text}"
-            )
-        return value
-
-    return parse
-
-
-# network flags by the architectures they apply to (argparse dest names)
-_ARCH_FLAGS = {
-    "drunet": ("widths", "blocks", "noise_map", "bias", "activation"),
-    "dncnn": ("depth", "features", "bias"),
-    "bfcnn": ("depth", "features"),
-    # the flags of the smooth DRUNet inside a gradient-step denoiser
-    "gradient_step": ("widths", "blocks", "noise_map", "bias", "activation"),
-}
-_GS_NETWORK = {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1, "activation": "elu"}
+# network flags (argparse dest = constructor argument); the library says which architecture
+# takes which
+_NET_FLAGS = ("widths", "blocks", "noise_map", "bias", "activation", "depth", "features")
 # flags copied into TrainConfig as they are (argparse dest = TrainConfig field)
 _TRAIN_FIELDS = (
     "channels",
@@ -322,6 +285,11 @@ _TRAIN_FIELDS = (
     "threads",
     "loss",
 )
+# the flag of each TrainConfig field (or library argument) an error may name
+_FLAG_OF = {
+    **{f: f"--{f.replace('_', '-')}" for f in (*_TRAIN_FIELDS, "train_dir", "val_dir", "clip")},
+    **{"init": "--init", "recipe": "--recipe", "out_dir": "--out", "loss_options": "--loss-option"},
+}
 
 
 def _loss_option(text: str) -> tuple[str, object]:
@@ -357,11 +325,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder, created if missing"
     )
+    data.add_argument("--recipe", metavar="NAME", help=f"start from a preset: {', '.join(RECIPES)}")
     data.add_argument(
-        "--recipe", choices=list(RECIPES), help="start from a preset of pnpfast.train.RECIPES"
-    )
-    data.add_argument(
-        "--channels", type=int, choices=(1, 3), help="1 gray (color images -> luma), 3 color"
+        "--channels", type=int, metavar="C", help="1 gray (color images -> luma), 3 color"
     )
     data.add_argument(
         "--sigma",
@@ -370,19 +336,17 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="training noise std on the 0..255 scale, uniform in [LOW, HIGH] per patch; one "
         "number trains at that level only",
     )
-    data.add_argument("--patch-size", type=_positive_int, metavar="N", help="patch side")
+    data.add_argument("--patch-size", type=int, metavar="N", help="patch side")
     data.add_argument(
-        "--patches-per-image", type=_positive_int, metavar="N", help="patches per image per epoch"
+        "--patches-per-image", type=int, metavar="N", help="patches per image per epoch"
     )
 
     net = train.add_argument_group("network (each flag only for the architectures named)")
-    net.add_argument("--arch", choices=list(ARCHITECTURES), help="network architecture")
+    net.add_argument("--arch", metavar="NAME", help=f"network: {', '.join(ARCHITECTURES)}")
     net.add_argument(
         "--widths", type=_int_list, metavar="W0,W1,..", help="drunet: channels of each level"
     )
-    net.add_argument(
-        "--blocks", type=_nonnegative_int, metavar="N", help="drunet: residual blocks per level"
-    )
+    net.add_argument("--blocks", type=int, metavar="N", help="drunet: residual blocks per level")
     net.add_argument(
         "--noise-map",
         action=argparse.BooleanOptionalAction,
@@ -393,23 +357,21 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="drunet, dncnn: convolution biases (dncnn --no-bias also uses bias-free batch norm)",
     )
-    net.add_argument("--activation", choices=list(ACTIVATIONS), help="drunet: activation")
-    net.add_argument("--depth", type=_int_at_least(3), metavar="N", help="dncnn, bfcnn: layers")
-    net.add_argument(
-        "--features", type=_positive_int, metavar="N", help="dncnn, bfcnn: channels per layer"
-    )
+    net.add_argument("--activation", metavar="NAME", help=f"drunet: {', '.join(ACTIVATIONS)}")
+    net.add_argument("--depth", type=int, metavar="N", help="dncnn, bfcnn: layers")
+    net.add_argument("--features", type=int, metavar="N", help="dncnn, bfcnn: channels per layer")
 
     opt = train.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=_positive_int, metavar="N", help="patches per step")
-    opt.add_argument("--steps", type=_positive_int, metavar="N", help="training steps in all")
+    opt.add_argument("--batch-size", type=int, metavar="N", help="patches per step")
+    opt.add_argument("--steps", type=int, metavar="N", help="training steps in all")
+    opt.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
     opt.add_argument(
-        "--lr", type=_float_at_least(0, strict=True), metavar="LR", help="peak learning rate"
+        "--schedule", metavar="NAME", help=f"learning-rate schedule: {', '.join(SCHEDULES)}"
     )
-    opt.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
-    opt.add_argument("--warmup", type=_nonnegative_int, metavar="N", help="steps of linear warm-up")
+    opt.add_argument("--warmup", type=int, metavar="N", help="steps of linear warm-up")
     opt.add_argument(
         "--clip",
-        type=_float_at_least(0, strict=False),
+        type=float,
         metavar="NORM",
         help="clip the gradient to this global norm; 0 turns clipping off",
     )
@@ -427,14 +389,16 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
 
     run = train.add_argument_group("run")
-    run.add_argument("--precision", choices=PRECISIONS, help="GPU arithmetic (the CPU uses fp32)")
-    run.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--seed", type=_nonnegative_int, metavar="N", help="random seed")
-    run.add_argument("--val-every", type=_positive_int, metavar="N", help="validate every N steps")
     run.add_argument(
-        "--checkpoint-every", type=_positive_int, metavar="N", help="checkpoint every N steps"
+        "--precision",
+        metavar="P",
+        help=f"GPU arithmetic: {', '.join(PRECISIONS)} (the CPU uses fp32)",
     )
-    run.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
+    run.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--seed", type=int, metavar="N", help="random seed")
+    run.add_argument("--val-every", type=int, metavar="N", help="validate every N steps")
+    run.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     run.add_argument(
         "--fresh",
         action="store_true",
@@ -567,44 +531,18 @@ def _deblur(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-class _TrainArgumentError(Exception):
-    """A flag of ``pnpfast train`` that cannot work; the message names it."""
-
-
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """The ``TrainConfig`` the flags describe; _TrainArgumentError naming a bad flag."""
-    base = copy.deepcopy(RECIPES[args.recipe]) if args.recipe else {}
-    default_arch = base.get("arch") or next(
-        f.default_factory() for f in dataclasses.fields(TrainConfig) if f.name == "arch"
-    )
-    name = args.arch or default_arch["arch"]
-    # another architecture than the recipe's starts from that architecture's own defaults
-    arch = copy.deepcopy(default_arch) if name == default_arch["arch"] else {"arch": name}
-    if name == "gradient_step":
-        arch.setdefault("network", dict(_GS_NETWORK))
-    given = {
-        dest: getattr(args, dest)
-        for dest in sorted({d for flags in _ARCH_FLAGS.values() for d in flags})
-        if getattr(args, dest) is not None
-    }
-    wrong = [f"--{dest.replace('_', '-')}" for dest in given if dest not in _ARCH_FLAGS[name]]
-    if wrong:
-        takes = ", ".join(f"--{d.replace('_', '-')}" for d in _ARCH_FLAGS[name])
-        raise _TrainArgumentError(
-            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --arch "
-            f"{name} (it takes {takes})"
-        )
-    (arch["network"] if name == "gradient_step" else arch).update(given)
-    if name == "dncnn" and args.bias is not None:
-        arch["norm"] = "batch" if args.bias else "bias-free"
-
-    settings = {
-        **base,
-        "train_dir": str(args.train_dir),
-        "out_dir": str(args.out),
-        "arch": arch,
-        **{k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None},
-    }
+    """The ``TrainConfig`` the flags describe; the library's ConfigError for a bad one."""
+    settings = recipe_settings(args.recipe) if args.recipe else {}
+    arch = settings.get("arch") or default_arch("drunet")
+    if args.arch and args.arch != arch["arch"]:
+        arch = default_arch(args.arch)  # another architecture starts from its own defaults
+    given = {dest: getattr(args, dest) for dest in _NET_FLAGS if getattr(args, dest) is not None}
+    if arch["arch"] == "dncnn" and "bias" in given:
+        given["norm"] = "batch" if given["bias"] else "bias-free"
+    arch.get("network", arch).update(given)  # a gradient-step denoiser's flags are its network's
+    settings.update(train_dir=str(args.train_dir), out_dir=str(args.out), arch=arch)
+    settings.update({k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None})
     if args.val_dir is not None:
         settings["val_dir"] = str(args.val_dir)
     if args.clip is not None:
@@ -613,74 +551,16 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         settings["init"] = str(args.init)
     if args.loss_option:
         settings["loss_options"] = {**settings.get("loss_options", {}), **dict(args.loss_option)}
-    try:
-        return TrainConfig(**settings)
-    except ValueError as exc:
-        raise _TrainArgumentError(str(exc)) from None
-
-
-def _check_training(cfg: TrainConfig, out: Path, fresh: bool) -> int:
-    """Check everything ``train`` would reject, raising _TrainArgumentError naming the flag;
-    returns the step a checkpoint in ``out`` resumes from (0: none, or ``fresh``)."""
-    if cfg.device != "auto":
-        try:
-            device = torch.device(cfg.device)
-        except RuntimeError:
-            raise _TrainArgumentError(
-                f"--device {cfg.device!r} is not a device (auto, cpu, cuda or cuda:N)"
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise _TrainArgumentError(
-                f"--device {cfg.device} was asked for but CUDA is not available"
-            )
-    if cfg.loss not in LOSSES:
-        raise _TrainArgumentError(f"--loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
-    try:
-        model = build(cfg.network_config())
-    except (ValueError, TypeError) as exc:
-        raise _TrainArgumentError(f"--arch {cfg.arch['arch']}: {exc}") from None
-    try:
-        # read here as well as in train so that a bad folder is an argument error
-        ImageFolder(cfg.train_dir, cfg.channels, min_size=cfg.patch_size, what="--train-dir")
-        if cfg.val_dir:
-            ImageFolder(cfg.val_dir, cfg.channels, what="--val-dir")
-    except (FileNotFoundError, ValueError) as exc:
-        raise _TrainArgumentError(str(exc)) from None
-    if cfg.init:
-        try:
-            read_init(cfg.init, model)
-        except ValueError as exc:
-            raise _TrainArgumentError(f"--{exc}") from None
-    ckpt_path = out / "checkpoint.pt"
-    if fresh or not ckpt_path.exists():
-        return 0
-    try:
-        # a file this command wrote; the optimizer state and RNG states need the full unpickler
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        saved, step = ckpt["config"], int(ckpt["step"])
-    except Exception as exc:
-        raise _TrainArgumentError(
-            f"--out: {ckpt_path} cannot be read ({exc}); --fresh starts over"
-        ) from None
-    wanted = cfg.to_json()
-    changed = [k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
-    if changed:
-        diffs = "; ".join(
-            f"{k} {saved.get(k)!r} in the checkpoint, {wanted.get(k)!r} now" for k in changed
-        )
-        raise _TrainArgumentError(
-            f"--out {out} holds a checkpoint of another configuration (differs in {diffs}); "
-            "repeat that run's flags to resume it, give another --out, or add --fresh to start over"
-        )
-    return step
+    return TrainConfig(**settings)
 
 
 def _train(args: argparse.Namespace) -> int:
     try:
         cfg = _train_config(args)
-        resume_step = _check_training(cfg, args.out, args.fresh)
-    except _TrainArgumentError as exc:
-        return _usage_error("train", str(exc))
+        resume_step = check_run(cfg, resume=not args.fresh)
+    except (ValueError, TypeError) as exc:  # the library's message, with the flag it concerns
+        flag = _FLAG_OF.get(getattr(exc, "field", None))
+        return _usage_error("train", f"{flag}: {exc}" if flag else str(exc))
     error = _make_folder(args.out)
     if error:
         return _usage_error("train", error)

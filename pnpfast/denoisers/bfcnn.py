@@ -61,6 +61,8 @@ class BFCNN(Denoiser):
         super().__init__()
         if depth < 3:
             raise ValueError(f"depth must be >= 3, got {depth}")
+        if features < 1:
+            raise ValueError(f"features must be >= 1, got {features}")
         self.channels = channels
         self.depth = depth
         self.features = features

@@ -89,6 +89,8 @@ class DnCNN(Denoiser):
         super().__init__()
         if depth < 3:
             raise ValueError(f"depth must be >= 3, got {depth}")
+        if features < 1:
+            raise ValueError(f"features must be >= 1, got {features}")
         if norm not in ("batch", "bias-free", "none"):
             raise ValueError(f"norm must be 'batch', 'bias-free' or 'none', not {norm!r}")
         self.channels = channels

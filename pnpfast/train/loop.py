@@ -27,6 +27,7 @@ mixed precision by autocast on a GPU (bfloat16, or float16 with a gradient scale
 the CPU.
 """
 
+import inspect
 import json
 import math
 import os
@@ -36,18 +37,154 @@ from pathlib import Path
 
 import torch
 
-from pnpfast.denoisers.architectures import build
+from pnpfast.denoisers.architectures import ARCHITECTURES, build
 from pnpfast.metrics import psnr
 from pnpfast.train.data import ImageFolder, NoiseModel, PatchSampler, noisy_copies
-from pnpfast.train.losses import LossFn, make_loss
+from pnpfast.train.losses import LOSSES, LossFn, make_loss
 from pnpfast.train.weights import is_weights_file, save_weights
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "ConfigError",
+    "TrainConfig",
+    "TrainResult",
+    "check_run",
+    "default_arch",
+    "train",
+]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# settings that may differ between a run and its resumption (they do not change the result)
-_MACHINE_FIELDS = frozenset({"threads", "device", "out_dir"})
 SCHEDULES = ("cosine", "step", "constant")
+# the settings a resumed run may change: where it runs and how often it reports; none of them
+# changes the batches or the updates (only the float rounding, through the device and threads)
+RESUMABLE_FIELDS = frozenset(
+    {"out_dir", "device", "threads", "val_every", "checkpoint_every", "log_every"}
+)
+
+
+class ConfigError(ValueError):
+    """A training setting that cannot work. ``field`` names the ``TrainConfig`` field (or the
+    argument, such as ``recipe``) and the message says what is wrong with it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def default_arch(name: str) -> dict:
+    """The network ``TrainConfig`` trains for architecture ``name`` when nothing else is said:
+    for ``drunet`` a small U-Net (widths 32, 64, 128, one block per level), for
+    ``gradient_step`` D = I - grad g with g built on that U-Net with ELU (smooth), and for the
+    other architectures their constructor defaults."""
+    unet = {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1}
+    if name == "drunet":
+        return unet
+    if name == "gradient_step":
+        return {"arch": name, "network": {**unet, "activation": "elu"}}
+    return {"arch": name}
+
+
+def _check_arch_keys(arch: dict, where: str = "arch") -> None:
+    """Every entry of a ``build`` config is a constructor argument of its architecture (a
+    gradient-step denoiser's ``network`` checked as well); ``channels`` comes from TrainConfig."""
+    if not isinstance(arch, dict) or "arch" not in arch:
+        raise ConfigError("arch", f"{where} must be a dict with an 'arch' entry, got {arch!r}")
+    name = arch["arch"]
+    if name not in ARCHITECTURES:
+        raise ConfigError(
+            "arch", f"{where} must be one of {', '.join(ARCHITECTURES)}, not {name!r}"
+        )
+    takes = [p for p in inspect.signature(ARCHITECTURES[name]).parameters if p != "channels"]
+    unknown = [k for k in arch if k not in ("arch", *takes)]
+    if unknown:
+        raise ConfigError(
+            "arch",
+            f"{where}: {name} does not take {', '.join(unknown)} (it takes {', '.join(takes)})",
+        )
+    if name == "gradient_step":
+        if "network" not in arch:
+            raise ConfigError("arch", f"{where}: gradient_step needs a 'network' entry")
+        _check_arch_keys(arch["network"], f"{where} network")
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_device(name) -> bool:
+    if name == "auto":
+        return True
+    try:
+        return isinstance(name, str) and torch.device(name).type in ("cpu", "cuda")
+    except RuntimeError:
+        return False
+
+
+_PATH = (lambda v: isinstance(v, (str, os.PathLike)), "a path")
+
+
+def _ints(minimum: int) -> tuple:
+    return (lambda v: _is_int(v, minimum), f"an int >= {minimum}")
+
+
+def _number(test, requirement: str) -> tuple:
+    return (lambda v: _is_number(v) and test(v), requirement)
+
+
+def _numbers(test, requirement: str) -> tuple:
+    return (lambda v: isinstance(v, tuple) and all(map(_is_number, v)) and test(v), requirement)
+
+
+def _optional(rule: tuple) -> tuple:
+    return (lambda v: v is None or rule[0](v), f"None or {rule[1]}")
+
+
+def _one_of(choices: tuple) -> tuple:
+    return (lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
+# what each field must be, checked by TrainConfig.validate ("<field> must be <requirement>");
+# arch is checked against the constructors of the architectures
+_RULES = {
+    "train_dir": _PATH,
+    "out_dir": _PATH,
+    "val_dir": _optional(_PATH),
+    "channels": (lambda v: v in (1, 3) and not isinstance(v, bool), "1 (gray) or 3 (color)"),
+    "sigma": _numbers(
+        lambda v: len(v) == 2 and 0 <= v[0] <= v[1],
+        "(low, high) on the [0, 1] scale, finite, 0 <= low <= high",
+    ),
+    "patch_size": _ints(1),
+    "patches_per_image": _ints(1),
+    "augment": (lambda v: isinstance(v, bool), "True or False"),
+    "batch_size": _ints(1),
+    "steps": _ints(1),
+    "lr": _number(lambda v: v > 0, "a number > 0"),
+    "lr_final": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "schedule": _one_of(SCHEDULES),
+    "warmup": _ints(0),
+    "milestones": _numbers(lambda v: all(0 <= m <= 1 for m in v), "fractions of steps in [0, 1]"),
+    "gamma": _number(lambda v: v > 0, "a number > 0"),
+    "weight_decay": _number(lambda v: v >= 0, "a number >= 0"),
+    "clip": _optional(_number(lambda v: v > 0, "a number > 0 (None: no clipping)")),
+    "precision": _one_of(PRECISIONS),
+    "device": (_is_device, "auto, cpu, cuda or cuda:N"),
+    "seed": _ints(0),
+    "loss": (lambda v: isinstance(v, str), "a loss name (pnpfast.train.LOSSES)"),
+    "loss_options": (lambda v: isinstance(v, dict), "a dict"),
+    "init": _optional(_PATH),
+    "val_every": _ints(1),
+    "val_sigmas": _numbers(lambda v: len(v) >= 1 and min(v) >= 0, "one or more levels >= 0"),
+    "val_crop": _optional(_ints(1)),
+    "val_images": _optional(_ints(1)),
+    "checkpoint_every": _ints(1),
+    "log_every": _ints(1),
+    "threads": _optional(_ints(1)),
+}
 
 
 @dataclass
@@ -57,16 +194,15 @@ class TrainConfig:
     Noise levels are on the [0, 1] scale: ``sigma=(0, 50/255)`` draws each patch's level
     uniformly in [0, 50]/255 (blind training); ``sigma=(25/255, 25/255)`` is non-blind.
     ``arch`` is a ``pnpfast.denoisers.architectures.build`` config without ``channels`` (taken
-    from ``channels``).
+    from ``channels``). Construction checks every setting on its own (``validate``) and raises
+    ``ConfigError`` naming the field; ``check_run`` checks what needs the files and the machine.
     """
 
     train_dir: str
     out_dir: str
     val_dir: str | None = None
     channels: int = 1
-    arch: dict = field(
-        default_factory=lambda: {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1}
-    )
+    arch: dict = field(default_factory=lambda: default_arch("drunet"))
     sigma: tuple[float, float] = (0.0, 50 / 255)
     patch_size: int = 64
     patches_per_image: int = 16
@@ -96,41 +232,20 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        self.sigma = tuple(float(s) for s in self.sigma)
-        self.milestones = tuple(float(m) for m in self.milestones)
-        self.val_sigmas = tuple(float(s) for s in self.val_sigmas)
-        checks = [
-            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
-            (len(self.sigma) == 2, f"sigma must be (low, high), got {self.sigma}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 < self.lr_final <= 1, f"lr_final must be in (0, 1], got {self.lr_final}"),
-            (
-                self.schedule in SCHEDULES,
-                f"schedule must be one of {SCHEDULES}, not {self.schedule!r}",
-            ),
-            (self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
-            (
-                self.precision in PRECISIONS,
-                f"precision must be one of {PRECISIONS}, not {self.precision!r}",
-            ),
-            (self.clip is None or self.clip > 0, f"clip must be > 0 or None, got {self.clip}"),
-            (self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}"),
-            (
-                self.checkpoint_every >= 1,
-                f"checkpoint_every must be >= 1, got {self.checkpoint_every}",
-            ),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (
-                isinstance(self.arch, dict) and "arch" in self.arch,
-                f"arch must be a dict with an 'arch' entry, got {self.arch!r}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        NoiseModel(*self.sigma)  # checks the range
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every setting on its own (no file is read); ConfigError naming the first bad
+        one. ``train`` calls it again, as fields may have been changed since construction."""
+        for name in ("sigma", "milestones", "val_sigmas"):
+            value = getattr(self, name)
+            if isinstance(value, (tuple, list)) and all(map(_is_number, value)):
+                setattr(self, name, tuple(float(v) for v in value))
+        for name, (ok, requirement) in _RULES.items():
+            value = getattr(self, name)
+            if not ok(value):
+                raise ConfigError(name, f"{name} must be {requirement}, got {value!r}")
+        _check_arch_keys(self.arch)
 
     def network_config(self) -> dict:
         return {**self.arch, "channels": self.channels}
@@ -258,20 +373,123 @@ class _Log:
 
 def read_init(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The float32 state dict of the pnpfast weight file ``path``, checked to hold ``model``'s
-    architecture; ValueError (naming ``init``) for a file that cannot be read, is not a pnpfast
+    architecture; ConfigError (naming ``init``) for a file that cannot be read, is not a pnpfast
     weight file or holds another architecture."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load fails in many ways on a file that is not its own
-        raise ValueError(f"init {path} cannot be read: {exc}") from None
+        raise ConfigError("init", f"init {path} cannot be read: {exc}") from None
     if not is_weights_file(obj):
-        raise ValueError(f"init {path} is not a pnpfast weight file")
+        raise ConfigError("init", f"init {path} is not a pnpfast weight file")
     if obj["config"] != model.config():
-        raise ValueError(
+        raise ConfigError(
+            "init",
             f"init {path} holds {obj['config']}, not the architecture trained here "
-            f"({model.config()})"
+            f"({model.config()})",
         )
     return {k: v.float() for k, v in obj["state_dict"].items()}
+
+
+@dataclass
+class _Run:
+    """What ``train`` builds before it writes anything (all of it checked)."""
+
+    device: torch.device
+    folder: ImageFolder
+    validation: "_Validation | None"
+    model: torch.nn.Module
+    loss_fn: LossFn
+    checkpoint: dict | None
+
+
+def _checked_device(name: str) -> torch.device:
+    device = _device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device", f"device {name} was asked for but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                "device", f"device {name}: there are {torch.cuda.device_count()} CUDA devices"
+            )
+    return device
+
+
+def _read_checkpoint(cfg: TrainConfig, path: Path) -> dict:
+    """The checkpoint a run of ``cfg`` resumes from; ConfigError naming ``out_dir`` when it
+    cannot be read or holds a run of another configuration (one that differs in a field not in
+    ``RESUMABLE_FIELDS``), with the old and new value of each such field."""
+    start_over = "start over with resume=False (pnpfast train --fresh)"
+    try:
+        # a file train wrote; the optimizer state and RNG states need the full unpickler
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        saved, _ = dict(ckpt["config"]), int(ckpt["step"])
+    except Exception as exc:  # torch.load fails in many ways on a damaged file
+        raise ConfigError(
+            "out_dir", f"{path} cannot be read ({exc}); {start_over} or use another out_dir"
+        ) from None
+    wanted = cfg.to_json()
+    changed = [
+        f"{k} {saved.get(k)!r} there, {wanted.get(k)!r} now"
+        for k in sorted(set(saved) | set(wanted))
+        if k not in RESUMABLE_FIELDS and saved.get(k) != wanted.get(k)
+    ]
+    if changed:
+        may = ", ".join(sorted(RESUMABLE_FIELDS))
+        raise ConfigError(
+            "out_dir",
+            f"{path} holds a run of another configuration ({'; '.join(changed)}); resume it "
+            f"with the same settings (only {may} may change), use another out_dir, or "
+            f"{start_over}",
+        )
+    return ckpt
+
+
+def _prepare(cfg: TrainConfig, loss: LossFn | None, resume: bool) -> _Run:
+    """Build the network and the loss (the seed set first, as ``train`` needs), read the
+    folders and the checkpoint to resume from; ConfigError naming the field of anything that
+    cannot work. Writes nothing."""
+    device = _checked_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    try:
+        model = build(cfg.network_config())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("arch", f"arch {cfg.arch['arch']}: {exc}") from None
+    if cfg.init:
+        model.load_state_dict(read_init(cfg.init, model))
+    if loss is None:
+        if cfg.loss not in LOSSES:
+            raise ConfigError("loss", f"loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
+        try:
+            loss = make_loss(cfg.loss, cfg.loss_options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("loss_options", f"loss_options of loss {cfg.loss}: {exc}") from None
+
+    try:
+        folder = ImageFolder(cfg.train_dir, cfg.channels, min_size=cfg.patch_size, what="train_dir")
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError("train_dir", str(exc)) from None
+    try:
+        validation = _Validation(cfg) if cfg.val_dir else None
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError("val_dir", str(exc)) from None
+
+    ckpt_path = Path(cfg.out_dir) / "checkpoint.pt"
+    checkpoint = _read_checkpoint(cfg, ckpt_path) if resume and ckpt_path.exists() else None
+    return _Run(device, folder, validation, model, loss, checkpoint)
+
+
+def check_run(config: TrainConfig, *, loss: LossFn | None = None, resume: bool = True) -> int:
+    """Check everything ``train(config, loss=loss, resume=resume)`` would reject, without
+    writing anything or changing the global random state: the settings, the device, the
+    training and validation folders, the network, ``init``, the loss and its options, and a
+    checkpoint in ``out_dir`` (when resuming: it must be of the same configuration, up to the
+    ``RESUMABLE_FIELDS``). Raises ConfigError naming the field; returns the step the run
+    resumes from (0 when it starts from scratch).
+    """
+    config.validate()
+    with torch.random.fork_rng(devices=[]):
+        run = _prepare(config, loss, resume)
+    return int(run.checkpoint["step"]) if run.checkpoint is not None else 0
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -298,29 +516,29 @@ def train(
 
     ``loss`` overrides ``config.loss`` with any callable of the loss protocol
     (``pnpfast.train.losses``). With ``resume`` (default) a ``checkpoint.pt`` in ``out_dir``
-    from a run of the same configuration is continued; a checkpoint of a different
-    configuration raises ValueError (use another ``out_dir`` or ``resume=False``, which
-    starts over). ``progress`` shows a progress bar with the loss and the validation PSNR.
+    from a run of the same configuration is continued (only the ``RESUMABLE_FIELDS`` may
+    differ); ``resume=False`` starts over. ``progress`` shows a progress bar with the loss and
+    the validation PSNR.
+
+    Everything ``check_run`` checks is checked before anything is written: a ConfigError
+    (a ValueError) naming the field, for instance a checkpoint of another configuration.
+    FloatingPointError when the loss becomes NaN or Inf.
     """
     cfg = config
+    cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    run = _prepare(cfg, loss, resume)
+    device = run.device
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-
-    folder = ImageFolder(cfg.train_dir, cfg.channels, min_size=cfg.patch_size, what="train_dir")
-    validation = _Validation(cfg) if cfg.val_dir else None
+    folder, validation = run.folder, run.validation
     for path, reason in folder.skipped + (validation.skipped if validation else []):
         print(f"pnpfast train: skipped {path}: {reason}", flush=True)
 
-    torch.manual_seed(cfg.seed)
-    model = build(cfg.network_config())
-    if cfg.init:
-        model.load_state_dict(read_init(cfg.init, model))
-    model = model.to(device).train()
-    loss_fn = loss if loss is not None else make_loss(cfg.loss, cfg.loss_options)
+    model = run.model.to(device).train()
+    loss_fn = run.loss_fn
     loss_module = loss_fn if isinstance(loss_fn, torch.nn.Module) else None
     if loss_module is not None:
         loss_module.to(device).train()
@@ -345,19 +563,8 @@ def train(
     sums: dict[str, float | torch.Tensor] = {}
     count = 0
     resume_step = None
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        # where and how fast it runs may change between sessions; what it computes may not
-        changed = sorted(
-            k
-            for k in set(ckpt["config"]) | set(cfg.to_json())
-            if k not in _MACHINE_FIELDS and ckpt["config"].get(k) != cfg.to_json().get(k)
-        )
-        if changed:
-            raise ValueError(
-                f"{ckpt_path} was written by a run with another configuration (differs in "
-                f"{', '.join(changed)}); use another out_dir, or resume=False to start over"
-            )
+    if run.checkpoint is not None:
+        ckpt = run.checkpoint
         model.load_state_dict(ckpt["model"])
         if loss_module is not None:
             loss_module.load_state_dict(ckpt["loss"])

@@ -29,9 +29,11 @@ steps at lr 5e-4 (100 warm-up steps), with the ``mse-sigma`` loss for the blind 
 commands are in each file's meta and in the README).
 """
 
-from pnpfast.train.loop import TrainConfig
+import copy
 
-__all__ = ["RECIPES", "recipe"]
+from pnpfast.train.loop import ConfigError, TrainConfig
+
+__all__ = ["RECIPES", "recipe", "recipe_settings"]
 
 _UNET = {"arch": "drunet", "widths": [32, 64, 128], "blocks": 1, "bias": False, "residual": True}
 _COMMON = {
@@ -110,9 +112,15 @@ for _channels, _kind in ((1, "gray"), (3, "color")):
     }
 
 
+def recipe_settings(name: str) -> dict:
+    """A copy of the settings of recipe ``name`` (``TrainConfig`` keyword arguments without the
+    folders); ConfigError naming ``recipe`` for an unknown name."""
+    if name not in RECIPES:
+        raise ConfigError("recipe", f"recipe must be one of {', '.join(RECIPES)}, not {name!r}")
+    return copy.deepcopy(RECIPES[name])
+
+
 def recipe(name: str, **overrides) -> TrainConfig:
     """The ``TrainConfig`` of recipe ``name`` with ``overrides`` (at least ``train_dir`` and
     ``out_dir``) applied."""
-    if name not in RECIPES:
-        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {name!r}")
-    return TrainConfig(**{**RECIPES[name], **overrides})
+    return TrainConfig(**{**recipe_settings(name), **overrides})

@@ -8,6 +8,7 @@ import torch
 import pnpfast.cli
 import pnpfast.denoisers as dn
 from pnpfast.cli import main
+from pnpfast.train.loop import ConfigError, TrainConfig
 
 TINY = ["--widths", "4,8", "--blocks", "1", "--patch-size", "16", "--batch-size", "2"]
 
@@ -121,10 +122,50 @@ def test_checkpoint_of_another_configuration_is_exit_2_then_fresh(gray_dir, tmp_
     capsys.readouterr()
     assert main([*args, "--lr", "0.01"]) == 2
     err = capsys.readouterr().err
-    assert "another configuration" in err and "lr" in err and "--fresh" in err
+    assert "--out: " in err and "another configuration" in err and "--fresh" in err
+    assert "lr 0.001 there, 0.01 now" in err  # the field, the old and the new value
     assert _config(out)["lr"] == 0.001  # nothing was touched
     assert main([*args, "--lr", "0.01", "--fresh"]) == 0
     assert _config(out)["lr"] == 0.01
+
+
+def test_rerun_with_other_machine_and_reporting_settings_resumes(gray_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _args(gray_dir, out, *TINY, "--steps", "3", "--threads", "1", "--val-every", "2")
+    assert main(args) == 0
+    model = (out / "model.pt").read_bytes()
+    capsys.readouterr()
+    # threads, device, val_every, checkpoint_every do not change the batches or the updates
+    more = ["--threads", "2", "--device", "cpu", "--val-every", "5", "--checkpoint-every", "7"]
+    assert main([*_args(gray_dir, out, *TINY, "--steps", "3"), *more]) == 0
+    assert "resuming from step 3" in capsys.readouterr().out
+    assert (out / "model.pt").read_bytes() == model
+    assert _config(out)["threads"] == 2 and _config(out)["val_every"] == 5
+
+
+@pytest.mark.parametrize(
+    ("flags", "settings"),
+    [
+        (["--lr", "-1"], {"lr": -1.0}),
+        (["--steps", "0"], {"steps": 0}),
+        (["--channels", "2"], {"channels": 2}),
+        (["--sigma", "30,5"], {"sigma": (30 / 255, 5 / 255)}),
+        (["--schedule", "linear"], {"schedule": "linear"}),
+        (["--device", "gpu0"], {"device": "gpu0"}),
+        (["--threads", "0"], {"threads": 0}),
+        (["--clip", "-1"], {"clip": -1.0}),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else None,
+)
+def test_a_bad_value_gets_the_library_message_with_its_flag(
+    gray_dir, tmp_path, capsys, flags, settings
+):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(train_dir=str(gray_dir), out_dir=str(tmp_path / "x"), **settings)
+    assert main(_args(gray_dir, tmp_path / "run", *TINY, *flags)) == 2
+    err = capsys.readouterr().err
+    assert err == f"pnpfast train: error: {flags[0]}: {info.value}\n"
+    assert info.value.field in str(info.value)
 
 
 def _bad(tmp_path, gray_dir, make_pngs) -> list[tuple[list[str], str]]:
@@ -144,13 +185,20 @@ def _bad(tmp_path, gray_dir, make_pngs) -> list[tuple[list[str], str]]:
         ([*ok, "--sigma", "30,5"], "--sigma"),
         ([*ok, "--sigma", "1,2,3"], "--sigma"),
         ([*ok, "--recipe", "nope"], "--recipe"),
-        ([*ok, "--depth", "5"], "--depth"),
-        ([*ok, "--arch", "bfcnn"], "--blocks, --widths do not apply to --arch bfcnn"),
+        ([*ok, "--depth", "5"], "drunet does not take depth"),
+        ([*ok, "--arch", "bfcnn"], "bfcnn does not take widths, blocks"),
+        ([*ok, "--arch", "gradient_step", "--features", "4"], "drunet does not take features"),
+        ([*ok, "--arch", "nope"], "arch must be one of drunet"),
+        ([*ok, "--widths", "4,0"], "widths must be"),
+        ([*ok[:4], "--arch", "dncnn", "--features", "0"], "features must be >= 1"),
+        ([*ok, "--activation", "tanh"], "activation must be one of"),
+        ([*ok, "--precision", "fp8"], "--precision"),
         ([*ok, "--widths", "4,x"], "--widths"),
         ([*ok, "--channels", "2"], "--channels"),
         ([*ok, "--steps", "0"], "--steps"),
         ([*ok, "--lr", "-1"], "--lr"),
         ([*ok, "--loss", "nope"], "--loss"),
+        ([*ok, "--loss-option", "bogus=1"], "--loss-option"),
         ([*ok, "--device", "gpu0"], "--device"),
         ([*ok, "--init", str(tmp_path / "missing.pt")], "--init"),
         ([*ok, "--init", str(gray_dir / "img0.png")], "--init"),

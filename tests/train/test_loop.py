@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from pnpfast.denoisers.architectures import build
+from pnpfast.denoisers.architectures import ARCHITECTURES, build
 from pnpfast.train import MSELoss, TrainConfig, train
-from pnpfast.train.loop import _Schedule
+from pnpfast.train.loop import _RULES, ConfigError, _Schedule, check_run, default_arch
 from pnpfast.train.losses import make_loss
-from pnpfast.train.recipes import RECIPES, recipe
+from pnpfast.train.recipes import RECIPES, recipe, recipe_settings
 from pnpfast.train.weights import is_weights_file
 
 TINY = {"arch": "drunet", "widths": [4, 8], "blocks": 1}
@@ -76,6 +76,24 @@ def test_run_writes_its_files_and_model_pt_rebuilds_the_network(gray_dir, tmp_pa
     assert ckpt["step"] == 6 and ckpt["config"] == cfg.to_json()
 
 
+def crash(cfg: TrainConfig, at: int, monkeypatch) -> None:
+    """Run ``cfg`` until its loss is called for the ``at``-th time, which raises."""
+    calls = 0
+    forward = MSELoss.forward
+
+    def crashing_forward(self, model, batch):
+        nonlocal calls
+        calls += 1
+        if calls == at:
+            raise RuntimeError("simulated crash")
+        return forward(self, model, batch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MSELoss, "forward", crashing_forward)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg, progress=False)
+
+
 @pytest.mark.parametrize("log_every", [1, 3])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(
     gray_dir, tmp_path, monkeypatch, log_every
@@ -94,20 +112,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(
 
     out = tmp_path / "crashed"
     cfg = tiny_config(gray_dir, out, **common)
-    calls = 0
-    forward = MSELoss.forward
-
-    def crashing_forward(self, model, batch):
-        nonlocal calls
-        calls += 1
-        if calls == crash_at:
-            raise RuntimeError("simulated crash")
-        return forward(self, model, batch)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(MSELoss, "forward", crashing_forward)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(cfg, progress=False)
+    crash(cfg, crash_at, monkeypatch)
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == crash_at - 1
     assert max(r["step"] for r in read_log(out)) <= crash_at - 1
@@ -144,7 +149,9 @@ def test_checkpoint_of_another_configuration_and_starting_over(gray_dir, tmp_pat
     with pytest.raises(ValueError, match="another configuration") as info:
         train(changed, progress=False)
     message = str(info.value)
-    assert "batch_size" in message and "lr" in message and "steps" not in message
+    assert info.value.field == "out_dir"
+    assert "batch_size 4 there, 2 now" in message and "lr 0.001 there, 0.002 now" in message
+    assert "steps" not in message
     assert json.loads((out / "config.json").read_text()) == cfg.to_json()  # untouched
 
     again = train(cfg, resume=False, progress=False)  # the same configuration, from scratch
@@ -154,6 +161,131 @@ def test_checkpoint_of_another_configuration_and_starting_over(gray_dir, tmp_pat
     assert result.step == 3
     assert [r["step"] for r in read_log(out)] == [1, 2, 3]
     assert json.loads((out / "config.json").read_text()) == changed.to_json()
+
+
+def test_resuming_may_change_where_it_runs_and_how_often_it_reports(
+    gray_dir, tmp_path, monkeypatch
+):
+    common = {"val_dir": str(gray_dir), "steps": 6, "checkpoint_every": 2, "val_every": 2}
+    straight = train(tiny_config(gray_dir, tmp_path / "straight", **common), progress=False)
+    cfg = tiny_config(gray_dir, tmp_path / "crashed", **common)
+    crash(cfg, 4, monkeypatch)  # the checkpoint of step 2 is left
+    other = {"threads": 1, "device": "cpu", "log_every": 4, "val_every": 1, "checkpoint_every": 5}
+    assert check_run(dataclasses.replace(cfg, **other)) == 2
+    resumed = train(dataclasses.replace(cfg, **other), progress=False)
+    # the same batches and the same updates: the same weights as the uninterrupted run
+    assert_same_state(resumed.model.state_dict(), straight.model.state_dict())
+    assert [r["step"] for r in read_log(tmp_path / "crashed") if "val_psnr" in r] == [2, 3, 4, 5, 6]
+
+
+def test_check_run_gives_the_resume_step_and_writes_nothing(gray_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(gray_dir, out, steps=3)
+    assert check_run(cfg) == 0
+    assert not out.exists()
+    train(cfg, progress=False)
+    rng = torch.get_rng_state()
+    assert check_run(cfg) == 3
+    assert check_run(cfg, resume=False) == 0
+    assert torch.equal(torch.get_rng_state(), rng)  # the seeded network build is undone
+    with pytest.raises(ConfigError) as info:
+        check_run(dataclasses.replace(cfg, seed=5, sigma=(0.0, 0.1)))
+    assert info.value.field == "out_dir"
+    assert "seed 0 there, 5 now" in str(info.value)
+    assert f"sigma [0.0, {50 / 255!r}] there, [0.0, 0.1] now" in str(info.value)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    for check in (lambda: check_run(cfg), lambda: train(cfg, progress=False)):
+        with pytest.raises(ConfigError, match="cannot be read") as info:
+            check()
+        assert info.value.field == "out_dir"
+
+
+def test_every_field_has_a_rule():
+    assert set(_RULES) | {"arch"} == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("train_dir", None),
+        ("channels", 2),
+        ("channels", True),
+        ("sigma", (0.2, 0.1)),
+        ("sigma", (0.0, math.inf)),
+        ("sigma", "0,50"),
+        ("patch_size", 0),
+        ("steps", 2.5),
+        ("batch_size", True),
+        ("lr", 0.0),
+        ("lr", math.nan),
+        ("lr_final", 1.5),
+        ("schedule", "linear"),
+        ("warmup", -1),
+        ("milestones", (0.5, 1.5)),
+        ("gamma", 0),
+        ("weight_decay", -1e-4),
+        ("clip", 0.0),
+        ("precision", "fp8"),
+        ("device", "gpu0"),
+        ("device", "meta"),
+        ("seed", -1),
+        ("loss_options", "iters=2"),
+        ("val_every", 0),
+        ("val_sigmas", ()),
+        ("val_crop", 0),
+        ("threads", 0),
+        ("arch", {"widths": [4]}),
+        ("arch", {"arch": "unet"}),
+        ("arch", {**TINY, "depth": 3}),
+        ("arch", {"arch": "gradient_step"}),
+        ("arch", {"arch": "gradient_step", "network": {**TINY, "features": 4}}),
+    ],
+)
+def test_a_bad_setting_is_a_config_error_naming_its_field(field, value):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{"train_dir": "a", "out_dir": "b", field: value})
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+    assert str(info.value).startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"loss": "nope"}, "loss"),
+        ({"loss_options": {"bogus": 1}}, "loss_options"),
+        ({"arch": {**TINY, "widths": [4, 0]}}, "arch"),
+        ({"train_dir": "MISSING"}, "train_dir"),
+        ({"val_dir": "MISSING"}, "val_dir"),
+        ({"patch_size": 32}, "train_dir"),  # larger than the 24x24 images
+        ({"init": "MISSING"}, "init"),
+    ],
+)
+def test_what_needs_files_or_a_network_is_checked_before_anything_is_written(
+    gray_dir, tmp_path, settings, field
+):
+    settings = {k: str(tmp_path / "missing") if v == "MISSING" else v for k, v in settings.items()}
+    train_dir = settings.pop("train_dir", gray_dir)
+    cfg = tiny_config(train_dir, tmp_path / "run", **settings)  # each setting is fine on its own
+    for check in (lambda: check_run(cfg), lambda: train(cfg, progress=False)):
+        with pytest.raises(ConfigError) as info:
+            check()
+        assert info.value.field == field
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_checks_the_settings_again(gray_dir, tmp_path):
+    cfg = tiny_config(gray_dir, tmp_path / "run")
+    cfg.lr = -1.0  # changed after construction
+    with pytest.raises(ConfigError, match="lr must be a number > 0"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_default_arch_is_accepted_and_builds(name):
+    cfg = TrainConfig(train_dir="a", out_dir="b", arch=default_arch(name), channels=3)
+    assert build(cfg.network_config()).channels == 3
 
 
 def test_best_weights_belong_to_the_run(gray_dir, tmp_path):
@@ -354,8 +486,17 @@ def test_recipe_builds_a_config_and_a_network(name):
 
 
 def test_unknown_recipe():
-    with pytest.raises(ValueError, match="recipe must be one of"):
+    with pytest.raises(ConfigError, match="recipe must be one of") as info:
         recipe("nope", train_dir="a", out_dir="b")
+    assert info.value.field == "recipe"
+
+
+def test_recipe_settings_are_a_copy():
+    settings = recipe_settings("proximal-gray")
+    settings["arch"]["network"]["widths"].append(256)
+    settings["loss_options"]["iters"] = 1
+    assert RECIPES["proximal-gray"]["arch"]["network"]["widths"] == [32, 64, 128]
+    assert recipe_settings("proximal-gray")["loss_options"]["iters"] == 20
 
 
 def test_gradient_step_denoisers_train_with_the_convergent_losses(gray_dir, tmp_path):
