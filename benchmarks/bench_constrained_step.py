@@ -34,6 +34,11 @@ the mask once, B*H*W elements) and writes out; pass 2 reads and writes out; so 6
 ``free``, 7 N e for ``projected``) plus the mask. frac_copy_bw divides GB/s by the device copy
 bandwidth measured by the harness.
 
+Dispatch overhead (harness.run_dispatch_part; skipped by --quick, alone with --dispatch-only):
+on a 1x1x8x8 CPU input of the ``mask`` form, constrained_step(...) with the automatic backend
+choice against constrained_step_reference on the same inputs, interleaved; target: at most
+20 us more.
+
 Targets (the issue's): on a GPU the fused step (triton, cuda) reaches >= 85% of the copy
 bandwidth.
 """
@@ -43,6 +48,8 @@ from collections.abc import Callable
 
 import torch
 from harness import (
+    DISPATCH_SHAPE,
+    add_dispatch_options,
     append_rows,
     check_close,
     common_parser,
@@ -56,10 +63,12 @@ from harness import (
     parse_common,
     parse_list,
     parse_shapes,
+    run_dispatch_part,
 )
 
 from pnpfast.operators import BlockAverage, Inpainting
 from pnpfast.ops import constrained_step, constrained_step_reference
+from pnpfast.ops.constrained_step import _op as constrained_step_op
 
 OP = "constrained_step"
 DEFAULT_SHAPES = "8x3x256x256,32x3x512x512"
@@ -209,9 +218,23 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
     return lines
 
 
+def dispatch_calls() -> tuple[Callable, Callable, Callable]:
+    """(public op, dispatcher alone, reference) calls of the ``mask`` form on DISPATCH_SHAPE."""
+    case = Case("mask", DISPATCH_SHAPE, torch.float32, "cpu")
+    args, extra = case.args(), case.extra
+    # the dispatcher and the reference take every argument positionally
+    full = (*args, extra["lifted"], extra["mask"], 0, None)
+    return (
+        lambda: constrained_step(*args, **extra),
+        lambda: constrained_step_op(*full),
+        lambda: constrained_step_reference(*full),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
     parser.add_argument("--forms", type=parse_list, default=list(FORMS), help=",".join(FORMS))
+    add_dispatch_options(parser)
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS, QUICK_SKIPS)
     device = args.device
     for form in args.forms:
@@ -223,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     for shape in shapes:
         if len(shape) != 4 or shape[2] % 4 or shape[3] % 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW with 4 | H, W")
-    bw = copy_bandwidth(device)
-    print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
+    if args.dispatch_only:
+        shapes = []
+    else:
+        bw = copy_bandwidth(device)
+        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
     for shape in shapes:
         for form in args.forms:
             case = Case(form, shape, torch.float32, device)
@@ -234,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(rows))
             for line in target_lines(rows, device):
                 print("  " + line)
+    run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0
 

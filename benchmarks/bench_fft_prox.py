@@ -35,6 +35,10 @@ F = B*C*H*(W//2+1) complex frequencies of 2e bytes each):
     fft-only        2 FFTs
 frac_copy_bw divides GB/s by the device copy bandwidth measured by the harness.
 
+Dispatch overhead (harness.run_dispatch_part; skipped by --quick, alone with --dispatch-only):
+on a 1x1x8x8 CPU input, fft_prox(v_hat, kty, k2, gamma) with the automatic backend choice
+against fft_prox_reference on the same spectra, interleaved; target: at most 20 us more.
+
 Targets: on a GPU the fused spectral pass reaches >= 85% of the copy bandwidth, the fastest
 pnpfast prox is within 1.15x of fft-only, and >= 2.5x faster than deepinv; on the CPU the
 reference bound prox is >= 1.5x faster than deepinv at 8x3x256x256.
@@ -47,6 +51,8 @@ from dataclasses import dataclass
 import torch
 from deepinv_compat import import_deepinv
 from harness import (
+    DISPATCH_SHAPE,
+    add_dispatch_options,
     append_rows,
     check_close,
     common_parser,
@@ -59,11 +65,13 @@ from harness import (
     make_row,
     measure_many,
     parse_common,
+    run_dispatch_part,
 )
 
 import pnpfast
 from pnpfast.operators import Blur
-from pnpfast.ops import fft_prox
+from pnpfast.ops import fft_prox, fft_prox_reference
+from pnpfast.ops.fft_prox import _op as fft_prox_op
 
 OP = "fft_prox"
 DEFAULT_SHAPES = "8x3x256x256,32x3x512x512"
@@ -230,6 +238,23 @@ def run_shape(
     ]
 
 
+def dispatch_calls() -> tuple[Callable, Callable, Callable]:
+    """(public op, dispatcher alone, reference) calls of the spectral pass on DISPATCH_SHAPE."""
+    B, C, H, W = DISPATCH_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    v_hat, kty = (
+        torch.randn(B, C, H, W // 2 + 1, generator=gen, dtype=torch.complex64) for _ in range(2)
+    )
+    k2 = torch.rand(1, 1, H, W // 2 + 1, generator=gen)
+    gamma = torch.rand(B, generator=gen) + 0.1
+    args = (v_hat, kty, k2, gamma)
+    return (
+        lambda: fft_prox(*args),
+        lambda: fft_prox_op(*args),
+        lambda: fft_prox_reference(*args),
+    )
+
+
 def target_lines(rows: list[dict], device: str) -> list[str]:
     """Whether the targets stated in the module docstring are met for one shape's rows."""
     shape = rows[0]["shape"] if rows else "?"
@@ -268,19 +293,23 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
+    add_dispatch_options(parser)
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS, QUICK_SKIPS)
     device = args.device
-    bw = copy_bandwidth(device)
-    print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
     for shape in args.shapes:
         if len(shape) != 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
+    if not args.dispatch_only:
+        bw = copy_bandwidth(device)
+        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
+    for shape in [] if args.dispatch_only else args.shapes:
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
         append_rows(args.out, rows)
         print()
         print(format_table(rows))
         for line in target_lines(rows, device):
             print("  " + line)
+    run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0
 

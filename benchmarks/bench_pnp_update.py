@@ -29,6 +29,10 @@ and write out (5 * N * e), read coef (4 * B * e) and write sums (3 * B * e). The
 sequence moves about 26 N elements (each op reads its operands and writes a temporary).
 frac_copy_bw divides GB/s by the device copy bandwidth measured by the harness.
 
+Dispatch overhead (harness.run_dispatch_part; skipped by --quick, alone with --dispatch-only):
+on a 1x1x8x8 CPU input, pnp_update(f, z, x, xprev, coef) with the automatic backend choice
+against pnp_update_reference on the same inputs, interleaved; target: at most 20 us more.
+
 Targets: on a GPU the fused update (triton, cuda) reaches >= 85% of the copy bandwidth and is
 >= 3x faster than torch-unfused.
 """
@@ -38,6 +42,8 @@ from collections.abc import Callable
 
 import torch
 from harness import (
+    DISPATCH_SHAPE,
+    add_dispatch_options,
     append_rows,
     check_close,
     common_parser,
@@ -51,9 +57,11 @@ from harness import (
     measure_many,
     parse_common,
     parse_shapes,
+    run_dispatch_part,
 )
 
 from pnpfast.ops import pnp_update, pnp_update_reference
+from pnpfast.ops.pnp_update import _op as pnp_update_op
 
 OP = "pnp_update"
 DEFAULT_SHAPES = "8x3x256x256,32x3x512x512"
@@ -189,24 +197,40 @@ def target_lines(rows: list[dict], device: str) -> list[str]:
     return lines
 
 
+def dispatch_calls() -> tuple[Callable, Callable, Callable]:
+    """(public op, dispatcher alone, reference) calls on DISPATCH_SHAPE, every input given."""
+    args = setup(DISPATCH_SHAPE, torch.float32, "cpu")
+    return (
+        lambda: pnp_update(*args),
+        lambda: pnp_update_op(*args),
+        lambda: pnp_update_reference(*args),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
+    add_dispatch_options(parser)
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS, QUICK_SKIPS)
     device = args.device
     shapes = args.shapes
     if args.quick and shapes == parse_shapes(DEFAULT_SHAPES):
         shapes = parse_shapes(QUICK_SHAPES)
-    bw = copy_bandwidth(device)
-    print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
     for shape in shapes:
         if len(shape) != 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
+    if args.dispatch_only:
+        shapes = []
+    else:
+        bw = copy_bandwidth(device)
+        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
+    for shape in shapes:
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
         append_rows(args.out, rows)
         print()
         print(format_table(rows))
         for line in target_lines(rows, device):
             print("  " + line)
+    run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0
 

@@ -11,6 +11,10 @@ call (optionally after flushing the L2 cache, outside the timed region), on the 
 ``time.perf_counter``. The median and the 20th and 80th percentiles are reported.
 ``measure_many`` interleaves the timed calls of several providers, so that a machine shared
 with other work slows them alike.
+
+Every op benchmark also measures what the dispatcher costs (``run_dispatch_part``): on a tiny
+CPU input, the public op with the automatic backend choice against a direct call of the
+reference it picks, interleaved over thousands of calls.
 """
 
 import argparse
@@ -520,3 +524,116 @@ def copy_bw_line(label: str, frac: float, target: float) -> str:
     """One verdict line of a bandwidth target: "<label>: 87% of copy bw (target >= 85%: met)"."""
     verdict = "met" if frac >= target else "MISSED"
     return f"{label}: {100 * frac:.0f}% of copy bw (target >= {100 * target:.0f}%: {verdict})"
+
+
+# --- dispatch overhead -----------------------------------------------------------------------
+
+DISPATCH_SHAPE = (1, 1, 8, 8)
+DISPATCH_REPS = 3000
+DISPATCH_WARMUP = 200
+DISPATCH_TARGET_US = 20.0
+
+
+def add_dispatch_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the dispatch-overhead part of an op benchmark."""
+    parser.add_argument(
+        "--dispatch-reps",
+        type=int,
+        default=None,
+        help=f"interleaved calls of the dispatch-overhead part (default {DISPATCH_REPS}; "
+        "0 or --quick skips it)",
+    )
+    parser.add_argument(
+        "--dispatch-only", action="store_true", help="run only the dispatch-overhead part"
+    )
+
+
+def _same_outputs(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+    return len(a) == len(b) and all(_same_outputs(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _difference(a: Timing, b: Timing) -> Timing:
+    return Timing(a.median_ms - b.median_ms, a.p20_ms - b.p20_ms, a.p80_ms - b.p80_ms, a.reps)
+
+
+def dispatch_rows(
+    op: str,
+    *,
+    public: Callable[[], object],
+    no_checks: Callable[[], object],
+    direct: Callable[[], object],
+    reps: int = DISPATCH_REPS,
+    warmup: int = DISPATCH_WARMUP,
+    shape: Sequence[int] = DISPATCH_SHAPE,
+    dtype: torch.dtype = torch.float32,
+) -> list[dict]:
+    """Rows of what dispatching costs one op on a tiny CPU input.
+
+    ``direct`` calls the reference backend itself, ``public`` the public op with the automatic
+    backend choice (argument checks, then the dispatcher, which picks that reference on the
+    CPU) and ``no_checks`` the dispatcher alone (the op's FusedOp). The three are timed
+    interleaved (``measure_many``); every output must equal the direct one. Providers:
+
+        dispatch/reference        the direct call
+        dispatch/auto             the public op
+        dispatch/auto-no-checks   the dispatcher alone
+        dispatch-overhead         dispatch/auto - dispatch/reference: median, p20 and p80 each
+                                  the difference of the two calls' quantiles
+        dispatch-overhead/no-checks   the same for dispatch/auto-no-checks
+    """
+    fns = {
+        "dispatch/reference": direct,
+        "dispatch/auto": public,
+        "dispatch/auto-no-checks": no_checks,
+    }
+    expected = direct()
+    correct = all(_same_outputs(fn(), expected) for fn in (public, no_checks))
+    timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
+    ref = timings["dispatch/reference"]
+    timings["dispatch-overhead"] = _difference(timings["dispatch/auto"], ref)
+    timings["dispatch-overhead/no-checks"] = _difference(timings["dispatch/auto-no-checks"], ref)
+    note = f"CPU reference backend, {reps} interleaved calls each"
+    load = load_note("cpu")
+    return [
+        make_row(
+            op=op,
+            provider=name,
+            shape=shape,
+            dtype=dtype,
+            timing=timing,
+            nbytes=None,
+            device="cpu",
+            correct=correct,
+            note="; ".join(n for n in (note, load) if n),
+        )
+        for name, timing in timings.items()
+    ]
+
+
+def run_dispatch_part(
+    args: argparse.Namespace,
+    op: str,
+    calls: Callable[[], tuple[Callable, Callable, Callable]],
+) -> list[dict]:
+    """The dispatch-overhead part of an op benchmark: ``calls()`` builds (public, no_checks,
+    direct) on a tiny input (see ``dispatch_rows``); the rows are appended to ``args.out`` and
+    printed with the verdict on the target. Nothing runs when the part is skipped."""
+    reps = args.dispatch_reps
+    if reps is None:
+        reps = 0 if args.quick else DISPATCH_REPS
+    if reps <= 0:
+        return []
+    public, no_checks, direct = calls()
+    rows = dispatch_rows(op, public=public, no_checks=no_checks, direct=direct, reps=reps)
+    append_rows(args.out, rows)
+    print(f"\n{op}: dispatch overhead on {'x'.join(map(str, DISPATCH_SHAPE))} (CPU)")
+    print(format_table(rows))
+    for r in rows:
+        if r["provider"].startswith("dispatch-overhead"):
+            us = 1e3 * r["median_ms"]
+            verdict = "met" if us <= DISPATCH_TARGET_US and r["correct"] else "MISSED"
+            target = f"target <= {DISPATCH_TARGET_US:.0f} us: {verdict}"
+            print(f"  {r['provider']}: {us:.1f} us per call ({target})")
+    return rows

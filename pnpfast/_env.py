@@ -5,14 +5,21 @@ TRITON_INTERPRET    1: Triton runs on the CPU through its interpreter (tests on 
 PNPFAST_BUILD_CUDA  auto | 0 | 1: read by setup.py only, when the CUDA extension is built.
 """
 
+import functools
 import os
 
 BACKEND_NAMES = ("cuda", "triton", "reference")
 
 
 def forced_backend() -> str | None:
-    """The backend named by PNPFAST_BACKEND, or None when unset or empty."""
-    value = os.environ.get("PNPFAST_BACKEND", "").strip().lower()
+    """The backend named by PNPFAST_BACKEND, or None when unset or empty.
+
+    Read on every call (one dictionary look-up when unset), so a change takes effect at once.
+    """
+    value = os.environ.get("PNPFAST_BACKEND")
+    if not value:
+        return None
+    value = value.strip().lower()
     if not value:
         return None
     if value not in BACKEND_NAMES:
@@ -22,6 +29,11 @@ def forced_backend() -> str | None:
     return value
 
 
+@functools.cache
 def triton_interpreter() -> bool:
-    """True when TRITON_INTERPRET asks for the Triton CPU interpreter."""
+    """True when TRITON_INTERPRET asks for the Triton CPU interpreter.
+
+    Read once per process: Triton reads it when its kernels are first defined, so a later
+    change would not reach Triton anyway (``pnpfast.dispatch.clear_caches`` forgets it).
+    """
     return os.environ.get("TRITON_INTERPRET", "0").strip() not in {"", "0"}

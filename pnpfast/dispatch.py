@@ -6,6 +6,11 @@ PNPFAST_BACKEND) raises BackendError when it cannot run; the automatic choice fa
 logs the reason once per (op, backend, reason).
 
 Checks are pure and fail closed: an op that registers no check for a backend never runs there.
+
+A call costs a few microseconds on top of its backend: whether triton and pnpfast._C can be
+imported is looked up once per process (``clear_caches`` forgets it), PNPFAST_BACKEND is read
+per call (a dictionary look-up, so tests may set it at any time), and the device of each tensor
+argument is read once per call.
 """
 
 import functools
@@ -44,29 +49,43 @@ def _cuda_extension_error() -> str | None:
     return None
 
 
+@functools.cache
 def _triton_error() -> str | None:
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install triton)"
     return None
 
 
+# Why a backend's code cannot run in this process (None when it can); each looked up once.
+_UNAVAILABLE: dict[str, Callable[[], str | None]] = {
+    "cuda": _cuda_extension_error,
+    "triton": _triton_error,
+    "reference": lambda: None,
+}
+
+
+def clear_caches() -> None:
+    """Forget what was looked up once per process: whether triton and pnpfast._C import, and
+    TRITON_INTERPRET (for tests that change them; nothing else needs this)."""
+    _cuda_extension_error.cache_clear()
+    _triton_error.cache_clear()
+    _env.triton_interpreter.cache_clear()
+
+
 def backend_status(name: str) -> BackendStatus:
+    if name not in _UNAVAILABLE:
+        raise ValueError(f"backend must be one of {', '.join(_env.BACKEND_NAMES)}, not {name!r}")
+    err = _UNAVAILABLE[name]()
+    if err:
+        return BackendStatus(name, False, err)
     if name == "reference":
         return BackendStatus(name, True, "pure PyTorch, any device and dtype")
     if name == "triton":
-        err = _triton_error()
-        if err:
-            return BackendStatus(name, False, err)
         where = "CUDA tensors" + (
             ", CPU tensors through the interpreter" if _env.triton_interpreter() else ""
         )
         return BackendStatus(name, True, where)
-    if name == "cuda":
-        err = _cuda_extension_error()
-        if err:
-            return BackendStatus(name, False, err)
-        return BackendStatus(name, True, "pnpfast._C, CUDA tensors")
-    raise ValueError(f"backend must be one of {', '.join(_env.BACKEND_NAMES)}, not {name!r}")
+    return BackendStatus(name, True, "pnpfast._C, CUDA tensors")
 
 
 def backends() -> dict[str, BackendStatus]:
@@ -77,14 +96,23 @@ def backends() -> dict[str, BackendStatus]:
     return {name: backend_status(name) for name in _env.BACKEND_NAMES}
 
 
-def _device_check(name: str, tensors: list[torch.Tensor], explicit: bool) -> str | None:
-    devices = {t.device.type for t in tensors}
+def _devices(args: tuple) -> tuple[bool, bool]:
+    """(all on CUDA, all on the CPU) for the tensor arguments of a call (False, False without
+    tensors). is_cuda / is_cpu are plain flags; reading .device builds a torch.device each."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return False, False
+    return all(t.is_cuda for t in tensors), all(t.is_cpu for t in tensors)
+
+
+def _device_check(name: str, devices: tuple[bool, bool], explicit: bool) -> str | None:
+    all_cuda, all_cpu = devices
     if name == "cuda":
-        return None if devices == {"cuda"} else "the cuda backend needs CUDA tensors"
+        return None if all_cuda else "the cuda backend needs CUDA tensors"
     if name == "triton":
-        if devices == {"cuda"}:
+        if all_cuda:
             return None
-        if devices == {"cpu"} and _env.triton_interpreter():
+        if all_cpu and _env.triton_interpreter():
             # The interpreter is a test harness (about 1 ms per program): only on request.
             return None if explicit else "CPU tensors use triton only when asked for by name"
         return "the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)"
@@ -105,16 +133,17 @@ class FusedOp:
         self.impls = impls
         self._logged: set[tuple[str, str]] = set()
 
-    def _reason(self, backend: str, args: tuple, explicit: bool) -> str | None:
+    def _reason(
+        self, backend: str, args: tuple, devices: tuple[bool, bool], explicit: bool
+    ) -> str | None:
         if backend == "reference":
             return None
-        status = backend_status(backend)
-        if not status.available:
-            return status.reason
+        unavailable = _UNAVAILABLE[backend]()
+        if unavailable:
+            return unavailable
         if backend not in self.impls:
             return f"{self.name} has no {backend} implementation"
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        reason = _device_check(backend, tensors, explicit)
+        reason = _device_check(backend, devices, explicit)
         if reason:
             return reason
         return self.impls[backend][1](*args)
@@ -122,19 +151,20 @@ class FusedOp:
     def select(self, args: tuple, backend: str | None = None) -> str:
         """The name of the backend that runs this call."""
         explicit = backend if backend is not None else _env.forced_backend()
+        devices = _devices(args)
         if explicit is not None:
-            if explicit not in _env.BACKEND_NAMES:
+            if explicit not in _UNAVAILABLE:
                 raise ValueError(
                     f"backend must be one of {', '.join(_env.BACKEND_NAMES)}, not {explicit!r}"
                 )
-            reason = self._reason(explicit, args, explicit=True)
+            reason = self._reason(explicit, args, devices, explicit=True)
             if reason:
                 raise BackendError(
                     f"{self.name}: backend {explicit!r} cannot run this call: {reason}"
                 )
             return explicit
         for name in _env.BACKEND_NAMES:
-            reason = self._reason(name, args, explicit=False)
+            reason = self._reason(name, args, devices, explicit=False)
             if reason is None:
                 return name
             self._log_once(name, reason)

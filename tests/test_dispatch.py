@@ -1,17 +1,34 @@
 """The dispatcher: automatic order, explicit requests, the environment switch, reporting."""
 
+import importlib
+import importlib.util
 import logging
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 import pnpfast
+from pnpfast import dispatch
 from pnpfast.dispatch import BackendError
-from pnpfast.ops import fft_prox, fft_prox_reference
+from pnpfast.ops import (
+    constrained_step_reference,
+    fft_grad_reference,
+    fft_prox,
+    fft_prox_reference,
+    pnp_update_reference,
+    power_step_reference,
+)
+from pnpfast.ops.constrained_step import _op as constrained_step_op
+from pnpfast.ops.fft_grad import _op as fft_grad_op
 from pnpfast.ops.fft_prox import _op as fft_prox_op
+from pnpfast.ops.pnp_update import _op as pnp_update_op
+from pnpfast.ops.power_step import _op as power_step_op
+from pnpfast.ops.power_step import initial_state
 
 
 def inputs(B=2, C=3, H=8, W=10):
@@ -116,3 +133,99 @@ def test_kernels_install_as_a_subpackage_only(tmp_path):
     )
     proc = _run(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def tiny_calls() -> dict:
+    """Per op: (its dispatcher, its reference, positional arguments) on a 1x1x8x8 CPU input."""
+    gen = torch.Generator().manual_seed(0)
+    v, kty = (torch.randn(1, 1, 8, 5, generator=gen, dtype=torch.complex64) for _ in range(2))
+    k2, s = torch.rand(1, 1, 8, 5, generator=gen), torch.rand(1, generator=gen) + 0.1
+    x, z, f, p = (torch.rand(1, 1, 8, 8, generator=gen) for _ in range(4))
+    return {
+        "fft_prox": (fft_prox_op, fft_prox_reference, (v, kty, k2, s)),
+        "fft_grad": (fft_grad_op, fft_grad_reference, (v, kty, k2, s, s)),
+        "pnp_update": (pnp_update_op, pnp_update_reference, (f, z, x, p, torch.rand(1, 4))),
+        "constrained_step": (
+            constrained_step_op,
+            constrained_step_reference,
+            (x, z, s, s, 1, 2, f, (p > 0.5).float(), 0, None),
+        ),
+        "power_step": (power_step_op, power_step_reference, (x, z, initial_state(z), 1e-3, True)),
+    }
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("looked up a module during a dispatched call")
+
+
+def test_dispatch_looks_nothing_up_after_the_first_call(monkeypatch):
+    """Whether triton and pnpfast._C import is looked up once per process, not per call."""
+    monkeypatch.delenv("PNPFAST_BACKEND", raising=False)
+    calls = tiny_calls()
+    for op, _, args in calls.values():
+        op(*args)
+    monkeypatch.setattr(importlib.util, "find_spec", _refuse)
+    monkeypatch.setattr(importlib, "import_module", _refuse)
+    for name, (op, reference, args) in calls.items():
+        assert op.select(args) == "reference", name
+        for backend in ("cuda", "triton"):
+            assert op._reason(backend, args, dispatch._devices(args), explicit=False), name
+        torch.testing.assert_close(op(*args), reference(*args), rtol=0, atol=0)
+    pnpfast.backends()
+
+
+def test_environment_is_read_on_every_call(monkeypatch):
+    """PNPFAST_BACKEND is not cached: setting it after earlier calls takes effect at once."""
+    monkeypatch.delenv("PNPFAST_BACKEND", raising=False)
+    args = inputs()
+    fft_prox(*args)
+    monkeypatch.setenv("PNPFAST_BACKEND", "opencl")
+    with pytest.raises(ValueError, match="PNPFAST_BACKEND"):
+        fft_prox(*args)
+    monkeypatch.setenv("PNPFAST_BACKEND", " Reference ")
+    assert fft_prox_op.select(args) == "reference"
+
+
+def test_clear_caches_looks_availability_up_again(monkeypatch):
+    dispatch.clear_caches()
+    try:
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+        status = pnpfast.backends()["triton"]
+        assert not status.available and "triton is not installed" in status.reason
+    finally:
+        monkeypatch.undo()
+        dispatch.clear_caches()
+    assert pnpfast.backends()["triton"].available == (
+        importlib.util.find_spec("triton") is not None
+    )
+
+
+def _median_us(fn, args, reps: int) -> float:
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn(*args)
+        samples.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(samples)
+
+
+@pytest.mark.parametrize(
+    "name", ["fft_prox", "fft_grad", "pnp_update", "constrained_step", "power_step"]
+)
+def test_dispatch_costs_under_20_us_per_call(name, monkeypatch):
+    """The dispatcher adds at most 20 us to its backend on a tiny input (about 3 us here).
+
+    The two calls are timed in alternating blocks and the smallest of several median
+    differences is kept, so other work on a shared machine slows both alike or is skipped.
+    """
+    monkeypatch.delenv("PNPFAST_BACKEND", raising=False)
+    op, reference, args = tiny_calls()[name]
+    for _ in range(50):
+        op(*args)
+        reference(*args)
+    overheads = []
+    for _ in range(7):
+        dispatched = _median_us(op, args, 200)
+        direct = _median_us(reference, args, 200)
+        overheads.append(dispatched - direct)
+    assert min(overheads) < 20.0, f"{name}: dispatch overheads {overheads} us"
