@@ -58,16 +58,18 @@ def solve(
 ) -> Result:
     """Restore ``y = A x + noise`` with a PnP method; every image of the batch independently.
 
-    y: [B, C, H, W] float32/float64 on [0, 1]; operator: a pnpfast LinearOperator (e.g. Blur);
+    y: the measurement A x + noise, float32/float64, of the operator's output shape ([B, C, H, W]
+    for Blur and Inpainting, [B, C, H/s, W/s] for BlockAverage(s), [B, C, m] for
+    SpectralLowpass and CompressiveSensing; the images are [B, C, H, W], ``A.image_shape(y)``);
+    operator: a pnpfast LinearOperator;
     denoiser: called as D(x, sigma) with sigma a [B] tensor; sigma: noise level of y (float or
     length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
     200, gs-pnp 400 and 1e-5 on the relative change of its objective, the others 100 or 50,
-    and 1e-4); x0: start (default
-    y); x_true: ground truth, records PSNR per iteration in ``history``; history: also record the
-    relative change without x_true; callback: called with an IterationInfo after every
-    iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
+    and 1e-4); x0: start, an image (default A^T y); x_true: ground truth, records PSNR per
+    iteration in ``history``; history: also record the relative change without x_true;
+    callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
     red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams,
     GSPnPParams (gs-pnp), ProxPnPParams (prox-pnp-pgd, prox-pnp-drs; for these three the
@@ -107,8 +109,7 @@ def solve(
         raise TypeError(f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}")
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
-    _validate.image("y", y)
-    data = L2(operator, y)
+    data = L2(operator, y)  # checks y against the operator: A x has y's shape
     B = y.shape[0]
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True)
     max_iter = cls.default_max_iter if max_iter is None else max_iter
@@ -121,16 +122,17 @@ def solve(
         if t is not None:
             _validate.image(name, t)
             _validate.same_device_dtype(y=y, **{name: t})
-            if t.shape != y.shape:
+            if tuple(t.shape) != data.image_shape:
                 raise ValueError(
-                    f"{name} has shape {tuple(t.shape)} but y has shape {tuple(y.shape)}"
+                    f"{name} has shape {tuple(t.shape)} but the images measured by y (shape "
+                    f"{tuple(y.shape)}) have shape {data.image_shape}"
                 )
     problem = Problem(
         y=y,
         data=data,
         denoiser=denoiser,
         sigma=sigma_t,
-        x0=y if x0 is None else x0,
+        x0=data.aty if x0 is None else x0,
         backend=backend,
         tol=float(tol),
     )

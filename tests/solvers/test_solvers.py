@@ -179,7 +179,7 @@ def test_relative_change_from_the_fused_sums_is_the_engine_rule(monkeypatch, met
     monkeypatch.setattr(
         pnpfast.solvers.engine, "_rel_change", lambda new, old: calls.append(1) or own(new, old)
     )
-    snapshots = [y.clone()]
+    snapshots = [A.adjoint(y)]  # the default start x0 = A^T y
     res = pnpfast.solve(
         y,
         A,
