@@ -8,13 +8,14 @@ writes and how it resumes, and ``pnpfast.train.losses`` for the loss hook.
 """
 
 from pnpfast.train.data import Batch, ImageFolder, NoiseModel, PatchSampler
-from pnpfast.train.loop import TrainConfig, TrainResult, train
+from pnpfast.train.loop import ConfigError, TrainConfig, TrainResult, check_run, train
 from pnpfast.train.losses import LOSSES, MSELoss, NoiseWeightedMSELoss, register_loss
 from pnpfast.train.weights import save_weights
 
 __all__ = [
     "LOSSES",
     "Batch",
+    "ConfigError",
     "ImageFolder",
     "MSELoss",
     "NoiseModel",
@@ -22,6 +23,7 @@ __all__ = [
     "PatchSampler",
     "TrainConfig",
     "TrainResult",
+    "check_run",
     "register_loss",
     "save_weights",
     "train",

@@ -1,9 +1,14 @@
-"""The training loop: ``TrainConfig`` and ``train``.
+"""The training loop: ``TrainConfig``, ``check_run`` and ``train``.
 
     from pnpfast.train import TrainConfig, train
     cfg = TrainConfig(train_dir="data/train", val_dir="data/val", out_dir="runs/gray",
                       channels=1, sigma=(0, 50 / 255), steps=20000)
     result = train(cfg)            # resumes from runs/gray/checkpoint.pt when it exists
+
+Every check of a setting lives here: ``TrainConfig`` checks each field on construction,
+``check_run`` what needs the files and the machine; both raise ``ConfigError`` (a ValueError
+whose ``field`` names the setting), and ``train`` runs the same checks before it writes
+anything. ``pnpfast train`` only turns its flags into a ``TrainConfig`` and prints these errors.
 
 What a run writes in ``out_dir`` (every file replaced atomically, so a crash loses at most the
 steps since the last checkpoint):
@@ -12,7 +17,9 @@ steps since the last checkpoint):
 * ``checkpoint.pt``: model, optimizer, schedule, gradient scaler, loss-module state, the RNG
   states (torch CPU and CUDA, the patch sampler's generator, epoch order and position), the step
   and the best validation PSNR; a run restarted with the same configuration continues exactly
-  where it stopped (same batches, same weights as an uninterrupted run);
+  where it stopped (same batches, same weights as an uninterrupted run). Only the
+  ``RESUMABLE_FIELDS`` may differ on restart (out_dir, device, threads and how often it
+  validates, checkpoints and logs); another difference is refused, naming the field;
 * ``log.jsonl``: one JSON object per line: ``{"step", "loss", "lr", "seconds", ...}`` every
   ``log_every`` steps and ``{"step", "val_psnr", "val_psnr_<sigma255>", ...}`` at validation;
 * ``model.pt`` (the last weights) and ``best.pt`` (the weights with the best validation PSNR) in
