@@ -52,25 +52,15 @@ DEMO_SEED = 0
 # argument parsing
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {minimum}, got {text!r}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_nonnegative_int = _int_at_least(0)
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _noise_level(text: str) -> float:
@@ -166,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     deblur.add_argument(
         "--kernel-index",
-        type=_nonnegative_int,
+        type=int,
         default=0,
         metavar="I",
         help="which kernel of a stack or cell array, from 0 (default: 0)",
