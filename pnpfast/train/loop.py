@@ -403,7 +403,7 @@ class _Run:
 
     device: torch.device
     folder: ImageFolder
-    validation: "_Validation | None"
+    validation: _Validation | None
     model: torch.nn.Module
     loss_fn: LossFn
     checkpoint: dict | None
