@@ -1,7 +1,7 @@
 # Common tasks. `make test` is the README's test command and what CI runs.
 PYTHON ?= python3
 
-.PHONY: install test lint format check-cuda bench report gpu-check demo
+.PHONY: install test lint format check-cuda check-wheel bench report gpu-check demo
 
 install:
 	$(PYTHON) -m pip install -c constraints.txt -e ".[test]"
@@ -19,6 +19,10 @@ format:
 
 check-cuda:
 	bash .ci/check_cuda.sh
+
+# build sdist and wheel, install the wheel in a fresh venv, run the demo and a smoke set there
+check-wheel:
+	bash .ci/check_wheel.sh
 
 bench:
 	$(PYTHON) benchmarks/bench_fft_prox.py
