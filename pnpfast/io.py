@@ -6,13 +6,13 @@ float32 tensors with row index first. Files that cannot be read raise ``ImageRea
 ``KernelReadError`` (both ValueError), whose message names the path and the reason.
 """
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pnpfast._atomic import atomic_open
 
 __all__ = [
     "ImageReadError",
@@ -112,37 +112,6 @@ def read_image(path: PathLike) -> torch.Tensor:
     return x.unsqueeze(0)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(file object) on a fresh file beside path, then rename it over path.
-
-    The temporary name is hidden (leading dot) and random; it is removed when write fails, so
-    path either keeps its old content or gets the whole new one.
-    """
-    folder = path.parent
-    for _ in range(100):
-        tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            # 0o666 under the process umask: the same permissions a plain open() would give
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-            )
-        except FileExistsError:
-            continue
-        break
-    else:
-        raise FileExistsError(f"could not create a temporary file in {folder}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_image(path: PathLike, x: torch.Tensor) -> None:
     """Write an image atomically: to a temporary file in the same folder, then os.replace.
 
@@ -179,7 +148,8 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
     pixels = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * 255.0).round()
     a = pixels.to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, C]
     img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-    _atomic_write(path, lambda f: img.save(f, format=fmt))
+    with atomic_open(path) as f:
+        img.save(f, format=fmt)
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:

@@ -541,7 +541,7 @@ def test_bench_red_quick_runs_end_to_end(bench_red, tmp_path, capsys):
 def test_bench_convergent_runs_every_part(tmp_path):
     """Every part on a tiny random gradient-step network: the rows, the table and the plot."""
     from pnpfast.denoisers import DRUNet, GradientStep
-    from pnpfast.train.weights import save_weights
+    from pnpfast.denoisers.weight_file import save_weights
 
     torch.manual_seed(0)
     weights = tmp_path / "gs.pt"

@@ -27,7 +27,8 @@ ARCHITECTURES: dict[str, type[Denoiser]] = {
 def build(config: Mapping) -> Denoiser:
     """A freshly initialised network from ``{"arch": name, **constructor arguments}``.
 
-    Lists become tuples (JSON has no tuples). Errors: ValueError for a missing or unknown
+    Lists become tuples (JSON has no tuples); the ``"network"`` entry of a ``"gradient_step"``
+    config is itself a config, built first. Errors: ValueError for a missing or unknown
     ``arch``, TypeError (from the constructor) for an argument it does not take.
     """
     if not isinstance(config, Mapping) or "arch" not in config:
@@ -36,4 +37,10 @@ def build(config: Mapping) -> Denoiser:
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, not {config['arch']!r}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "arch"}
+    if arch == "gradient_step" and isinstance(kwargs.get("network"), Mapping):
+        # the inner network's config; the outer channel count, when given, is the inner one's
+        channels = kwargs.get("channels")
+        kwargs["network"] = build(
+            {**kwargs["network"], **({"channels": channels} if channels else {})}
+        )
     return ARCHITECTURES[arch](**kwargs)

@@ -18,8 +18,6 @@ diagnostics of ``pnpfast.diagnostics`` (forward over reverse), and it runs under
 too. Shapes: x [B, C, H, W], sigma a float or [B]; D(x) like x, ``potential`` [B].
 """
 
-from collections.abc import Mapping
-
 import torch
 
 from pnpfast.denoisers.base import Denoiser
@@ -31,20 +29,17 @@ class GradientStep(Denoiser):
     """``D(x, sigma) = x - grad g_sigma(x)``, g_sigma(x) = 1/2 ||x - network(x, sigma)||^2.
 
     ``network``: a denoiser module ``network(x, sigma)`` with smooth activations (ReLU makes the
-    Hessian of g zero almost everywhere and its gradient discontinuous), or a ``config()`` dict
-    of one (``pnpfast.denoisers.architectures.build``), which is how weight files and the
-    training loop build it (``channels``, when given, is set in that dict).
+    Hessian of g zero almost everywhere and its gradient discontinuous). Weight files and the
+    training loop build one from ``config()`` with ``pnpfast.denoisers.architectures.build``,
+    which builds the inner network from its own config dict first.
     """
 
-    def __init__(self, network: torch.nn.Module | Mapping, channels: int | None = None) -> None:
+    def __init__(self, network: torch.nn.Module, channels: int | None = None) -> None:
         super().__init__()
-        if isinstance(network, Mapping):
-            from pnpfast.denoisers.architectures import build
-
-            network = build({**network, **({"channels": channels} if channels else {})})
         if not isinstance(network, torch.nn.Module):
             raise TypeError(
-                f"network must be a torch.nn.Module or a config dict, not {type(network).__name__}"
+                f"network must be a torch.nn.Module (architectures.build makes a GradientStep "
+                f"from a config dict), not {type(network).__name__}"
             )
         inner = getattr(network, "channels", None)
         if channels is not None and inner is not None and inner != channels:

@@ -1,8 +1,8 @@
 """The denoisers shipped inside pnpfast: trained here, stored in ``pnpfast/weights``.
 
 Every kind is a gray and a color network (the file names are ``<kind>-gray.pt`` and
-``<kind>-color.pt``, pnpfast weight files, see ``pnpfast.train.weights``). The embedded defaults
-(``KINDS``):
+``<kind>-color.pt``, pnpfast weight files, see ``pnpfast.denoisers.weight_file``); the kinds are
+``SHIPPED`` of ``pnpfast.denoisers.catalog``. The embedded defaults (``DEFAULTS``):
 
 * ``"conditional"``: a small DRUNet with a noise-level map input, sigma in [0, 60]/255; the
   default of ``pnpfast.denoisers.load()``, for HQS/DPIR, ADMM and the gradient-step methods.
@@ -27,12 +27,11 @@ from pathlib import Path
 import torch
 
 from pnpfast.denoisers.base import Denoiser, check_image
+from pnpfast.denoisers.catalog import SHIPPED
+from pnpfast.denoisers.weight_file import read_network
 
-__all__ = ["CONVERGENT", "KINDS", "SHIPPED", "ByChannels", "shipped", "shipped_path"]
+__all__ = ["ByChannels", "shipped", "shipped_path"]
 
-KINDS: tuple[str, ...] = ("conditional", "blind")  # the embedded defaults
-CONVERGENT: tuple[str, ...] = ("gradient-step", "proximal")
-SHIPPED: tuple[str, ...] = (*KINDS, *CONVERGENT)
 _CHANNELS = {1: "gray", 3: "color"}
 
 
@@ -80,8 +79,6 @@ def shipped_path(kind: str, channels: int) -> Path:
 
 def shipped(kind: str) -> ByChannels:
     """The shipped ``kind`` (one of ``SHIPPED``) as a gray+color ``ByChannels``."""
-    from pnpfast.denoisers.loaders import read_pnpfast_file
-
     networks = {}
     for channels in _CHANNELS:
         path = shipped_path(kind, channels)
@@ -90,5 +87,5 @@ def shipped(kind: str) -> ByChannels:
                 f"the shipped {kind} denoiser file {path} is missing from this installation; "
                 f"reinstall pnpfast (pip install -e .) or pass weights= a file of your own"
             )
-        networks[channels] = read_pnpfast_file(path)
+        networks[channels] = read_network(path)
     return ByChannels(networks)

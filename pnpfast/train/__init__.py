@@ -7,10 +7,10 @@ Also ``pnpfast train ...`` on the command line. See ``pnpfast.train.loop`` for w
 writes and how it resumes, and ``pnpfast.train.losses`` for the loss hook.
 """
 
+from pnpfast.denoisers.weight_file import save_weights
 from pnpfast.train.data import Batch, ImageFolder, NoiseModel, PatchSampler
 from pnpfast.train.loop import ConfigError, TrainConfig, TrainResult, check_run, train
 from pnpfast.train.losses import LOSSES, MSELoss, NoiseWeightedMSELoss, register_loss
-from pnpfast.train.weights import save_weights
 
 __all__ = [
     "LOSSES",

@@ -44,11 +44,12 @@ from pathlib import Path
 
 import torch
 
+from pnpfast._atomic import atomic_open
 from pnpfast.denoisers.architectures import ARCHITECTURES, build
+from pnpfast.denoisers.weight_file import is_weights_file, save_weights
 from pnpfast.metrics import psnr
 from pnpfast.train.data import ImageFolder, NoiseModel, PatchSampler, noisy_copies
 from pnpfast.train.losses import LOSSES, LossFn, make_loss
-from pnpfast.train.weights import is_weights_file, save_weights
 
 __all__ = [
     "RESUMABLE_FIELDS",
@@ -310,15 +311,13 @@ class _Schedule:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 class _Validation:

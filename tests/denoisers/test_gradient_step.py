@@ -67,7 +67,7 @@ def test_config_round_trip_and_errors():
     E.load_state_dict(D.state_dict())
     x = torch.rand(1, 1, 8, 8, dtype=F64)
     assert torch.equal(D(x, 0.1), E(x, 0.1))
-    with pytest.raises(TypeError, match=r"network must be a torch\.nn\.Module or a config dict"):
+    with pytest.raises(TypeError, match=r"network must be a torch\.nn\.Module"):
         GradientStep("drunet")
     with pytest.raises(ValueError, match="x has 3 channels"):
         D(torch.rand(1, 3, 8, 8, dtype=F64), 0.1)

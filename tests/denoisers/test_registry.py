@@ -13,7 +13,7 @@ import pytest
 import torch
 from pnpfast_test_utils import SHARED_DATA
 
-from pnpfast.denoisers import loaders, registry
+from pnpfast.denoisers import catalog, registry
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.registry import Entry, WeightsUnavailableError
@@ -294,7 +294,10 @@ def test_real_entries_are_well_formed():
     entries = registry.REGISTRY
     assert registry.names() == tuple(entries)
     assert len(entries) == 14
-    assert not set(entries) & set(loaders.NAMES)  # registry names never shadow loader names
+    # one table of names: no name in two groups, registry names never shadow load()'s own
+    assert len(set(catalog.NAMES)) == len(catalog.NAMES)
+    assert not set(entries) & set(catalog.NAMES)
+    assert {catalog.family(n) for n in entries} == {"registry"}
     assert all(name == name.lower() for name in entries)
     assert len({e.filename for e in entries.values()}) == len(entries)
     for name, item in entries.items():

@@ -10,7 +10,8 @@ import torch
 from pnpfast_test_utils import SHARED_DATA
 
 import pnpfast.denoisers as dn
-from pnpfast.denoisers.shipped import KINDS, shipped_path
+from pnpfast.denoisers.catalog import CONVERGENT, DEFAULTS
+from pnpfast.denoisers.shipped import shipped_path
 from pnpfast.io import read_image
 
 SIGMA = 25 / 255
@@ -71,7 +72,7 @@ def blind():
 
 def test_files_are_small_and_say_how_they_were_made():
     total = 0
-    for kind in KINDS:
+    for kind in DEFAULTS:
         for channels in (1, 3):
             path = shipped_path(kind, channels)
             total += path.stat().st_size
@@ -111,7 +112,7 @@ def test_conditional_uses_sigma_per_image(conditional):
     assert (both[0] - both[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEFAULTS)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_denoising_psnr_is_above_the_floor(kind, channels, conditional, blind):
     source, images = eval_images(channels)
@@ -139,7 +140,6 @@ CONVERGENT_FLOORS: dict[tuple[str, str], float] = {
 @pytest.mark.parametrize("name", sorted({k for k, _ in CONVERGENT_FLOORS}))
 def test_convergent_files_are_gradient_step_denoisers(name):
     from pnpfast.denoisers import GradientStep
-    from pnpfast.denoisers.shipped import CONVERGENT
     from pnpfast.diagnostics import jacobian_asymmetry
 
     kind, channels = name.rsplit("-", 1)[0], int(name.rsplit("-", 1)[1])

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from pnpfast.denoisers.architectures import ARCHITECTURES, build
+from pnpfast.denoisers.weight_file import is_weights_file
 from pnpfast.train import MSELoss, TrainConfig, train
 from pnpfast.train.loop import _RULES, ConfigError, _Schedule, check_run, default_arch
 from pnpfast.train.losses import make_loss
 from pnpfast.train.recipes import RECIPES, recipe, recipe_settings
-from pnpfast.train.weights import is_weights_file
 
 TINY = {"arch": "drunet", "widths": [4, 8], "blocks": 1}
 

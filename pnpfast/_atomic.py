@@ -1,0 +1,82 @@
+"""Atomic file writes: a reader finds the whole old file or the whole new one, never a part.
+
+    with atomic_open(path) as f:          # binary; atomic_open(path, "w") for text (UTF-8)
+        torch.save(obj, f)
+
+The content goes to a fresh temporary file in the folder of ``path`` (hidden, random name
+``.<name>.<hex>.tmp``, so two writers never share it), which is flushed and fsync-ed, renamed
+over ``path`` with ``os.replace`` (atomic on POSIX and Windows within one file system) and the
+folder fsync-ed, so that the rename itself survives a power cut. When the body of the ``with``
+raises, the temporary file is removed, ``path`` keeps its old content (or stays absent) and the
+exception propagates. The file gets the permissions a plain ``open(path, "w")`` would give
+(0o666 under the umask).
+
+The one place pnpfast writes files atomically: images (``pnpfast.io``), weight files
+(``pnpfast.denoisers.weight_file``), downloads (``pnpfast.denoisers.registry``) and the
+training loop's checkpoint, config and log. No pnpfast imports, so anything may import it.
+"""
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_open"]
+
+_MODES = ("wb", "w")
+
+
+def _temporary(folder: Path, name: str) -> tuple[int, Path]:
+    """A new, exclusively created file ``.<name>.<12 hex>.tmp`` in ``folder``: (fd, path)."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable. Windows cannot open a folder, and some file systems refuse
+    fsync on one: the rename has happened by then, so those failures are not errors."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """A file object whose content replaces ``path`` when the ``with`` body ends without error.
+
+    ``mode``: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8). The folder of ``path`` must exist.
+    Errors: ValueError for another mode; OSError from the file system (the temporary file is
+    removed); any exception of the body, after removing the temporary file.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = _temporary(folder, path.name)
+    try:
+        encoding = "utf-8" if mode == "w" else None
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
