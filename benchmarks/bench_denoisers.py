@@ -115,7 +115,6 @@ import copy
 import datetime
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -127,6 +126,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
+from pnpfast._atomic import atomic_open
 from pnpfast.denoisers import load
 from pnpfast.denoisers.architectures import build
 from pnpfast.denoisers.shipped import shipped_path
@@ -588,10 +588,8 @@ def store_psnr_rows(path: Path, new_rows: list[dict]) -> None:
     keys = {psnr_key(r) for r in new_rows}
     kept = [r for r in read_jsonl(path) if psnr_key(r) not in keys]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
+    with atomic_open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in [*kept, *new_rows])
-    os.replace(tmp, path)
 
 
 def expand_models(names: list[str] | None) -> list[str]:

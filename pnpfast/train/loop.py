@@ -46,7 +46,7 @@ import torch
 
 from pnpfast._atomic import atomic_open
 from pnpfast.denoisers.architectures import ARCHITECTURES, build
-from pnpfast.denoisers.weight_file import is_weights_file, save_weights
+from pnpfast.denoisers.weight_file import read_weights, save_weights
 from pnpfast.metrics import psnr
 from pnpfast.train.data import ImageFolder, NoiseModel, PatchSampler, noisy_copies
 from pnpfast.train.losses import LOSSES, LossFn, make_loss
@@ -382,18 +382,16 @@ def read_init(path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     architecture; ConfigError (naming ``init``) for a file that cannot be read, is not a pnpfast
     weight file or holds another architecture."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load fails in many ways on a file that is not its own
-        raise ConfigError("init", f"init {path} cannot be read: {exc}") from None
-    if not is_weights_file(obj):
-        raise ConfigError("init", f"init {path} is not a pnpfast weight file")
-    if obj["config"] != model.config():
+        stored = read_weights(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError("init", f"init: {exc}") from None
+    if stored.config != model.config():
         raise ConfigError(
             "init",
-            f"init {path} holds {obj['config']}, not the architecture trained here "
+            f"init {path} holds {stored.config}, not the architecture trained here "
             f"({model.config()})",
         )
-    return {k: v.float() for k, v in obj["state_dict"].items()}
+    return {k: v.float() for k, v in stored.state_dict.items()}
 
 
 @dataclass
