@@ -133,6 +133,12 @@ class Inpainting(OrthonormalOperator):
                 f"mask holds {self._bool.shape[0]} masks but {name} has batch size {x.shape[0]}"
             )
 
+    def image_shape(self, y: torch.Tensor, name: str = "y") -> tuple[int, ...]:
+        """The measured pixels stay on the image grid: y [B, C, H, W] measures images of its
+        own shape (``check_input`` says why y is not one)."""
+        self.check_input(name, y)
+        return tuple(y.shape)
+
     def _weights(self, x: torch.Tensor) -> torch.Tensor:
         key = (x.device, x.dtype)
         if key not in self._cache:
