@@ -45,7 +45,6 @@
 
 #include <Python.h>
 
-#include <ATen/Dispatch.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -55,8 +54,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -68,56 +67,147 @@
 namespace {
 
 using NamedTensor = std::pair<const char*, const at::Tensor*>;
+using NamedTensors = std::vector<NamedTensor>;
+
+// ---- checks shared by the ops: each names the op and the argument -----------------------------
+
+// The tensors of one call, checked against its reference tensor `ref` (named ref_name): ref is
+// a CUDA tensor of float32 or float64 (checked by the constructor); every input and output added
+// must be a contiguous tensor on ref's device with ref's dtype, those added as images must have
+// ref's shape, and no output may share memory with an input (ref included when it is one) or
+// with another output: the kernels read their inputs through read-only, non-aliased pointers.
+// The inputs may alias each other.
+class CallTensors {
+ public:
+  CallTensors(const char* op, const char* ref_name, const at::Tensor& ref, bool ref_is_input = true)
+      : op_(op), ref_name_(ref_name), ref_(ref) {
+    TORCH_CHECK(ref.is_cuda(), op, ": ", ref_name, " must be a CUDA tensor, got device ",
+                ref.device());
+    const at::ScalarType dtype = ref.scalar_type();
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": ", ref_name,
+                " must be float32 or float64, got ", dtype);
+    (ref_is_input ? inputs_ : outputs_).emplace_back(ref_name, &ref);
+  }
+
+  CallTensors& input(const char* name, const at::Tensor& t, bool image = false) {
+    return add(inputs_, name, t, image);
+  }
+  CallTensors& input(const char* name, const std::optional<at::Tensor>& t, bool image = false) {
+    return t.has_value() ? add(inputs_, name, *t, image) : *this;
+  }
+  CallTensors& output(const char* name, const at::Tensor& t, bool image = false) {
+    return add(outputs_, name, t, image);
+  }
+
+  // Device, dtype and contiguity of every tensor (ref first), then the shapes of the images.
+  void check_like() const {
+    TORCH_CHECK(ref_.is_contiguous(), op_, ": ", ref_name_, " must be contiguous");
+    for (const auto& [name, t] : others_) {
+      TORCH_CHECK(t->is_cuda(), op_, ": ", name, " must be a CUDA tensor, got device ",
+                  t->device());
+      TORCH_CHECK(t->device() == ref_.device(), op_, ": ", name, " is on ", t->device(),
+                  " but ", ref_name_, " is on ", ref_.device());
+      TORCH_CHECK(t->scalar_type() == ref_.scalar_type(), op_, ": ", name, " has dtype ",
+                  t->scalar_type(), ", ", ref_name_, " has ", ref_.scalar_type());
+      TORCH_CHECK(t->is_contiguous(), op_, ": ", name, " must be contiguous");
+    }
+    for (const auto& [name, t] : images_) {
+      TORCH_CHECK(t->sizes() == ref_.sizes(), op_, ": ", name, " has shape ", t->sizes(), ", ",
+                  ref_name_, " has ", ref_.sizes());
+    }
+  }
+
+  // No output shares memory with an input or with another output.
+  void check_apart() const {
+    const auto apart = [this](const NamedTensor& a, const NamedTensor& b) {
+      TORCH_CHECK(at::get_overlap_status(*a.second, *b.second) == at::MemOverlapStatus::No, op_,
+                  ": ", a.first, " must not share memory with ", b.first);
+    };
+    for (const NamedTensor& in : inputs_) {
+      for (const NamedTensor& out : outputs_) apart(out, in);
+    }
+    for (std::size_t i = 0; i < outputs_.size(); ++i) {
+      for (std::size_t j = i + 1; j < outputs_.size(); ++j) apart(outputs_[i], outputs_[j]);
+    }
+  }
+
+ private:
+  CallTensors& add(NamedTensors& role, const char* name, const at::Tensor& t, bool image) {
+    role.emplace_back(name, &t);
+    others_.emplace_back(name, &t);
+    if (image) images_.emplace_back(name, &t);
+    return *this;
+  }
+
+  const char* op_;
+  const char* ref_name_;
+  const at::Tensor& ref_;
+  NamedTensors inputs_;
+  NamedTensors outputs_;
+  NamedTensors others_;  // every tensor but ref, in the order added
+  NamedTensors images_;
+};
+
+constexpr bool kImage = true;
+
+// Every tensor of `vectors` is [B]: one value per image.
+void check_per_image(const char* op, int64_t B, const NamedTensors& vectors) {
+  for (const auto& [name, t] : vectors) {
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == B, op, ": ", name, " must have shape [", B,
+                "], got ", t->sizes());
+  }
+}
+
+// partial is [B, P] (sums == 0) or [B, P, sums]: P >= 1 partial-sum slots per image, one per
+// block of the grid's x dimension.
+void check_partial(const char* op, const at::Tensor& partial, int64_t B, int64_t sums) {
+  const bool ok = partial.dim() == (sums == 0 ? 2 : 3) && partial.size(0) == B &&
+                  partial.size(1) >= 1 && partial.size(1) <= INT32_MAX &&
+                  (sums == 0 || partial.size(2) == sums);
+  TORCH_CHECK(ok, op, ": partial must be [", B, ", P", sums == 0 ? "" : ", ",
+              sums == 0 ? "" : std::to_string(sums), "] with 1 <= P < 2**31, got shape ",
+              partial.sizes());
+}
+
+// ---- launching ---------------------------------------------------------------------------------
+
+// Runs `launch(T{}, stream)`, T the dtype of `like` (float or double: checked by CallTensors),
+// on the current stream of like's device; a failed launch raises a RuntimeError.
+template <typename Launch>
+void launch_on(const char* op, const at::Tensor& like, Launch&& launch) {
+  const c10::cuda::CUDAGuard guard(like.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaError_t err = like.scalar_type() == at::kDouble ? launch(double{}, stream)
+                                                            : launch(float{}, stream);
+  TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorName(err),
+              ": ", cudaGetErrorString(err));
+}
+
+template <typename T>
+const T* optional_ptr(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->const_data_ptr<T>() : nullptr;
+}
+
+// ---- the ops -----------------------------------------------------------------------------------
 
 // Checks shared by the spectral ops; `coeffs` are the per-image [B] tensors (gamma, or s and t).
 void check_spectral(const char* op, const at::Tensor& v, const at::Tensor& kty,
-                    const at::Tensor& k2, std::initializer_list<NamedTensor> coeffs,
-                    const at::Tensor& out) {
-  TORCH_CHECK(v.is_cuda(), op, ": v must be a CUDA tensor, got device ", v.device());
-  const at::ScalarType dtype = v.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
-              ": v must be float32 or float64, got ", dtype);
-
-  const auto check_common = [&](const char* name, const at::Tensor& x) {
-    TORCH_CHECK(x.is_cuda(), op, ": ", name, " must be a CUDA tensor, got device ", x.device());
-    TORCH_CHECK(x.device() == v.device(), op, ": ", name, " is on ", x.device(),
-                " but v is on ", v.device());
-    TORCH_CHECK(x.scalar_type() == dtype, op, ": ", name, " has dtype ", x.scalar_type(),
-                ", v has ", dtype);
-    TORCH_CHECK(x.is_contiguous(), op, ": ", name, " must be contiguous");
-  };
-  check_common("v", v);
-  check_common("kty", kty);
-  check_common("k2", k2);
-  for (const NamedTensor& c : coeffs) check_common(c.first, *c.second);
-  check_common("out", out);
-
+                    const at::Tensor& k2, const NamedTensors& coeffs, const at::Tensor& out) {
+  CallTensors call(op, "v", v);
+  call.input("kty", kty, kImage).input("k2", k2);
+  for (const auto& [name, t] : coeffs) call.input(name, *t);
+  call.output("out", out, kImage);
   TORCH_CHECK(v.dim() == 5 && v.size(4) == 2, op, ": v must be [B, C, H, Wr, 2], got shape ",
               v.sizes());
-  TORCH_CHECK(kty.sizes() == v.sizes(), op, ": kty has shape ", kty.sizes(), ", v has ",
-              v.sizes());
-  TORCH_CHECK(out.sizes() == v.sizes(), op, ": out has shape ", out.sizes(), ", v has ",
-              v.sizes());
+  call.check_like();
   const int64_t B = v.size(0);
   const int64_t H = v.size(2);
   const int64_t Wr = v.size(3);
   TORCH_CHECK(k2.dim() == 4 && (k2.size(0) == 1 || k2.size(0) == B) && k2.size(1) == 1 &&
                   k2.size(2) == H && k2.size(3) == Wr,
               op, ": k2 must be [1 or ", B, ", 1, ", H, ", ", Wr, "], got shape ", k2.sizes());
-  for (const NamedTensor& c : coeffs) {
-    TORCH_CHECK(c.second->dim() == 1 && c.second->size(0) == B, op, ": ", c.first,
-                " must have shape [", B, "], got ", c.second->sizes());
-  }
-
-  // The kernels read their inputs through read-only, non-aliased pointers.
-  const auto check_apart = [&](const char* name, const at::Tensor& x) {
-    TORCH_CHECK(at::get_overlap_status(out, x) == at::MemOverlapStatus::No, op,
-                ": out must not share memory with ", name);
-  };
-  check_apart("v", v);
-  check_apart("kty", kty);
-  check_apart("k2", k2);
-  for (const NamedTensor& c : coeffs) check_apart(c.first, *c.second);
+  check_per_image(op, B, coeffs);
+  call.check_apart();
 }
 
 // Launch geometry shared by the ops: planes = B * C, frequencies per plane = H * Wr, and the
@@ -134,40 +224,31 @@ Geometry geometry(const at::Tensor& v, const at::Tensor& k2) {
   return {v.size(0) * v.size(1), v.size(1), freqs, k2.size(0) == 1 ? 0 : freqs};
 }
 
-void check_launch(const char* op, cudaError_t err) {
-  TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorName(err),
-              ": ", cudaGetErrorString(err));
-}
-
 void fft_prox_out_cuda(const at::Tensor& v, const at::Tensor& kty, const at::Tensor& k2,
                        const at::Tensor& gamma, at::Tensor& out) {
-  check_spectral("fft_prox_out", v, kty, k2, {{"gamma", &gamma}}, out);
-  const c10::cuda::CUDAGuard guard(v.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  constexpr const char* op = "fft_prox_out";
+  check_spectral(op, v, kty, k2, {{"gamma", &gamma}}, out);
   const Geometry g = geometry(v, k2);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "fft_prox_out", [&] {
-    check_launch("fft_prox_out",
-                 pnpfast::launch_fft_prox(
-                     v.const_data_ptr<scalar_t>(), kty.const_data_ptr<scalar_t>(),
-                     k2.const_data_ptr<scalar_t>(), gamma.const_data_ptr<scalar_t>(),
-                     out.mutable_data_ptr<scalar_t>(), g.planes, g.channels, g.freqs_per_plane,
-                     g.k2_batch_stride, stream));
+  launch_on(op, v, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_fft_prox(v.const_data_ptr<T>(), kty.const_data_ptr<T>(),
+                                    k2.const_data_ptr<T>(), gamma.const_data_ptr<T>(),
+                                    out.mutable_data_ptr<T>(), g.planes, g.channels,
+                                    g.freqs_per_plane, g.k2_batch_stride, stream);
   });
 }
 
 void fft_grad_out_cuda(const at::Tensor& v, const at::Tensor& kty, const at::Tensor& k2,
                        const at::Tensor& s, const at::Tensor& t, at::Tensor& out) {
-  check_spectral("fft_grad_out", v, kty, k2, {{"s", &s}, {"t", &t}}, out);
-  const c10::cuda::CUDAGuard guard(v.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  constexpr const char* op = "fft_grad_out";
+  check_spectral(op, v, kty, k2, {{"s", &s}, {"t", &t}}, out);
   const Geometry g = geometry(v, k2);
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "fft_grad_out", [&] {
-    check_launch("fft_grad_out",
-                 pnpfast::launch_fft_grad(
-                     v.const_data_ptr<scalar_t>(), kty.const_data_ptr<scalar_t>(),
-                     k2.const_data_ptr<scalar_t>(), s.const_data_ptr<scalar_t>(),
-                     t.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g.planes,
-                     g.channels, g.freqs_per_plane, g.k2_batch_stride, stream));
+  launch_on(op, v, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_fft_grad(v.const_data_ptr<T>(), kty.const_data_ptr<T>(),
+                                    k2.const_data_ptr<T>(), s.const_data_ptr<T>(),
+                                    t.const_data_ptr<T>(), out.mutable_data_ptr<T>(), g.planes,
+                                    g.channels, g.freqs_per_plane, g.k2_batch_stride, stream);
   });
 }
 
@@ -176,88 +257,26 @@ void pnp_update_out_cuda(const at::Tensor& f, const at::Tensor& z,
                          const std::optional<at::Tensor>& xprev, const at::Tensor& coef,
                          at::Tensor& out, at::Tensor& partial) {
   constexpr const char* op = "pnp_update_out";
-  TORCH_CHECK(f.is_cuda(), op, ": f must be a CUDA tensor, got device ", f.device());
-  const at::ScalarType dtype = f.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
-              ": f must be float32 or float64, got ", dtype);
+  CallTensors call(op, "f", f);
   TORCH_CHECK(f.dim() == 4, op, ": f must be [B, C, H, W], got shape ", f.sizes());
   const int64_t B = f.size(0);
-
-  // every tensor but f, with its name; x and xprev only when given
-  std::vector<NamedTensor> others = {{"z", &z}, {"coef", &coef}, {"out", &out},
-                                     {"partial", &partial}};
-  if (x.has_value()) others.emplace_back("x", &*x);
-  if (xprev.has_value()) others.emplace_back("xprev", &*xprev);
-  TORCH_CHECK(f.is_contiguous(), op, ": f must be contiguous");
-  for (const NamedTensor& t : others) {
-    const at::Tensor& u = *t.second;
-    TORCH_CHECK(u.is_cuda(), op, ": ", t.first, " must be a CUDA tensor, got device ",
-                u.device());
-    TORCH_CHECK(u.device() == f.device(), op, ": ", t.first, " is on ", u.device(),
-                " but f is on ", f.device());
-    TORCH_CHECK(u.scalar_type() == dtype, op, ": ", t.first, " has dtype ", u.scalar_type(),
-                ", f has ", dtype);
-    TORCH_CHECK(u.is_contiguous(), op, ": ", t.first, " must be contiguous");
-  }
-  const auto check_image = [&](const char* name, const at::Tensor& t) {
-    TORCH_CHECK(t.sizes() == f.sizes(), op, ": ", name, " has shape ", t.sizes(), ", f has ",
-                f.sizes());
-  };
-  check_image("z", z);
-  check_image("out", out);
-  if (x.has_value()) check_image("x", *x);
-  if (xprev.has_value()) check_image("xprev", *xprev);
+  call.input("z", z, kImage).input("coef", coef).input("x", x, kImage);
+  call.input("xprev", xprev, kImage).output("out", out, kImage).output("partial", partial);
+  call.check_like();
   TORCH_CHECK(coef.dim() == 2 && coef.size(0) == B && coef.size(1) == 4, op,
               ": coef must have shape [", B, ", 4], got ", coef.sizes());
-  TORCH_CHECK(partial.dim() == 3 && partial.size(0) == B && partial.size(1) >= 1 &&
-                  partial.size(1) <= INT32_MAX && partial.size(2) == 3,
-              op, ": partial must be [", B, ", P, 3] with 1 <= P < 2**31, got shape ",
-              partial.sizes());
+  check_partial(op, partial, B, 3);
+  call.check_apart();  // the inputs may alias each other (f = z = x in a momentum step)
 
-  // The kernel reads its inputs through read-only, non-aliased pointers; the inputs may alias
-  // each other (f = z = x in a momentum step).
-  const auto check_apart = [&](const char* name, const at::Tensor& t) {
-    TORCH_CHECK(at::get_overlap_status(out, t) == at::MemOverlapStatus::No, op,
-                ": out must not share memory with ", name);
-    TORCH_CHECK(at::get_overlap_status(partial, t) == at::MemOverlapStatus::No, op,
-                ": partial must not share memory with ", name);
-  };
-  check_apart("f", f);
-  for (const NamedTensor& t : others) {
-    if (t.second != &out && t.second != &partial) check_apart(t.first, *t.second);
-  }
-  TORCH_CHECK(at::get_overlap_status(out, partial) == at::MemOverlapStatus::No, op,
-              ": out must not share memory with partial");
-
-  const c10::cuda::CUDAGuard guard(f.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t elems = B > 0 ? f.numel() / B : 0;
-  AT_DISPATCH_FLOATING_TYPES(dtype, "pnp_update_out", [&] {
-    const scalar_t* x_ptr = x.has_value() ? x->const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* xprev_ptr = xprev.has_value() ? xprev->const_data_ptr<scalar_t>() : nullptr;
-    check_launch(op, pnpfast::launch_pnp_update(
-                         f.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(), x_ptr,
-                         xprev_ptr, coef.const_data_ptr<scalar_t>(),
-                         out.mutable_data_ptr<scalar_t>(), partial.mutable_data_ptr<scalar_t>(),
-                         B, elems, partial.size(1), stream));
+  launch_on(op, f, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_pnp_update(f.const_data_ptr<T>(), z.const_data_ptr<T>(),
+                                      optional_ptr<T>(x), optional_ptr<T>(xprev),
+                                      coef.const_data_ptr<T>(), out.mutable_data_ptr<T>(),
+                                      partial.mutable_data_ptr<T>(), B, elems, partial.size(1),
+                                      stream);
   });
-}
-
-// Device, dtype and contiguity of `others` against `ref` (named ref_name), for the
-// constrained-step ops.
-void check_like(const char* op, const char* ref_name, const at::Tensor& ref,
-                const std::vector<NamedTensor>& others) {
-  TORCH_CHECK(ref.is_contiguous(), op, ": ", ref_name, " must be contiguous");
-  for (const NamedTensor& t : others) {
-    const at::Tensor& u = *t.second;
-    TORCH_CHECK(u.is_cuda(), op, ": ", t.first, " must be a CUDA tensor, got device ",
-                u.device());
-    TORCH_CHECK(u.device() == ref.device(), op, ": ", t.first, " is on ", u.device(), " but ",
-                ref_name, " is on ", ref.device());
-    TORCH_CHECK(u.scalar_type() == ref.scalar_type(), op, ": ", t.first, " has dtype ",
-                u.scalar_type(), ", ", ref_name, " has ", ref.scalar_type());
-    TORCH_CHECK(u.is_contiguous(), op, ": ", t.first, " must be contiguous");
-  }
 }
 
 void constrained_step_out_cuda(const at::Tensor& denoised, const at::Tensor& y,
@@ -266,36 +285,17 @@ void constrained_step_out_cuda(const at::Tensor& denoised, const at::Tensor& y,
                                const std::optional<at::Tensor>& projected, at::Tensor& out,
                                at::Tensor& partial) {
   constexpr const char* op = "constrained_step_out";
-  TORCH_CHECK(y.is_cuda(), op, ": y must be a CUDA tensor, got device ", y.device());
-  const at::ScalarType dtype = y.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
-              ": y must be float32 or float64, got ", dtype);
+  CallTensors call(op, "y", y);
   TORCH_CHECK(y.dim() == 4, op, ": y must be [B, C, H, W], got shape ", y.sizes());
   const int64_t B = y.size(0);
   const int64_t H = y.size(2);
   const int64_t W = y.size(3);
-
-  // every tensor but y, with its name; lifted, mask and projected only when given
-  std::vector<NamedTensor> others = {
-      {"denoised", &denoised}, {"h", &h}, {"out", &out}, {"partial", &partial}};
-  if (lifted.has_value()) others.emplace_back("lifted", &*lifted);
-  if (mask.has_value()) others.emplace_back("mask", &*mask);
-  if (projected.has_value()) others.emplace_back("projected", &*projected);
-  check_like(op, "y", y, others);
-  const auto check_image = [&](const char* name, const at::Tensor& t) {
-    TORCH_CHECK(t.sizes() == y.sizes(), op, ": ", name, " has shape ", t.sizes(), ", y has ",
-                y.sizes());
-  };
-  check_image("denoised", denoised);
-  check_image("out", out);
-  if (lifted.has_value()) check_image("lifted", *lifted);
-  if (projected.has_value()) check_image("projected", *projected);
-  TORCH_CHECK(h.dim() == 1 && h.size(0) == B, op, ": h must have shape [", B, "], got ",
-              h.sizes());
-  TORCH_CHECK(partial.dim() == 2 && partial.size(0) == B && partial.size(1) >= 1 &&
-                  partial.size(1) <= INT32_MAX,
-              op, ": partial must be [", B, ", P] with 1 <= P < 2**31, got shape ",
-              partial.sizes());
+  call.input("denoised", denoised, kImage).input("h", h).input("lifted", lifted, kImage);
+  call.input("mask", mask).input("projected", projected, kImage);
+  call.output("out", out, kImage).output("partial", partial);
+  call.check_like();
+  check_per_image(op, B, {{"h", &h}});
+  check_partial(op, partial, B, 0);
 
   // the form of P x_hat
   TORCH_CHECK(factor >= 0, op, ": factor must be 0 (no block mean), 2, 4 or 8, got ", factor);
@@ -323,66 +323,36 @@ void constrained_step_out_cuda(const at::Tensor& denoised, const at::Tensor& y,
     TORCH_CHECK(W / factor <= INT32_MAX, op, ": more than 2**31 - 1 blocks along a row (W = ", W,
                 ")");
   }
+  call.check_apart();
 
-  // The kernels read their inputs through read-only, non-aliased pointers; the inputs may
-  // alias each other.
-  const auto check_apart = [&](const char* name, const at::Tensor& t) {
-    TORCH_CHECK(at::get_overlap_status(out, t) == at::MemOverlapStatus::No, op,
-                ": out must not share memory with ", name);
-    TORCH_CHECK(at::get_overlap_status(partial, t) == at::MemOverlapStatus::No, op,
-                ": partial must not share memory with ", name);
-  };
-  check_apart("y", y);
-  for (const NamedTensor& t : others) {
-    if (t.second != &out && t.second != &partial) check_apart(t.first, *t.second);
-  }
-  TORCH_CHECK(at::get_overlap_status(out, partial) == at::MemOverlapStatus::No, op,
-              ": out must not share memory with partial");
-
-  const c10::cuda::CUDAGuard guard(y.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(dtype, "constrained_step_out", [&] {
-    const auto optional_ptr = [](const std::optional<at::Tensor>& t) -> const scalar_t* {
-      return t.has_value() ? t->const_data_ptr<scalar_t>() : nullptr;
-    };
-    check_launch(op, pnpfast::launch_constrained_step(
-                         denoised.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
-                         optional_ptr(lifted), optional_ptr(mask),
-                         mask.has_value() ? mask->size(0) : 0, factor, optional_ptr(projected),
-                         h.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                         partial.mutable_data_ptr<scalar_t>(), B, y.size(1), H, W,
-                         partial.size(1), stream));
+  launch_on(op, y, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_constrained_step(
+        denoised.const_data_ptr<T>(), y.const_data_ptr<T>(), optional_ptr<T>(lifted),
+        optional_ptr<T>(mask), mask.has_value() ? mask->size(0) : 0, factor,
+        optional_ptr<T>(projected), h.const_data_ptr<T>(), out.mutable_data_ptr<T>(),
+        partial.mutable_data_ptr<T>(), B, y.size(1), H, W, partial.size(1), stream);
   });
 }
 
 void constrained_step_noise_cuda(at::Tensor& out, const at::Tensor& sigma, const at::Tensor& c,
                                  int64_t seed) {
   constexpr const char* op = "constrained_step_noise_";
-  TORCH_CHECK(out.is_cuda(), op, ": out must be a CUDA tensor, got device ", out.device());
-  const at::ScalarType dtype = out.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
-              ": out must be float32 or float64, got ", dtype);
+  // out is updated in place while sigma and c are read through read-only pointers
+  CallTensors call(op, "out", out, /*ref_is_input=*/false);
   TORCH_CHECK(out.dim() == 4, op, ": out must be [B, C, H, W], got shape ", out.sizes());
   const int64_t B = out.size(0);
-  check_like(op, "out", out, {{"sigma", &sigma}, {"c", &c}});
-  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == B, op, ": sigma must have shape [", B,
-              "], got ", sigma.sizes());
-  TORCH_CHECK(c.dim() == 1 && c.size(0) == B, op, ": c must have shape [", B, "], got ",
-              c.sizes());
+  call.input("sigma", sigma).input("c", c).check_like();
+  check_per_image(op, B, {{"sigma", &sigma}, {"c", &c}});
   TORCH_CHECK(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
-  // out is updated in place while sigma and c are read through read-only pointers
-  TORCH_CHECK(at::get_overlap_status(out, sigma) == at::MemOverlapStatus::No, op,
-              ": out must not share memory with sigma");
-  TORCH_CHECK(at::get_overlap_status(out, c) == at::MemOverlapStatus::No, op,
-              ": out must not share memory with c");
+  call.check_apart();
 
-  const c10::cuda::CUDAGuard guard(out.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t elems = B > 0 ? out.numel() / B : 0;
-  AT_DISPATCH_FLOATING_TYPES(dtype, "constrained_step_noise_", [&] {
-    check_launch(op, pnpfast::launch_constrained_step_noise(
-                         out.mutable_data_ptr<scalar_t>(), sigma.const_data_ptr<scalar_t>(),
-                         c.const_data_ptr<scalar_t>(), B, elems, seed, stream));
+  launch_on(op, out, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_constrained_step_noise(out.mutable_data_ptr<T>(),
+                                                  sigma.const_data_ptr<T>(),
+                                                  c.const_data_ptr<T>(), B, elems, seed, stream);
   });
 }
 
@@ -390,62 +360,29 @@ void power_step_out_cuda(const at::Tensor& w, const at::Tensor& u, const at::Ten
                          double tol, bool gram, at::Tensor& out, at::Tensor& state_next,
                          at::Tensor& partial) {
   constexpr const char* op = "power_step_out";
-  TORCH_CHECK(w.is_cuda(), op, ": w must be a CUDA tensor, got device ", w.device());
-  const at::ScalarType dtype = w.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op,
-              ": w must be float32 or float64, got ", dtype);
+  CallTensors call(op, "w", w);
   TORCH_CHECK(w.dim() >= 1, op, ": w must be [B, ...] with a batch dimension, got shape ",
               w.sizes());
   const int64_t B = w.size(0);
-
-  const std::vector<NamedTensor> others = {{"u", &u},
-                                           {"state", &state},
-                                           {"out", &out},
-                                           {"state_next", &state_next},
-                                           {"partial", &partial}};
-  check_like(op, "w", w, others);
-  TORCH_CHECK(u.sizes() == w.sizes(), op, ": u has shape ", u.sizes(), ", w has ", w.sizes());
-  TORCH_CHECK(out.sizes() == w.sizes(), op, ": out has shape ", out.sizes(), ", w has ",
-              w.sizes());
+  call.input("u", u, kImage).input("state", state).output("out", out, kImage);
+  call.output("state_next", state_next).output("partial", partial).check_like();
   TORCH_CHECK(state.dim() == 2 && state.size(0) == B && state.size(1) == 4, op,
               ": state must have shape [", B, ", 4], got ", state.sizes());
   TORCH_CHECK(state_next.dim() == 2 && state_next.size(0) == B && state_next.size(1) == 4, op,
               ": state_next must have shape [", B, ", 4], got ", state_next.sizes());
-  TORCH_CHECK(partial.dim() == 3 && partial.size(0) == B && partial.size(1) >= 1 &&
-                  partial.size(1) <= INT32_MAX && partial.size(2) == 2,
-              op, ": partial must be [", B, ", P, 2] with 1 <= P < 2**31, got shape ",
-              partial.sizes());
+  check_partial(op, partial, B, 2);
   TORCH_CHECK(std::isfinite(tol) && tol >= 0, op, ": tol must be a finite number >= 0, got ",
               tol);
+  call.check_apart();  // the inputs may alias each other (w = u when M is the identity)
 
-  // The kernels read their inputs through read-only, non-aliased pointers; the inputs may alias
-  // each other (w = u when M is the identity).
-  const std::vector<NamedTensor> inputs = {{"w", &w}, {"u", &u}, {"state", &state}};
-  const std::vector<NamedTensor> outputs = {
-      {"out", &out}, {"state_next", &state_next}, {"partial", &partial}};
-  for (std::size_t i = 0; i < outputs.size(); ++i) {
-    for (const NamedTensor& t : inputs) {
-      TORCH_CHECK(at::get_overlap_status(*outputs[i].second, *t.second) ==
-                      at::MemOverlapStatus::No,
-                  op, ": ", outputs[i].first, " must not share memory with ", t.first);
-    }
-    for (std::size_t j = i + 1; j < outputs.size(); ++j) {
-      TORCH_CHECK(at::get_overlap_status(*outputs[i].second, *outputs[j].second) ==
-                      at::MemOverlapStatus::No,
-                  op, ": ", outputs[i].first, " must not share memory with ", outputs[j].first);
-    }
-  }
-
-  const c10::cuda::CUDAGuard guard(w.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t elems = B > 0 ? w.numel() / B : 0;
-  AT_DISPATCH_FLOATING_TYPES(dtype, "power_step_out", [&] {
-    check_launch(op, pnpfast::launch_power_step(
-                         w.const_data_ptr<scalar_t>(), u.const_data_ptr<scalar_t>(),
-                         state.const_data_ptr<scalar_t>(), tol, gram,
-                         out.mutable_data_ptr<scalar_t>(), state_next.mutable_data_ptr<scalar_t>(),
-                         partial.mutable_data_ptr<scalar_t>(), B, elems, partial.size(1),
-                         stream));
+  launch_on(op, w, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_power_step(w.const_data_ptr<T>(), u.const_data_ptr<T>(),
+                                      state.const_data_ptr<T>(), tol, gram,
+                                      out.mutable_data_ptr<T>(), state_next.mutable_data_ptr<T>(),
+                                      partial.mutable_data_ptr<T>(), B, elems, partial.size(1),
+                                      stream);
   });
 }
 

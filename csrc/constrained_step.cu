@@ -28,20 +28,16 @@
 // (the noise only in distribution); shapes and the launchers' contract are in
 // constrained_step.h.
 
+#include "common.h"
 #include "constrained_step.h"
-#include "reduce.h"  // detail::warp_sum
-#include "spectral.h"  // detail::Access (vector loads and stores), aligned, spectral_grid
 
 namespace pnpfast {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxGridY = 65535;
-// Resident blocks per SM asked of ptxas, as in pnp_update.cu: full occupancy for float (at most
-// 32 registers), half for double.
-template <typename T>
-constexpr int kMinBlocksPerSm = sizeof(T) == 4 ? 2048 / kThreads : 1024 / kThreads;
+using detail::Access;
+using detail::kMinBlocksPerSm;
+using detail::kThreads;
+using detail::kWarps;
 
 // The block-mean kernel's scalar fallback (unaligned views only) keeps twelve separately
 // loaded values per thread and does not fit the 32 registers of full occupancy in float: it
@@ -52,22 +48,6 @@ constexpr int kBlockMeanMinBlocksPerSm =
 
 // How pass 1 gets P x_hat.
 enum class Form { kNone, kMask, kBlockMean, kProjected };
-
-// The sum of `v` over the block's threads, in a fixed order, to *slot (thread 0 writes). Ends
-// with a barrier so that `shared` may be reused at once.
-template <typename T>
-__device__ __forceinline__ void block_sum(T v, T* shared, T* slot) {
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  v = detail::warp_sum(v);
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    const T s = detail::warp_sum(lane < kWarps ? shared[lane] : T(0));
-    if (lane == 0) *slot = s;
-  }
-  __syncthreads();
-}
 
 // Pass 1 without the block mean. Block (x, y) handles images y, y + gridDim.y, ...; in each
 // image its threads take steps blockIdx.x * blockDim.x + threadIdx.x + k * gridDim.x *
@@ -82,13 +62,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
                      const T* __restrict__ h, T* __restrict__ out, T* __restrict__ partial,
                      int64_t images, int64_t steps, int64_t plane_elems, int64_t mask_group) {
   static_assert(F != Form::kBlockMean, "the block mean has its own kernel");
-  __shared__ T shared[kWarps];
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  // Offset of the current image, carried along the image loop (no multiply per image).
-  const int64_t image_elems = steps * W;
-  const int64_t base_stride = image_elems * gridDim.y;
-  int64_t base = static_cast<int64_t>(blockIdx.y) * image_elems;
+  __shared__ T shared[1][kWarps];
+  auto [first, stride, base, base_stride] = detail::grid_walk(steps * W);
   // kMask: offset in the mask plane of the thread's first step, and its advance per step (both
   // < plane_elems; carried with one conditional subtraction instead of a 64-bit modulo per step).
   int64_t pos_first = 0;
@@ -110,11 +85,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
       T yy[W];
       T ll[W];
       T pp[W];
-      detail::Access<T, W>::load(den + e, xx);
-      detail::Access<T, W>::load(y + e, yy);
-      if constexpr (F != Form::kNone) detail::Access<T, W>::load(lifted + e, ll);
-      if constexpr (F == Form::kMask) detail::Access<T, W>::load(mask_plane + pos, pp);
-      if constexpr (F == Form::kProjected) detail::Access<T, W>::load(aux + e, pp);
+      Access<T, W>::load(den + e, xx);
+      Access<T, W>::load(y + e, yy);
+      if constexpr (F != Form::kNone) Access<T, W>::load(lifted + e, ll);
+      if constexpr (F == Form::kMask) Access<T, W>::load(mask_plane + pos, pp);
+      if constexpr (F == Form::kProjected) Access<T, W>::load(aux + e, pp);
 #pragma unroll
       for (int k = 0; k < W; ++k) {
         T d = xx[k] - yy[k];
@@ -123,13 +98,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
         sumsq += d * d;
         yy[k] = yy[k] + hb * d;  // the output reuses y's registers
       }
-      detail::Access<T, W>::store(out + e, yy);
+      Access<T, W>::store(out + e, yy);
       if constexpr (F == Form::kMask) {
         pos += pos_step;
         if (pos >= plane_elems) pos -= plane_elems;
       }
     }
-    block_sum(sumsq, shared, partial + b * gridDim.x + blockIdx.x);
+    T sums[1] = {sumsq};
+    detail::block_sums(sums, shared, partial + b * gridDim.x + blockIdx.x);
   }
 }
 
@@ -169,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, kBlockMeanMinBlocksPerSm<T, A>)
   constexpr int G = S * kChunksPerRow;
   static_assert(S == 2 || S == 4 || S == 8, "block sizes 2, 4, 8");
   static_assert(G <= 16 && kThreads % G == 0 && C % A == 0, "a group within a warp");
-  __shared__ T shared[kWarps];
+  __shared__ T shared[1][kWarps];
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int j = threadIdx.x % G;  // this thread's place in its group
   const int lane = threadIdx.x % 32;
@@ -192,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, kBlockMeanMinBlocksPerSm<T, A>)
     while (e < end) {
       T xx[C];
 #pragma unroll
-      for (int a = 0; a < C; a += A) detail::Access<T, A>::load(den + e + a, xx + a);
+      for (int a = 0; a < C; a += A) Access<T, A>::load(den + e + a, xx + a);
       // The block's sum: the chunk's, then the group's by a butterfly. The two lanes of each
       // exchange add the same two values, so all G lanes end with bitwise the same sum.
       T sum = xx[0];
@@ -207,8 +183,8 @@ __global__ void __launch_bounds__(kThreads, kBlockMeanMinBlocksPerSm<T, A>)
       T ll[C];
 #pragma unroll
       for (int a = 0; a < C; a += A) {
-        detail::Access<T, A>::load(y + e + a, yy + a);
-        detail::Access<T, A>::load(lifted + e + a, ll + a);
+        Access<T, A>::load(y + e + a, yy + a);
+        Access<T, A>::load(lifted + e + a, ll + a);
       }
 #pragma unroll
       for (int k = 0; k < C; ++k) {
@@ -217,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, kBlockMeanMinBlocksPerSm<T, A>)
         yy[k] = yy[k] + hb * d;  // the output reuses y's registers
       }
 #pragma unroll
-      for (int a = 0; a < C; a += A) detail::Access<T, A>::store(out + e + a, yy + a);
+      for (int a = 0; a < C; a += A) Access<T, A>::store(out + e + a, yy + a);
       q += walk.q_step;
       e += walk.off_step;
       if (q >= walk.blocks_per_row) {
@@ -225,7 +201,8 @@ __global__ void __launch_bounds__(kThreads, kBlockMeanMinBlocksPerSm<T, A>)
         e += walk.wrap;
       }
     }
-    block_sum(sumsq, shared, partial + b * gridDim.x + blockIdx.x);
+    T sums[1] = {sumsq};
+    detail::block_sums(sums, shared, partial + b * gridDim.x + blockIdx.x);
   }
 }
 
@@ -273,11 +250,8 @@ template <typename T, bool Vec>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
     noise_kernel(T* __restrict__ out, const T* __restrict__ sigma, const T* __restrict__ c,
                  int64_t images, int64_t elems, int64_t groups, uint32_t key0, uint32_t key1) {
-  constexpr int kVec = 16 / sizeof(T);
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t base_stride = elems * gridDim.y;
-  int64_t base = static_cast<int64_t>(blockIdx.y) * elems;
+  constexpr int kVec = detail::kVec<T>;
+  auto [first, stride, base, base_stride] = detail::grid_walk(elems);
   for (int64_t b = blockIdx.y; b < images; b += gridDim.y, base += base_stride) {
     const T scale = __ldg(c + b) * __ldg(sigma + b);  // uniform over the block
     if (scale == T(0)) continue;  // a stopped image: out + 0 z is out
@@ -296,11 +270,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
       if constexpr (Vec) {
         T oo[4];
 #pragma unroll
-        for (int a = 0; a < 4; a += kVec) detail::Access<T, kVec>::load(out + e + a, oo + a);
+        for (int a = 0; a < 4; a += kVec) Access<T, kVec>::load(out + e + a, oo + a);
 #pragma unroll
         for (int k = 0; k < 4; ++k) oo[k] = oo[k] + scale * static_cast<T>(z[k]);
 #pragma unroll
-        for (int a = 0; a < 4; a += kVec) detail::Access<T, kVec>::store(out + e + a, oo + a);
+        for (int a = 0; a < 4; a += kVec) Access<T, kVec>::store(out + e + a, oo + a);
       } else {
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
@@ -311,17 +285,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
   }
 }
 
-dim3 step_grid(int64_t images, int64_t blocks_per_image) {
-  const int64_t grid_y = images < kMaxGridY ? images : kMaxGridY;
-  return dim3(static_cast<unsigned>(blocks_per_image), static_cast<unsigned>(grid_y), 1);
-}
-
 template <typename T, int W, Form F>
 cudaError_t launch_flat_width(const T* den, const T* y, const T* lifted, const T* aux,
                               const T* h, T* out, T* partial, int64_t images,
                               int64_t elems_per_image, int64_t plane_elems, int64_t mask_group,
                               int64_t blocks_per_image, cudaStream_t stream) {
-  flat_step_kernel<T, W, F><<<step_grid(images, blocks_per_image), kThreads, 0, stream>>>(
+  const dim3 grid = detail::image_grid(images, blocks_per_image);
+  flat_step_kernel<T, W, F><<<grid, kThreads, 0, stream>>>(
       den, y, lifted, aux, h, out, partial, images, elems_per_image / W, plane_elems,
       mask_group);
   return cudaGetLastError();
@@ -334,16 +304,13 @@ cudaError_t launch_flat(const T* den, const T* y, const T* lifted, const T* aux,
                         T* out, T* partial, int64_t images, int64_t elems_per_image,
                         int64_t plane_elems, int64_t mask_group, int64_t blocks_per_image,
                         cudaStream_t stream) {
-  constexpr int kVec = 16 / sizeof(T);
-  const bool vector =
-      elems_per_image % kVec == 0 && detail::aligned(den, 16) && detail::aligned(y, 16) &&
-      detail::aligned(out, 16) && (F == Form::kNone || detail::aligned(lifted, 16)) &&
-      (F != Form::kMask || (plane_elems % kVec == 0 && detail::aligned(aux, 16))) &&
-      (F != Form::kProjected || detail::aligned(aux, 16));
+  // lifted and aux are null for kNone; for kMask every mask plane must start aligned as well
+  const bool vector = detail::vectorizable<T>(elems_per_image, {den, y, out, lifted, aux}) &&
+                      (F != Form::kMask || plane_elems % detail::kVec<T> == 0);
   if (vector) {
-    return launch_flat_width<T, kVec, F>(den, y, lifted, aux, h, out, partial, images,
-                                         elems_per_image, plane_elems, mask_group,
-                                         blocks_per_image, stream);
+    return launch_flat_width<T, detail::kVec<T>, F>(den, y, lifted, aux, h, out, partial,
+                                                    images, elems_per_image, plane_elems,
+                                                    mask_group, blocks_per_image, stream);
   }
   return launch_flat_width<T, 1, F>(den, y, lifted, aux, h, out, partial, images,
                                     elems_per_image, plane_elems, mask_group, blocks_per_image,
@@ -356,13 +323,14 @@ cudaError_t launch_block_width(const T* den, const T* y, const T* lifted, const 
                                int64_t width, int64_t blocks_per_image, cudaStream_t stream) {
   constexpr int C = S < 4 ? S : 4;  // as in block_mean_step_kernel
   constexpr int G = S * S / C;
-  const int64_t blocks_per_row = width / S;  // < 2**31, checked by launch_step
+  const int64_t blocks_per_row = width / S;  // < 2**31, checked by launch_constrained_step
   const int64_t blocks_step = blocks_per_image * kThreads / G;
   const int64_t q_step = blocks_step % blocks_per_row;
   const BlockWalk walk{static_cast<uint32_t>(blocks_per_row), static_cast<uint32_t>(q_step),
                        (blocks_step / blocks_per_row) * S * width + q_step * S,
                        (S - 1) * width};
-  block_mean_step_kernel<T, S, A><<<step_grid(images, blocks_per_image), kThreads, 0, stream>>>(
+  const dim3 grid = detail::image_grid(images, blocks_per_image);
+  block_mean_step_kernel<T, S, A><<<grid, kThreads, 0, stream>>>(
       den, y, lifted, h, out, partial, images, elems_per_image, width, walk);
   return cudaGetLastError();
 }
@@ -375,7 +343,7 @@ cudaError_t launch_block(const T* den, const T* y, const T* lifted, const T* h, 
                          T* partial, int64_t images, int64_t elems_per_image, int64_t width,
                          int64_t blocks_per_image, cudaStream_t stream) {
   constexpr int C = S < 4 ? S : 4;  // as in block_mean_step_kernel
-  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  constexpr int kVec = detail::kVec<T>;
   constexpr int kAccess = kVec < C ? kVec : C;
   constexpr std::size_t kBytes = kAccess * sizeof(T);
   if (detail::aligned(den, kBytes) && detail::aligned(y, kBytes) &&
@@ -387,13 +355,16 @@ cudaError_t launch_block(const T* den, const T* y, const T* lifted, const T* h, 
                                      width, blocks_per_image, stream);
 }
 
+}  // namespace
+
 template <typename T>
-cudaError_t launch_step(const T* den, const T* y, const T* lifted, const T* mask,
-                        int64_t mask_images, int64_t factor, const T* projected, const T* h,
-                        T* out, T* partial, int64_t images, int64_t channels, int64_t height,
-                        int64_t width, int64_t blocks_per_image, cudaStream_t stream) {
+cudaError_t launch_constrained_step(const T* den, const T* y, const T* lifted, const T* mask,
+                                    int64_t mask_images, int64_t factor, const T* projected,
+                                    const T* h, T* out, T* partial, int64_t images,
+                                    int64_t channels, int64_t height, int64_t width,
+                                    int64_t blocks_per_image, cudaStream_t stream) {
   if (images <= 0) return cudaSuccess;
-  if (blocks_per_image < 1 || blocks_per_image > 0x7fffffff || channels < 0 || height < 0 ||
+  if (!detail::valid_blocks_per_image(blocks_per_image) || channels < 0 || height < 0 ||
       width < 0) {
     return cudaErrorInvalidValue;
   }
@@ -436,13 +407,14 @@ cudaError_t launch_step(const T* den, const T* y, const T* lifted, const T* mask
 }
 
 template <typename T>
-cudaError_t launch_noise(T* out, const T* sigma, const T* c, int64_t images,
-                         int64_t elems_per_image, int64_t seed, cudaStream_t stream) {
+cudaError_t launch_constrained_step_noise(T* out, const T* sigma, const T* c, int64_t images,
+                                          int64_t elems_per_image, int64_t seed,
+                                          cudaStream_t stream) {
   if (seed < 0 || elems_per_image < 0) return cudaErrorInvalidValue;
   if (images <= 0 || elems_per_image == 0) return cudaSuccess;
   const int64_t groups = (elems_per_image + 3) / 4;
   dim3 grid;  // images along y (at most 65535, the kernel loops over the rest), groups along x
-  const cudaError_t err = detail::spectral_grid(images, groups, &grid);
+  const cudaError_t err = detail::wave_grid(images, groups, &grid);
   if (err != cudaSuccess) return err;
   const auto key0 = static_cast<uint32_t>(static_cast<uint64_t>(seed));
   const auto key1 = static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32);
@@ -456,39 +428,21 @@ cudaError_t launch_noise(T* out, const T* sigma, const T* c, int64_t images,
   return cudaGetLastError();
 }
 
-}  // namespace
-
-cudaError_t launch_constrained_step(const float* denoised, const float* y, const float* lifted,
-                                    const float* mask, int64_t mask_images, int64_t factor,
-                                    const float* projected, const float* h, float* out,
-                                    float* partial, int64_t images, int64_t channels,
-                                    int64_t height, int64_t width, int64_t blocks_per_image,
-                                    cudaStream_t stream) {
-  return launch_step(denoised, y, lifted, mask, mask_images, factor, projected, h, out, partial,
-                     images, channels, height, width, blocks_per_image, stream);
-}
-
-cudaError_t launch_constrained_step(const double* denoised, const double* y,
-                                    const double* lifted, const double* mask,
-                                    int64_t mask_images, int64_t factor, const double* projected,
-                                    const double* h, double* out, double* partial,
-                                    int64_t images, int64_t channels, int64_t height,
-                                    int64_t width, int64_t blocks_per_image,
-                                    cudaStream_t stream) {
-  return launch_step(denoised, y, lifted, mask, mask_images, factor, projected, h, out, partial,
-                     images, channels, height, width, blocks_per_image, stream);
-}
-
-cudaError_t launch_constrained_step_noise(float* out, const float* sigma, const float* c,
-                                          int64_t images, int64_t elems_per_image, int64_t seed,
-                                          cudaStream_t stream) {
-  return launch_noise(out, sigma, c, images, elems_per_image, seed, stream);
-}
-
-cudaError_t launch_constrained_step_noise(double* out, const double* sigma, const double* c,
-                                          int64_t images, int64_t elems_per_image, int64_t seed,
-                                          cudaStream_t stream) {
-  return launch_noise(out, sigma, c, images, elems_per_image, seed, stream);
-}
+template cudaError_t launch_constrained_step<float>(const float*, const float*, const float*,
+                                                    const float*, int64_t, int64_t, const float*,
+                                                    const float*, float*, float*, int64_t,
+                                                    int64_t, int64_t, int64_t, int64_t,
+                                                    cudaStream_t);
+template cudaError_t launch_constrained_step<double>(const double*, const double*,
+                                                     const double*, const double*, int64_t,
+                                                     int64_t, const double*, const double*,
+                                                     double*, double*, int64_t, int64_t, int64_t,
+                                                     int64_t, int64_t, cudaStream_t);
+template cudaError_t launch_constrained_step_noise<float>(float*, const float*, const float*,
+                                                          int64_t, int64_t, int64_t,
+                                                          cudaStream_t);
+template cudaError_t launch_constrained_step_noise<double>(double*, const double*,
+                                                           const double*, int64_t, int64_t,
+                                                           int64_t, cudaStream_t);
 
 }  // namespace pnpfast

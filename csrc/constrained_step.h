@@ -31,8 +31,9 @@
 // `stream` of the current device. The return value is the launch status: cudaSuccess, the error
 // of the launch, or cudaErrorInvalidValue for arguments outside the contract above (pass 1:
 // blocks_per_image not in [1, 2**31 - 1], an inconsistent projection form, a factor that does
-// not divide the image or leaves 2**31 or more blocks along a row; pass 2: seed < 0). Nothing is launched when images == 0 (nor, for
-// pass 2, when elems_per_image == 0); pass 1 writes zero sums for images of 0 elements.
+// not divide the image or leaves 2**31 or more blocks along a row; pass 2: seed < 0). Nothing is
+// launched when images == 0 (nor, for pass 2, when elems_per_image == 0); pass 1 writes zero
+// sums for images of 0 elements.
 
 #pragma once
 
@@ -42,25 +43,17 @@
 
 namespace pnpfast {
 
-cudaError_t launch_constrained_step(const float* denoised, const float* y, const float* lifted,
-                                    const float* mask, int64_t mask_images, int64_t factor,
-                                    const float* projected, const float* h, float* out,
-                                    float* partial, int64_t images, int64_t channels,
-                                    int64_t height, int64_t width, int64_t blocks_per_image,
-                                    cudaStream_t stream);
-cudaError_t launch_constrained_step(const double* denoised, const double* y,
-                                    const double* lifted, const double* mask,
-                                    int64_t mask_images, int64_t factor, const double* projected,
-                                    const double* h, double* out, double* partial,
-                                    int64_t images, int64_t channels, int64_t height,
-                                    int64_t width, int64_t blocks_per_image,
-                                    cudaStream_t stream);
+// T is float or double (the two compiled) in both launchers.
+template <typename T>
+cudaError_t launch_constrained_step(const T* denoised, const T* y, const T* lifted, const T* mask,
+                                    int64_t mask_images, int64_t factor, const T* projected,
+                                    const T* h, T* out, T* partial, int64_t images,
+                                    int64_t channels, int64_t height, int64_t width,
+                                    int64_t blocks_per_image, cudaStream_t stream);
 
-cudaError_t launch_constrained_step_noise(float* out, const float* sigma, const float* c,
-                                          int64_t images, int64_t elems_per_image, int64_t seed,
-                                          cudaStream_t stream);
-cudaError_t launch_constrained_step_noise(double* out, const double* sigma, const double* c,
-                                          int64_t images, int64_t elems_per_image, int64_t seed,
+template <typename T>
+cudaError_t launch_constrained_step_noise(T* out, const T* sigma, const T* c, int64_t images,
+                                          int64_t elems_per_image, int64_t seed,
                                           cudaStream_t stream);
 
 }  // namespace pnpfast

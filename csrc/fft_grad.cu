@@ -40,20 +40,19 @@ struct GradUpdate {
 
 }  // namespace
 
-cudaError_t launch_fft_grad(const float* v, const float* kty, const float* k2, const float* s,
-                            const float* t, float* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream) {
-  return detail::launch_spectral<GradUpdate<float>>(v, kty, k2, {s, t}, out, planes, channels,
-                                                    freqs_per_plane, k2_batch_stride, stream);
+template <typename T>
+cudaError_t launch_fft_grad(const T* v, const T* kty, const T* k2, const T* s, const T* t,
+                            T* out, int64_t planes, int64_t channels, int64_t freqs_per_plane,
+                            int64_t k2_batch_stride, cudaStream_t stream) {
+  return detail::launch_spectral<GradUpdate<T>>(v, kty, k2, {s, t}, out, planes, channels,
+                                                freqs_per_plane, k2_batch_stride, stream);
 }
 
-cudaError_t launch_fft_grad(const double* v, const double* kty, const double* k2,
-                            const double* s, const double* t, double* out, int64_t planes,
-                            int64_t channels, int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream) {
-  return detail::launch_spectral<GradUpdate<double>>(v, kty, k2, {s, t}, out, planes, channels,
-                                                     freqs_per_plane, k2_batch_stride, stream);
-}
+template cudaError_t launch_fft_grad<float>(const float*, const float*, const float*,
+                                            const float*, const float*, float*, int64_t,
+                                            int64_t, int64_t, int64_t, cudaStream_t);
+template cudaError_t launch_fft_grad<double>(const double*, const double*, const double*,
+                                             const double*, const double*, double*, int64_t,
+                                             int64_t, int64_t, int64_t, cudaStream_t);
 
 }  // namespace pnpfast

@@ -37,20 +37,19 @@ struct ProxUpdate {
 
 }  // namespace
 
-cudaError_t launch_fft_prox(const float* v, const float* kty, const float* k2, const float* gamma,
-                            float* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream) {
-  return detail::launch_spectral<ProxUpdate<float>>(v, kty, k2, {gamma}, out, planes, channels,
-                                                    freqs_per_plane, k2_batch_stride, stream);
+template <typename T>
+cudaError_t launch_fft_prox(const T* v, const T* kty, const T* k2, const T* gamma, T* out,
+                            int64_t planes, int64_t channels, int64_t freqs_per_plane,
+                            int64_t k2_batch_stride, cudaStream_t stream) {
+  return detail::launch_spectral<ProxUpdate<T>>(v, kty, k2, {gamma}, out, planes, channels,
+                                                freqs_per_plane, k2_batch_stride, stream);
 }
 
-cudaError_t launch_fft_prox(const double* v, const double* kty, const double* k2,
-                            const double* gamma, double* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream) {
-  return detail::launch_spectral<ProxUpdate<double>>(v, kty, k2, {gamma}, out, planes, channels,
-                                                     freqs_per_plane, k2_batch_stride, stream);
-}
+template cudaError_t launch_fft_prox<float>(const float*, const float*, const float*,
+                                            const float*, float*, int64_t, int64_t, int64_t,
+                                            int64_t, cudaStream_t);
+template cudaError_t launch_fft_prox<double>(const double*, const double*, const double*,
+                                             const double*, double*, int64_t, int64_t, int64_t,
+                                             int64_t, cudaStream_t);
 
 }  // namespace pnpfast

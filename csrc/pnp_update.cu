@@ -11,47 +11,16 @@
 // pnpfast/ops/pnp_update.py holds the readable torch reference this kernel must match; shapes
 // and the launcher's contract are in pnp_update.h.
 
+#include "common.h"
 #include "pnp_update.h"
-#include "reduce.h"  // detail::warp_sum
-#include "spectral.h"  // detail::Access (vector loads and stores), detail::aligned
 
 namespace pnpfast {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxGridY = 65535;
-// Resident blocks per SM asked of ptxas: float runs at full occupancy (8 x 256 threads, at most
-// 32 registers); double needs more registers for its 8-byte values and runs at half occupancy,
-// which still keeps enough 16-byte loads in flight to saturate memory.
-template <typename T>
-constexpr int kMinBlocksPerSm = sizeof(T) == 4 ? 2048 / kThreads : 1024 / kThreads;
-
-// The three sums of the block's threads, in a fixed order, to slot[0..2] (thread 0 writes).
-// Ends with a barrier so that `shared` may be reused at once.
-template <typename T>
-__device__ __forceinline__ void block_sums(T residual, T change, T norm, T (*shared)[kWarps],
-                                           T* slot) {
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  residual = detail::warp_sum(residual);
-  change = detail::warp_sum(change);
-  norm = detail::warp_sum(norm);
-  if (lane == 0) {
-    shared[0][warp] = residual;
-    shared[1][warp] = change;
-    shared[2][warp] = norm;
-  }
-  __syncthreads();
-  if (warp == 0) {
-#pragma unroll
-    for (int j = 0; j < 3; ++j) {
-      const T s = detail::warp_sum(lane < kWarps ? shared[j][lane] : T(0));
-      if (lane == 0) slot[j] = s;
-    }
-  }
-  __syncthreads();
-}
+using detail::Access;
+using detail::kMinBlocksPerSm;
+using detail::kThreads;
+using detail::kWarps;
 
 // Block (x, y) handles images y, y + gridDim.y, ...; in each image its threads take steps
 // blockIdx.x * blockDim.x + threadIdx.x + k * gridDim.x * blockDim.x, one step being W
@@ -64,12 +33,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
                       T* __restrict__ out, T* __restrict__ partial, int64_t images,
                       int64_t steps) {
   __shared__ T shared[3][kWarps];
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  // Offset of the current image, carried along the image loop (no multiply per image).
-  const int64_t image_elems = steps * W;
-  const int64_t base_stride = image_elems * gridDim.y;
-  int64_t base = static_cast<int64_t>(blockIdx.y) * image_elems;
+  auto [first, stride, base, base_stride] = detail::grid_walk(steps * W);
   for (int64_t b = blockIdx.y; b < images; b += gridDim.y, base += base_stride) {
     // uniform over the block: one broadcast read per warp each
     const T ca = __ldg(coef + 4 * b);
@@ -87,10 +51,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
       T zz[W];
       T xx[W];
       T pp[W];
-      detail::Access<T, W>::load(f + e, ff);
-      detail::Access<T, W>::load(z + e, zz);
-      if constexpr (HasX) detail::Access<T, W>::load(x + e, xx);
-      if constexpr (HasXprev) detail::Access<T, W>::load(xprev + e, pp);
+      Access<T, W>::load(f + e, ff);
+      Access<T, W>::load(z + e, zz);
+      if constexpr (HasX) Access<T, W>::load(x + e, xx);
+      if constexpr (HasXprev) Access<T, W>::load(xprev + e, pp);
 #pragma unroll
       for (int k = 0; k < W; ++k) {
         const T r = zz[k] - ff[k];
@@ -108,11 +72,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
         }
         ff[k] = o;  // the output reuses f's registers
       }
-      detail::Access<T, W>::store(out + e, ff);
+      Access<T, W>::store(out + e, ff);
     }
     if constexpr (HasX && !HasXprev) change = norm;  // ||x - 0||^2
-    block_sums(residual, change, norm, shared,
-               partial + (b * gridDim.x + blockIdx.x) * 3);
+    T sums[3] = {residual, change, norm};
+    detail::block_sums(sums, shared, partial + (b * gridDim.x + blockIdx.x) * 3);
   }
 }
 
@@ -120,8 +84,7 @@ template <typename T, int W, bool HasX, bool HasXprev>
 cudaError_t launch_width(const T* f, const T* z, const T* x, const T* xprev, const T* coef,
                          T* out, T* partial, int64_t images, int64_t elems_per_image,
                          int64_t blocks_per_image, cudaStream_t stream) {
-  const int64_t grid_y = images < kMaxGridY ? images : kMaxGridY;
-  const dim3 grid(static_cast<unsigned>(blocks_per_image), static_cast<unsigned>(grid_y), 1);
+  const dim3 grid = detail::image_grid(images, blocks_per_image);
   pnp_update_kernel<T, W, HasX, HasXprev><<<grid, kThreads, 0, stream>>>(
       f, z, x, xprev, coef, out, partial, images, elems_per_image / W);
   return cudaGetLastError();
@@ -132,25 +95,22 @@ template <typename T, bool HasX, bool HasXprev>
 cudaError_t launch_inputs(const T* f, const T* z, const T* x, const T* xprev, const T* coef,
                           T* out, T* partial, int64_t images, int64_t elems_per_image,
                           int64_t blocks_per_image, cudaStream_t stream) {
-  constexpr int kVec = 16 / sizeof(T);
-  const bool vector = elems_per_image % kVec == 0 && detail::aligned(f, 16) &&
-                      detail::aligned(z, 16) && detail::aligned(out, 16) &&
-                      (!HasX || detail::aligned(x, 16)) &&
-                      (!HasXprev || detail::aligned(xprev, 16));
-  if (vector) {
-    return launch_width<T, kVec, HasX, HasXprev>(f, z, x, xprev, coef, out, partial, images,
-                                                 elems_per_image, blocks_per_image, stream);
+  if (detail::vectorizable<T>(elems_per_image, {f, z, out, x, xprev})) {
+    return launch_width<T, detail::kVec<T>, HasX, HasXprev>(
+        f, z, x, xprev, coef, out, partial, images, elems_per_image, blocks_per_image, stream);
   }
   return launch_width<T, 1, HasX, HasXprev>(f, z, x, xprev, coef, out, partial, images,
                                             elems_per_image, blocks_per_image, stream);
 }
 
+}  // namespace
+
 template <typename T>
-cudaError_t launch(const T* f, const T* z, const T* x, const T* xprev, const T* coef, T* out,
-                   T* partial, int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                   cudaStream_t stream) {
+cudaError_t launch_pnp_update(const T* f, const T* z, const T* x, const T* xprev, const T* coef,
+                              T* out, T* partial, int64_t images, int64_t elems_per_image,
+                              int64_t blocks_per_image, cudaStream_t stream) {
   if (images <= 0) return cudaSuccess;
-  if (blocks_per_image < 1 || blocks_per_image > 0x7fffffff || elems_per_image < 0) {
+  if (!detail::valid_blocks_per_image(blocks_per_image) || elems_per_image < 0) {
     return cudaErrorInvalidValue;
   }
   if (x != nullptr && xprev != nullptr) {
@@ -169,22 +129,11 @@ cudaError_t launch(const T* f, const T* z, const T* x, const T* xprev, const T* 
                                         elems_per_image, blocks_per_image, stream);
 }
 
-}  // namespace
-
-cudaError_t launch_pnp_update(const float* f, const float* z, const float* x,
-                              const float* xprev, const float* coef, float* out, float* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                              cudaStream_t stream) {
-  return launch(f, z, x, xprev, coef, out, partial, images, elems_per_image, blocks_per_image,
-                stream);
-}
-
-cudaError_t launch_pnp_update(const double* f, const double* z, const double* x,
-                              const double* xprev, const double* coef, double* out,
-                              double* partial, int64_t images, int64_t elems_per_image,
-                              int64_t blocks_per_image, cudaStream_t stream) {
-  return launch(f, z, x, xprev, coef, out, partial, images, elems_per_image, blocks_per_image,
-                stream);
-}
+template cudaError_t launch_pnp_update<float>(const float*, const float*, const float*,
+                                              const float*, const float*, float*, float*,
+                                              int64_t, int64_t, int64_t, cudaStream_t);
+template cudaError_t launch_pnp_update<double>(const double*, const double*, const double*,
+                                               const double*, const double*, double*, double*,
+                                               int64_t, int64_t, int64_t, cudaStream_t);
 
 }  // namespace pnpfast

@@ -21,13 +21,10 @@
 
 namespace pnpfast {
 
-cudaError_t launch_pnp_update(const float* f, const float* z, const float* x,
-                              const float* xprev, const float* coef, float* out, float* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                              cudaStream_t stream);
-cudaError_t launch_pnp_update(const double* f, const double* z, const double* x,
-                              const double* xprev, const double* coef, double* out,
-                              double* partial, int64_t images, int64_t elems_per_image,
+// T is float or double (the two compiled).
+template <typename T>
+cudaError_t launch_pnp_update(const T* f, const T* z, const T* x, const T* xprev, const T* coef,
+                              T* out, T* partial, int64_t images, int64_t elems_per_image,
                               int64_t blocks_per_image, cudaStream_t stream);
 
 }  // namespace pnpfast

@@ -19,47 +19,22 @@
 // pnpfast/ops/power_step.py holds the readable torch reference these kernels must match;
 // shapes and the launcher's contract are in power_step.h.
 
+#include "common.h"
 #include "power_step.h"
-#include "reduce.h"  // detail::warp_sum
-#include "spectral.h"  // detail::Access (vector loads and stores), detail::aligned
 
 namespace pnpfast {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+using detail::Access;
+using detail::kMinBlocksPerSm;
+using detail::kThreads;
+using detail::kWarps;
+
 // The finish kernel sums a few partial slots per image (at most one per 1024 elements, see
 // cuda_partial_blocks in pnpfast/ops/_alloc.py): a smaller block wastes fewer idle threads when
 // the batch is large and each image has a single slot.
 constexpr int kFinishThreads = 128;
 constexpr int kFinishWarps = kFinishThreads / 32;
-constexpr int64_t kMaxGridY = 65535;
-constexpr int64_t kMaxGridX = 0x7fffffff;
-// Resident blocks per SM asked of ptxas, as in pnp_update.cu: full occupancy for float (at most
-// 32 registers), half for double.
-template <typename T>
-constexpr int kMinBlocksPerSm = sizeof(T) == 4 ? 2048 / kThreads : 1024 / kThreads;
-
-// The sums of a and b over the block's threads (Warps warps), in a fixed order, left in a and b
-// of thread 0 (the other threads keep partial values). Ends with a barrier so that `shared` may
-// be reused at once.
-template <int Warps, typename T>
-__device__ __forceinline__ void block_sums(T& a, T& b, T (*shared)[Warps]) {
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  a = detail::warp_sum(a);
-  b = detail::warp_sum(b);
-  if (lane == 0) {
-    shared[0][warp] = a;
-    shared[1][warp] = b;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    a = detail::warp_sum(lane < Warps ? shared[0][lane] : T(0));
-    b = detail::warp_sum(lane < Warps ? shared[1][lane] : T(0));
-  }
-  __syncthreads();
-}
 
 // Correctly rounded square root and absolute value in the dtype (no promotion to double).
 __device__ __forceinline__ float sqrt_of(float x) { return sqrtf(x); }
@@ -77,12 +52,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
                       const T* __restrict__ state, T* __restrict__ out, T* __restrict__ partial,
                       int64_t images, int64_t steps) {
   __shared__ T shared[2][kWarps];
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  // Offset of the current image, carried along the image loop (no multiply per image).
-  const int64_t image_elems = steps * W;
-  const int64_t base_stride = image_elems * gridDim.y;
-  int64_t base = static_cast<int64_t>(blockIdx.y) * image_elems;
+  auto [first, stride, base, base_stride] = detail::grid_walk(steps * W);
   for (int64_t b = blockIdx.y; b < images; b += gridDim.y, base += base_stride) {
     T* slot = partial + (b * gridDim.x + blockIdx.x) * 2;
     // uniform over the block: one broadcast read per warp each
@@ -92,8 +62,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
       for (int64_t i = first; i < steps; i += stride) {
         const int64_t e = base + i * W;
         T uu[W];
-        detail::Access<T, W>::load(u + e, uu);
-        detail::Access<T, W>::store(out + e, uu);
+        Access<T, W>::load(u + e, uu);
+        Access<T, W>::store(out + e, uu);
       }
       if (threadIdx.x == 0) {
         slot[0] = T(0);
@@ -110,20 +80,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
       const int64_t e = base + i * W;
       T ww[W];
       T uu[W];
-      detail::Access<T, W>::load(w + e, ww);
-      detail::Access<T, W>::load(u + e, uu);
+      Access<T, W>::load(w + e, ww);
+      Access<T, W>::load(u + e, uu);
 #pragma unroll
       for (int k = 0; k < W; ++k) {
         dot += uu[k] * ww[k];
         norm += ww[k] * ww[k];
         ww[k] = scale * ww[k];  // the output reuses w's registers
       }
-      detail::Access<T, W>::store(out + e, ww);
+      Access<T, W>::store(out + e, ww);
     }
-    block_sums<kWarps>(dot, norm, shared);
+    T sums[2] = {dot, norm};
+    detail::block_sums(sums, shared);
     if (threadIdx.x == 0) {
-      slot[0] = dot;
-      slot[1] = norm;
+      slot[0] = sums[0];
+      slot[1] = sums[1];
     }
   }
 }
@@ -145,14 +116,15 @@ __global__ void __launch_bounds__(kFinishThreads)
       continue;  // uniform over the block: no barrier is skipped by only some threads
     }
     const T* slots = partial + b * blocks_per_image * 2;
-    T dot = 0;
-    T ww = 0;
+    T sums[2] = {0, 0};  // <u, w>, ||w||^2
 #pragma unroll 1
     for (int64_t k = threadIdx.x; k < blocks_per_image; k += blockDim.x) {
-      dot += slots[2 * k];
-      ww += slots[2 * k + 1];
+      sums[0] += slots[2 * k];
+      sums[1] += slots[2 * k + 1];
     }
-    block_sums<kFinishWarps>(dot, ww, shared);
+    detail::block_sums(sums, shared);
+    const T dot = sums[0];
+    const T ww = sums[1];
     if (threadIdx.x == 0) {
       const T estimate = __ldg(row);
       const T scale = __ldg(row + 1);
@@ -176,8 +148,7 @@ template <typename T, int W>
 cudaError_t launch_pass(const T* w, const T* u, const T* state, T* out, T* partial,
                         int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
                         cudaStream_t stream) {
-  const int64_t grid_y = images < kMaxGridY ? images : kMaxGridY;
-  const dim3 grid(static_cast<unsigned>(blocks_per_image), static_cast<unsigned>(grid_y), 1);
+  const dim3 grid = detail::image_grid(images, blocks_per_image);
   power_pass_kernel<T, W><<<grid, kThreads, 0, stream>>>(w, u, state, out, partial, images,
                                                          elems_per_image / W);
   return cudaGetLastError();
@@ -186,29 +157,30 @@ cudaError_t launch_pass(const T* w, const T* u, const T* state, T* out, T* parti
 template <typename T, bool Gram>
 cudaError_t launch_finish(const T* state, const T* partial, T* state_next, T tol,
                           int64_t images, int64_t blocks_per_image, cudaStream_t stream) {
-  const int64_t grid_x = images < kMaxGridX ? images : kMaxGridX;
+  const int64_t grid_x = images < detail::kMaxGridX ? images : detail::kMaxGridX;
   power_finish_kernel<T, Gram><<<static_cast<unsigned>(grid_x), kFinishThreads, 0, stream>>>(
       state, partial, state_next, tol, images, blocks_per_image);
   return cudaGetLastError();
 }
 
+}  // namespace
+
 template <typename T>
-cudaError_t launch(const T* w, const T* u, const T* state, double tol, bool gram, T* out,
-                   T* state_next, T* partial, int64_t images, int64_t elems_per_image,
-                   int64_t blocks_per_image, cudaStream_t stream) {
+cudaError_t launch_power_step(const T* w, const T* u, const T* state, double tol, bool gram,
+                              T* out, T* state_next, T* partial, int64_t images,
+                              int64_t elems_per_image, int64_t blocks_per_image,
+                              cudaStream_t stream) {
   if (images <= 0) return cudaSuccess;
-  if (blocks_per_image < 1 || blocks_per_image > 0x7fffffff || elems_per_image < 0) {
+  if (!detail::valid_blocks_per_image(blocks_per_image) || elems_per_image < 0) {
     return cudaErrorInvalidValue;
   }
   // 16-byte vectors (float4, double2) when every image starts 16-byte aligned, else scalars.
-  constexpr int kVec = 16 / sizeof(T);
-  const bool vector = elems_per_image % kVec == 0 && detail::aligned(w, 16) &&
-                      detail::aligned(u, 16) && detail::aligned(out, 16);
   const cudaError_t err =
-      vector ? launch_pass<T, kVec>(w, u, state, out, partial, images, elems_per_image,
-                                    blocks_per_image, stream)
-             : launch_pass<T, 1>(w, u, state, out, partial, images, elems_per_image,
-                                 blocks_per_image, stream);
+      detail::vectorizable<T>(elems_per_image, {w, u, out})
+          ? launch_pass<T, detail::kVec<T>>(w, u, state, out, partial, images, elems_per_image,
+                                            blocks_per_image, stream)
+          : launch_pass<T, 1>(w, u, state, out, partial, images, elems_per_image,
+                              blocks_per_image, stream);
   if (err != cudaSuccess) return err;
   const T tol_t = static_cast<T>(tol);  // torch rounds a Python scalar to the tensor's dtype
   if (gram) {
@@ -219,22 +191,11 @@ cudaError_t launch(const T* w, const T* u, const T* state, double tol, bool gram
                                  stream);
 }
 
-}  // namespace
-
-cudaError_t launch_power_step(const float* w, const float* u, const float* state, double tol,
-                              bool gram, float* out, float* state_next, float* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                              cudaStream_t stream) {
-  return launch(w, u, state, tol, gram, out, state_next, partial, images, elems_per_image,
-                blocks_per_image, stream);
-}
-
-cudaError_t launch_power_step(const double* w, const double* u, const double* state, double tol,
-                              bool gram, double* out, double* state_next, double* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                              cudaStream_t stream) {
-  return launch(w, u, state, tol, gram, out, state_next, partial, images, elems_per_image,
-                blocks_per_image, stream);
-}
+template cudaError_t launch_power_step<float>(const float*, const float*, const float*, double,
+                                              bool, float*, float*, float*, int64_t, int64_t,
+                                              int64_t, cudaStream_t);
+template cudaError_t launch_power_step<double>(const double*, const double*, const double*,
+                                               double, bool, double*, double*, double*, int64_t,
+                                               int64_t, int64_t, cudaStream_t);
 
 }  // namespace pnpfast

@@ -29,13 +29,11 @@
 
 namespace pnpfast {
 
-cudaError_t launch_power_step(const float* w, const float* u, const float* state, double tol,
-                              bool gram, float* out, float* state_next, float* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
-                              cudaStream_t stream);
-cudaError_t launch_power_step(const double* w, const double* u, const double* state, double tol,
-                              bool gram, double* out, double* state_next, double* partial,
-                              int64_t images, int64_t elems_per_image, int64_t blocks_per_image,
+// T is float or double (the two compiled).
+template <typename T>
+cudaError_t launch_power_step(const T* w, const T* u, const T* state, double tol, bool gram,
+                              T* out, T* state_next, T* partial, int64_t images,
+                              int64_t elems_per_image, int64_t blocks_per_image,
                               cudaStream_t stream);
 
 }  // namespace pnpfast

@@ -10,9 +10,10 @@
 // (cudaSuccess, or the error of the launch; nothing is launched for empty inputs).
 //
 // When compiled by nvcc this header also provides, in namespace pnpfast::detail, what the two
-// ops share: the vector load/store helpers, the one spectral kernel (spectral_kernel) and its
-// launcher (launch_spectral), which picks the memory path and the grid. Each .cu file only
-// adds the per-frequency arithmetic of its op, as an update functor (see spectral_kernel).
+// ops share: the one spectral kernel (spectral_kernel) and its launcher (launch_spectral),
+// which picks the memory path and the grid; the helpers of every kernel are in common.h. Each
+// .cu file only adds the per-frequency arithmetic of its op, as an update functor (see
+// spectral_kernel).
 
 #pragma once
 
@@ -23,100 +24,25 @@
 
 namespace pnpfast {
 
-// out = (v + gamma_b * kty) / (1 + gamma_b * k2[f])
-cudaError_t launch_fft_prox(const float* v, const float* kty, const float* k2, const float* gamma,
-                            float* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream);
-cudaError_t launch_fft_prox(const double* v, const double* kty, const double* k2,
-                            const double* gamma, double* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream);
+// out = (v + gamma_b * kty) / (1 + gamma_b * k2[f]); T is float or double (the two compiled).
+template <typename T>
+cudaError_t launch_fft_prox(const T* v, const T* kty, const T* k2, const T* gamma, T* out,
+                            int64_t planes, int64_t channels, int64_t freqs_per_plane,
+                            int64_t k2_batch_stride, cudaStream_t stream);
 
-// out = (s_b * k2[f] + t_b) * v - s_b * kty
-cudaError_t launch_fft_grad(const float* v, const float* kty, const float* k2, const float* s,
-                            const float* t, float* out, int64_t planes, int64_t channels,
-                            int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream);
-cudaError_t launch_fft_grad(const double* v, const double* kty, const double* k2,
-                            const double* s, const double* t, double* out, int64_t planes,
-                            int64_t channels, int64_t freqs_per_plane, int64_t k2_batch_stride,
-                            cudaStream_t stream);
+// out = (s_b * k2[f] + t_b) * v - s_b * kty; T is float or double (the two compiled).
+template <typename T>
+cudaError_t launch_fft_grad(const T* v, const T* kty, const T* k2, const T* s, const T* t,
+                            T* out, int64_t planes, int64_t channels, int64_t freqs_per_plane,
+                            int64_t k2_batch_stride, cudaStream_t stream);
 
 }  // namespace pnpfast
 
 #if defined(__CUDACC__)
 
+#include "common.h"
+
 namespace pnpfast::detail {
-
-// Threads per block of the spectral kernels; at most 65535 blocks along y (planes).
-constexpr int kThreads = 256;
-// Resident blocks per SM asked of ptxas (__launch_bounds__): 8 x 256 threads fill an sm_80 or
-// sm_90 SM, which caps the kernels at 32 registers; they need no more (no spills).
-constexpr int kMinBlocksPerSm = 2048 / kThreads;
-constexpr int64_t kMaxGridY = 65535;
-
-// Loads and stores of `W` consecutive elements of type T as one memory instruction. `p` must be
-// aligned to W * sizeof(T); the elements go to / come from r[0 .. W-1] (registers after
-// inlining, since every index is a compile-time constant). Vector stores go through __stwb (a
-// plain write-back store) because nvcc may split an assignment of a whole float4 into four
-// scalar stores.
-template <typename T, int W>
-struct Access;
-
-template <typename T>
-struct Access<T, 1> {
-  static __device__ __forceinline__ void load(const T* p, T* r) { r[0] = *p; }
-  static __device__ __forceinline__ void load_ro(const T* p, T* r) { r[0] = __ldg(p); }
-  static __device__ __forceinline__ void store(T* p, const T* r) { *p = r[0]; }
-};
-
-template <>
-struct Access<float, 2> {
-  static __device__ __forceinline__ void load(const float* p, float* r) {
-    const float2 x = *reinterpret_cast<const float2*>(p);
-    r[0] = x.x;
-    r[1] = x.y;
-  }
-  static __device__ __forceinline__ void load_ro(const float* p, float* r) {
-    const float2 x = __ldg(reinterpret_cast<const float2*>(p));
-    r[0] = x.x;
-    r[1] = x.y;
-  }
-  static __device__ __forceinline__ void store(float* p, const float* r) {
-    __stwb(reinterpret_cast<float2*>(p), make_float2(r[0], r[1]));
-  }
-};
-
-template <>
-struct Access<float, 4> {
-  static __device__ __forceinline__ void load(const float* p, float* r) {
-    const float4 x = *reinterpret_cast<const float4*>(p);
-    r[0] = x.x;
-    r[1] = x.y;
-    r[2] = x.z;
-    r[3] = x.w;
-  }
-  static __device__ __forceinline__ void store(float* p, const float* r) {
-    __stwb(reinterpret_cast<float4*>(p), make_float4(r[0], r[1], r[2], r[3]));
-  }
-};
-
-template <>
-struct Access<double, 2> {
-  static __device__ __forceinline__ void load(const double* p, double* r) {
-    const double2 x = *reinterpret_cast<const double2*>(p);
-    r[0] = x.x;
-    r[1] = x.y;
-  }
-  static __device__ __forceinline__ void store(double* p, const double* r) {
-    __stwb(reinterpret_cast<double2*>(p), make_double2(r[0], r[1]));
-  }
-};
-
-inline bool aligned(const void* p, std::size_t bytes) {
-  return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
-}
 
 // Memory layout of one kernel instantiation: each thread step covers kFreqs frequencies
 // (2 * kFreqs elements of v, kty and out, read and written kData elements per instruction)
@@ -152,28 +78,6 @@ Path choose_path(const T* v, const T* kty, const T* k2, const T* out, int64_t fr
   return Path::kScalar;
 }
 
-// Grid of a spectral launch: y walks the planes (the kernels loop with stride gridDim.y when
-// there are more than kMaxGridY), x the steps of one plane, capped so that the whole grid is
-// a few waves of resident blocks; the kernels loop over the rest of a plane with stride
-// gridDim.x * blockDim.x.
-inline cudaError_t spectral_grid(int64_t planes, int64_t steps_per_plane, dim3* grid) {
-  int device = 0;
-  int sms = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) return err;
-  const int64_t grid_y = planes < kMaxGridY ? planes : kMaxGridY;
-  // four waves of fully resident blocks
-  const int64_t target_blocks = static_cast<int64_t>(sms) * kMinBlocksPerSm * 4;
-  const int64_t want_x = (steps_per_plane + kThreads - 1) / kThreads;
-  int64_t cap_x = (target_blocks + grid_y - 1) / grid_y;
-  if (cap_x < 1) cap_x = 1;
-  const int64_t grid_x = want_x < cap_x ? want_x : cap_x;
-  *grid = dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), 1);
-  return cudaSuccess;
-}
-
 // The spectral kernel, generic over the op. The update functor U carries one op's per-image
 // coefficients and per-frequency arithmetic; it must provide
 //
@@ -191,20 +95,17 @@ inline cudaError_t spectral_grid(int64_t planes, int64_t steps_per_plane, dim3* 
 // blockIdx.x * blockDim.x + threadIdx.x + k * gridDim.x * blockDim.x, one step being
 // L::kFreqs consecutive frequencies. `steps` = freqs_per_plane / L::kFreqs exactly (the host
 // picks kFreqs = 2 only when freqs_per_plane is even, so no step straddles two planes).
+//
+// Launch bounds: 8 x 256 threads fill an sm_80 or sm_90 SM, which caps the kernel at 32
+// registers, for float and double alike; it needs no more (no spills).
 template <typename T, typename L, typename U>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+__global__ void __launch_bounds__(kThreads, kFullOccupancyBlocks)
     spectral_kernel(const T* __restrict__ v, const T* __restrict__ kty,
                     const T* __restrict__ k2, const typename U::Coeffs coeffs,
                     T* __restrict__ out, int64_t planes, int64_t channels, int64_t steps,
                     int64_t k2_batch_stride) {
   constexpr int kElems = 2 * L::kFreqs;  // elements of v / kty / out per step
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  // Offset of the current plane in v / kty / out, carried along the plane loop: recomputing it
-  // as plane * plane_elems in each iteration made nvcc 13 spill at the 32-register cap.
-  const int64_t plane_elems = steps * kElems;
-  const int64_t base_stride = plane_elems * gridDim.y;
-  int64_t base = static_cast<int64_t>(blockIdx.y) * plane_elems;
+  auto [first, stride, base, base_stride] = grid_walk(steps * kElems);
   for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y, base += base_stride) {
     // Per plane, uniform over the block: the image, its coefficients (one broadcast read per
     // warp each) and the base of its k2 plane.
@@ -247,7 +148,7 @@ cudaError_t launch_layout(const T* v, const T* kty, const T* k2,
                           cudaStream_t stream) {
   const int64_t steps = freqs_per_plane / L::kFreqs;
   dim3 grid;
-  const cudaError_t err = spectral_grid(planes, steps, &grid);
+  const cudaError_t err = wave_grid(planes, steps, &grid);
   if (err != cudaSuccess) return err;
   spectral_kernel<T, L, U><<<grid, kThreads, 0, stream>>>(v, kty, k2, coeffs, out, planes,
                                                           channels, steps, k2_batch_stride);

@@ -36,7 +36,7 @@ def poisoned_outputs() -> Iterator[None]:
         _poison = previous
 
 
-# Launch shape of the CUDA reduction kernels (csrc/pnp_update.cu, csrc/constrained_step.cu):
+# Launch shape of the CUDA reduction kernels (kThreads and kResidentThreads in csrc/common.h):
 # 256 threads per block, up to 2048 resident threads per SM.
 CUDA_THREADS = 256
 _CUDA_BLOCKS_PER_SM = 2048 // CUDA_THREADS
