@@ -53,7 +53,6 @@ from harness import (
     append_rows,
     check_close,
     common_parser,
-    copy_bandwidth,
     copy_bw_line,
     fast_backend_reason,
     format_table,
@@ -64,6 +63,7 @@ from harness import (
     parse_list,
     parse_shapes,
     run_dispatch_part,
+    shapes_to_time,
 )
 
 from pnpfast.operators import BlockAverage, Inpainting
@@ -246,12 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     for shape in shapes:
         if len(shape) != 4 or shape[2] % 4 or shape[3] % 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW with 4 | H, W")
-    if args.dispatch_only:
-        shapes = []
-    else:
-        bw = copy_bandwidth(device)
-        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
-    for shape in shapes:
+    for shape in shapes_to_time(args, OP, shapes, reps, warmup):
         for form in args.forms:
             case = Case(form, shape, torch.float32, device)
             rows = run_case(case, device, providers, warmup=warmup, reps=reps)

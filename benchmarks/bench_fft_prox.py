@@ -56,7 +56,6 @@ from harness import (
     append_rows,
     check_close,
     common_parser,
-    copy_bandwidth,
     copy_bw_line,
     correct_median,
     fast_backend_reason,
@@ -66,6 +65,7 @@ from harness import (
     measure_many,
     parse_common,
     run_dispatch_part,
+    shapes_to_time,
 )
 
 import pnpfast
@@ -299,10 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     for shape in args.shapes:
         if len(shape) != 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
-    if not args.dispatch_only:
-        bw = copy_bandwidth(device)
-        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
-    for shape in [] if args.dispatch_only else args.shapes:
+    for shape in shapes_to_time(args, OP, args.shapes, reps, warmup):
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
         append_rows(args.out, rows)
         print()

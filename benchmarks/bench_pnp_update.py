@@ -47,7 +47,6 @@ from harness import (
     append_rows,
     check_close,
     common_parser,
-    copy_bandwidth,
     copy_bw_line,
     correct_median,
     fast_backend_reason,
@@ -58,6 +57,7 @@ from harness import (
     parse_common,
     parse_shapes,
     run_dispatch_part,
+    shapes_to_time,
 )
 
 from pnpfast.ops import pnp_update, pnp_update_reference
@@ -218,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for shape in shapes:
         if len(shape) != 4:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
-    if args.dispatch_only:
-        shapes = []
-    else:
-        bw = copy_bandwidth(device)
-        print(f"{OP} on {device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
-    for shape in shapes:
+    for shape in shapes_to_time(args, OP, shapes, reps, warmup):
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
         append_rows(args.out, rows)
         print()

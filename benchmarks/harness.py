@@ -548,6 +548,18 @@ def add_dispatch_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def shapes_to_time(
+    args: argparse.Namespace, op: str, shapes: Sequence, reps: int, warmup: int
+) -> list:
+    """The shapes an op benchmark times: none with --dispatch-only, else all of them, after the
+    run's header line (device copy bandwidth, reps, warm-up calls)."""
+    if args.dispatch_only:
+        return []
+    bw = copy_bandwidth(args.device)
+    print(f"{op} on {args.device}: copy bandwidth {bw:.1f} GB/s, {reps} reps after {warmup} warmup")
+    return list(shapes)
+
+
 def _same_outputs(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
