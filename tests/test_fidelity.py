@@ -109,6 +109,8 @@ def test_an_fft_diagonal_operator_defined_elsewhere_gets_the_fused_prox(monkeypa
     # the operator's own prox_l2 takes the same closed form, checked against CG
     cg = A.prox_l2_cg(v, y, gamma, max_iter=200, tol=1e-14)
     assert_close(A.prox_l2(v, y, gamma), cg, rtol=1e-9, atol=1e-10, what="prox_l2 vs CG")
+    given_aty = A.prox_l2_normal(v, A.adjoint(y), gamma)
+    assert_close(given_aty, cg, rtol=1e-9, atol=1e-10, what="prox_l2_normal vs CG")
 
 
 def test_an_fft_diagonal_operator_gets_the_fused_gradient_and_exact_lipschitz(monkeypatch):

@@ -13,7 +13,8 @@ Capabilities, declared by the operator and read by ``prox_l2`` and ``pnpfast.L2`
 its class:
 
 * ``fourier_multiplier(shape, device, dtype)``: K^ when A x = irfft2(K^ rfft2(x)) (a circular
-  convolution), so that prox_l2(v, y, gamma) = irfft2((V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2));
+  convolution), so that
+  prox_l2(v, y, gamma) = irfft2((V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2));
 * ``partial_isometry = True`` when A A^T A = A, i.e. A^T A is an orthogonal projection
   (orthonormal rows, A A^T = I, or a 0/1 mask), so that
   prox_l2(v, y, gamma) = v - gamma / (1 + gamma) A^T (A v - y),
