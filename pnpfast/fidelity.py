@@ -47,8 +47,12 @@ class L2:
             )
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor (a measurement), not {type(y).__name__}")
-        # the operator says whether y is one of its measurements, and of which images
-        self.image_shape: tuple[int, ...] = tuple(operator.image_shape(y, "y"))
+        try:  # the operator says whether y is one of its measurements, and of which images
+            self.image_shape: tuple[int, ...] = tuple(operator.image_shape(y, "y"))
+        except (TypeError, ValueError) as err:
+            raise type(err)(
+                f"y is not a measurement of this {type(operator).__name__}: {err}"
+            ) from err
         if not bool(torch.isfinite(y).all()):
             raise ValueError("y contains NaN or Inf")
         self.operator = operator
