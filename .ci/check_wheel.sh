@@ -14,7 +14,7 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/src" "$WORK/dist" "$WORK/sdist" "$WORK/run"
 started=$SECONDS
 
-echo "== build: sdist from the checkout's files, wheel from the sdist"
+echo "== build: sdist from the checkout's files, wheel from the sdist [$((SECONDS - started)) s]"
 # tracked and untracked files that git does not ignore: no build/, *.egg-info or caches whose
 # stale contents could hide a module missing from the package list
 git ls-files -z --cached --others --exclude-standard |
@@ -35,15 +35,15 @@ WHEEL=$(echo "$WORK"/dist/pnpfast-*.whl)
 unset PNPFAST_BUILD_CUDA
 echo "built $(basename "$SDIST") and $(basename "$WHEEL")"
 
-echo "== contents: every module and the weights, in both"
+echo "== contents: every module and the weights, in both [$((SECONDS - started)) s]"
 "$PY" .ci/wheel_contents.py "$ROOT" "$WHEEL" "$SDIST"
 
-echo "== install the wheel into a fresh virtual environment"
+echo "== install the wheel into a fresh virtual environment [$((SECONDS - started)) s]"
 "$PY" -m venv "$WORK/venv"
 VENV=$WORK/venv/bin
 "$VENV/pip" install --quiet -c "$ROOT/constraints.txt" "$WHEEL[test]"
 
-echo "== run the installed package from $WORK/run"
+echo "== run the installed package from $WORK/run [$((SECONDS - started)) s]"
 # tests/ with the settings and README it reads, but no pnpfast/ beside it; the conftest above
 # tests/ refuses to run when the pnpfast it imports is not the installed one
 cp -r "$ROOT/tests" "$ROOT/pyproject.toml" "$ROOT/README.md" "$WORK/run/"
@@ -83,7 +83,7 @@ EOF
 "$VENV/pnpfast" backends
 "$VENV/pnpfast" demo -o "$WORK/run/demo"
 
-echo "== smoke tests against the installed package"
+echo "== smoke tests against the installed package [$((SECONDS - started)) s]"
 # the tests look for ../shared/data beside their repository root, here $WORK: point them at ours
 export PNPFAST_SHARED_DATA=${PNPFAST_SHARED_DATA:-$(dirname "$ROOT")/shared/data}
 "$VENV/pytest" -q -p no:cacheprovider --rootdir "$WORK/run" \
