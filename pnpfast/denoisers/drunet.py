@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from pnpfast.denoisers._layers import conv3x3, network_input
+from pnpfast.denoisers._layers import conv3x3, load_mapped, network_input
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["DRUNet"]
@@ -208,7 +208,5 @@ class DRUNet(Denoiser):
         them (e.g. a color file into a gray network, or a file with biases into ``bias=False``).
         The file's activation is not recorded; DPIR's files were trained with ReLU.
         """
-        from pnpfast.denoisers._layers import load_mapped
-
         load_mapped(self, state, self.file_keys(layout))
         return self
