@@ -617,3 +617,36 @@ def test_gpu_check_skips_steps_once_the_budget_is_spent(tmp_path):
     assert set(rows.values()) == {"skipped"}, proc.stdout
     assert proc.returncode == 1
     assert (out / "summary.tsv").is_file()
+
+
+# --- bench_defaults.py -----------------------------------------------------------------------
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set3C, Levin kernels)")
+def test_bench_defaults_report_and_table(tmp_path, monkeypatch, capsys):
+    bench = _load("bench_defaults")
+    torch = bench.torch
+    before = torch.get_num_threads()
+    out = tmp_path / "defaults.jsonl"
+    args = ["--part", "report", "--datasets", "Set3C", "--images", "1", "--kernels", "1,8"]
+    args += ["--crop", "32", "--noise", "7.65", "--methods", "hqs", "--threads", "1"]
+    try:
+        assert bench.main([*args, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["image"], r["kernel"]) for r in rows] == [("butterfly", "k1"), ("butterfly", "k8")]
+    for r in rows:
+        assert list(r) == list(bench.COLUMNS)
+        assert r["part"] == "report" and r["method"] == "hqs" and r["denoiser"] == "conditional"
+        assert r["iterations"] == 8 and r["crop"] == 32 and r["git_sha"] and r["device"]
+        assert r["psnr"] > r["psnr_input"] + 1 and not r["diverged"] and r["error"] is None
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{bench.START}\nold\n{bench.END}\nafter\n")
+    monkeypatch.setattr(bench, "README", readme)
+    assert bench.main(["--part", "table", "--out", str(out), "--update-readme"]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert "| hqs | conditional |" in text and "| pnp-reg | - |" in text
+    assert "| hqs | conditional |" in capsys.readouterr().out

@@ -1,0 +1,102 @@
+"""Defaults are a feature (CONVENTIONS 18): every deblurring method, with its defaults and the
+shipped denoiser it is meant for, restores a real image crop without diverging.
+
+The images, the kernel and the noise are not those the defaults were tuned on (CBSD432 crops,
+see benchmarks/bench_defaults.py and benchmarks/results/defaults.jsonl): a Set12 crop, gray,
+so the gray shipped networks run. The fast test runs each method's default iteration count
+except where that is long (gs-pnp, prox-pnp-*), where it is capped; the slow one runs every
+default in full, on a color Set3C crop, at both noise levels of the report.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pnpfast_test_utils import SHARED_DATA
+
+import pnpfast
+from pnpfast.io import read_image
+from pnpfast.operators import Blur
+
+pytestmark = [
+    pytest.mark.shared,
+    pytest.mark.skipif(
+        not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set12, Set3C, Levin kernels)"
+    ),
+]
+
+# The shipped denoiser each method is meant for (pnpfast.denoisers.load names).
+INTENDED = {
+    "hqs": "conditional",
+    "admm": "conditional",
+    "pgd": "conditional",
+    "fista": "conditional",
+    "red-sd": "conditional",
+    "red-gd": "conditional",
+    "red-fp": "conditional",
+    "red-admm": "conditional",
+    "red-pg": "conditional",
+    "red-apg": "conditional",
+    "red-dpg": "conditional",
+    "gs-pnp": "gradient-step",
+    "prox-pnp-pgd": "proximal",
+    "prox-pnp-drs": "proximal",
+}
+# Iteration caps for the fast test only, where the default is long.
+FAST_CAP = {"gs-pnp": 60, "prox-pnp-pgd": 60, "prox-pnp-drs": 60}
+
+
+def test_every_deblurring_method_is_covered():
+    """A new method gets a line here (pnp-reg: no regulariser-gradient network is shipped)."""
+    assert set(pnpfast.solvers.METHODS) - {"pnp-reg"} == set(INTENDED)
+
+
+def _problem(path, crop: int, noise_255: float, kernel: int = 1):
+    """quality_deblur's degradation of a centre crop: blur, 8-bit rounding, seeded AWGN."""
+    x = read_image(path).double()
+    h, w = x.shape[-2:]
+    x = x[..., (h - crop) // 2 : (h + crop) // 2, (w - crop) // 2 : (w + crop) // 2]
+    k = torch.from_numpy(
+        np.load(SHARED_DATA / "kernels" / "levin09" / f"levin09_k{kernel}.npy")
+    ).double()
+    A = Blur(k)
+    g = torch.Generator().manual_seed(0)
+    y = torch.round(A(x) * 255) / 255
+    y = y + noise_255 / 255 * torch.randn(y.shape, generator=g, dtype=torch.float64)
+    return A, x.float(), y.float()
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(pnpfast.metrics.psnr(a.clamp(0, 1), b).mean())
+
+
+def _check(method: str, A, x, y, noise_255: float, max_iter: int | None) -> tuple[float, float]:
+    D = pnpfast.denoisers.load(INTENDED[method])
+    with torch.no_grad():
+        res = pnpfast.solve(y, A, D, method, sigma=noise_255 / 255, max_iter=max_iter)
+    assert torch.isfinite(res.x).all(), f"{method}: non-finite output"
+    got, start = _psnr(res.x, x), _psnr(A.adjoint(y), x)
+    return got, start
+
+
+@pytest.mark.parametrize("method", sorted(INTENDED))
+def test_default_restores_a_gray_crop(method):
+    torch.set_num_threads(1)
+    A, x, y = _problem(SHARED_DATA / "images" / "Set12" / "05.png", 48, 7.65, kernel=4)
+    got, start = _check(method, A, x, y, 7.65, FAST_CAP.get(method))
+    assert got > start + 1.0, f"{method}: {got:.2f} dB, A^T y {start:.2f} dB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise_255", [2.55, 7.65])
+@pytest.mark.parametrize("method", sorted(INTENDED))
+def test_default_restores_a_color_crop_in_full(method, noise_255):
+    """Full default iteration counts, a color crop: the output stays within a few dB of HQS
+    (the methods with a fixed denoiser strength do not follow HQS's schedule)."""
+    torch.set_num_threads(1)
+    A, x, y = _problem(SHARED_DATA / "images" / "Set3C" / "leaves.png", 64, noise_255, kernel=8)
+    got, start = _check(method, A, x, y, noise_255, None)
+    hqs, _ = _check("hqs", A, x, y, noise_255, None)
+    assert got > start + 1.0 and math.isfinite(got)
+    assert got > hqs - 5.0, f"{method}: {got:.2f} dB, hqs {hqs:.2f} dB"
