@@ -10,7 +10,10 @@ with a learned regulariser gradient). Each method's own parameters are a datacla
 (``HQSParams``, ``ADMMParams``, ``PGDParams``; ``REDSDParams`` for red-sd and red-gd,
 ``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``,
 ``GSPnPParams``, ``ProxPnPParams`` for prox-pnp-pgd and prox-pnp-drs, ``PnPReGParams``);
-unknown names raise TypeError.
+unknown names raise TypeError. "implicit-prior" is the sampler of Kadkhodaie & Simoncelli
+(``solvers/implicit_prior.py``, ``ImplicitPriorParams``). Every method follows the protocol of
+``engine.Method`` and runs on ``engine.run``; ``solve`` returns an ``engine.Result`` whatever
+the method (``SampleResult`` is another name for it).
 """
 
 import dataclasses
@@ -23,8 +26,13 @@ from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
 from pnpfast.solvers import convergent, implicit_prior, red
 from pnpfast.solvers.convergent import GSPnPParams, PnPReGParams, ProxPnPParams
-from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
-from pnpfast.solvers.implicit_prior import ImplicitPriorParams, SampleResult, sample
+from pnpfast.solvers.engine import IterationInfo, Method, Problem, Result, run
+from pnpfast.solvers.implicit_prior import (
+    ImplicitPrior,
+    ImplicitPriorParams,
+    SampleResult,
+    sample,
+)
 from pnpfast.solvers.proximal_gradient import FISTA, PGD, PGDParams
 from pnpfast.solvers.red import (
     REDADMMParams,
@@ -36,14 +44,13 @@ from pnpfast.solvers.red import (
 from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
 
 METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS, *convergent.METHODS)}
-SAMPLER = "implicit-prior"
-SAMPLER_MAX_ITER = 10000
+SAMPLER = ImplicitPrior.name
 
 
 def solve(
     y: torch.Tensor,
     operator: LinearOperator,
-    denoiser: Callable,
+    denoiser: Callable | None = None,
     method: str = "hqs",
     *,
     sigma: float | torch.Tensor | None = None,
@@ -62,7 +69,11 @@ def solve(
     for Blur and Inpainting, [B, C, H/s, W/s] for BlockAverage(s), [B, C, m] for
     SpectralLowpass and CompressiveSensing; the images are [B, C, H, W], ``A.image_shape(y)``);
     operator: a pnpfast LinearOperator;
-    denoiser: called as D(x, sigma) with sigma a [B] tensor; sigma: noise level of y (float or
+    denoiser: called as D(x, sigma) with sigma a [B] tensor, or None for the shipped denoiser
+    the method is meant for (``pnpfast.denoisers.load`` of the method class's
+    ``default_denoiser``: "conditional" for hqs, admm, pgd, fista and the red-* methods;
+    "blind" for implicit-prior; "gradient-step" for gs-pnp; "proximal" for prox-pnp-*; none is shipped
+    for pnp-reg, which then raises TypeError); sigma: noise level of y (float or
     length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
@@ -75,7 +86,7 @@ def solve(
     GSPnPParams (gs-pnp), ProxPnPParams (prox-pnp-pgd, prox-pnp-drs; for these three the
     denoiser must be a pnpfast.denoisers.GradientStep), PnPReGParams (pnp-reg: the "denoiser"
     is the regulariser-gradient network G, called as G(x, 0)).
-    Returns a Result (x, iterations, converged, history).
+    Returns a Result (x, iterations, converged, history; mean for the sampler's ``average``).
     """
     if method == SAMPLER:
         return _solve_sampler(
@@ -107,9 +118,8 @@ def solve(
         )
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}")
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
     data = L2(operator, y)  # checks y against the operator: A x has y's shape
+    denoiser = _denoiser_for(cls, denoiser, y)
     B = y.shape[0]
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True)
     max_iter = cls.default_max_iter if max_iter is None else max_iter
@@ -148,9 +158,30 @@ def solve(
     )
 
 
+def _denoiser_for(cls, denoiser, y: torch.Tensor) -> Callable:
+    """``denoiser``, checked, or for None the method's shipped one on y's device."""
+    if denoiser is not None:
+        if not callable(denoiser):
+            raise TypeError(
+                f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}"
+            )
+        return denoiser
+    if cls.default_denoiser is None:
+        raise TypeError(
+            f"no shipped denoiser fits method {cls.name!r}: pass denoiser= (see "
+            f"{cls.Params.__name__})"
+        )
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a torch.Tensor, not {type(y).__name__}")
+    # imported here, not at the top: only a call without a denoiser reads weight files
+    from pnpfast.denoisers import load
+
+    return load(cls.default_denoiser, device=y.device)
+
+
 def _solve_sampler(
     y, operator, denoiser, sigma, max_iter, tol, x0, x_true, history, callback, backend, params
-) -> SampleResult:
+) -> Result:
     """method="implicit-prior": Algorithm 2 of Kadkhodaie & Simoncelli (solvers/implicit_prior.py)."""
     accepted = {f.name for f in dataclasses.fields(ImplicitPriorParams)}
     unknown = sorted(set(params) - accepted)
@@ -166,14 +197,13 @@ def _solve_sampler(
     ):
         if value is not None:
             raise TypeError(f"method {SAMPLER!r} does not take {name}: {why}")
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
+    denoiser = _denoiser_for(ImplicitPrior, denoiser, y)
     return implicit_prior.solve_constrained(
         y,
         operator,
         denoiser,
         params=ImplicitPriorParams(**params),
-        max_iter=SAMPLER_MAX_ITER if max_iter is None else max_iter,
+        max_iter=ImplicitPrior.default_max_iter if max_iter is None else max_iter,
         history=history,
         x_true=x_true,
         callback=callback,
@@ -187,6 +217,7 @@ __all__ = [
     "HQSParams",
     "ImplicitPriorParams",
     "IterationInfo",
+    "Method",
     "PGDParams",
     "PnPReGParams",
     "ProxPnPParams",

@@ -60,11 +60,13 @@ the regulariser, sigma^2 G(D_sigma(z)) ~ z - D_sigma(z), drives gradient descent
   up to 500 iterations).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from pnpfast import _validate
+from pnpfast.denoisers import ByChannels
 from pnpfast.profiling import nvtx_range
 from pnpfast.solvers.engine import Problem
 from pnpfast.solvers.proximal_gradient import step_size
@@ -111,6 +113,7 @@ class GSPnP:
     Params = GSPnPParams
     default_max_iter = 400
     default_tol = 1e-5
+    default_denoiser = "gradient-step"
     takes_active = True
 
     def __init__(self, params: GSPnPParams, max_iter: int):
@@ -130,7 +133,7 @@ class GSPnP:
             return problem.denoiser.potential_and_gradient(x, sigma)
 
     def init(self, problem: Problem) -> GSPnPState:
-        _needs_potential(self.name, problem.denoiser)
+        _needs_potential(self, problem)
         B, y, p = problem.batch, problem.y, self.params
         self.lam = _validate.per_image("lam", p.lam, B, y, positive=True)
         sigma_d = 1.8 * problem.sigma if p.sigma_d is None else p.sigma_d
@@ -167,12 +170,10 @@ class GSPnP:
             xs = xp if rows.numel() == len(todo) else xp[rows]
             potential, grad = self._potential(problem, xs, self.sigma_d[rows])
             Fp = self._objective(problem, xp, potential, rows)
+            # a NaN or Inf candidate ends the image's backtracking with a NaN rel_change, which
+            # the engine reports at its next host synchronisation
             bad = ~torch.isfinite(Fp)
-            if bool(bad.any()):
-                raise FloatingPointError(
-                    f"gs-pnp: the objective is NaN or Inf at iteration {k} for images "
-                    f"{rows[bad].tolist()} (check the denoiser's output on them)"
-                )
+            new.rel_change[rows[bad]] = math.nan
             dF = F[rows] - Fp
             dx = (xs - x[rows]).flatten(1).pow(2).sum(1)
             small = dF.abs() <= problem.tol * F[rows].abs()
@@ -184,9 +185,9 @@ class GSPnP:
             new.potential[take] = potential[accept]
             new.grad[take] = grad[accept]
             new.rel_change[take] = dF[accept].abs() / F[take].abs().clamp_min(tiny)
-            retry = rows[~(accept | stay)]
+            retry = rows[~(accept | stay | bad)]
             tau[retry] *= self.eta
-            todo[rows[accept | stay]] = False
+            todo[rows[accept | stay | bad]] = False
         # images that ran out of backtracks keep x and stop (rel_change stays 0)
         return new
 
@@ -199,32 +200,31 @@ def _sq(t: torch.Tensor) -> torch.Tensor:
 
 
 def _rel(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """|new - old| / |old| per image; 1 where old is not finite (the first iteration)."""
+    """|new - old| / |old| per image; 1 where old is not finite (the first iteration), NaN
+    where new is not finite (the engine's sign of divergence)."""
     tiny = torch.finfo(new.dtype).tiny
     rel = (new - old).abs() / old.abs().clamp_min(tiny)
-    return torch.where(torch.isfinite(old), rel, torch.ones_like(rel))
+    rel = torch.where(torch.isfinite(old), rel, torch.ones_like(rel))
+    return torch.where(torch.isfinite(new), rel, math.nan)
 
 
-CHECK_EVERY = 8  # iterations between the finiteness checks (one host sync each)
-
-
-def _check_finite(method: str, k: int, x: torch.Tensor, advice: str) -> None:
-    """Every CHECK_EVERY iterations: a NaN or Inf iterate is an error naming the images."""
-    if (k + 1) % CHECK_EVERY:
-        return
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
-    if bool(bad.any()):
-        raise FloatingPointError(
-            f"{method}: the iterate of images {bad.nonzero().squeeze(1).tolist()} became NaN or "
-            f"Inf by iteration {k + 1}; {advice}"
-        )
-
-
-def _needs_potential(method: str, denoiser) -> None:
-    if not callable(getattr(denoiser, "potential_and_gradient", None)):
+def _needs_potential(method, problem: Problem) -> None:
+    """TypeError naming the shipped denoiser to use unless the denoiser has a potential for
+    images with the problem's channel count."""
+    denoiser = problem.denoiser
+    found = callable(getattr(denoiser, "potential_and_gradient", None))
+    what = type(denoiser).__name__
+    if found and isinstance(denoiser, ByChannels):
+        # a shipped gray+color pair: only its gradient-step networks have a potential
+        channels = problem.x0.shape[1]
+        inner = denoiser.network(channels)
+        found = callable(getattr(inner, "potential_and_gradient", None))
+        what = f"{what} whose {channels}-channel network is a {type(inner).__name__}"
+    if not found:
         raise TypeError(
-            f"method {method!r} needs a gradient-step denoiser with potential_and_gradient(x, "
-            f"sigma), e.g. pnpfast.denoisers.GradientStep(network); got {type(denoiser).__name__}"
+            f"method {method.name!r} needs a gradient-step denoiser with potential_and_gradient("
+            f'x, sigma): pass pnpfast.denoisers.load("{method.default_denoiser}") (what '
+            f"denoiser=None loads) or pnpfast.denoisers.GradientStep(network); got {what}"
         )
 
 
@@ -254,6 +254,7 @@ class ProxPnPPGD:
     Params = ProxPnPParams
     default_max_iter = 1000
     default_tol = 1e-8
+    default_denoiser = "proximal"
     default_lam = 0.99
     default_alpha = 1.0
 
@@ -273,7 +274,7 @@ class ProxPnPPGD:
         return step_size("lam", lam, problem)
 
     def init(self, problem: Problem) -> ProxPGDState:
-        _needs_potential(self.name, problem.denoiser)
+        _needs_potential(self, problem)
         B, y, p = problem.batch, problem.y, self.params
         self.lam = self._lam(problem)
         sigma_d = self._sigma_d(problem) if p.sigma_d is None else p.sigma_d
@@ -296,7 +297,6 @@ class ProxPnPPGD:
         z = problem.data.grad_step(state.x, self.lam, backend=problem.backend, check=False)
         x, potential = self._denoise(problem, z)
         F = problem.data.value(x) + self._phi(z, x, potential)
-        _check_finite(self.name, k, F, "check the denoiser's output and lam")
         return ProxPGDState(x=x, objective=F, rel_change=_rel(F, state.objective))
 
     def output(self, state) -> torch.Tensor:
@@ -336,7 +336,6 @@ class ProxPnPDRS(ProxPnPPGD):
         F = problem.data.value(y) + phi
         inner = (y - w).flatten(1).mul((y - z).flatten(1)).sum(1)
         psi = problem.data.value(z) + phi + (inner + 0.5 * _sq(y - z)) / self.lam
-        _check_finite(self.name, k, psi, "check the denoiser's output and lam")
         return ProxDRSState(
             x=y,
             w=w + self.beta * (z - y),
@@ -365,6 +364,7 @@ class PnPReG:
     Params = PnPReGParams
     default_max_iter = 500
     default_tol = 1e-5
+    default_denoiser = None  # no regulariser-gradient network G is shipped
 
     def __init__(self, params: PnPReGParams, max_iter: int):
         self.params = params
@@ -382,14 +382,7 @@ class PnPReG:
         with nvtx_range("pnpfast/denoise"):
             G = problem.denoiser(x, self.zero)
         v = problem.data.grad_step(x, self.mu, backend=problem.backend, check=False)
-        x = v - self.mu.view(-1, 1, 1, 1) * self.weight * G
-        _check_finite(
-            self.name,
-            k,
-            x,
-            "lower mu or lam (the step must suit the Lipschitz constant of lam sigma^2 G too)",
-        )
-        return PnPReGState(x=x)
+        return PnPReGState(x=v - self.mu.view(-1, 1, 1, 1) * self.weight * G)
 
     def output(self, state: PnPReGState) -> torch.Tensor:
         return state.x

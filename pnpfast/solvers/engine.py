@@ -1,29 +1,42 @@
-"""The iteration engine shared by every solver.
+"""The iteration engine shared by every solver, and the protocol a method follows.
 
-A method supplies ``init(problem) -> state`` and ``step(problem, state, k) -> state``; the
-engine owns everything else:
+A method (``Method`` below) supplies ``init(problem) -> state``, ``step(problem, state, k) ->
+state`` and ``output(state) -> x``; the state is a dataclass with at least ``x``, the iterate.
+The engine owns everything else:
 
-- a per-image active mask: an image whose relative change ||x_k - x_{k-1}|| / ||x_{k-1}|| falls
-  under ``tol`` is frozen (its whole state stops changing) while the rest go on. A method whose
-  step already has ||x_k - x_{k-1}||^2 and ||x_{k-1}||^2 (the sums of the fused
-  ``pnpfast.ops.pnp_update``) hands the [B] relative change over in its new state's
-  ``rel_change`` field (see ``rel_change_from_sums``); the engine then skips its own pass over
-  x_k and x_{k-1}. Without that field, or with it None, the engine computes the change itself;
+- a per-image active mask: an image whose stopping measure (by default the relative change
+  ||x_k - x_{k-1}|| / ||x_{k-1}||) falls under ``tol`` is frozen (its whole state stops
+  changing) while the rest go on. A method whose step already has ||x_k - x_{k-1}||^2 and
+  ||x_{k-1}||^2 (the sums of the fused ``pnpfast.ops.pnp_update``) hands the [B] relative
+  change over in its new state's ``rel_change`` field (see ``rel_change_from_sums``); the engine
+  then skips its own pass over x_k and x_{k-1}. Without that field, or with it None, the engine
+  computes the change itself when something reads it. A method may stop on a measure and level
+  of its own instead (``measure``, ``threshold``: the sampler's sigma_t under sigma_L);
+- divergence: the measure is NaN where the iterate (or the objective the method watches) is not
+  finite, and the engine reads the images with a NaN measure at its host synchronisations, so a
+  non-finite iterate costs no pass of its own; where nothing tracks a measure (tol = 0, no
+  history, no callback) it checks the iterate itself, at those synchronisations only. Either
+  way it raises FloatingPointError naming the method, the images and the iteration;
 - per-image iteration counts and convergence flags;
-- an optional history ([iterations, B] tensors: "rel_change" always, "psnr" when x_true is given,
-  "objective" when the method's state has an ``objective`` field), kept on the device and
-  stacked at the end;
+- an optional history ([iterations, B] tensors: the measure ("rel_change", NaN for an image once
+  it has stopped), "psnr" of ``method.output(state)`` (what ``Result.x`` returns) when x_true is
+  given, and the [B] state fields the method names in ``history_fields`` ("objective" by
+  default)), kept on the device and stacked at the end;
 - a method with ``takes_active = True`` gets the [B] active mask as a fourth argument of
-  ``step``, to spend no work on frozen images (GS-PnP's per-image backtracking);
+  ``step``, to spend no work on frozen images (GS-PnP's per-image backtracking, the sampler),
+  and leaves their state as it was itself: the engine merges nothing for it;
 - a callback per iteration; NVTX ranges around every phase.
 
-The loop synchronises with the host only every ``check_every`` iterations, to leave early once
-every image has converged; the callback may synchronise, at the caller's choice.
+The loop synchronises with the host only every ``check_every`` iterations and after the last
+one (one read of two flags: any image still active, any image non-finite), to leave early once
+every image has stopped; the callback may synchronise, at the caller's choice.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -33,10 +46,15 @@ from pnpfast.profiling import nvtx_range
 
 @dataclass
 class Problem:
-    """Everything a method reads: the bound data term, the denoiser and per-image parameters."""
+    """Everything a method reads: the bound data term, the denoiser and per-image parameters.
 
-    y: torch.Tensor  # [B, C, H, W]
-    data: L2
+    x0 [B, C, H, W] is the start; its batch is the engine's (the sampler runs R realisations of
+    each measurement, so its B is R times that of y). data is None for the sampler, which reads
+    its measurements through the operator's orthonormal view instead.
+    """
+
+    y: torch.Tensor  # the measurement, batch first
+    data: L2 | None
     denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     sigma: torch.Tensor  # [B] noise level of y
     x0: torch.Tensor  # [B, C, H, W]
@@ -45,36 +63,88 @@ class Problem:
 
     @property
     def batch(self) -> int:
-        return self.y.shape[0]
+        return self.x0.shape[0]
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         with nvtx_range("pnpfast/denoise"):
             return self.denoiser(x, sigma)
 
 
+class Method(Protocol):
+    """What a method provides to the engine; every solver of ``pnpfast.solve`` follows it
+    (``splitting.HQS`` is the smallest example, ``implicit_prior.ImplicitPrior`` the sampler).
+
+    Class attributes:
+
+    * ``name``: the ``method=`` of ``pnpfast.solve``;
+    * ``Params``: the dataclass of its parameters (the keyword arguments ``solve`` accepts);
+    * ``default_max_iter``, ``default_tol``: used when ``solve`` is given None;
+    * ``default_denoiser``: the name that ``pnpfast.denoisers.load`` takes for the shipped
+      denoiser the method is meant for (``solve(..., denoiser=None)`` loads it), or None when
+      none is shipped;
+    * ``takes_active`` (optional, False): ``step`` gets the [B] bool active mask as a fourth
+      argument and must return a state in which every frozen image is unchanged;
+    * ``measure`` (optional, "rel_change"): the [B] state field the stopping rule, the callback
+      (``IterationInfo.rel_change``) and the history read; NaN where the iterate is not finite;
+    * ``history_fields`` (optional, ("objective",)): further [B] state fields for the history.
+
+    Set by ``init`` (optional): ``threshold``, a [B] tensor: each image stops once its measure
+    falls under it, whatever ``tol`` (the sampler's sigma_L).
+
+    ``solve`` constructs a method as ``cls(params, max_iter)``; ``init(problem)`` resolves the
+    per-image parameters and returns the first state (a dataclass with ``x``, the iterate,
+    [B, C, H, W]); ``step(problem, state, k)`` returns the state of iteration k + 1 (k from 0);
+    ``output(state)`` is the restored image that ``Result.x`` returns and ``history["psnr"]``
+    scores (``state.x`` unless the method's answer is another point, e.g. GS-PnP's last
+    gradient step).
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    default_max_iter: ClassVar[int]
+    default_tol: ClassVar[float]
+    default_denoiser: ClassVar[str | None]
+
+    def init(self, problem: Problem) -> Any: ...
+
+    def step(self, problem: Problem, state: Any, k: int, *active: torch.Tensor) -> Any: ...
+
+    def output(self, state: Any) -> torch.Tensor: ...
+
+
 @dataclass
 class Result:
-    """What ``pnpfast.solve`` returns.
+    """What ``pnpfast.solve`` and ``pnpfast.sample`` return, whatever the method.
 
-    x: [B, C, H, W] the restored images; iterations: [B] int64 iterations each image ran;
-    converged: [B] bool, True where the relative change went under tol; history: name ->
-    [iterations, B] tensor, or None when not asked for.
+    x: [B, C, H, W] the restored images (for the sampler [B R, C, H, W], the R realisations of
+    measurement b in rows b R .. b R + R - 1); iterations: [B] int64 iterations each image ran;
+    converged: [B] bool, True where the stopping measure went under its level (tol; the
+    sampler's sigma_L); history: name -> [iterations, B] tensor, or None when not asked for
+    (see the engine's docstring; the sampler's measure is "sigma"); mean: the sampler's
+    [B, C, H, W] mean of each measurement's realisations (with ``average``), else None.
     """
 
     x: torch.Tensor
     iterations: torch.Tensor
     converged: torch.Tensor
     history: dict[str, torch.Tensor] | None = None
+    mean: torch.Tensor | None = None
 
 
 @dataclass
 class IterationInfo:
-    """Passed to a callback after every iteration (tensors stay on the device)."""
+    """Passed to a callback after every iteration (tensors stay on the device).
+
+    x: the iterate ``state.x``; active: [B] bool; rel_change: [B] the method's stopping measure
+    (the relative change; the sampler's sigma_t), None where nothing computed it; state: the
+    method's whole state.
+    """
 
     iteration: int
     x: torch.Tensor
     active: torch.Tensor
-    rel_change: torch.Tensor
+    rel_change: torch.Tensor | None
+    state: Any = None
 
 
 def _merge(new, old, active: torch.Tensor):
@@ -97,17 +167,21 @@ def _merge(new, old, active: torch.Tensor):
 
 
 def _rel_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """||new - old|| / ||old|| per image, NaN where new or old is not finite: [B]."""
     diff = (new - old).flatten(1).norm(dim=1)
     ref = old.flatten(1).norm(dim=1).clamp_min(torch.finfo(old.dtype).tiny)
-    return diff / ref
+    return torch.where(torch.isfinite(diff), diff / ref, math.nan)
 
 
 def rel_change_from_sums(sums: torch.Tensor) -> torch.Tensor:
     """||x_k - x_{k-1}|| / ||x_{k-1}|| per image from the [B, 3] sums of ``pnp_update`` called
     with x = x_{k-1} and xprev = x_k (so that sums[:, 1] = ||x_{k-1} - x_k||^2 and
-    sums[:, 2] = ||x_{k-1}||^2): the engine's own rule, without another pass. Returns [B]."""
+    sums[:, 2] = ||x_{k-1}||^2): the engine's own rule, without another pass; NaN where the
+    change is not finite (x_k or x_{k-1} NaN or Inf), which the engine reads as divergence.
+    (A zero x_{k-1} gives Inf, not NaN.) Returns [B]."""
     ref = sums[:, 2].sqrt().clamp_min(torch.finfo(sums.dtype).tiny)
-    return sums[:, 1].sqrt() / ref
+    diff = sums[:, 1].sqrt()
+    return torch.where(torch.isfinite(diff), diff / ref, math.nan)
 
 
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -115,8 +189,16 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse)
 
 
+def diverged(name: str, images: list[int], iteration: int) -> FloatingPointError:
+    """The error for images whose iterate (or watched objective) went NaN or Inf."""
+    return FloatingPointError(
+        f"{name}: the iterate of images {images} is NaN or Inf by iteration {iteration} (the "
+        "denoiser returned NaN or Inf, or the iteration diverged: try smaller steps)"
+    )
+
+
 def run(
-    method,
+    method: Method,
     problem: Problem,
     *,
     max_iter: int,
@@ -128,47 +210,62 @@ def run(
 ) -> Result:
     """Run ``method`` on ``problem``; see the module docstring."""
     B = problem.batch
-    device = problem.y.device
+    device = problem.x0.device
     state = method.init(problem)
+    takes_active = getattr(method, "takes_active", False)
+    measure = getattr(method, "measure", "rel_change")
+    threshold = getattr(method, "threshold", None)
+    # with tol = 0 and no threshold of its own every image stays active: no mask to apply
+    stopping = threshold is not None or tol > 0
+    threshold = tol if threshold is None else threshold
     active = torch.ones(B, dtype=torch.bool, device=device)
     converged = torch.zeros(B, dtype=torch.bool, device=device)
     iterations = torch.zeros(B, dtype=torch.int64, device=device)
-    records: dict[str, list[torch.Tensor]] = {"rel_change": []}
+    nonfinite = torch.zeros(B, dtype=torch.bool, device=device)
+    record = history or x_true is not None
+    records: dict[str, list[torch.Tensor]] = {measure: []}
     if x_true is not None:
         records["psnr"] = []
+    fields = getattr(method, "history_fields", ("objective",))
     # the relative change costs a pass over x: skip it when nothing reads it
-    track = tol > 0 or history or x_true is not None or callback is not None
-    rel = None
+    track = stopping or record or callback is not None
     for k in range(max_iter):
         with nvtx_range("pnpfast/iteration"):
-            if getattr(method, "takes_active", False):
+            if takes_active:
                 new = method.step(problem, state, k, active)
             else:
                 new = method.step(problem, state, k)
             with nvtx_range("pnpfast/bookkeeping"):
-                if track:
-                    rel = getattr(new, "rel_change", None)
-                    if rel is None:
-                        rel = _rel_change(new.x, state.x)
-                # with tol = 0 every image stays active: no mask to apply
-                state = _merge(new, state, active) if tol > 0 else new
+                m = getattr(new, measure, None)
+                if m is None and track:
+                    m = _rel_change(new.x, state.x)
+                if m is not None:
+                    nonfinite |= active & m.isnan()
+                state = _merge(new, state, active) if stopping and not takes_active else new
                 iterations += active.long()
-                if tol > 0:
-                    done = active & (rel < tol)
+                if record:
+                    records[measure].append(torch.where(active, m, math.nan) if stopping else m)
+                    for name in fields:
+                        value = getattr(state, name, None)
+                        if value is not None:
+                            records.setdefault(name, []).append(value)
+                    if x_true is not None:
+                        records["psnr"].append(_psnr(method.output(state), x_true))
+                if stopping:
+                    done = active & (m < threshold)
                     converged |= done
                     active = active & ~done
-                if history or x_true is not None:
-                    records["rel_change"].append(rel)
-                    objective = getattr(state, "objective", None)
-                    if objective is not None:
-                        records.setdefault("objective", []).append(objective)
-                    if x_true is not None:
-                        records["psnr"].append(_psnr(state.x, x_true))
             if callback is not None:
-                callback(IterationInfo(k, state.x, active, rel))
-        if tol > 0 and (k + 1) % check_every == 0 and not bool(active.any()):
-            break
+                callback(IterationInfo(k, state.x, active, m, state))
+        if (k + 1) % check_every == 0 or k + 1 == max_iter:
+            if m is None:  # nothing tracked a measure: look at the iterate, here only
+                nonfinite = ~torch.isfinite(state.x).flatten(1).all(1)
+            any_bad, any_active = torch.stack([nonfinite.any(), active.any()]).tolist()
+            if any_bad:
+                raise diverged(method.name, nonfinite.nonzero().flatten().tolist(), k + 1)
+            if stopping and not any_active:
+                break
     hist = None
-    if history or x_true is not None:
+    if record:
         hist = {name: torch.stack(vals) for name, vals in records.items() if vals}
     return Result(x=method.output(state), iterations=iterations, converged=converged, history=hist)

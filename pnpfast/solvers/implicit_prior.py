@@ -27,9 +27,11 @@ pulls the measured part onto the measurement,
 
 Every image of the batch (and every realisation of a measurement) carries its own t, h_t and
 sigma_t, and stops on its own when its sigma_t drops under sigma_L (it is frozen from then on,
-its last update applied); the loop reads the device only every ``check_every`` iterations, to
-leave once every image has stopped. ``max_iter`` caps the loop (an image still above sigma_L
-then has ``converged`` False).
+its last update applied). The loop is the solvers' engine (``pnpfast.solvers.engine``), with
+``ImplicitPrior`` as the method: its stopping measure is sigma_t and its level sigma_L, and the
+engine reads the device only every ``check_every`` iterations, to leave once every image has
+stopped and to raise on a NaN or Inf sigma_t naming the images. ``max_iter`` caps the loop (an
+image still above sigma_L then has ``converged`` False).
 
 Defaults: those of the paper's inverse problems, sigma_0 = 1, sigma_L = 0.01, h_0 = 0.01,
 beta = 0.01. The denoiser is called as D(y, sigma) with sigma the current [B] estimate sigma_t
@@ -47,7 +49,7 @@ from pnpfast import _validate
 from pnpfast.operators.orthonormal import OrthonormalOperator
 from pnpfast.ops.constrained_step import constrained_step
 from pnpfast.profiling import nvtx_range
-from pnpfast.solvers.engine import IterationInfo
+from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
 
 PerImage = float | torch.Tensor
 
@@ -69,23 +71,13 @@ class ImplicitPriorParams:
     seed: int | None = None
 
 
-@dataclass
-class SampleResult:
-    """What the sampler returns.
-
-    x: [B R, C, H, W] the samples, measurement-major (the R realisations of measurement b are
-    rows b R .. b R + R - 1); iterations: [B R] int64 iterations each ran; converged: [B R]
-    bool, True where sigma_t went under sigma_L within max_iter; mean: [B, C, H, W] the mean of
-    each measurement's R samples (with ``average``), else None; history: with ``history``,
-    "sigma" [T, B R] (sigma_t, NaN after an image stopped) and, with x_true, "psnr" [T, B R]
-    of y_t against x_true; else None.
-    """
-
-    x: torch.Tensor
-    iterations: torch.Tensor
-    converged: torch.Tensor
-    mean: torch.Tensor | None = None
-    history: dict[str, torch.Tensor] | None = None
+# The sampler returns the solvers' Result: x [B R, C, H, W] the samples, measurement-major (the
+# R realisations of measurement b are rows b R .. b R + R - 1); iterations [B R]; converged
+# [B R], True where sigma_t went under sigma_L within max_iter; mean [B, C, H, W] the mean of
+# each measurement's R samples (with ``average``), else None; history: with ``history``,
+# "sigma" [T, B R] (sigma_t, NaN after an image stopped) and, with x_true, "psnr" [T, B R] of
+# y_t against x_true. The old name stays for code that names it.
+SampleResult = Result
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -152,74 +144,103 @@ def _check_denoised(denoised, y: torch.Tensor) -> None:
         )
 
 
+@dataclass
+class SamplerState:
+    x: torch.Tensor  # y_t
+    sigma: torch.Tensor  # [B] sigma_t, the denoiser's noise level (frozen once an image stops)
+    steps: torch.Tensor  # [B] int64 t, the steps each image has taken
+
+
+class ImplicitPrior:
+    """The sampler as a method of the engine: one denoiser call and one fused step per
+    iteration (``pnpfast.ops.constrained_step``, its noise keyed by (key, iteration)). It takes
+    the active mask: a stopped image gets h = c = 0, so the step leaves it unchanged and the
+    engine need not merge. Built by ``sample`` and ``solve_constrained`` from validated [B]
+    parameters (``_params``), the constraint (None for Algorithm 1) and the noise key."""
+
+    name = "implicit-prior"
+    Params = ImplicitPriorParams
+    default_max_iter = 10000
+    default_tol = 0.0  # not read: each image stops when sigma_t < sigma_L (``threshold``)
+    default_denoiser = "blind"
+    takes_active = True
+    measure = "sigma"
+    history_fields = ()
+
+    def __init__(
+        self, params: dict[str, torch.Tensor], constraint: _Constraint | None, key: int
+    ) -> None:
+        self.params = params
+        self.constraint = constraint
+        self.key = key
+
+    def init(self, problem: Problem) -> SamplerState:
+        self.threshold = self.params["sigma_L"]
+        x0 = problem.x0
+        steps = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
+        return SamplerState(x=x0, sigma=self.params["sigma_0"].clone(), steps=steps)
+
+    def step(
+        self, problem: Problem, state: SamplerState, k: int, active: torch.Tensor
+    ) -> SamplerState:
+        y = state.x
+        h0, beta = self.params["h0"], self.params["beta"]
+        t = (state.steps + 1).to(y.dtype)  # each image's own t
+        h = h0 * t / (1 + h0 * (t - 1))
+        c = ((1 - beta * h).square() - (1 - h).square()).clamp_min(0).sqrt()
+        running = active.to(y.dtype)
+        denoised = problem.denoise(y, state.sigma)
+        if k == 0:
+            _check_denoised(denoised, y)
+        denoised = denoised.contiguous()  # the fused step's fast paths read flat images
+        with nvtx_range("pnpfast/sampler_step"):
+            extra = {} if self.constraint is None else self.constraint.step_args(denoised)
+            y, sigma_t = constrained_step(
+                denoised, y, h * running, c * running, self.key, k, **extra,
+                backend=problem.backend,
+            )  # fmt: skip
+        sigma_t = torch.where(torch.isfinite(sigma_t), sigma_t, math.nan)  # NaN: diverged
+        return SamplerState(
+            x=y, sigma=torch.where(active, sigma_t, state.sigma), steps=state.steps + active.long()
+        )
+
+    def output(self, state: SamplerState) -> torch.Tensor:
+        return state.x
+
+
 def _run(
     denoiser: Callable,
-    y: torch.Tensor,
+    y0: torch.Tensor,
+    measurement: torch.Tensor,
     params: dict[str, torch.Tensor],
     *,
     constraint: _Constraint | None,
-    seed: int,
+    key: int,
     max_iter: int,
     history: bool,
     x_true: torch.Tensor | None,
     callback: Callable[[IterationInfo], None] | None,
     backend: str | None,
-    check_every: int = 8,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
-    """The shared loop from y_0: (y_T, iterations, converged, history). Each iteration is one
-    denoiser call and one fused step (pnpfast.ops.constrained_step, its noise keyed by
-    (seed, iteration)); a stopped image gets h = c = 0, so the step leaves it unchanged."""
-    B = y.shape[0]
-    h0, beta, sigma_L = params["h0"], params["beta"], params["sigma_L"]
-    sigma = params["sigma_0"].clone()  # [B] the current sigma_t
-    active = torch.ones(B, dtype=torch.bool, device=y.device)
-    nonfinite = torch.zeros(B, dtype=torch.bool, device=y.device)
-    iterations = torch.zeros(B, dtype=torch.int64, device=y.device)
-    records: dict[str, list[torch.Tensor]] = {"sigma": []}
-    if x_true is not None:
-        records["psnr"] = []
-    for k in range(max_iter):
-        with nvtx_range("pnpfast/iteration"):
-            t = (iterations + 1).to(y.dtype)  # each image's own t
-            h = h0 * t / (1 + h0 * (t - 1))
-            c = ((1 - beta * h).square() - (1 - h).square()).clamp_min(0).sqrt()
-            running = active.to(y.dtype)
-            with nvtx_range("pnpfast/denoise"):
-                denoised = denoiser(y, sigma)
-            if k == 0:
-                _check_denoised(denoised, y)
-            denoised = denoised.contiguous()  # the fused step's fast paths read flat images
-            with nvtx_range("pnpfast/sampler_step"):
-                extra = {} if constraint is None else constraint.step_args(denoised)
-                y, sigma_t = constrained_step(
-                    denoised, y, h * running, c * running, seed, k, **extra, backend=backend
-                )
-                sigma = torch.where(active, sigma_t, sigma)
-                if history or x_true is not None:
-                    records["sigma"].append(torch.where(active, sigma_t, math.nan))
-                    if x_true is not None:
-                        mse = (y - x_true).flatten(1).square().mean(1).clamp_min(1e-20)
-                        records["psnr"].append(-10 * torch.log10(mse))
-                iterations += active.long()
-                nonfinite |= active & ~torch.isfinite(sigma_t)
-                active = active & ~(sigma_t < sigma_L)
-            if callback is not None:
-                callback(IterationInfo(k, y, active, sigma))
-        last = k + 1 == max_iter
-        if (k + 1) % check_every == 0 or last:
-            any_active, any_bad = torch.stack([active.any(), nonfinite.any()]).tolist()
-            if any_bad:
-                bad = nonfinite.nonzero().flatten().tolist()
-                raise FloatingPointError(
-                    f"the sampler's step went NaN or Inf for image(s) {bad} (the denoiser "
-                    "returned NaN or Inf, or the iterate diverged)"
-                )
-            if not any_active:
-                break
-    hist = None
-    if history or x_true is not None:
-        hist = {name: torch.stack(vals) for name, vals in records.items() if vals}
-    return y, iterations, ~active, hist
+) -> Result:
+    """The engine's loop from y_0 with the ImplicitPrior method."""
+    problem = Problem(
+        y=measurement,
+        data=None,
+        denoiser=denoiser,
+        sigma=params["sigma_0"],
+        x0=y0,
+        backend=backend,
+    )
+    method = ImplicitPrior(params, constraint, key)
+    return run(
+        method,
+        problem,
+        max_iter=max_iter,
+        tol=0.0,
+        x_true=x_true,
+        history=history,
+        callback=callback,
+    )
 
 
 def _repeat(t: torch.Tensor, r: int) -> torch.Tensor:
@@ -241,7 +262,7 @@ def sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     backend: str | None = None,
-) -> SampleResult:
+) -> Result:
     """Draw B images from the prior implicit in a blind denoiser (Algorithm 1 of Kadkhodaie &
     Simoncelli, NeurIPS 2021; see the module docstring).
 
@@ -252,7 +273,7 @@ def sample(
     max_iter: iteration cap; history: record sigma_t; callback: called with an IterationInfo
     (x = y_t, rel_change = sigma_t) after every iteration; device, dtype: of the samples;
     backend: force "reference", "triton" or "cuda" for the fused step (its noise depends on the
-    backend; a seed reproduces a run on the same backend). Returns a SampleResult (``mean``
+    backend; a seed reproduces a run on the same backend). Returns a Result (``mean``
     None).
     """
     if not callable(denoiser):
@@ -274,19 +295,19 @@ def sample(
     y0 = 0.5 + params["sigma_0"].view(-1, 1, 1, 1) * _noise(
         torch.empty(tuple(shape), device=device, dtype=dtype), generator
     )
-    x, iterations, converged, hist = _run(
+    return _run(
         denoiser,
+        y0,
         y0,
         params,
         constraint=None,
-        seed=_step_key(seed),
+        key=_step_key(seed),
         max_iter=max_iter,
         history=history,
         x_true=None,
         callback=callback,
         backend=backend,
     )
-    return SampleResult(x=x, iterations=iterations, converged=converged, history=hist)
 
 
 def solve_constrained(
@@ -300,7 +321,7 @@ def solve_constrained(
     x_true: torch.Tensor | None,
     callback: Callable[[IterationInfo], None] | None,
     backend: str | None = None,
-) -> SampleResult:
+) -> Result:
     """Algorithm 2: samples consistent with x_c = M^T x for every measurement of the batch.
 
     measurement: x_c = operator.measure(x), whatever shape the operator's coefficients have,
@@ -349,20 +370,22 @@ def solve_constrained(
     noise = _noise(lifted, generator)
     y0 = lifted + half - project(half) + per["sigma_0"].view(-1, 1, 1, 1) * noise
     constraint = _Constraint(lifted.contiguous(), project, **operator.fused_projection(lifted))
-    x, iterations, converged, hist = _run(
+    res = _run(
         denoiser,
         y0,
+        measurement,
         per,
         constraint=constraint,
-        seed=_step_key(params.seed),
+        key=_step_key(params.seed),
         max_iter=max_iter,
         history=history,
         x_true=None if x_true is None else _repeat(x_true, R),
         callback=callback,
         backend=backend,
     )
-    mean = x.view(B, R, *x.shape[1:]).mean(1) if params.average else None
-    return SampleResult(x=x, iterations=iterations, converged=converged, mean=mean, history=hist)
+    if params.average:
+        res.mean = res.x.view(B, R, *res.x.shape[1:]).mean(1)
+    return res
 
 
-__all__ = ["ImplicitPriorParams", "SampleResult", "sample", "solve_constrained"]
+__all__ = ["ImplicitPrior", "ImplicitPriorParams", "SampleResult", "sample", "solve_constrained"]

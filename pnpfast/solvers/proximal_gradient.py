@@ -65,6 +65,7 @@ class PGDState:
 class PGD:
     name = "pgd"
     Params = PGDParams
+    default_denoiser = "conditional"
     default_max_iter = 100
     default_tol = 1e-4
 

@@ -110,8 +110,12 @@ def _step_size(problem: Problem, mu, lip: torch.Tensor, rule: str) -> torch.Tens
 
 
 class _RED:
-    """What every RED method shares: its parameters, the stopping default, the output x."""
+    """What every RED method shares: its parameters, the stopping default, the shipped
+    denoiser it is meant for, the output x."""
 
+    # the noise-conditional network follows sigma_d; the defaults are tuned with it
+    # (benchmarks/bench_defaults.py), and with the blind one red-apg diverges at them
+    default_denoiser = "conditional"
     default_max_iter = 100
     default_tol = 1e-4
 

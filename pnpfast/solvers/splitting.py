@@ -49,6 +49,7 @@ class HQSState:
 class HQS:
     name = "hqs"
     Params = HQSParams
+    default_denoiser = "conditional"
     default_max_iter = 8
     default_tol = 0.0
 
@@ -110,6 +111,7 @@ class ADMMState:
 class ADMM:
     name = "admm"
     Params = ADMMParams
+    default_denoiser = "conditional"
     default_max_iter = 50
     default_tol = 1e-4
 
