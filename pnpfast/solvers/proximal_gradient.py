@@ -11,9 +11,22 @@ IEEE SPL 2017):
     t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2
     v_{k+1} = z_{k+1} + (t_k - 1) / t_{k+1} (z_{k+1} - z_k)
 
+with a restart (``restart=True``, the default): where the step grows, ||z_{k+1} - z_k|| >
+||z_k - z_{k-1}||, t_{k+1} is reset to 1, so the next extrapolation has no momentum. Momentum
+turns a denoiser that expands slightly (a Jacobian norm above 1, as trained CNNs have at low
+sigma_d) into a geometric blow-up; the growing step is its first sign (a safeguard in the
+spirit of the adaptive restart of O'Donoghue & Candes, Found. Comput. Math. 2015). The step
+norms come from the sums of the ``pnp_update`` pass, so the test costs no pass of its own, and
+it acts one iteration late.
+
 tau defaults to 1 / L with L = ||A^T A|| (1 for a blur kernel that sums to 1) and must lie in
-(0, 2 / L); sigma_d (the denoiser strength) defaults to the noise level of y. The gradient step
-is one fused spectral pass for Blur (``L2.grad_step``); FISTA's momentum step is one fused
+(0, 2 / L). sigma_d (the denoiser strength) defaults to max(sigma, 7.65/255): the noise level
+of y makes the fixed point the MAP estimate under the denoiser's prior with tau = 1 (prox of
+sigma_d^2 phi after a tau-step on f weighs phi by sigma_d^2 / tau = sigma^2), and the floor is
+where the shipped conditional denoiser stops expanding: at sigma_d = 2.55/255 FISTA diverged
+on every CBSD432 tuning crop (the restart alone did not save it) and PGD drifted 3 dB below its
+best iterate on one of six (tuned here, see benchmarks/results/defaults.jsonl). The gradient
+step is one fused spectral pass for Blur (``L2.grad_step``); FISTA's momentum step is one fused
 ``pnp_update`` pass that also yields the relative change of z for the stopping rule.
 """
 
@@ -28,11 +41,15 @@ from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
 @dataclass
 class PGDParams:
-    """tau: step size in (0, 2 / L) (default 1 / L); sigma_d: denoiser strength (default: the
-    noise level of y). Floats or length-B tensors."""
+    """tau: step size in (0, 2 / L) (default 1 / L, Kamilov et al. 2023); sigma_d: denoiser
+    strength (default max(sigma, 7.65/255): the MAP weighting with tau = 1, floored where the
+    shipped denoiser stops expanding, tuned here on CBSD432 crops, see
+    benchmarks/results/defaults.jsonl). Floats or length-B tensors. restart: fista's momentum
+    restart where the step grows (default True; pgd ignores it)."""
 
     tau: float | torch.Tensor | None = None
     sigma_d: float | torch.Tensor | None = None
+    restart: bool = True
 
 
 def step_size(name: str, value, problem: Problem) -> torch.Tensor:
@@ -50,10 +67,14 @@ def step_size(name: str, value, problem: Problem) -> torch.Tensor:
     return step
 
 
-def _resolve(params: PGDParams, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+def _resolve(
+    params: PGDParams, problem: Problem, sigma_d_min: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     B, y = problem.batch, problem.y
     tau = step_size("tau", params.tau, problem)
-    sigma_d = params.sigma_d if params.sigma_d is not None else problem.sigma
+    sigma_d = params.sigma_d
+    if sigma_d is None:
+        sigma_d = problem.sigma.clamp_min(sigma_d_min)
     return tau, _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
 
 
@@ -72,8 +93,10 @@ class PGD:
     def __init__(self, params: PGDParams, max_iter: int):
         self.params = params
 
+    sigma_d_min = 7.65 / 255  # the floor of the default sigma_d
+
     def init(self, problem: Problem) -> PGDState:
-        self.tau, self.sigma_d = _resolve(self.params, problem)
+        self.tau, self.sigma_d = _resolve(self.params, problem, self.sigma_d_min)
         return PGDState(x=problem.x0)
 
     def step(self, problem: Problem, state: PGDState, k: int) -> PGDState:
@@ -90,6 +113,7 @@ class FISTAState:
     v: torch.Tensor  # the extrapolated point
     t: torch.Tensor  # [B] momentum sequence
     rel_change: torch.Tensor | None = None  # [B] ||z_k - z_{k-1}|| / ||z_{k-1}||
+    step2: torch.Tensor | None = None  # [B] ||z_k - z_{k-1}||^2, for the restart
 
 
 class FISTA(PGD):
@@ -97,7 +121,8 @@ class FISTA(PGD):
 
     def init(self, problem: Problem) -> FISTAState:
         x0 = super().init(problem).x
-        return FISTAState(x=x0, v=x0, t=torch.ones(problem.batch, dtype=x0.dtype, device=x0.device))
+        ones = torch.ones(problem.batch, dtype=x0.dtype, device=x0.device)
+        return FISTAState(x=x0, v=x0, t=ones, step2=torch.full_like(ones, float("inf")))
 
     def step(self, problem: Problem, state: FISTAState, k: int) -> FISTAState:
         g = problem.data.grad_step(state.v, self.tau, backend=problem.backend, check=False)
@@ -109,4 +134,7 @@ class FISTA(PGD):
         v, sums = pnp_update(
             z, g, state.x, z, torch.stack([1 + m, zero, -m, zero], 1), backend=problem.backend
         )
-        return FISTAState(x=z, v=v, t=t_next, rel_change=rel_change_from_sums(sums))
+        step2 = sums[:, 1]
+        if self.params.restart:
+            t_next = torch.where(step2 > state.step2, torch.ones_like(t_next), t_next)
+        return FISTAState(x=z, v=v, t=t_next, rel_change=rel_change_from_sums(sums), step2=step2)

@@ -45,12 +45,21 @@ IEEE TCI 2019 (their code: github.com/edward-reehorst/On_RED, minimizers/Run{PG,
   term 1/2 ||A x - y||^2 (no 1 / sigma_n^2): fixed point (A^T A + lam (I - W)) x = A^T y.
   mu in (0, 2 / Lip), Lip = ||A^T A|| + 2 lam, default 1 / Lip.
 
-Defaults follow the papers' deblurring experiments, carried from their [0, 255] pixel scale to
-pnpfast's [0, 1] scale (the data term is scale free, the regulariser scales with 255^2):
-lam = 0.02 * 255^2 = 1300.5, beta = 0.001 * 255^2 = 65.025, L = 1, L0 = 0.2, Lf = 2,
-inner_iter = 1; for red-gd lam defaults to 1300.5 sigma_n^2 (the same problem as red-sd).
-sigma_d (the denoiser strength) defaults to the noise level of y. Every parameter but
-inner_iter may be a float or a length-B tensor (one per image).
+Defaults. The step parameters follow the papers' deblurring experiments: L = 1, L0 = 0.2,
+Lf = 2, inner_iter = 1, and beta = lam / 20 (their beta = 0.001 for lam = 0.02 on the [0, 255]
+scale). The denoiser strength and the weight are rules, for the shipped noise-conditional
+denoiser (``pnpfast.denoisers.load()``): sigma_d = max(1.5 sigma, 7.65/255) (tuned here on
+CBSD432 crops, benchmarks/results/defaults.jsonl: at sigma_d = sigma the trained denoiser
+expands at 2.55/255 and the iterates drift away from their best), and lam = 1 / sigma_d^2
+(Tweedie's formula: an MMSE denoiser has x - f(x) = sigma_d^2 grad(-log p_sigma_d)(x), so
+lam rho is the negative log-prior and the fixed point a MAP estimate; the tuning grid agreed,
+its best lam lying within a factor 2 of it); for red-gd lam = sigma_n^2 / sigma_d^2 (the same
+problem as red-sd). The papers' lam = 0.02 * 255^2 = 1300.5 with sigma_d = sigma drifted on
+those crops at 2.55/255, and with the shipped blind denoiser, which ignores sigma_d, every RED
+method drifted at 7.65/255. red-apg restarts its momentum (t <- 1) where the step
+||x_{k+1} - x_k|| grows (``restart``, as pnpfast's fista: momentum turns a slightly expanding
+denoiser into a blow-up). Every parameter but inner_iter and restart may be a float or a
+length-B tensor (one per image).
 
 The relative change that the stopping rule reads comes with the ``pnp_update`` sums in red-admm
 and the proximal-gradient methods; red-sd, red-gd and red-fp leave it to the engine. The output
@@ -66,8 +75,12 @@ from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
 from pnpfast.solvers.splitting import SIGMA_FLOOR
 
-LAM = 0.02 * 255**2  # RED's deblurring weight 0.02 on the [0, 255] scale
-BETA = 0.001 * 255**2  # RED-ADMM's deblurring penalty 0.001 on the [0, 255] scale
+LAM = 0.02 * 255**2  # RED's deblurring weight 0.02 on the [0, 255] scale (not the default)
+BETA_RATIO = 0.001 / 0.02  # RED-ADMM's penalty beta over lam in RED's deblurring experiments
+# Default denoiser strength max(1.5 sigma, 7.65/255) and weight lam = 1 / sigma_d^2: tuned here
+# on CBSD432 crops with the shipped conditional denoiser (benchmarks/results/defaults.jsonl).
+SIGMA_D_FACTOR = 1.5
+SIGMA_D_MIN = 7.65 / 255
 
 PerImage = float | torch.Tensor
 
@@ -91,7 +104,16 @@ def _per_image(problem: Problem, name: str, value, default=None, **bounds) -> to
 
 
 def _sigma_d(problem: Problem, sigma_d) -> torch.Tensor:
-    return _per_image(problem, "sigma_d", sigma_d, problem.sigma, nonnegative=True)
+    """sigma_d, default max(SIGMA_D_FACTOR sigma, SIGMA_D_MIN) per image: [B]."""
+    default = (SIGMA_D_FACTOR * problem.sigma).clamp_min(SIGMA_D_MIN)
+    return _per_image(problem, "sigma_d", sigma_d, default, nonnegative=True)
+
+
+def _lam(problem: Problem, lam, sigma_d: torch.Tensor, scale=1.0) -> torch.Tensor:
+    """lam, default scale / sigma_d^2 per image (Tweedie: x - f(x) = sigma_d^2 grad(-log p)
+    for an MMSE denoiser, so lam rho is the negative log-prior): [B]."""
+    default = scale / sigma_d.clamp_min(SIGMA_FLOOR) ** 2
+    return _per_image(problem, "lam", lam, default, positive=True)
 
 
 def _step_size(problem: Problem, mu, lip: torch.Tensor, rule: str) -> torch.Tensor:
@@ -134,9 +156,10 @@ class REDState:
 
 @dataclass
 class REDSDParams:
-    """red-sd and red-gd. lam: regularisation weight > 0 (default 1300.5 for red-sd, 1300.5
-    sigma_n^2 for red-gd); mu: step size in (0, 2 / Lip) (default 1 / Lip); sigma_d: denoiser
-    strength (default: the noise level of y). Floats or length-B tensors."""
+    """red-sd and red-gd. lam: regularisation weight > 0 (default 1 / sigma_d^2 for red-sd,
+    sigma_n^2 / sigma_d^2 for red-gd); mu: step size in (0, 2 / Lip) (default 1 / Lip); sigma_d:
+    denoiser strength (default max(1.5 sigma, 7.65/255), tuned here). Floats or length-B
+    tensors; see the module docstring."""
 
     lam: PerImage | None = None
     mu: PerImage | None = None
@@ -154,13 +177,11 @@ class REDSD(_RED):
     def init(self, problem: Problem) -> REDState:
         s2 = _noise(problem) ** 2
         scale = torch.ones_like(s2) if not self.weighted else 1 / s2
-        lam = _per_image(
-            problem, "lam", self.params.lam, LAM if self.weighted else LAM * s2, positive=True
-        )
+        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        lam = _lam(problem, self.params.lam, self.sigma_d, 1.0 if self.weighted else s2)
         lip = problem.data.lipschitz() * scale + 2 * lam
         rule = "||A^T A||/sigma^2 + 2 lam" if self.weighted else "||A^T A|| + 2 lam"
         mu = _step_size(problem, self.params.mu, lip, rule)
-        self.sigma_d = _sigma_d(problem, self.params.sigma_d)
         self.tau = mu * scale  # the gradient step on 1/2 ||A x - y||^2
         # x_new = g + mu lam f(x) - mu lam x, g = x - tau A^T (A x - y)
         self.coef = _coef(mu * lam, -mu * lam, 1, 0, lam)
@@ -182,8 +203,9 @@ class REDGD(REDSD):
 
 @dataclass
 class REDFPParams:
-    """lam: regularisation weight > 0 (default 1300.5); sigma_d: denoiser strength (default:
-    the noise level of y). Floats or length-B tensors."""
+    """lam: regularisation weight > 0 (default 1 / sigma_d^2); sigma_d: denoiser strength
+    (default max(1.5 sigma, 7.65/255), tuned here). Floats or length-B tensors; see the module
+    docstring."""
 
     lam: PerImage | None = None
     sigma_d: PerImage | None = None
@@ -196,8 +218,8 @@ class REDFP(_RED):
     Params = REDFPParams
 
     def init(self, problem: Problem) -> REDState:
-        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        lam = _lam(problem, self.params.lam, self.sigma_d)
         self.gamma = 1 / (lam * _noise(problem) ** 2)
         return REDState(x=problem.x0)
 
@@ -209,10 +231,10 @@ class REDFP(_RED):
 
 @dataclass
 class REDADMMParams:
-    """lam: regularisation weight > 0 (default 1300.5); beta: ADMM penalty > 0 (default
-    65.025); inner_iter: fixed-point steps of the v update, a positive int (default 1);
-    sigma_d: denoiser strength (default: the noise level of y). lam, beta, sigma_d: floats or
-    length-B tensors."""
+    """lam: regularisation weight > 0 (default 1 / sigma_d^2); beta: ADMM penalty > 0 (default
+    lam / 20, the papers' ratio); inner_iter: fixed-point steps of the v update, a positive int
+    (default 1); sigma_d: denoiser strength (default max(1.5 sigma, 7.65/255), tuned here).
+    lam, beta, sigma_d: floats or length-B tensors; see the module docstring."""
 
     lam: PerImage | None = None
     beta: PerImage | None = None
@@ -238,9 +260,9 @@ class REDADMM(_RED):
         j = self.params.inner_iter
         if not isinstance(j, int) or isinstance(j, bool) or j < 1:
             raise ValueError(f"inner_iter must be a positive integer, not {j!r}")
-        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
-        beta = _per_image(problem, "beta", self.params.beta, BETA, positive=True)
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        lam = _lam(problem, self.params.lam, self.sigma_d)
+        beta = _per_image(problem, "beta", self.params.beta, BETA_RATIO * lam, positive=True)
         self.gamma = 1 / (beta * _noise(problem) ** 2)
         # v <- (lam f(v) + beta x + beta u) / (lam + beta) on (f, z, x, xprev) = (f(v), v, x, u)
         self.v_coef = _coef(lam, 0, beta, beta, lam) / (lam + beta).view(-1, 1)
@@ -262,21 +284,25 @@ class REDADMM(_RED):
 
 @dataclass
 class REDPGParams:
-    """red-pg and red-apg. lam: regularisation weight > 0 (default 1300.5); L: the step
+    """red-pg and red-apg. lam: regularisation weight > 0 (default 1 / sigma_d^2); L: the step
     parameter > 0 (default 1, the papers' choice; the prox weight is lam L); sigma_d: denoiser
-    strength (default: the noise level of y). Floats or length-B tensors."""
+    strength (default max(1.5 sigma, 7.65/255), tuned here). Floats or length-B tensors.
+    restart: red-apg's momentum restart where the step grows (default True; red-pg ignores
+    it). See the module docstring."""
 
     lam: PerImage | None = None
     L: PerImage = 1.0
     sigma_d: PerImage | None = None
+    restart: bool = True
 
 
 @dataclass
 class REDDPGParams:
-    """red-dpg. lam: regularisation weight > 0 (default 1300.5); L0, Lf: the first and the
-    limiting L of the schedule L_k = 1 / (1/Lf + (1/L0 - 1/Lf) / sqrt(k + 1)), both > 0
+    """red-dpg. lam: regularisation weight > 0 (default 1 / sigma_d^2); L0, Lf: the first and
+    the limiting L of the schedule L_k = 1 / (1/Lf + (1/L0 - 1/Lf) / sqrt(k + 1)), both > 0
     (defaults 0.2 and 2, Reehorst & Schniter's experiments); sigma_d: denoiser strength
-    (default: the noise level of y). Floats or length-B tensors."""
+    (default max(1.5 sigma, 7.65/255), tuned here). Floats or length-B tensors; see the module
+    docstring."""
 
     lam: PerImage | None = None
     L0: PerImage = 0.2
@@ -290,6 +316,7 @@ class REDPGState:
     v: torch.Tensor  # v_{k+1}, the next prox centre
     t: torch.Tensor  # [B] t_k of the momentum sequence
     rel_change: torch.Tensor | None = None
+    step2: torch.Tensor | None = None  # [B] ||x_k - x_{k-1}||^2, for red-apg's restart
 
 
 class REDPG(_RED):
@@ -305,8 +332,8 @@ class REDPG(_RED):
         return L.expand(self.max_iter + 1, -1)
 
     def init(self, problem: Problem) -> REDPGState:
-        lam = _per_image(problem, "lam", self.params.lam, LAM, positive=True)
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
+        lam = _lam(problem, self.params.lam, self.sigma_d)
         L = self.schedule(problem)
         self.gammas = 1 / (lam * L[: self.max_iter] * _noise(problem) ** 2)
         # v_{k+1} = (1/L_{k+1}) f(z_k) - ((1 - L_{k+1})/L_{k+1}) z_k on (f, z): [max_iter + 1, B, 4]
@@ -315,7 +342,9 @@ class REDPG(_RED):
         x0 = problem.x0
         f = problem.denoise(x0, self.sigma_d)
         v, _ = pnp_update(f, x0, None, None, self.v_coefs[0], backend=problem.backend)
-        return REDPGState(x=x0, v=v, t=torch.ones_like(lam))
+        return REDPGState(
+            x=x0, v=v, t=torch.ones_like(lam), step2=torch.full_like(lam, float("inf"))
+        )
 
     def step(self, problem: Problem, state: REDPGState, k: int) -> REDPGState:
         backend = problem.backend
@@ -328,10 +357,13 @@ class REDPG(_RED):
             z, sums = pnp_update(x, x, state.x, x, _coef(1 + m, 0, -m, 0, m), backend=backend)
             f = problem.denoise(z, self.sigma_d)
             v, _ = pnp_update(f, z, None, None, self.v_coefs[k + 1], backend=backend)
+            if getattr(self.params, "restart", False):
+                # the step grew: the next extrapolation starts without momentum
+                t = torch.where(sums[:, 1] > state.step2, torch.ones_like(t), t)
         else:
             f = problem.denoise(x, self.sigma_d)
             v, sums = pnp_update(f, x, state.x, x, self.v_coefs[k + 1], backend=backend)
-        return REDPGState(x=x, v=v, t=t, rel_change=rel_change_from_sums(sums))
+        return REDPGState(x=x, v=v, t=t, rel_change=rel_change_from_sums(sums), step2=sums[:, 1])
 
 
 class REDAPG(REDPG):
