@@ -417,7 +417,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"| {m} | {rs[0]['denoiser']} | "
             + " | ".join(cells)
-            + f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f} | {div}/{len(rs)} |"
+            + f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f}"
+            + f" | {div}/{len(rs)} |"
         )
     for m, why in NOT_RUN.items():
         lines.append(f"| {m} | - | " + " | ".join("-" for _ in cols) + f" | - | - | {why} |")

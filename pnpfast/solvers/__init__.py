@@ -77,8 +77,9 @@ def solve(
     length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
-    200, gs-pnp 400 and 1e-5 on the relative change of its objective, the others 100 or 50,
-    and 1e-4); x0: start, an image (default A^T y); x_true: ground truth, records PSNR per
+    200, gs-pnp 400 and 1e-5 on the relative change of its objective, prox-pnp-* 300 and
+    1e-6, pnp-reg 500 and 1e-5, the others 100 or 50, and 1e-4); x0: start, an image
+    (default A^T y); x_true: ground truth, records PSNR per
     iteration in ``history``; history: also record the relative change without x_true;
     callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
