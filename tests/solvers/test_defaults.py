@@ -82,9 +82,12 @@ def _check(method: str, A, x, y, noise_255: float, max_iter: int | None) -> tupl
 
 @pytest.mark.parametrize("method", sorted(INTENDED))
 def test_default_restores_a_gray_crop(method):
+    """At 2.55/255, where the trained denoiser expands at sigma_d = sigma: the former defaults of
+    fista (sigma_d = sigma, no restart) and red-apg (lam = 1300.5, sigma_d = sigma) ended near
+    5 dB here, under A^T y's 12.8 dB."""
     torch.set_num_threads(1)
-    A, x, y = _problem(SHARED_DATA / "images" / "Set12" / "05.png", 48, 7.65, kernel=4)
-    got, start = _check(method, A, x, y, 7.65, FAST_CAP.get(method))
+    A, x, y = _problem(SHARED_DATA / "images" / "Set12" / "05.png", 48, 2.55, kernel=4)
+    got, start = _check(method, A, x, y, 2.55, FAST_CAP.get(method))
     assert got > start + 1.0, f"{method}: {got:.2f} dB, A^T y {start:.2f} dB"
 
 
