@@ -62,8 +62,9 @@ denoiser into a blow-up). Every parameter but inner_iter and restart may be a fl
 length-B tensor (one per image).
 
 The relative change that the stopping rule reads comes with the ``pnp_update`` sums in red-admm
-and the proximal-gradient methods; red-sd, red-gd and red-fp leave it to the engine. The output
-is x (for red-admm the data-prox iterate, as in the papers' code).
+and the proximal-gradient methods; red-sd, red-gd and red-fp leave it to the engine. red-admm
+stops on the larger of ||x_{k+1} - x_k|| and the primal residual ||x_{k+1} - v_{k+1}||, both
+over ||x_k||. The output is x (for red-admm the data-prox iterate, as in the papers' code).
 """
 
 from dataclasses import dataclass
@@ -279,7 +280,13 @@ class REDADMM(_RED):
             f = problem.denoise(v, self.sigma_d)
             v, _ = pnp_update(f, v, x, state.u, self.v_coef, backend=backend)
         u, sums = pnp_update(v, state.u, state.x, x, self.u_coef, backend=backend)
-        return REDADMMState(x=x, v=v, u=u, rel_change=rel_change_from_sums(sums))
+        # x alone can stand still while v moves (the prox of a partial isometry keeps x_0 = A^T y
+        # at the first step), so the primal residual ||x_{k+1} - v_{k+1}|| = ||u_{k+1} - u_k||
+        # joins the change: the run stops where both x and the constraint x = v have settled
+        ref = sums[:, 2].sqrt().clamp_min(torch.finfo(sums.dtype).tiny)
+        primal = (x - v).flatten(1).norm(dim=1) / ref
+        rel = torch.maximum(rel_change_from_sums(sums), primal)
+        return REDADMMState(x=x, v=v, u=u, rel_change=rel)
 
 
 @dataclass
