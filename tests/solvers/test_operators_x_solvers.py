@@ -55,7 +55,6 @@ OPERATORS = {
     "compressive_sensing": lambda: CompressiveSensing(0.3, seed=3, shape=(H, W)),
 }
 SAMPLER = "implicit-prior"
-PARTIAL_ISOMETRIES = ("inpainting", "block_average", "spectral_lowpass", "compressive_sensing")
 
 # (operator, method) -> (error, match): the pairs whose maths does not allow them
 ERRORS = {
