@@ -27,10 +27,15 @@ for name in sorted(set(filter(None, sys.stdin.read().split("\0")))):
         shutil.copy2(name, os.path.join(dest, name))
 ' "$WORK/src"
 export PNPFAST_BUILD_CUDA=0
-(cd "$WORK/src" && "$PY" -c 'import sys; from setuptools import build_meta as b; b.build_sdist(sys.argv[1])' "$WORK/dist" >/dev/null)
+# the build runs in a virtual environment of its own with the setuptools that pyproject.toml asks
+# for (a fresh machine's may be older), leaving the caller's environment as it was
+"$PY" -m venv "$WORK/build-venv"
+"$WORK/build-venv/bin/pip" install --quiet "setuptools>=77" wheel
+BPY=$WORK/build-venv/bin/python
+(cd "$WORK/src" && "$BPY" -c 'import sys; from setuptools import build_meta as b; b.build_sdist(sys.argv[1])' "$WORK/dist" >/dev/null)
 SDIST=$(echo "$WORK"/dist/pnpfast-*.tar.gz)
 tar -xzf "$SDIST" -C "$WORK/sdist"
-"$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$WORK/dist" "$WORK"/sdist/pnpfast-*/
+"$BPY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$WORK/dist" "$WORK"/sdist/pnpfast-*/
 WHEEL=$(echo "$WORK"/dist/pnpfast-*.whl)
 unset PNPFAST_BUILD_CUDA
 echo "built $(basename "$SDIST") and $(basename "$WHEEL")"
