@@ -137,25 +137,42 @@ def is_scalar(method: str, name: str) -> bool:
     return name.startswith("_") or name in SCALAR_PARAMS.get(method, ())
 
 
-def load_crops(dataset: str, n: int, crop: int) -> tuple[torch.Tensor, list[str]]:
-    """``n`` images of ``dataset`` (sorted by name): the first n of a test set, n evenly spaced
-    ones of a training set (TUNE_SETS); centre crops crop x crop, float64 [n, C, crop, crop]."""
+def _centre(path: Path, crop: int) -> torch.Tensor:
+    img = read_image(path).double()
+    h, w = img.shape[-2:]
+    if min(h, w) < crop:
+        raise ValueError(f"--crop {crop} is larger than {path.name} ({h}x{w})")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return img[..., top : top + crop, left : left + crop]
+
+
+def edge_energy(x: torch.Tensor) -> float:
+    """Mean |horizontal| + |vertical| difference of a [C, H, W] image, times its mean
+    saturation (max - min over the channels) for color: high for sharp edges between vivid
+    colors (Set3C's butterfly), where an expanding denoiser drifts first."""
+    energy = float(x.diff(dim=-1).abs().mean() + x.diff(dim=-2).abs().mean())
+    if x.shape[-3] == 3:
+        energy *= float((x.max(-3).values - x.min(-3).values).mean())
+    return energy
+
+
+def load_crops(
+    dataset: str, n: int, crop: int, select: str = "spread"
+) -> tuple[torch.Tensor, list[str]]:
+    """``n`` images of ``dataset`` (sorted by name), centre crops crop x crop, float64
+    [n, C, crop, crop]: the first n of a test set; of a training set (TUNE_SETS) n evenly
+    spaced ones (``select="spread"``) or the n with the most ``edge_energy`` (``"edges"``)."""
     folder, pattern = DATASETS[dataset]
     paths = sorted((DATA / folder).glob(pattern))
-    if dataset in TUNE_SETS:
-        paths = paths[:: max(1, len(paths) // n)]
-    paths = paths[:n]
     if not paths:
         raise FileNotFoundError(f"no {pattern} images under {DATA / folder}")
-    crops = []
-    for p in paths:
-        img = read_image(p).double()
-        h, w = img.shape[-2:]
-        if min(h, w) < crop:
-            raise ValueError(f"--crop {crop} is larger than {p.name} ({h}x{w})")
-        top, left = (h - crop) // 2, (w - crop) // 2
-        crops.append(img[..., top : top + crop, left : left + crop])
-    return torch.cat(crops), [p.stem for p in paths]
+    if dataset in TUNE_SETS and select == "edges":
+        energy = {p: edge_energy(_centre(p, crop)[0]) for p in paths}
+        paths = sorted(paths, key=lambda p: -energy[p])
+    elif dataset in TUNE_SETS:
+        paths = paths[:: max(1, len(paths) // n)]
+    paths = paths[:n]
+    return torch.cat([_centre(p, crop) for p in paths]), [p.stem for p in paths]
 
 
 def degrade(x: torch.Tensor, kernels: torch.Tensor, noise: float) -> torch.Tensor:
@@ -246,10 +263,11 @@ def evaluate(
     device: str,
     out: Path,
     max_iter: int | None = None,
+    select: str = "spread",
 ) -> list[dict]:
     """Every config x image x kernel of one noise level as one batch (split by the scalar
     parameters); rows appended to ``out`` after each batch."""
-    clean, names = load_crops(dataset, n_images, crop)
+    clean, names = load_crops(dataset, n_images, crop, select)
     all_k, k_names = quality_deblur.levin_kernels()
     ks = all_k[[i - 1 for i in kernel_ids]]
     pairs = [(i, j) for i in range(len(names)) for j in range(len(kernel_ids))]
@@ -468,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help='JSON {"param": [values]} for --part tune (one method)',
     )
+    p.add_argument(
+        "--select",
+        choices=("spread", "edges"),
+        default="spread",
+        help="tuning images: evenly spaced, or those with the sharpest edges",
+    )
     p.add_argument("--denoiser", default=None, help="a load() name instead of the intended one")
     p.add_argument("--max-iter", type=int, default=None, help="cap every run (tune only)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -515,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device,
                 out=args.out,
                 max_iter=args.max_iter,
+                select=args.select,
             )
     return 0
 
