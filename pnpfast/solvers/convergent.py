@@ -38,7 +38,9 @@ methods minimise F = f + phi / lam:
 * "prox-pnp-pgd":  z_k = x_k - lam A^T (A x_k - y),  x_{k+1} = D_alpha(z_k),
   F(x_{k+1}) = f(x_{k+1}) + (alpha g_sigma(z_k) - 1/2 ||z_k - x_{k+1}||^2) / lam, with lam ||A^T A|| < 1
   for the theory (< 2 is enforced); stop on the relative change of F.
-  Defaults (the paper's deblurring): lam = 0.99, sigma_d = max(sigma / 2, 1.9/255), alpha = 1.
+  Defaults (the paper's deblurring): lam = 0.99, sigma_d = max(sigma / 2, 5/255) (the paper
+  floors at 1.9/255; 5/255 is the lowest level at which the shipped proximal denoiser's
+  ||Hess g|| < 1 was checked), alpha = 1.
 * "prox-pnp-drs":  y_k = D_alpha(w_k),  z_k = prox_{lam f}(2 y_k - w_k),  w_{k+1} = w_k + beta (z_k - y_k)
   (beta the relaxation, 1 for plain DRS), F(y_k) = f(y_k) + (alpha g_sigma(w_k) - 1/2 ||w_k - y_k||^2) / lam,
   and the stopping rule reads the relative change of the paper's Lyapunov function
@@ -238,7 +240,7 @@ def _needs_potential(method, problem: Problem) -> None:
 class ProxPnPParams:
     """lam: the data weight (also the data step of PGD; default 0.99 / ||A^T A|| for PGD,
     (12.75/255) / max(sigma, 2.55/255) for DRS, following the paper's per-level settings);
-    sigma_d: the denoiser's noise level (default max(sigma / 2, 1.9/255) for PGD, sigma for DRS);
+    sigma_d: the denoiser's noise level (default max(sigma / 2, 5/255) for PGD, sigma for DRS);
     alpha in (0, 1]: the relaxed denoiser I - alpha grad g (default 1 for PGD, 0.5 for DRS);
     beta in (0, 2): the DRS relaxation (default 1; PGD ignores it). lam and sigma_d may be floats
     or length-B tensors."""
@@ -272,7 +274,9 @@ class ProxPnPPGD:
         self.beta = _check_scalar("beta", params.beta, 0.0, 2.0)
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
-        return (0.5 * problem.sigma).clamp_min(1.9 / 255)
+        # the paper floors at 1.9/255; the shipped proximal denoiser's ||Hess g|| < 1 is
+        # checked from 5/255 up (README "Convergent PnP")
+        return (0.5 * problem.sigma).clamp_min(5 / 255)
 
     def _lam(self, problem: Problem) -> torch.Tensor:
         lam = self.params.lam

@@ -91,15 +91,22 @@ def test_default_restores_a_gray_crop(method):
     assert got > start + 1.0, f"{method}: {got:.2f} dB, A^T y {start:.2f} dB"
 
 
+# Methods whose fixed point can approach HQS with the shipped denoisers (see README "Defaults"):
+# PnP-PGD, PnP-FISTA and Prox-PnP-PGD weigh the prior by sigma_d^2 / tau with tau <= 2 / L, so
+# a denoiser strong enough to deblur also oversmooths; they are only checked for improvement.
+NEAR_HQS = {m for m in INTENDED if m.startswith("red-")} | {"admm", "gs-pnp", "prox-pnp-drs"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("noise_255", [2.55, 7.65])
 @pytest.mark.parametrize("method", sorted(INTENDED))
 def test_default_restores_a_color_crop_in_full(method, noise_255):
-    """Full default iteration counts, a color crop: the output stays within a few dB of HQS
-    (the methods with a fixed denoiser strength do not follow HQS's schedule)."""
+    """Full default iteration counts, a color crop: no divergence, and within 3 dB of HQS for
+    the methods of NEAR_HQS."""
     torch.set_num_threads(1)
     A, x, y = _problem(SHARED_DATA / "images" / "Set3C" / "leaves.png", 64, noise_255, kernel=8)
     got, start = _check(method, A, x, y, noise_255, None)
-    hqs, _ = _check("hqs", A, x, y, noise_255, None)
-    assert got > start + 1.0 and math.isfinite(got)
-    assert got > hqs - 5.0, f"{method}: {got:.2f} dB, hqs {hqs:.2f} dB"
+    assert got > start + 1.0 and math.isfinite(got), f"{method}: {got:.2f}, A^T y {start:.2f}"
+    if method in NEAR_HQS:
+        hqs, _ = _check("hqs", A, x, y, noise_255, None)
+        assert got > hqs - 3.0, f"{method}: {got:.2f} dB, hqs {hqs:.2f} dB"
