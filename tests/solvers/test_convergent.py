@@ -38,7 +38,8 @@ def test_quadratic_objective_reaches_its_closed_form_minimiser():
     A, _, y, sigma = blur_problem()
     D = GradientStep(GaussianSmoothing())
     lam = torch.tensor([1.0, 0.5, 2.0], dtype=F64)
-    res = pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, lam=lam, max_iter=3000, tol=1e-15)
+    kw = dict(sigma=sigma, sigma_d=1.8 * sigma, lam=lam, max_iter=3000, tol=1e-15)
+    res = pnpfast.solve(y, A, D, "gs-pnp", **kw)
     H, W = y.shape[-2:]
     K = A.spectrum(H, W, y.device, F64)
     T = D.network.transfer(H, W, 1.8 * sigma, y)
@@ -209,7 +210,7 @@ def test_gs_pnp_names_the_images_whose_objective_became_nan():
             return torch.where(s > 0.025, g * float("nan"), g), grad
 
     with pytest.raises(FloatingPointError, match=r"images \[1, 2\]"):
-        pnpfast.solve(y, A, Broken(), "gs-pnp", sigma=sigma, max_iter=3)
+        pnpfast.solve(y, A, Broken(), "gs-pnp", sigma=sigma, sigma_d=1.8 * sigma, max_iter=3)
 
 
 def test_divergence_is_an_error_naming_the_images():
