@@ -31,6 +31,7 @@ import json
 import math
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -455,10 +456,11 @@ def update_readme(table: str, rows: list[dict]) -> bool:
     kernels = sorted({r["kernel"] for r in rows}, key=lambda s: int(s[1:]))
     note = (
         f"\nMean PSNR (dB) over {', '.join(f'{n[d]} {d}' for d in REPORT_SETS)} images "
-        f"({'x'.join(map(str, crops))} centre crops) x Levin kernels {', '.join(kernels)}; "
+        f"({', '.join(f'{c}x{c}' for c in crops)} centre crops) x Levin kernels {', '.join(kernels)}; "
         f"noise 2.55 and 7.65 /255; iterations and seconds per image averaged over every run; "
         f"measured on {'; '.join(devices)}.\n"
     )
+    note = "\n" + textwrap.fill(note.strip(), width=100) + "\n"
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{START}\n{table}\n{note}{END}{tail}")
