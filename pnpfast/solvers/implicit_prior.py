@@ -97,10 +97,20 @@ def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str,
     return out
 
 
+_SEED_MAX = 2**63 - 1  # the fused step's counter-based noise takes a key in [0, 2**63)
+
+
+def _check_seed(seed) -> None:
+    if seed is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _SEED_MAX
+    ):
+        raise ValueError(f"seed must be None or an integer in [0, 2**63 - 1], not {seed!r}")
+
+
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    _check_seed(seed)
     if seed is None:
         return None
-    _check_int("seed", seed, 0)
     return torch.Generator(device=device).manual_seed(seed)
 
 

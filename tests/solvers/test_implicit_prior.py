@@ -233,6 +233,8 @@ def test_errors_name_the_argument():
         ({"sigma_0": 0.0}, "sigma_0"),
         ({"realisations": 0}, "realisations"),
         ({"seed": -1}, "seed"),
+        ({"seed": 2**64}, "seed"),
+        ({"seed": 2**63}, "seed"),
     ):
         with pytest.raises(ValueError, match=match):
             pnpfast.solve(xc, A, D, method="implicit-prior", **kwargs)
@@ -250,5 +252,12 @@ def test_errors_name_the_argument():
         sample(D, (1, 8, 8), seed=0)
     with pytest.raises(ValueError, match="max_iter"):
         sample(D, (1, 1, 8, 8), max_iter=0)
+    for seed in (2**64, -1, 1.5, True):
+        with pytest.raises(
+            ValueError, match=r"seed must be None or an integer in \[0, 2\*\*63 - 1\]"
+        ):
+            sample(D, (1, 1, 8, 8), seed=seed)
+    # the largest seed the counter-based noise takes runs
+    assert sample(D, (1, 1, 8, 8), seed=2**63 - 1, max_iter=2).iterations.tolist() == [2]
     with pytest.raises(TypeError, match="needs sigma"):
         pnpfast.solve(xc, A, D, method="hqs")
