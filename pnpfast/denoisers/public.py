@@ -7,9 +7,7 @@ module (``BFCNN.load_weights``, ``DnCNN.load_weights``). The architecture names 
 ``pnpfast.denoisers.catalog.FILE_ARCHITECTURES``.
 """
 
-import argparse
 import os
-import pickle
 import re
 from collections.abc import Mapping
 
@@ -19,6 +17,7 @@ from pnpfast.denoisers.base import Denoiser
 from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.catalog import FILE_ARCHITECTURES
 from pnpfast.denoisers.dncnn import DnCNN
+from pnpfast.denoisers.torch_file import check_finite, load_torch_file
 
 __all__ = ["read_network", "read_state_dict"]
 
@@ -29,18 +28,12 @@ def read_state_dict(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     Accepts a plain state dict and the training checkpoint of Mohan et al. (a dict whose
     ``"model"`` entry is a list holding the state dict, with an ``argparse.Namespace`` of
     arguments, allowed through ``torch.serialization.add_safe_globals``). A ``module.`` prefix
-    on every key (``nn.DataParallel``) is removed. Errors name ``weights``.
+    on every key (``nn.DataParallel``) is removed. Errors name ``weights`` and say what is
+    wrong: FileNotFoundError; ValueError for a directory, an empty, text, truncated or damaged
+    file, content that is not a state dict, and NaN or Inf in a tensor.
     """
     path = os.fspath(weights)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"weights must be a file, {path} is a directory")
-    torch.serialization.add_safe_globals([argparse.Namespace])
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(f"weights {path} could not be read as a torch state dict: {err}") from err
+    obj = load_torch_file(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), (list, tuple)) and obj["model"]:
         obj = obj["model"][0]
     if not isinstance(obj, Mapping) or not obj:
@@ -52,6 +45,7 @@ def read_state_dict(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ValueError(f"weights {path}: entries that are not named tensors: {bad[:12]}")
+    check_finite(state, path)
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state

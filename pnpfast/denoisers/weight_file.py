@@ -3,16 +3,21 @@
     {"format": "pnpfast-denoiser", "version": 1,
      "config": {"arch": "drunet", "channels": 1, ...},     # pnpfast.denoisers.architectures
      "state_dict": {name: tensor},                          # float32, or float16 to ship
-     "meta": {...}}                                         # training data, step, PSNR, ...
+     "meta": {...},                                         # training data, step, PSNR, ...
+     "sha256": "..."}                                       # tensor_checksum(state_dict)
 
 Written with ``torch.save`` atomically (``pnpfast._atomic``: a temporary file, then a rename)
-and read with ``torch.load(weights_only=True)``, so reading one runs no code. The one module
+and read with ``torch.load(weights_only=True)``, so reading one runs no code. The checksum covers
+the tensors (names, dtypes, shapes and bytes): torch does not check the zip archive's CRCs, so
+without it a file with flipped bytes in its tensor data loads silently with wrong weights. Files
+written before the checksum existed (no ``"sha256"``) still load, unchecked. The one module
 that knows the format: the training loop (``pnpfast.train``), ``pnpfast export``, the shipped
 denoisers and ``pnpfast.denoisers.load("pnpfast", weights=...)`` all write and read through it.
 """
 
+import hashlib
 import os
-import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import torch
 from pnpfast._atomic import atomic_open
 from pnpfast.denoisers.architectures import build
 from pnpfast.denoisers.base import Denoiser
+from pnpfast.denoisers.torch_file import check_finite, load_torch_file
 
 __all__ = [
     "FORMAT",
@@ -31,6 +37,7 @@ __all__ = [
     "read_network",
     "read_weights",
     "save_weights",
+    "tensor_checksum",
 ]
 
 FORMAT = "pnpfast-denoiser"
@@ -45,6 +52,17 @@ class WeightFile:
     config: dict
     state_dict: dict[str, torch.Tensor]
     meta: dict
+
+
+def tensor_checksum(state: Mapping[str, torch.Tensor]) -> str:
+    """The sha256 (hex) of a state dict: for each tensor in the order of its sorted names, the
+    name, dtype and shape as text, then the tensor's bytes (row-major, CPU byte order)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}\0{value.dtype}\0{tuple(value.shape)}\0".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_weights(
@@ -66,12 +84,18 @@ def save_weights(
         if half and value.is_floating_point():
             value = value.to(torch.float16)
         state[key] = value.clone()
+    return _write(WeightFile(model.config(), state, dict(meta or {})), path)
+
+
+def _write(stored: WeightFile, path: str | os.PathLike) -> Path:
+    """Write ``stored`` with its checksum to ``path`` (atomically)."""
     obj = {
         "format": FORMAT,
         "version": VERSION,
-        "config": model.config(),
-        "state_dict": state,
-        "meta": dict(meta or {}),
+        "config": stored.config,
+        "state_dict": stored.state_dict,
+        "meta": stored.meta,
+        "sha256": tensor_checksum(stored.state_dict),
     }
     path = Path(path)
     with atomic_open(path) as f:
@@ -85,22 +109,44 @@ def is_weights_file(obj: object) -> bool:
 
 
 def read_weights(path: str | os.PathLike) -> WeightFile:
-    """The content of the weight file ``path``. Errors name the file: FileNotFoundError, or
-    ValueError for a file torch cannot read or that is not a pnpfast weight file."""
+    """The content of the weight file ``path``, its checksum verified (where it has one).
+
+    Errors name the file and say what is wrong: FileNotFoundError; ValueError for a file torch
+    cannot read (text, truncated, damaged), one that is not a pnpfast weight file, a missing or
+    malformed ``config``, ``state_dict`` or ``meta``, a checksum mismatch (modified or corrupted
+    tensors), and NaN or Inf in a tensor.
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        raise ValueError(f"weights {path} could not be read as a torch file: {err}") from err
+    obj = load_torch_file(path)
     if not is_weights_file(obj):
         raise ValueError(
             f"weights {path} is not a pnpfast weight file (written by pnpfast train or "
             f"pnpfast.train.save_weights); for public files name the architecture, "
             f"e.g. load('bfcnn', weights=...)"
         )
-    return WeightFile(dict(obj["config"]), dict(obj["state_dict"]), dict(obj.get("meta", {})))
+    for key, kind in (("config", dict), ("state_dict", dict), ("meta", dict)):
+        if key not in obj:
+            raise ValueError(f"weights {path}: the pnpfast weight file has no {key!r} entry")
+        if not isinstance(obj[key], kind):
+            raise ValueError(
+                f"weights {path}: {key!r} must be a dict, the file holds a "
+                f"{type(obj[key]).__name__}"
+            )
+    state = dict(obj["state_dict"])
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad or not state:
+        raise ValueError(
+            f"weights {path}: 'state_dict' must map parameter names to tensors; "
+            + (f"entries that are not named tensors: {bad[:12]}" if bad else "it is empty")
+        )
+    expected = obj.get("sha256")
+    if expected is not None and tensor_checksum(state) != expected:
+        raise ValueError(
+            f"weights {path}: checksum mismatch: the file was modified or corrupted "
+            f"(the sha256 of its tensors differs from the one stored when it was written)"
+        )
+    check_finite(state, path)
+    return WeightFile(dict(obj["config"]), state, dict(obj["meta"]))
 
 
 def read_network(path: str | os.PathLike) -> Denoiser:
@@ -114,8 +160,11 @@ def _network(stored: WeightFile, path: str | os.PathLike) -> Denoiser:
     try:
         net = build(stored.config)
         net.load_state_dict({k: v.float() for k, v in stored.state_dict.items()})
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"weights {os.fspath(path)}: {err}") from err
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        raise ValueError(
+            f"weights {os.fspath(path)}: its config or state dict does not build the network: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     net.requires_grad_(False)
     return net.eval()
 
