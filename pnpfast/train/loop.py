@@ -39,6 +39,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -365,11 +366,40 @@ class _Log:
             _atomic_text("", path)
         elif path.exists():
             kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                line for line, record in self._read(path) if record.get("step", 0) <= resume_step
             ]
             _atomic_text("".join(f"{line}\n" for line in kept), path)
+
+    @staticmethod
+    def _read(path: Path) -> list[tuple[str, dict]]:
+        """The (line, record) pairs of the log. A last line that is not a JSON object is what a
+        crash in the middle of ``write`` leaves: it is dropped with a warning (the caller
+        rewrites the log without it). Any other such line is an error naming the file and line."""
+        numbered = [
+            (n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()
+        ]
+        out = []
+        for i, (n, line) in enumerate(numbered):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a {type(record).__name__}, not an object")
+            except ValueError as err:
+                if i == len(numbered) - 1:
+                    warnings.warn(
+                        f"{path}: dropping line {n}, a torn last line ({err}), left by an "
+                        "interrupted write; the log is rewritten without it",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    break
+                raise ValueError(
+                    f"{path}: line {n} of {len(numbered)} is not a JSON object ({err}); only a "
+                    "torn last line is dropped on resume: repair or delete the line, or move the "
+                    "log away to start it over"
+                ) from None
+            out.append((line, record))
+        return out
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:

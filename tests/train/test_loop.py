@@ -530,3 +530,33 @@ def test_gradient_step_denoisers_train_with_the_convergent_losses(gray_dir, tmp_
     G = load(weights=str(tmp_path / "reg" / "G.pt"))
     assert G.config() == build(G_cfg).config()
     assert torch.isfinite(G(x, 0.0)).all()
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(gray_dir, tmp_path, monkeypatch):
+    common = {"steps": 8, "checkpoint_every": 1, "val_every": 3}
+    straight = tmp_path / "straight"
+    train(tiny_config(gray_dir, straight, **common), progress=False)
+    out = tmp_path / "crashed"
+    cfg = tiny_config(gray_dir, out, **common)
+    crash(cfg, 5, monkeypatch)
+    log = out / "log.jsonl"
+    lines = log.read_text().splitlines()
+    # a write cut short by the crash: half a record, no newline
+    log.write_text("".join(f"{line}\n" for line in lines) + '{"step": 5, "lo')
+    with pytest.warns(RuntimeWarning, match=rf"log\.jsonl: dropping line {len(lines) + 1}, a torn"):
+        train(cfg, progress=False)
+    assert read_log(out) == read_log(straight)
+
+
+def test_a_corrupt_log_line_before_the_last_is_an_error(gray_dir, tmp_path, monkeypatch):
+    out = tmp_path / "crashed"
+    cfg = tiny_config(gray_dir, out, steps=8, checkpoint_every=1)
+    crash(cfg, 5, monkeypatch)
+    log = out / "log.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 3
+    lines[1] = lines[1][: len(lines[1]) // 2]
+    log.write_text("".join(f"{line}\n" for line in lines))
+    with pytest.raises(ValueError, match=r"log\.jsonl: line 2 of \d+ is not a JSON object"):
+        train(cfg, progress=False)
+    assert log.read_text().splitlines() == lines  # left as it was, for the user to repair
