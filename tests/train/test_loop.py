@@ -560,3 +560,30 @@ def test_a_corrupt_log_line_before_the_last_is_an_error(gray_dir, tmp_path, monk
     with pytest.raises(ValueError, match=r"log\.jsonl: line 2 of \d+ is not a JSON object"):
         train(cfg, progress=False)
     assert log.read_text().splitlines() == lines  # left as it was, for the user to repair
+
+
+def test_checkpoints_are_fsynced_before_and_after_the_rename(gray_dir, tmp_path, monkeypatch):
+    import os
+
+    import pnpfast._atomic as atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(dst), os.path.getsize(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    train(tiny_config(gray_dir, tmp_path / "run", steps=4, checkpoint_every=2), progress=False)
+    written = [i for i, e in enumerate(events) if e[:2] == ("replace", "checkpoint.pt")]
+    assert len(written) == 2
+    for i in written:
+        # the file's whole content synced, then the rename, then the folder synced
+        assert events[i - 1] == ("fsync", events[i][2]) and events[i][2] > 0
+        assert events[i + 1][0] == "fsync"
