@@ -117,6 +117,64 @@ def test_garbage_file(tmp_path):
         dn.load("bfcnn", tmp_path / "w.pt")
 
 
+def _public_file(folder, edit=None):
+    """A small BF-CNN state dict saved as the public files are (torch.save of a dict)."""
+    torch.manual_seed(0)
+    state = dn.BFCNN(1, 3, 4).state_dict()
+    if edit is not None:
+        edit(state)
+    path = folder / "bfcnn.pt"
+    torch.save(state, path)
+    return path
+
+
+def _cut(fraction):
+    def make(folder):
+        path = _public_file(folder)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+        return path
+
+    return make
+
+
+def _poison(value):
+    def edit(state):
+        state["conv_layers.1.weight"].view(-1)[5] = value
+
+    return lambda folder: _public_file(folder, edit)
+
+
+def _text(folder):
+    (folder / "bfcnn.pt").write_text("weights: see the README\n")
+    return folder / "bfcnn.pt"
+
+
+# id -> (make the file in a folder, a phrase of the ValueError's message)
+CORRUPT_PUBLIC = {
+    "truncated-to-half": (_cut(0.5), "truncated"),
+    "truncated-by-one-byte": (_cut(0.999), "truncated"),
+    "text": (_text, "text file"),
+    "nan-tensor": (_poison(float("nan")), "NaN or Inf"),
+    "inf-tensor": (_poison(float("-inf")), "NaN or Inf"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT_PUBLIC))
+@pytest.mark.parametrize("name", ["bfcnn", "dncnn", "bf-dncnn"])
+def test_corrupt_public_files_are_errors_naming_the_file(case, name, tmp_path):
+    make, phrase = CORRUPT_PUBLIC[case]
+    path = make(tmp_path)
+    with pytest.raises(ValueError) as info:
+        dn.load(name, weights=path)
+    assert str(path) in str(info.value) and phrase in str(info.value)
+
+
+def test_the_good_public_file_of_the_corrupt_cases_loads(tmp_path):
+    net = dn.load("bfcnn", weights=_public_file(tmp_path))
+    assert isinstance(net, dn.BFCNN)
+
+
 # The public files, as described in MANIFEST.md "Pretrained denoisers": how each loads.
 PUBLIC = [
     ("bfcnn", "kadkhodaie_bfcnn/bfcnn_gray_bsd400_sigma0-100.pt", dn.BFCNN, 1, 20, None),
