@@ -26,9 +26,21 @@ def image(name: str, x, *, finite: bool = True, dtypes=FLOAT_DTYPES) -> torch.Te
         raise TypeError(
             f"{name} must have dtype {names}, not {str(x.dtype).removeprefix('torch.')}"
         )
+    not_empty(name, x)
     if finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
+
+
+def not_empty(name: str, x: torch.Tensor) -> None:
+    """x holds data: not on the meta device, no dimension of size 0 (batch, channels, sizes)."""
+    if x.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the meta device (it holds no data): move it to cpu or cuda first"
+        )
+    if x.numel() == 0:
+        what = "a batch of size 0" if x.dim() == 4 and x.shape[0] == 0 else "a dimension of size 0"
+        raise ValueError(f"{name} has {what} (shape {tuple(x.shape)}): there is nothing to restore")
 
 
 def same_device_dtype(**tensors: torch.Tensor) -> None:

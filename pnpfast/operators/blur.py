@@ -34,9 +34,19 @@ class Blur(LinearOperator):
             )
         if not kernel.is_floating_point():
             raise TypeError(f"kernel must be floating point, not {kernel.dtype}")
+        _validate.not_empty("kernel", kernel)
         if not bool(torch.isfinite(kernel).all()):
             raise ValueError("kernel contains NaN or Inf")
-        self.kernel = kernel if kernel.dim() == 3 else kernel.unsqueeze(0)  # [Bk, h, w]
+        kernel = kernel if kernel.dim() == 3 else kernel.unsqueeze(0)  # [Bk, h, w]
+        zero = (kernel == 0).flatten(1).all(1)
+        if bool(zero.any()):
+            # A = 0 for those images: nothing to invert, and the default step 1 / ||A^T A|| of
+            # the gradient methods would be infinite
+            raise ValueError(
+                f"kernel is all zero (kernels {zero.nonzero().flatten().tolist()}): a blur "
+                "must have a nonzero kernel"
+            )
+        self.kernel = kernel
         self._spectra: dict[tuple, torch.Tensor] = {}
 
     @property

@@ -83,7 +83,7 @@ from pnpfast import _validate
 from pnpfast.denoisers import ByChannels
 from pnpfast.profiling import nvtx_range
 from pnpfast.solvers.engine import Problem
-from pnpfast.solvers.proximal_gradient import step_size
+from pnpfast.solvers.proximal_gradient import lipschitz, step_size
 
 PerImage = float | torch.Tensor
 
@@ -114,11 +114,15 @@ class GSPnPState:
     rel_change: torch.Tensor | None = None  # [B] relative change of F
 
 
+#: eta^1000 < 1e-45 for the default eta = 0.9: more retries only burn denoiser calls
+MAX_BACKTRACKS = 1000
+
+
 def _check_scalar(name: str, value, low: float, high: float | None) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value > low and (high is None or value < high)
+    ok = ok and math.isfinite(value) and value > low and (high is None or value < high)
     if not ok:
-        where = f"in ({low}, {high})" if high is not None else f"> {low}"
+        where = f"in ({low}, {high})" if high is not None else f"> {low} and finite"
         raise ValueError(f"{name} must be a number {where}, not {value!r}")
     return float(value)
 
@@ -135,8 +139,9 @@ class GSPnP:
         self.params = params
         self.gamma = _check_scalar("gamma", params.gamma, 0.0, None)
         self.eta = _check_scalar("eta", params.eta, 0.0, 1.0)
-        if not isinstance(params.max_backtracks, int) or params.max_backtracks < 0:
-            raise ValueError(f"max_backtracks must be an int >= 0, not {params.max_backtracks!r}")
+        n = params.max_backtracks
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_BACKTRACKS:
+            raise ValueError(f"max_backtracks must be an int in [0, {MAX_BACKTRACKS}], not {n!r}")
 
     def _objective(self, problem: Problem, x, potential, rows=None) -> torch.Tensor:
         lam = self.lam if rows is None else self.lam[rows]
@@ -290,7 +295,7 @@ class ProxPnPPGD:
     def _lam(self, problem: Problem) -> torch.Tensor:
         lam = self.params.lam
         if lam is None:
-            lam = self.default_lam / problem.data.lipschitz()
+            lam = self.default_lam / lipschitz(problem)
         return step_size("lam", lam, problem)
 
     def init(self, problem: Problem) -> ProxPGDState:
@@ -400,8 +405,7 @@ class PnPReG:
 
     def step(self, problem: Problem, state: PnPReGState, k: int) -> PnPReGState:
         x = state.x
-        with nvtx_range("pnpfast/denoise"):
-            G = problem.denoiser(x, self.zero)
+        G = problem.denoise(x, self.zero)
         v = problem.data.grad_step(x, self.mu, backend=problem.backend, check=False)
         return PnPReGState(x=v - self.mu.view(-1, 1, 1, 1) * self.weight * G)
 

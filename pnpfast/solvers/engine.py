@@ -66,8 +66,31 @@ class Problem:
         return self.x0.shape[0]
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, sigma), its form checked against x (shape, dtype, device: metadata only, no pass
+        over the data), so a denoiser that returns the wrong thing is named, not an inner op."""
         with nvtx_range("pnpfast/denoise"):
-            return self.denoiser(x, sigma)
+            out = self.denoiser(x, sigma)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"the denoiser returned {type(out).__name__}, not a torch.Tensor, for input of "
+                f"shape {tuple(x.shape)}"
+            )
+        if out.shape != x.shape:
+            raise ValueError(
+                f"the denoiser returned shape {tuple(out.shape)} for input of shape "
+                f"{tuple(x.shape)}; D(x, sigma) must return x's shape"
+            )
+        if out.dtype != x.dtype:
+            raise TypeError(
+                f"the denoiser returned dtype {out.dtype} for input of dtype {x.dtype}; "
+                "D(x, sigma) must return x's dtype"
+            )
+        if out.device != x.device:
+            raise ValueError(
+                f"the denoiser returned a tensor on {out.device} for input on {x.device}; "
+                "D(x, sigma) must return a tensor on x's device"
+            )
+        return out
 
 
 class Method(Protocol):

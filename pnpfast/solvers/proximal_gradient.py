@@ -55,10 +55,27 @@ class PGDParams:
     restart: bool = True
 
 
+def lipschitz(problem: Problem) -> torch.Tensor:
+    """L = ||A^T A|| per image ([B]), checked > 0 and finite: a step 1 / L on a degenerate
+    operator (A x = 0 for those images, e.g. an all-zero kernel) would be infinite, so the error
+    names the operator rather than a step the caller never set."""
+    L = problem.data.lipschitz()
+    bad = ~(torch.isfinite(L) & (L > 0))
+    if bool(bad.any()):
+        images = bad.nonzero().flatten().tolist()
+        name = type(problem.data.operator).__name__
+        raise ValueError(
+            f"operator {name} has ||A^T A|| = {[float(v) for v in L[bad]]} for images {images}: "
+            "it maps them to zero (or is not finite), so the data term has no gradient step "
+            "(an all-zero blur kernel?)"
+        )
+    return L
+
+
 def step_size(name: str, value, problem: Problem) -> torch.Tensor:
     """A per-image gradient step on f in (0, 2 / L), L = ||A^T A|| per image (default 1 / L);
     ValueError naming ``name`` and the images' limits otherwise. Returns [B]."""
-    L = problem.data.lipschitz()
+    L = lipschitz(problem)
     if value is None:
         return 1 / L
     step = _validate.per_image(name, value, problem.batch, problem.y, positive=True)
@@ -94,6 +111,8 @@ class PGD:
     default_tol = 1e-4
 
     def __init__(self, params: PGDParams, max_iter: int):
+        if not isinstance(params.restart, bool):
+            raise TypeError(f"restart must be True or False, not {params.restart!r}")
         self.params = params
 
     sigma_d_min = 7.65 / 255  # the floor of the default sigma_d

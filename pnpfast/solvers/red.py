@@ -76,6 +76,9 @@ from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
 from pnpfast.solvers.splitting import SIGMA_FLOOR
 
+#: each inner step is a denoiser call; the papers use 1 to a few
+MAX_INNER_ITER = 100
+
 LAM = 0.02 * 255**2  # RED's deblurring weight 0.02 on the [0, 255] scale (not the default)
 BETA_RATIO = 0.001 / 0.02  # RED-ADMM's penalty beta over lam in RED's deblurring experiments
 # Default denoiser strength max(1.5 sigma, 7.65/255) and weight lam = 1 / sigma_d^2: tuned here
@@ -143,6 +146,9 @@ class _RED:
     default_tol = 1e-4
 
     def __init__(self, params, max_iter: int):
+        restart = getattr(params, "restart", False)
+        if not isinstance(restart, bool):
+            raise TypeError(f"restart must be True or False, not {restart!r}")
         self.params = params
         self.max_iter = max_iter
 
@@ -259,8 +265,8 @@ class REDADMM(_RED):
 
     def init(self, problem: Problem) -> REDADMMState:
         j = self.params.inner_iter
-        if not isinstance(j, int) or isinstance(j, bool) or j < 1:
-            raise ValueError(f"inner_iter must be a positive integer, not {j!r}")
+        if not isinstance(j, int) or isinstance(j, bool) or not 1 <= j <= MAX_INNER_ITER:
+            raise ValueError(f"inner_iter must be an integer in [1, {MAX_INNER_ITER}], not {j!r}")
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
         lam = _lam(problem, self.params.lam, self.sigma_d)
         beta = _per_image(problem, "beta", self.params.beta, BETA_RATIO * lam, positive=True)
