@@ -184,9 +184,22 @@ class ImplicitPrior:
         self.constraint = constraint
         self.key = key
 
+    # Stall check: every ``stall_window`` iterations (a multiple of the engine's check_every,
+    # so that its one host read falls where the engine syncs anyway) an image still running
+    # must have lowered its smallest sigma_t so far by a quarter of the log-decrease its
+    # schedule predicts since the last check that judged it (the noise level of y_t is
+    # (1 - beta h_t) sigma_t), and by a factor 2 at least when that prediction is steeper. With the shipped blind network
+    # sigma_t falls about 100x per 64 iterations until it reaches the network's floor (about
+    # 2e-4 to 6e-4 on a 16x16 gray image at the defaults), then wanders and eventually diverges:
+    # a sigma_L under that floor never stops the loop.
+    stall_window = 256
+
     def init(self, problem: Problem) -> SamplerState:
         self.threshold = self.params["sigma_L"]
         x0 = problem.x0
+        self._lowest = self.params["sigma_0"].clone()  # [B] smallest sigma_t so far
+        self._lowest_before = self._lowest.clone()  # [B] that at the last stall check
+        self._predicted = torch.zeros_like(self._lowest)  # [B] sum of log(1 - beta h_t)
         steps = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
         return SamplerState(x=x0, sigma=self.params["sigma_0"].clone(), steps=steps)
 
@@ -210,8 +223,33 @@ class ImplicitPrior:
                 backend=problem.backend,
             )  # fmt: skip
         sigma_t = torch.where(torch.isfinite(sigma_t), sigma_t, math.nan)  # NaN: diverged
+        self._lowest = torch.where(active, torch.fmin(self._lowest, sigma_t), self._lowest)
+        self._predicted += torch.log1p(-beta * h).mul(running)
+        if (k + 1) % self.stall_window == 0:
+            self._check_stall(active & (sigma_t >= self.threshold), k + 1)
         return SamplerState(
             x=y, sigma=torch.where(active, sigma_t, state.sigma), steps=state.steps + active.long()
+        )
+
+    def _check_stall(self, running: torch.Tensor, iteration: int) -> None:
+        """Raise when an image still running has stopped lowering sigma_t (see stall_window)."""
+        # judged only once the schedule predicts a fall by 4x at least: a smaller one is within
+        # the scatter of the smallest sigma_t of a small image (about 25% on 8x8)
+        ready = self._predicted <= math.log(0.25)
+        needed = torch.exp(self._predicted / 4).clamp_min(0.5)
+        stalled = running & ready & (self._lowest > self._lowest_before * needed)
+        self._lowest_before = torch.where(ready, self._lowest, self._lowest_before)
+        self._predicted = torch.where(ready, 0.0, self._predicted)
+        if not bool(stalled.any()):  # the one host read, where the engine syncs anyway
+            return
+        images = stalled.nonzero().flatten().tolist()
+        reached = self._lowest[stalled].tolist()
+        target = self.threshold[stalled].tolist()
+        raise ValueError(
+            f"{self.name}: sigma_t of images {images} has stopped falling by iteration "
+            f"{iteration} (smallest sigma_t reached {[float(f'{r:.3g}') for r in reached]}, "
+            f"sigma_L {[float(f'{t:.3g}') for t in target]}): sigma_L is below what the denoiser "
+            f"reaches; use sigma_L >= {2 * max(reached):.2g}"
         )
 
     def output(self, state: SamplerState) -> torch.Tensor:

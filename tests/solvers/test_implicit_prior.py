@@ -261,3 +261,39 @@ def test_errors_name_the_argument():
     assert sample(D, (1, 1, 8, 8), seed=2**63 - 1, max_iter=2).iterations.tolist() == [2]
     with pytest.raises(TypeError, match="needs sigma"):
         pnpfast.solve(xc, A, D, method="hqs")
+
+
+class Erring:
+    """D(y, sigma) = mu + e with e fresh N(0, err^2) noise at every call: a denoiser whose error
+    never falls under err, so sigma_t = ||D(y) - y|| / sqrt(N) stays about err or above."""
+
+    def __init__(self, mu: torch.Tensor, err: float):
+        self.mu, self.err = mu, err
+        self.generator = torch.Generator().manual_seed(11)
+
+    def __call__(self, y, sigma):
+        e = torch.randn(y.shape, generator=self.generator, dtype=y.dtype)
+        return self.mu.expand_as(y) + self.err * e
+
+
+def test_sigma_l_below_the_denoisers_floor_is_an_error_naming_sigma_l():
+    mu = torch.full((1, 1, 8, 8), 0.4)
+    D = Erring(mu, 0.05)
+    with pytest.raises(ValueError, match=r"images \[0, 1\].*sigma_L is below what the") as err:
+        sample(D, (2, 1, 8, 8), sigma_L=1e-3, h0=0.5, beta=0.5, seed=0)
+    # found within two windows of the stall check, not after max_iter
+    message = str(err.value)
+    assert "by iteration 512" in message or "by iteration 256" in message
+    # what it suggests is above the floor (sigma_t >= 0.05) and is reached
+    suggested = float(message.rsplit("sigma_L >= ", 1)[1])
+    assert suggested >= 0.05
+    res = sample(Erring(mu, 0.05), (2, 1, 8, 8), sigma_L=suggested, h0=0.5, beta=0.5, seed=0)
+    assert bool(res.converged.all())
+
+
+def test_sigma_l_above_the_floor_stops_without_a_stall_error():
+    # a slow schedule (small h0 and beta) that needs several windows of the stall check
+    mu = torch.full((1, 1, 8, 8), 0.4)
+    for seed in range(3):
+        res = sample(Constant(mu), (4, 1, 8, 8), sigma_L=0.01, h0=0.001, beta=0.002, seed=seed)
+        assert bool(res.converged.all()) and int(res.iterations.max()) > 2 * 256
