@@ -33,14 +33,18 @@ class SpectralNorm:
 
     norm: [B] the estimate of the largest singular value of J_b (with the graph to D's parameters
     in differentiable mode); iterations: [B] int64 power-iteration steps each image took;
-    converged: [B] bool, True where the estimate's relative change went under tol; vector: [B, ...]
-    the last unit iterate v_b (the top right singular vector of J_b once converged).
+    error_bound: [B] an a-posteriori bound from the residual of the last checked step (see
+    ``spectral_norm``): some singular value of J_b (eigenvalue, in symmetric mode) lies within
+    error_bound of norm; inf where no step was checked; converged: [B] bool, True where
+    error_bound <= tol * norm; vector: [B, ...] the last unit iterate v_b (the top right singular
+    vector of J_b once converged).
     """
 
     norm: torch.Tensor
     iterations: torch.Tensor
     converged: torch.Tensor
     vector: torch.Tensor
+    error_bound: torch.Tensor
 
 
 def _bind(
@@ -118,10 +122,26 @@ def spectral_norm(
     General J: power iteration on J^T J (a forward-mode and a reverse-mode product per step),
     estimate ||J v||. ``symmetric=True`` (the caller states J = J^T, as for a gradient-step
     denoiser or I - D of one): power iteration on J (one product per step), estimate |<v, J v>|,
-    the eigenvalue of largest modulus. Each step's normalisation, estimate and convergence test
-    (relative change of the estimate <= tol) run in the fused ``pnpfast.ops.power_step``; every
-    ``check_every`` steps one host synchronisation counts the images still going, and once under
-    3/4 of the batch is, the products are rebuilt on those images alone, so converged images stop
+    the eigenvalue of largest modulus. Each step's normalisation and estimate run in the fused
+    ``pnpfast.ops.power_step``. After the first step, every ``check_every`` steps and after the
+    last, the residual r = ||M v - rho v|| of the step (rho = <v, M v>, v the unit iterate) gives
+    ``error_bound``: since M is symmetric, an eigenvalue of M lies within r of rho, so a singular
+    value of J (gram: |s - ||J v||| <= min(sqrt(r), r / ||J v||)) or an eigenvalue of J
+    (symmetric: ||lambda| - |rho|| <= r) lies within error_bound of the estimate. An image stops
+    (``converged``) once error_bound <= tol * estimate. What the estimate guarantees:
+
+    - it is a lower bound on ||J_b|| (gram mode always; symmetric mode when J is symmetric);
+    - within error_bound of it lies a singular value of J_b (an eigenvalue), so on convergence
+      the estimate is within the relative tol of one;
+    - it is the largest one only when v has reached the top singular vector: power iteration
+      from a random start does so with probability 1 as iterations grow, but a bound from one
+      vector cannot tell a singular value close under the top from the top (use
+      ``lanczos_edges`` for a clustered top). A relative change of the estimate is no bound: on
+      Gaussian smoothing of a 16x16 image (norm 1) it stopped at 0.984.
+
+    At the same points one host synchronisation counts the images still going and those whose
+    estimate or bound is NaN or Inf (a FloatingPointError names them); once under 3/4 of the
+    batch is going, the products are rebuilt on those images alone, so converged images stop
     costing work. That calls D on a sub-batch of x (and of a [B] sigma): set ``compact=False`` for
     a D that cannot take one (a closure over per-image parameters other than sigma). At most
     ``iters`` steps per image.
@@ -155,8 +175,18 @@ def spectral_norm(
         )
     else:
         u = v0.detach().to(device=x.device, dtype=x.dtype).contiguous()
+        if not torch.isfinite(u).all():
+            raise ValueError("spectral_norm: v0 has NaN or Inf values")
     state = initial_state(u)
-    done_u, done_state = u.clone(), state.clone()  # full-batch results, filled as rows leave
+    bound = torch.full((B,), torch.inf, dtype=x.dtype, device=x.device)
+    conv = torch.zeros(B, dtype=torch.bool, device=x.device)
+    # full-batch results, filled as rows leave
+    done_u, done_state, done_bound, done_conv = (
+        u.clone(),
+        state.clone(),
+        bound.clone(),
+        conv.clone(),
+    )
     rows = torch.arange(B, device=x.device)
 
     def subset(s, idx):
@@ -165,21 +195,43 @@ def spectral_norm(
     with torch.no_grad(), nvtx_range("pnpfast/spectral_norm"):
         M = _Products(D, x, sigma, gram)
         for k in range(iters):
+            sync = (k + 1) % check_every == 0 and k + 1 < iters
+            check = k == 0 or sync or k + 1 == iters
+            if check:
+                # the kernel (tol 0) freezes an image only on an exactly repeated estimate or
+                # M v = 0; such an image takes this step again so that its bound is measured
+                steps = state[:, 3]
+                state = state.clone()
+                state[:, 2] = torch.where(conv, 0, torch.where(steps > 0, 1, state[:, 2]))
+                u_prev, s_prev, on = u, state[:, 1], state[:, 2] > 0
             with nvtx_range("pnpfast/spectral_norm/product"):
                 w = M(u).contiguous()
             with nvtx_range("pnpfast/spectral_norm/step"):
-                u, state = power_step(w, u, state, tol, gram, backend=backend)
-            if (k + 1) % check_every == 0 and k + 1 < iters:
-                active = state[:, 2] > 0
-                n_active = int(active.sum())  # the one host sync every check_every steps
+                u, state = power_step(w, u, state, 0.0, gram, backend=backend)
+            if not check:
+                continue
+            with nvtx_range("pnpfast/spectral_norm/bound"):
+                bound = torch.where(on, _residual_bound(u_prev, u, s_prev, gram), bound)
+                conv = torch.where(on, bound <= tol * state[:, 0], conv)
+                state[:, 2] = torch.where(conv, 0, state[:, 2])
+            if sync:
+                pending = ~conv & ((state[:, 2] > 0) | (state[:, 3] > 0))
+                bad = _bad_rows(state, bound)
+                # the one host sync every check_every steps: images still going, non-finite ones
+                n_active, n_bad = torch.stack([pending.sum(), bad.sum()]).tolist()
+                if n_bad:
+                    _raise_non_finite("spectral_norm", rows[bad])
                 if n_active == 0:
                     break
                 if compact and n_active < _COMPACT_BELOW * len(rows):
                     done_u[rows], done_state[rows] = u, state
-                    keep = active.nonzero().squeeze(1)
+                    done_bound[rows], done_conv[rows] = bound, conv
+                    keep = pending.nonzero().squeeze(1)
                     rows, u, state = rows[keep], u[keep], state[keep]
+                    bound, conv = bound[keep], conv[keep]
                     M = _Products(D, x[rows], subset(sigma, rows), gram)
         done_u[rows], done_state[rows] = u, state
+        done_bound[rows], done_conv[rows] = bound, conv
 
     scale = done_state[:, 1].view(-1, *[1] * (x.dim() - 1))
     vector = done_u * scale
@@ -188,9 +240,46 @@ def spectral_norm(
         with nvtx_range("pnpfast/spectral_norm/differentiable"):
             jv = torch.func.jvp(_bind(D, sigma), (x,), (vector,))[1]
             norm = jv.flatten(1).norm(dim=1) if gram else (vector * jv).flatten(1).sum(1).abs()
+    bad = _bad_rows(done_state, done_bound) | ~torch.isfinite(norm.detach())
+    if bad.any():  # the caller reads the result: one sync at the end, no extra pass
+        _raise_non_finite("spectral_norm", bad.nonzero().squeeze(1))
     steps = done_state[:, 3].to(torch.int64)
-    converged = (done_state[:, 2] == 0) & (steps > 0)
-    return SpectralNorm(norm=norm, iterations=steps, converged=converged, vector=vector)
+    return SpectralNorm(
+        norm=norm, iterations=steps, converged=done_conv, vector=vector, error_bound=done_bound
+    )
+
+
+def _residual_bound(
+    u_prev: torch.Tensor, u: torch.Tensor, scale: torch.Tensor, gram: bool
+) -> torch.Tensor:
+    """[B] bound on the distance from the estimate to a singular value of J (eigenvalue of J in
+    symmetric mode), from the step that took the unit v = scale * u_prev to u = M v.
+
+    For symmetric M, rho = <v, M v> and r = ||M v - rho v|| leave an eigenvalue lambda of M in
+    [rho - r, rho + r] (Parlett, The Symmetric Eigenvalue Problem, thm 4.5.1). Symmetric mode:
+    the estimate is |rho|, so ||lambda| - |rho|| <= r. Gram mode (M = J^T J, estimate
+    sqrt(rho)): |sqrt(lambda) - sqrt(rho)| <= min(sqrt(r), r / sqrt(rho))."""
+    v = scale.view(-1, 1) * u_prev.flatten(1)
+    mv = u.flatten(1)
+    rho = (v * mv).sum(1)
+    r = (mv - rho.view(-1, 1) * v).norm(dim=1)
+    if not gram:
+        return r
+    est = rho.clamp_min(0).sqrt()
+    inf = torch.full_like(r, torch.inf)
+    return torch.minimum(r.sqrt(), torch.where(est > 0, r / est.clamp_min(1e-300), inf))
+
+
+def _bad_rows(state: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """[B] bool: a non-finite estimate, scale or bound (a NaN or Inf Jacobian product)."""
+    return ~torch.isfinite(state[:, 0]) | ~torch.isfinite(state[:, 1]) | torch.isnan(bound)
+
+
+def _raise_non_finite(op: str, images: torch.Tensor) -> None:
+    raise FloatingPointError(
+        f"{op}: the Jacobian products of D are NaN or Inf for images {images.tolist()} "
+        "(D returns non-finite values or derivatives at these x)"
+    )
 
 
 def jacobian_asymmetry(
