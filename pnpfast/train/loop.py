@@ -22,6 +22,8 @@ steps since the last checkpoint):
   validates, checkpoints and logs); another difference is refused, naming the field;
 * ``log.jsonl``: one JSON object per line: ``{"step", "loss", "lr", "seconds", ...}`` every
   ``log_every`` steps and ``{"step", "val_psnr", "val_psnr_<sigma255>", ...}`` at validation;
+  on resume a torn last line (a write cut short) is dropped with a RuntimeWarning, and any
+  other line that is not a JSON object is a ValueError naming the file and line;
 * ``model.pt`` (the last weights) and ``best.pt`` (the weights with the best validation PSNR) in
   the format ``pnpfast.denoisers.load(weights=...)`` reads;
 * ``<name>.pt`` for every network a loss trains beside the model (its ``networks()``, e.g.
