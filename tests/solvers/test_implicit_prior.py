@@ -297,3 +297,18 @@ def test_sigma_l_above_the_floor_stops_without_a_stall_error():
     for seed in range(3):
         res = sample(Constant(mu), (4, 1, 8, 8), sigma_L=0.01, h0=0.001, beta=0.002, seed=seed)
         assert bool(res.converged.all()) and int(res.iterations.max()) > 2 * 256
+
+
+@pytest.mark.slow
+def test_the_shipped_blind_denoisers_floor_is_found_quickly():
+    # the case: sigma_L = 1e-9 ran 9,400 iterations and ended in a NaN step. The shipped
+    # network's sigma_t stops falling at about 2e-3 on an 8x8 gray image
+    D = pnpfast.denoisers.load("blind")
+    with pytest.raises(ValueError, match="sigma_L is below what the denoiser reaches") as err:
+        sample(D, (1, 1, 8, 8), sigma_L=1e-9, h0=0.5, beta=0.5, seed=0)
+    message = str(err.value)
+    assert "by iteration 256" in message or "by iteration 512" in message
+    suggested = float(message.rsplit("sigma_L >= ", 1)[1])
+    assert 1e-4 < suggested < 0.05
+    res = sample(D, (1, 1, 8, 8), sigma_L=suggested, h0=0.5, beta=0.5, seed=0)
+    assert bool(res.converged.all())
