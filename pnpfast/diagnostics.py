@@ -300,6 +300,7 @@ def jacobian_asymmetry(
     M = _Products(D, x, _per_image(sigma, x.shape[0], x), True, "jacobian_asymmetry")
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    bad = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     with torch.no_grad(), nvtx_range("pnpfast/jacobian_asymmetry"):
         for _ in range(probes):
             v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
@@ -307,7 +308,10 @@ def jacobian_asymmetry(
             jtv = M.vjp(v)[0]
             num = (jv - jtv).flatten(1).norm(dim=1)
             den = jv.flatten(1).norm(dim=1)
+            bad |= ~torch.isfinite(num) | ~torch.isfinite(den)
             total += torch.where(den > 0, num / den.clamp_min(torch.finfo(x.dtype).tiny), 0)
+    if bad.any():  # one read at the end, of [B] flags the probes computed anyway
+        _raise_non_finite("jacobian_asymmetry", bad.nonzero().squeeze(1))
     return total / probes
 
 
@@ -392,6 +396,9 @@ def lanczos_edges(
             Q[:, j + 1] = torch.where(
                 size.view(-1, 1) > j + 1, w / b.clamp_min(1e-300).view(-1, 1), 0
             )
+    bad = ~torch.isfinite(alpha).all(1) | ~torch.isfinite(beta).all(1)
+    if bad.any():  # the read before the per-image eigenproblems, which sync anyway
+        _raise_non_finite("lanczos_edges", bad.nonzero().squeeze(1))
     smallest, largest = [], []
     ritz = torch.zeros(B, steps, dtype=torch.float64)
     for i in range(B):  # the small tridiagonal eigenproblems, one per image
@@ -411,6 +418,8 @@ def lanczos_edges(
         with nvtx_range("pnpfast/lanczos_edges/differentiable"):
             jv = torch.func.jvp(_bind(D, sigma), (x,), (vector,))[1]
             norm = (vector * jv).flatten(1).sum(1).abs()
+        if not torch.isfinite(norm.detach()).all():
+            _raise_non_finite("lanczos_edges", (~torch.isfinite(norm.detach())).nonzero()[:, 0])
     return LanczosEdges(smallest=smallest, largest=largest, norm=norm, steps=size, vector=vector)
 
 
@@ -431,8 +440,11 @@ def residual_lipschitz(
     def residual(z, *s):
         return z - D(z, *s)
 
-    if method == "power":
-        return spectral_norm(residual, x, sigma, **options)
-    if method == "lanczos":
+    if method not in ("power", "lanczos"):
+        raise ValueError(f"residual_lipschitz: method must be 'power' or 'lanczos', not {method!r}")
+    try:
+        if method == "power":
+            return spectral_norm(residual, x, sigma, **options)
         return lanczos_edges(residual, x, sigma, **options)
-    raise ValueError(f"residual_lipschitz: method must be 'power' or 'lanczos', not {method!r}")
+    except FloatingPointError as e:
+        raise FloatingPointError(f"residual_lipschitz: {e}") from e

@@ -340,3 +340,88 @@ def test_lanczos_errors_name_the_argument():
         lanczos_edges(net, x * float("inf"), 0.1)
     with pytest.raises(ValueError, match="method must be 'power' or 'lanczos'"):
         residual_lipschitz(net, x, 0.1, method="svd")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_converged_means_within_the_bound_on_gaussian_smoothing(dtype, symmetric):
+    """Issue 17: a relative change of 1e-3 reported converged=True at 0.984 where the norm is 1
+    (Gaussian smoothing, 16x16: the DC mode, T(0) = 1, many frequencies just under it). With
+    the defaults, the norm lies within error_bound of the estimate, and converged says that
+    bound is within tol."""
+    D = GaussianSmoothing()
+    g = torch.Generator().manual_seed(14)
+    x = torch.rand(4, 1, 16, 16, generator=g, dtype=F64).to(dtype)
+    sigma = torch.tensor([5, 15, 25, 50], dtype=dtype) / 255
+    r = spectral_norm(D, x, sigma, symmetric=symmetric)
+    T = D.transfer(16, 16, sigma.double(), x.double()).abs().flatten(1)  # the singular values
+    exact = T.max(1).values
+    assert_close(exact, torch.ones(4, dtype=F64), rtol=1e-12, atol=0, what="T(0) = 1")
+    slack = 1e-6 if dtype == torch.float32 else 1e-12  # the bound's own rounding
+    est, bound = r.norm.double(), r.error_bound.double()
+    # always: a singular value within the bound, the estimate under the top
+    dist = (T - est.view(-1, 1)).abs().min(1).values
+    assert (dist <= bound + slack).all(), (r.norm, r.error_bound)
+    assert (est <= exact + slack).all()
+    assert (r.converged == (r.error_bound <= 1e-3 * r.norm)).all()
+    # here, converged also means within the bound (and tol) of the top: never 0.984 again
+    err = (est - exact).abs()
+    assert r.converged.any() and not r.converged.all()  # low noise: the top is clustered
+    assert (err[r.converged] <= bound[r.converged] + slack).all(), (r.norm, r.converged)
+    assert (err[r.converged] <= 1e-3 + slack).all()
+
+
+def test_bound_holds_on_clustered_dense_spectra():
+    """Symmetric PSD matrices with a clustered top and dense non-symmetric matrices: an
+    eigenvalue (singular value) of the matrix lies within error_bound of every estimate, the
+    estimate is under the top, and converged images are within tol of a singular value."""
+    g = torch.Generator().manual_seed(15)
+    lam = torch.rand(3, 40, generator=g, dtype=F64) * 0.5
+    lam[0, :5] = torch.tensor([1.0, 0.999, 0.998, 0.995, 0.99], dtype=F64)
+    lam[1, :2] = torch.tensor([2.0, 1.9], dtype=F64)
+    lam[2] *= 0.5
+    lam[2, :3] = torch.tensor([0.3, 0.3, 0.3], dtype=F64)  # a repeated top
+    f = symmetric_batch(lam)
+    x = torch.zeros(3, 40, dtype=F64)
+    for symmetric in (False, True):
+        for iters, tol in [(5, 1e-3), (50, 1e-3), (400, 1e-8)]:
+            r = spectral_norm(f, x, iters=iters, tol=tol, symmetric=symmetric, compact=False)
+            dist = (lam - r.norm.view(-1, 1)).abs().min(1).values
+            assert (dist <= r.error_bound * (1 + 1e-9) + 1e-14).all(), (dist, r.error_bound)
+            assert (r.norm <= lam.max(1).values * (1 + 1e-12)).all()
+            assert (r.converged == (r.error_bound <= tol * r.norm)).all()
+    assert r.converged[1:].all()  # the gap and the repeated top, not the tight cluster
+    R = torch.randn(2, 12, 9, generator=g, dtype=F64)
+    f, _ = matrix_map(R)
+    s = torch.linalg.svdvals(R)
+    for iters in (3, 30, 300):
+        r = spectral_norm(f, torch.zeros(2, 9, dtype=F64), iters=iters, compact=False)
+        dist = (s - r.norm.view(-1, 1)).abs().min(1).values
+        assert (dist <= r.error_bound * (1 + 1e-9) + 1e-14).all(), (dist, r.error_bound)
+
+
+def test_non_finite_jacobians_raise_and_name_the_images():
+    """Issue 17: a NaN or Inf Jacobian product is an error naming the images, never a silent
+    NaN or 0 (jacobian_asymmetry reported 0 for a NaN Jacobian)."""
+    d = torch.ones(3, 1, 6, 6, dtype=F64)
+    d[1, 0, 2, 3] = float("nan")
+    x = torch.rand(3, 1, 6, 6, dtype=F64)
+    f = lambda z: d * z  # noqa: E731
+    for kw in [{}, {"symmetric": True}, {"check_every": 1}, {"iters": 3, "check_every": 8}]:
+        with pytest.raises(FloatingPointError, match=r"spectral_norm: .*images \[1\]"):
+            spectral_norm(f, x, **kw)
+    with pytest.raises(FloatingPointError, match=r"jacobian_asymmetry: .*images \[1\]"):
+        jacobian_asymmetry(f, x)
+    with pytest.raises(FloatingPointError, match=r"lanczos_edges: .*images \[1\]"):
+        lanczos_edges(f, x, steps=4)
+    with pytest.raises(FloatingPointError, match=r"residual_lipschitz: .*images \[1\]"):
+        residual_lipschitz(lambda z: d * z, x, symmetric=True)
+    with pytest.raises(FloatingPointError, match=r"residual_lipschitz: .*images \[1\]"):
+        residual_lipschitz(lambda z: d * z, x, method="lanczos", steps=4)
+    d[1, 0, 2, 3], d[2, 0, 0, 0] = 1.0, float("inf")
+    with pytest.raises(FloatingPointError, match=r"spectral_norm: .*images \[2\]"):
+        spectral_norm(f, x)
+    with pytest.raises(FloatingPointError, match=r"jacobian_asymmetry: .*images \[2\]"):
+        jacobian_asymmetry(f, x)
+    with pytest.raises(FloatingPointError, match=r"lanczos_edges: .*images \[2\]"):
+        lanczos_edges(f, x, steps=4)
