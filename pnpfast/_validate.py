@@ -85,6 +85,7 @@ def per_image(
             )
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be real, not {value.dtype}")
+        not_empty(name, value)
         t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
         values = t.detach().cpu().tolist() if check_values else []
     elif isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pnpfast
-from pnpfast.operators import Blur, LinearOperator
+from pnpfast.operators import Blur, Inpainting, LinearOperator
 
 K3 = torch.ones(3, 3) / 9
 
@@ -82,6 +82,23 @@ Y_CASES = [
 def test_solve_refuses_bad_y(case, y, match, method):
     with pytest.raises(ValueError, match=match):
         pnpfast.solve(y, Blur(K3), identity, method, sigma=0.01, max_iter=2)
+
+
+def test_inpainting_refuses_meta_mask():
+    with pytest.raises(ValueError, match=r"mask is on the meta device"):
+        Inpainting(torch.ones(8, 8, device="meta"))
+
+
+@pytest.mark.parametrize(
+    "sigma, match",
+    [
+        (torch.full((1,), 0.1, device="meta"), r"sigma is on the meta device"),
+        (torch.ones(0), r"sigma must be a float or a tensor of length 1"),
+    ],
+)
+def test_solve_refuses_meta_or_empty_sigma(sigma, match):
+    with pytest.raises(ValueError, match=match):
+        pnpfast.solve(torch.rand(1, 1, 8, 8), Blur(K3), identity, "hqs", sigma=sigma)
 
 
 def test_solve_refuses_meta_x0():

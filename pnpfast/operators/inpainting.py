@@ -51,6 +51,7 @@ class Inpainting(OrthonormalOperator):
             )
         if mask.numel() == 0:
             raise ValueError(f"mask must not be empty, got shape {tuple(mask.shape)}")
+        _validate.not_empty("mask", mask)  # the meta device
         if mask.is_complex():
             raise TypeError(f"mask must be bool, floating or integer, not {mask.dtype}")
         if mask.dtype != torch.bool:
