@@ -233,3 +233,21 @@ def test_1x1_image_hqs_matches_scalar_closed_form():
     # the fixed point of the map is y / c; every step moves x strictly towards it from A^T y
     x = c * y0
     assert abs(float(res.x) - y0 / c) < abs(x - y0 / c)
+
+
+class _ShrinkingNet(torch.nn.Module):
+    """A network whose output loses a border: the wrong shape for a gradient-step denoiser."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3)
+
+    def forward(self, x, sigma):
+        return torch.tanh(self.conv(x))
+
+
+@pytest.mark.parametrize("method", ["gs-pnp", "prox-pnp-pgd", "prox-pnp-drs"])
+def test_gradient_step_network_with_wrong_shape_is_named(method):
+    denoiser = pnpfast.denoisers.GradientStep(_ShrinkingNet())
+    with pytest.raises(ValueError, match=r"the network of GradientStep \(_ShrinkingNet\) returned"):
+        pnpfast.solve(torch.rand(1, 1, 8, 8), Blur(K3), denoiser, method, sigma=0.01, max_iter=2)

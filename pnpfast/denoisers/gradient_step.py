@@ -58,10 +58,20 @@ class GradientStep(Denoiser):
             "network": self.network.config(),
         }
 
+    def _checked(self, n, x: torch.Tensor) -> torch.Tensor:
+        """The network's output n, its form checked against x (metadata only)."""
+        if not isinstance(n, torch.Tensor) or n.shape != x.shape or n.dtype != x.dtype:
+            got = f"shape {tuple(n.shape)}, {n.dtype}" if isinstance(n, torch.Tensor) else type(n)
+            raise ValueError(
+                f"the network of GradientStep ({type(self.network).__name__}) returned {got} "
+                f"for input of shape {tuple(x.shape)}, {x.dtype}: it must return x's shape and dtype"
+            )
+        return n
+
     def potential(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """g_sigma(x) = 1/2 ||x - N_sigma(x)||^2 per image, shape [B]."""
         x, s = self.check_input(x, sigma)
-        return 0.5 * (x - self.network(x, s)).flatten(1).pow(2).sum(1)
+        return 0.5 * (x - self._checked(self.network(x, s), x)).flatten(1).pow(2).sum(1)
 
     def potential_and_gradient(
         self, x: torch.Tensor, sigma: float | torch.Tensor
@@ -69,10 +79,12 @@ class GradientStep(Denoiser):
         """(g_sigma(x) [B], grad g_sigma(x) [B, C, H, W]) from one forward and one backward pass."""
         x, s = self.check_input(x, sigma)
         n, vjp = torch.func.vjp(lambda z: self.network(z, s), x)
+        self._checked(n, x)
         r = x - n
         return 0.5 * r.flatten(1).pow(2).sum(1), r - vjp(r)[0]
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         x, s = self.check_input(x, sigma)
         n, vjp = torch.func.vjp(lambda z: self.network(z, s), x)
+        self._checked(n, x)
         return n + vjp(x - n)[0]
