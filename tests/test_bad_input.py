@@ -161,7 +161,7 @@ PARAM_CASES = [
         "max_backtracks",
         10**6,
         ValueError,
-        r"max_backtracks must be an int in \[0, 1000\]",
+        r"max_backtracks must be an int >= 0 and <= 1000",
     ),
     ("gs-pnp", "max_backtracks", True, ValueError, r"max_backtracks must be an int"),
     ("gs-pnp", "lam", float("inf"), ValueError, r"lam must be finite"),

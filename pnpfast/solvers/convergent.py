@@ -141,7 +141,9 @@ class GSPnP:
         self.eta = _check_scalar("eta", params.eta, 0.0, 1.0)
         n = params.max_backtracks
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_BACKTRACKS:
-            raise ValueError(f"max_backtracks must be an int in [0, {MAX_BACKTRACKS}], not {n!r}")
+            raise ValueError(
+                f"max_backtracks must be an int >= 0 and <= {MAX_BACKTRACKS}, not {n!r}"
+            )
 
     def _objective(self, problem: Problem, x, potential, rows=None) -> torch.Tensor:
         lam = self.lam if rows is None else self.lam[rows]
