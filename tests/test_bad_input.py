@@ -101,6 +101,12 @@ def test_solve_refuses_meta_or_empty_sigma(sigma, match):
         pnpfast.solve(torch.rand(1, 1, 8, 8), Blur(K3), identity, "hqs", sigma=sigma)
 
 
+@pytest.mark.parametrize("case, y, match", Y_CASES[:2], ids=[c[0] for c in Y_CASES[:2]])
+def test_sampler_refuses_empty_or_meta_y(case, y, match):
+    with pytest.raises(ValueError, match=match):
+        pnpfast.solve(y, Inpainting(torch.ones(8, 8)), identity, "implicit-prior", max_iter=2)
+
+
 def test_solve_refuses_meta_x0():
     y = torch.rand(1, 1, 8, 8)
     with pytest.raises(ValueError, match=r"x0 is on the meta device"):

@@ -198,6 +198,8 @@ def _solve_sampler(
     ):
         if value is not None:
             raise TypeError(f"method {SAMPLER!r} does not take {name}: {why}")
+    if isinstance(y, torch.Tensor):  # before the sampler reads y (or loads onto its device)
+        _validate.not_empty("y", y)
     denoiser = _denoiser_for(ImplicitPrior, denoiser, y)
     return implicit_prior.solve_constrained(
         y,
