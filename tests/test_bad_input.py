@@ -226,19 +226,22 @@ def test_blur_edge_sizes_match_direct_sum(size, ksize):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_1x1_image_hqs_matches_scalar_closed_form():
-    # a 1x1 image, kernel [[c]], identity denoiser: each HQS step is the scalar prox
-    # x <- (z + gamma c y) / (1 + gamma c^2) with z = x, a contraction towards y / c
-    c, y0 = 0.5, 0.3
-    y = torch.full((1, 1, 1, 1), y0, dtype=torch.float64)
+@pytest.mark.parametrize("size", [(1, 1), (1, 3), (5, 1)])
+def test_tiny_images_admm_matches_scalar_recursion(size):
+    # a kernel [[c]] and the identity denoiser: each ADMM step is, pixel by pixel, the scalar
+    # prox z <- (z + gamma c y) / (1 + gamma c^2) (u stays 0), from z_0 = A^T y = c y
+    c, gamma, n = 0.5, 2.0, 5
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(1, 1, *size, generator=g, dtype=torch.float64)
+    kernel = torch.tensor([[c]], dtype=torch.float64)
     res = pnpfast.solve(
-        y, Blur(torch.tensor([[c]], dtype=torch.float64)), identity, "hqs", sigma=0.01
+        y, Blur(kernel), identity, "admm", sigma=0.01, gamma=gamma, max_iter=n, tol=0.0
     )
-    assert res.x.shape == (1, 1, 1, 1)
-    assert torch.isfinite(res.x).all()
-    # the fixed point of the map is y / c; every step moves x strictly towards it from A^T y
-    x = c * y0
-    assert abs(float(res.x) - y0 / c) < abs(x - y0 / c)
+    z = c * y.numpy()
+    for _ in range(n):
+        z = (z + gamma * c * y.numpy()) / (1 + gamma * c**2)
+    assert res.x.shape == y.shape
+    np.testing.assert_allclose(res.x.numpy(), z, rtol=1e-12, atol=1e-14)
 
 
 class _ShrinkingNet(torch.nn.Module):
