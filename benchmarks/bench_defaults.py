@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 import quality_deblur
+import report
 
 import pnpfast
 from pnpfast.io import read_image
@@ -177,14 +178,8 @@ def load_crops(
 
 
 def degrade(x: torch.Tensor, kernels: torch.Tensor, noise: float) -> torch.Tensor:
-    """quality_deblur's degradation of a batch: blur, 8-bit rounding, seeded AWGN (float64)."""
-    blurred = torch.round(Blur(kernels)(x) * 255) / 255
-    g = torch.Generator().manual_seed(0)
-    return blurred + noise / 255 * torch.randn(blurred.shape, generator=g, dtype=torch.float64)
-
-
-def channels_of(dataset: str) -> int:
-    return 1 if dataset in ("BSD400", "Set12", "BSD68") else 3
+    """quality_deblur's degradation of a batch with per-image kernels."""
+    return quality_deblur.degrade(x, Blur(kernels), noise)
 
 
 def run_batch(method, denoiser, x, y, kernels, noise, params, solve_kw):
@@ -445,8 +440,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def update_readme(table: str, rows: list[dict]) -> bool:
-    text = README.read_text()
-    if START not in text or END not in text:
+    if START not in README.read_text():
         print(f"README.md has no {START} ... {END} block", file=sys.stderr)
         return False
     rows = latest_report(rows)
@@ -461,10 +455,7 @@ def update_readme(table: str, rows: list[dict]) -> bool:
         f"measured on {'; '.join(devices)}.\n"
     )
     note = "\n" + textwrap.fill(note.strip(), width=100) + "\n"
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{table}\n{note}{END}{tail}")
-    return True
+    return report.update_readme(README, f"{table}\n{note.rstrip()}", start=START, end=END)
 
 
 def parse_ints(text: str) -> list[int]:

@@ -45,6 +45,14 @@ def levin_kernels(size: int = 27) -> tuple[torch.Tensor, list[str]]:
     return torch.stack(kernels), names
 
 
+def degrade(x: torch.Tensor, A, noise: float) -> torch.Tensor:
+    """The degradation of DPIR's deblurring script on a float64 batch: blur by the operator A,
+    round to 8-bit levels, add AWGN of std noise/255 from torch.Generator().manual_seed(0)."""
+    blurred = torch.round(A(x) * 255) / 255
+    g = torch.Generator().manual_seed(0)
+    return blurred + noise / 255 * torch.randn(blurred.shape, generator=g, dtype=torch.float64)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -73,15 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     x = clean.repeat_interleave(n_k, dim=0)  # image-major: (img0,k1..k8), (img1,k1..k8), ...
     k = kernels.repeat(n_img, 1, 1)
     A = pnpfast.operators.Blur(k)
-    blurred = torch.round(A(x) * 255) / 255
     denoiser = pnpfast.denoisers.load(args.denoiser, weights=args.weights, device=args.device)
     env = harness.environment(args.device)
     rows = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for noise in NOISE_LEVELS:
-        g = torch.Generator().manual_seed(0)
-        y = blurred + noise / 255 * torch.randn(blurred.shape, generator=g, dtype=torch.float64)
+        y = degrade(x, A, noise)
         y32, x32 = y.float().to(args.device), x.float().to(args.device)
         start = time.perf_counter()
         with torch.no_grad():

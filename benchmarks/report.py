@@ -130,14 +130,15 @@ def render(rows: list[dict]) -> str:
     return "\n\n".join(sections)
 
 
-def update_readme(path: Path, text: str) -> bool:
-    """Replace what lies between the markers in ``path``; False when they are missing."""
+def update_readme(path: Path, text: str, *, start: str = START, end: str = END) -> bool:
+    """Replace what lies between the markers ``start`` and ``end`` in ``path``; False when they
+    are missing."""
     content = path.read_text() if path.exists() else ""
-    start = content.find(START)
-    end = content.find(END, start + len(START)) if start >= 0 else -1
-    if start < 0 or end < 0:
+    i = content.find(start)
+    j = content.find(end, i + len(start)) if i >= 0 else -1
+    if i < 0 or j < 0:
         return False
-    new = content[: start + len(START)] + "\n" + text + "\n" + content[end:]
+    new = content[: i + len(start)] + "\n" + text + "\n" + content[j:]
     path.write_text(new)
     return True
 

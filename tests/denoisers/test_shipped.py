@@ -10,6 +10,7 @@ import torch
 from pnpfast_test_utils import SHARED_DATA
 
 import pnpfast.denoisers as dn
+from pnpfast.data import astronaut, camera
 from pnpfast.denoisers.catalog import CONVERGENT, DEFAULTS
 from pnpfast.denoisers.shipped import shipped_path
 from pnpfast.io import read_image
@@ -38,13 +39,9 @@ def eval_images(channels: int) -> tuple[str, list[torch.Tensor]]:
     if folder.is_dir():
         images = [read_image(p) for p in sorted(folder.glob("*.png"))]
         return folder.name, images[:4] if channels == 1 else images
-    from skimage import data
-
     if channels == 1:
-        a = torch.from_numpy(data.camera()[128:384, 128:384].copy())[None, None]
-        return "skimage-camera", [a.float() / 255]
-    a = torch.from_numpy(data.astronaut()[128:384, 128:384].copy()).permute(2, 0, 1)[None]
-    return "skimage-astronaut", [a.float() / 255]
+        return "skimage-camera", [camera(256)]
+    return "skimage-astronaut", [astronaut(256)]
 
 
 def mean_psnr(net, images: list[torch.Tensor]) -> float:

@@ -13,10 +13,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from pnpfast_test_utils import SHARED_DATA
+from pnpfast_test_utils import SHARED_DATA, load_benchmark
 
 import pnpfast
-from pnpfast.io import read_image
 from pnpfast.operators import Blur
 
 pytestmark = [
@@ -26,23 +25,9 @@ pytestmark = [
     ),
 ]
 
-# The shipped denoiser each method is meant for (pnpfast.denoisers.load names).
-INTENDED = {
-    "hqs": "conditional",
-    "admm": "conditional",
-    "pgd": "conditional",
-    "fista": "conditional",
-    "red-sd": "conditional",
-    "red-gd": "conditional",
-    "red-fp": "conditional",
-    "red-admm": "conditional",
-    "red-pg": "conditional",
-    "red-apg": "conditional",
-    "red-dpg": "conditional",
-    "gs-pnp": "gradient-step",
-    "prox-pnp-pgd": "proximal",
-    "prox-pnp-drs": "proximal",
-}
+# The benchmark that reports the defaults: its table of intended denoisers and its degradation
+BENCH = load_benchmark("bench_defaults")
+INTENDED = BENCH.INTENDED
 # Iteration caps for the fast test only, where the default is long.
 FAST_CAP = {"gs-pnp": 60, "prox-pnp-pgd": 60, "prox-pnp-drs": 60}
 
@@ -54,16 +39,12 @@ def test_every_deblurring_method_is_covered():
 
 def _problem(path, crop: int, noise_255: float, kernel: int = 1):
     """quality_deblur's degradation of a centre crop: blur, 8-bit rounding, seeded AWGN."""
-    x = read_image(path).double()
-    h, w = x.shape[-2:]
-    x = x[..., (h - crop) // 2 : (h + crop) // 2, (w - crop) // 2 : (w + crop) // 2]
+    x = BENCH._centre(path, crop)
     k = torch.from_numpy(
         np.load(SHARED_DATA / "kernels" / "levin09" / f"levin09_k{kernel}.npy")
     ).double()
     A = Blur(k)
-    g = torch.Generator().manual_seed(0)
-    y = torch.round(A(x) * 255) / 255
-    y = y + noise_255 / 255 * torch.randn(y.shape, generator=g, dtype=torch.float64)
+    y = BENCH.quality_deblur.degrade(x, A, noise_255)
     return A, x.float(), y.float()
 
 

@@ -71,10 +71,6 @@ def measure(A) -> tuple[torch.Tensor, torch.Tensor]:
     return x, clean + SIGMA * torch.randn(clean.shape, generator=g, dtype=F64)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return -10 * torch.log10((a - b).pow(2).flatten(1).mean(1))
-
-
 def run(method: str, A, y: torch.Tensor, **kw) -> pnpfast.Result:
     P = BlockProjection()
     if method == SAMPLER:
@@ -114,7 +110,7 @@ def test_every_operator_with_every_method(op, method):
     res = run(method, A, y)
     assert res.x.shape == x.shape and res.x.dtype == x.dtype
     assert torch.isfinite(res.x).all()
-    gain = psnr(res.x, x) - psnr(A.adjoint(y), x)
+    gain = pnpfast.metrics.psnr(res.x, x) - pnpfast.metrics.psnr(A.adjoint(y), x)
     assert (gain > GAIN_DB).all(), f"PSNR gain over A^T y per image: {gain.tolist()} dB"
 
 
