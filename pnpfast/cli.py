@@ -43,8 +43,6 @@ __all__ = ["main", "motion_kernel"]
 PROG = "pnpfast"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-DEMO_KERNEL_SIZE = MOTION_SIZE
-DEMO_KERNEL_ANGLE = MOTION_ANGLE
 DEMO_SEED = 0
 
 
@@ -98,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         help="deblur a built-in image and report PSNR, SSIM and time",
         description=(
             "Blur the astronaut image bundled with scikit-image (centre crop) with a built-in "
-            f"{DEMO_KERNEL_SIZE}x{DEMO_KERNEL_SIZE} motion kernel at {DEMO_KERNEL_ANGLE:g} "
+            f"{MOTION_SIZE}x{MOTION_SIZE} motion kernel at {MOTION_ANGLE:g} "
             f"degrees, add Gaussian noise (seed {DEMO_SEED}), restore it with HQS and the "
             "default denoiser, and write input.png, degraded.png, restored.png and "
             "comparison.png. Needs no network and no files."
@@ -424,7 +422,7 @@ def _demo(args: argparse.Namespace) -> int:
     x = astronaut(args.size)
 
     sigma = args.noise / 255.0
-    kernel = motion_kernel(DEMO_KERNEL_SIZE, DEMO_KERNEL_ANGLE)
+    kernel = motion_kernel()
     operator = pnpfast.operators.Blur(kernel)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(DEMO_SEED))
     y = operator(x) + sigma * noise
@@ -432,7 +430,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     print(
         f"{PROG} demo: astronaut {args.size}x{args.size} RGB, motion blur "
-        f"{DEMO_KERNEL_SIZE}x{DEMO_KERNEL_SIZE} at {DEMO_KERNEL_ANGLE:g} degrees, "
+        f"{MOTION_SIZE}x{MOTION_SIZE} at {MOTION_ANGLE:g} degrees, "
         f"noise {args.noise:g}/255"
     )
     print(f"restoring with hqs, {args.iters} iterations, the shipped noise-conditional denoiser")

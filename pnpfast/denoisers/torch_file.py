@@ -15,6 +15,9 @@ __all__ = ["check_finite", "load_torch_file"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
+# the bias_free_denoising files pickle their training arguments; allowed once per process
+torch.serialization.add_safe_globals([argparse.Namespace])
+
 
 def _what_is_wrong(path: str) -> tuple[str, bool]:
     """A guess, from the bytes, at why ``torch.load`` could not read ``path``, and whether the
@@ -53,7 +56,6 @@ def load_torch_file(path: str | os.PathLike) -> object:
         raise ValueError(f"weights must be a file, {path} is a directory")
     if os.path.getsize(path) == 0:
         raise ValueError(f"weights {path} is an empty file")
-    torch.serialization.add_safe_globals([argparse.Namespace])
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises anything (KeyError, OSError, ...) on bad bytes

@@ -83,7 +83,7 @@ from pnpfast import _validate
 from pnpfast.denoisers import ByChannels
 from pnpfast.profiling import nvtx_range
 from pnpfast.solvers.engine import Problem
-from pnpfast.solvers.proximal_gradient import lipschitz, step_size
+from pnpfast.solvers.proximal_gradient import step_size
 
 PerImage = float | torch.Tensor
 
@@ -295,10 +295,7 @@ class ProxPnPPGD:
         return (0.5 * problem.sigma).clamp_min(5 / 255)
 
     def _lam(self, problem: Problem) -> torch.Tensor:
-        lam = self.params.lam
-        if lam is None:
-            lam = self.default_lam / lipschitz(problem)
-        return step_size("lam", lam, problem)
+        return step_size("lam", self.params.lam, problem, default=self.default_lam)
 
     def init(self, problem: Problem) -> ProxPGDState:
         _needs_potential(self, problem)

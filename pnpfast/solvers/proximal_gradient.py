@@ -72,12 +72,13 @@ def lipschitz(problem: Problem) -> torch.Tensor:
     return L
 
 
-def step_size(name: str, value, problem: Problem) -> torch.Tensor:
-    """A per-image gradient step on f in (0, 2 / L), L = ||A^T A|| per image (default 1 / L);
-    ValueError naming ``name`` and the images' limits otherwise. Returns [B]."""
+def step_size(name: str, value, problem: Problem, default: float = 1.0) -> torch.Tensor:
+    """A per-image gradient step on f in (0, 2 / L), L = ||A^T A|| per image (None: default / L,
+    default in (0, 2)); ValueError naming ``name`` and the images' limits otherwise. Returns
+    [B]."""
     L = lipschitz(problem)
     if value is None:
-        return 1 / L
+        return default / L
     step = _validate.per_image(name, value, problem.batch, problem.y, positive=True)
     too_big = step * L >= 2
     if bool(too_big.any()):

@@ -523,7 +523,8 @@ def check_run(config: TrainConfig, *, loss: LossFn | None = None, resume: bool =
     resumes from (0 when it starts from scratch).
     """
     config.validate()
-    with torch.random.fork_rng(devices=[]):
+    cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
         run = _prepare(config, loss, resume)
     return int(run.checkpoint["step"]) if run.checkpoint is not None else 0
 
