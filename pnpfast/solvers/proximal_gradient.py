@@ -55,6 +55,18 @@ class PGDParams:
     restart: bool = True
 
 
+def check_restart(restart: object) -> None:
+    """The momentum restart switch of fista and red-apg is a bool; TypeError otherwise."""
+    if not isinstance(restart, bool):
+        raise TypeError(f"restart must be True or False, not {restart!r}")
+
+
+def restarted(t: torch.Tensor, step2: torch.Tensor, prev_step2: torch.Tensor) -> torch.Tensor:
+    """The momentum sequence t [B] with t = 1 where the step grew (step2 > prev_step2, the
+    squared step norms the fused update's sums already hold): no extrapolation next time."""
+    return torch.where(step2 > prev_step2, torch.ones_like(t), t)
+
+
 def lipschitz(problem: Problem) -> torch.Tensor:
     """L = ||A^T A|| per image ([B]), checked > 0 and finite: a step 1 / L on a degenerate
     operator (A x = 0 for those images, e.g. an all-zero kernel) would be infinite, so the error
@@ -112,8 +124,7 @@ class PGD:
     default_tol = 1e-4
 
     def __init__(self, params: PGDParams, max_iter: int):
-        if not isinstance(params.restart, bool):
-            raise TypeError(f"restart must be True or False, not {params.restart!r}")
+        check_restart(params.restart)
         self.params = params
 
     sigma_d_min = 7.65 / 255  # the floor of the default sigma_d
@@ -160,5 +171,5 @@ class FISTA(PGD):
         )
         step2 = sums[:, 1]
         if self.params.restart:
-            t_next = torch.where(step2 > state.step2, torch.ones_like(t_next), t_next)
+            t_next = restarted(t_next, step2, state.step2)
         return FISTAState(x=z, v=v, t=t_next, rel_change=rel_change_from_sums(sums), step2=step2)

@@ -74,6 +74,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
+from pnpfast.solvers.proximal_gradient import check_restart, restarted
 from pnpfast.solvers.splitting import SIGMA_FLOOR
 
 #: each inner step is a denoiser call; the papers use 1 to a few
@@ -146,9 +147,7 @@ class _RED:
     default_tol = 1e-4
 
     def __init__(self, params, max_iter: int):
-        restart = getattr(params, "restart", False)
-        if not isinstance(restart, bool):
-            raise TypeError(f"restart must be True or False, not {restart!r}")
+        check_restart(getattr(params, "restart", False))  # red-pg and red-apg have it
         self.params = params
         self.max_iter = max_iter
 
@@ -372,9 +371,8 @@ class REDPG(_RED):
             z, sums = pnp_update(x, x, state.x, x, _coef(1 + m, 0, -m, 0, m), backend=backend)
             f = problem.denoise(z, self.sigma_d)
             v, _ = pnp_update(f, z, None, None, self.v_coefs[k + 1], backend=backend)
-            if getattr(self.params, "restart", False):
-                # the step grew: the next extrapolation starts without momentum
-                t = torch.where(sums[:, 1] > state.step2, torch.ones_like(t), t)
+            if self.params.restart:
+                t = restarted(t, sums[:, 1], state.step2)
         else:
             f = problem.denoise(x, self.sigma_d)
             v, sums = pnp_update(f, x, state.x, x, self.v_coefs[k + 1], backend=backend)
