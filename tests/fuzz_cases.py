@@ -70,7 +70,9 @@ def check(case: Bad | Good) -> None:
             assert type(e) is case.error, (
                 f"expected {case.error.__name__}, got {type(e).__name__}: {e}"
             )
-            assert re.search(case.match, str(e)), f"message {str(e)!r} does not match {case.match!r}"
+            assert re.search(case.match, str(e)), (
+                f"message {str(e)!r} does not match {case.match!r}"
+            )
             return
         pytest.fail(f"no error raised; the call returned {_describe(out)}")
     got, want = case.call(), case.oracle()
@@ -94,7 +96,9 @@ def _close(got, want, atol: float) -> None:
 
 def _describe(out) -> str:
     if isinstance(out, torch.Tensor):
-        finite = bool(torch.isfinite(out).all()) if out.numel() and out.device.type != "meta" else None
+        finite = (
+            bool(torch.isfinite(out).all()) if out.numel() and out.device.type != "meta" else None
+        )
         return f"a tensor of shape {tuple(out.shape)}, all finite: {finite}"
     return repr(out)[:200]
 
