@@ -88,7 +88,7 @@ def _close(got, want, atol: float) -> None:
         assert err <= atol, f"max abs error {err:.3g} > {atol:.3g}"
     elif isinstance(want, (tuple, list)):
         assert len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             _close(g, w, atol)
     else:
         assert abs(float(got) - float(want)) <= atol, f"{got} != {want} (atol {atol})"
