@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pnpfast._atomic import atomic_open
+from pnpfast._validate import not_empty
 
 __all__ = [
     "ImageReadError",
@@ -42,6 +43,13 @@ class KernelReadError(ValueError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"cannot read kernel {self.path}: {reason}")
+
+
+def _path(name: str, path) -> Path:
+    """``path`` as a Path; TypeError naming the argument for anything but a str or PathLike."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, not {type(path).__name__}")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,10 +96,12 @@ def read_image(path: PathLike) -> torch.Tensor:
         [1, C, H, W] float32 tensor in [0, 1].
 
     Raises:
-        ImageReadError: the file is missing, is not an image, is truncated or corrupt.
+        ImageReadError: the file is missing, empty, is not an image, is truncated or corrupt.
+        TypeError: ``path`` is not a str or os.PathLike.
     """
     from PIL import Image, UnidentifiedImageError
 
+    _path("path", path)
     try:
         with Image.open(path) as img:
             img.load()
@@ -103,8 +113,10 @@ def read_image(path: PathLike) -> torch.Tensor:
     except IsADirectoryError:
         raise ImageReadError(path, "is a directory") from None
     except UnidentifiedImageError:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "the file is empty") from None
         raise ImageReadError(
-            path, "not an image file, or a format Pillow cannot identify"
+            path, "not an image file, or a format Pillow cannot identify (or a damaged header)"
         ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
@@ -123,10 +135,18 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
     Args:
         path: output file; its folder must exist.
         x: [1, C, H, W] or [C, H, W] floating tensor (any device), C = 1 or 3, finite.
+
+    Raises:
+        TypeError: ``path`` or ``x`` of the wrong type or dtype.
+        ValueError: a bad shape, NaN or Inf, or an extension Pillow cannot write.
+        FileNotFoundError, NotADirectoryError, IsADirectoryError: the folder is missing or
+            ``path`` is a folder (named in the message).
+        OSError: an image the format cannot hold (path and format named), or an error of the
+            file system.
     """
     from PIL import Image
 
-    path = Path(path)
+    path = _path("path", path)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor of shape [1, C, H, W], not {type(x).__name__}")
     if x.dim() == 4:
@@ -139,17 +159,45 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
         )
     if not x.is_floating_point():
         raise TypeError(f"x must be floating point on the [0, 1] scale, not {x.dtype}")
+    not_empty("x", x)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or Inf")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the image format of {path} from its extension")
+        raise ValueError(
+            f"cannot tell the image format of {path} from its extension; use .png, .jpg, .tif "
+            "or .bmp"
+        )
+    Image.init()
+    if fmt not in Image.SAVE:
+        raise ValueError(f"cannot write {path}: Pillow reads {fmt} files but cannot write them")
+    _check_folder(path)
 
     pixels = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * 255.0).round()
     a = pixels.to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, C]
     img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
     with atomic_open(path) as f:
-        img.save(f, format=fmt)
+        try:
+            img.save(f, format=fmt)
+        except OSError as exc:
+            if exc.errno is not None:  # from the file system (disk full, permissions): as it is
+                raise
+            # Pillow's encoders raise a bare OSError (no path) for an image the format cannot
+            # hold, or for a format whose writer is not installed
+            raise OSError(
+                f"cannot write {path} as {fmt}: {exc}; PNG holds any gray or RGB image"
+            ) from exc
+
+
+def _check_folder(path: Path) -> None:
+    """The folder of ``path`` exists and ``path`` is not itself a folder (errors naming both)."""
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    if not folder.exists():
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
@@ -159,22 +207,32 @@ def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
     different heights are aligned at the top and padded below with white (1.0).
 
     Args:
-        images: non-empty list of [1, C, H_i, W_i] tensors, C = 1 or 3, on one device.
+        images: non-empty list of [1, C, H_i, W_i] floating tensors, C = 1 or 3, on one device.
         gap: width of the white separators in pixels (default 4).
 
     Returns:
         [1, C, max H_i, sum W_i + gap (n - 1)] tensor with the dtype of the first image.
     """
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(
+            f"images must be a list of [1, C, H, W] tensors, not {type(images).__name__}"
+        )
     if not images:
         raise ValueError("side_by_side needs at least one image")
     if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
         raise ValueError(f"gap must be a non-negative int, got {gap!r}")
     for i, im in enumerate(images):
-        if not isinstance(im, torch.Tensor) or im.dim() != 4 or im.shape[0] != 1:
-            shape = tuple(im.shape) if isinstance(im, torch.Tensor) else type(im).__name__
-            raise ValueError(f"images[{i}] must be a [1, C, H, W] tensor, got {shape}")
+        if not isinstance(im, torch.Tensor):
+            raise TypeError(f"images[{i}] must be a [1, C, H, W] tensor, not {type(im).__name__}")
+        if im.dim() != 4 or im.shape[0] != 1:
+            raise ValueError(f"images[{i}] must be a [1, C, H, W] tensor, got {tuple(im.shape)}")
         if im.shape[1] not in (1, 3):
             raise ValueError(f"images[{i}] must have 1 or 3 channels, got {im.shape[1]}")
+        if not im.is_floating_point():
+            raise TypeError(
+                f"images[{i}] must be floating point on the [0, 1] scale, not {im.dtype}"
+            )
+        not_empty(f"images[{i}]", im)
     first = images[0]
     channels = max(im.shape[1] for im in images)
     height = max(im.shape[2] for im in images)
@@ -214,6 +272,10 @@ def _single(path: PathLike, a: np.ndarray, index: int, what: str) -> np.ndarray:
 
 
 def _kernel_npy(path: PathLike, index: int) -> np.ndarray:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # .npy header, or a .npz (zip)
+        raise KernelReadError(path, "not a .npy file (it does not start with the .npy header)")
     try:
         a = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -373,13 +435,19 @@ def read_kernel(path: PathLike, key: str | None = None, index: int = 0) -> torch
 
     Raises:
         KernelReadError: missing or unreadable file, no kernel in it, NaN or Inf, sum <= 0.
+        TypeError, ValueError: ``path``, ``key`` or ``index`` of the wrong type, a negative
+            ``index``.
     """
+    p = _path("path", path)
+    if key is not None and not isinstance(key, str):
+        raise TypeError(
+            f"key must be a str (a MATLAB variable name) or None, not {type(key).__name__}"
+        )
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise TypeError(f"index must be an int, not {type(index).__name__}")
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     index = int(index)
-    p = Path(path)
     ext = p.suffix.lower()
     if key is not None and ext != ".mat":
         raise KernelReadError(path, "key names a MATLAB variable and applies to .mat files only")
