@@ -60,13 +60,24 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """A file object whose content replaces ``path`` when the ``with`` body ends without error.
 
     ``mode``: ``"wb"`` (bytes) or ``"w"`` (text, UTF-8). The folder of ``path`` must exist.
-    Errors: ValueError for another mode; OSError from the file system (the temporary file is
-    removed); any exception of the body, after removing the temporary file.
+    Errors: ValueError for another mode; FileNotFoundError, NotADirectoryError or
+    IsADirectoryError naming ``path`` when its folder is missing or a file, or ``path`` is a
+    folder; OSError from the file system (the temporary file is removed); any exception of the
+    body, after removing the temporary file.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
     path = Path(path)
     folder = path.parent
+    # said up front: otherwise the error would name the temporary file, not ``path``
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    if not folder.exists():
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
     fd, tmp = _temporary(folder, path.name)
     try:
         encoding = "utf-8" if mode == "w" else None

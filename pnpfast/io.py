@@ -171,7 +171,6 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
     Image.init()
     if fmt not in Image.SAVE:
         raise ValueError(f"cannot write {path}: Pillow reads {fmt} files but cannot write them")
-    _check_folder(path)
 
     pixels = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * 255.0).round()
     a = pixels.to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, C]
@@ -187,17 +186,6 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
             raise OSError(
                 f"cannot write {path} as {fmt}: {exc}; PNG holds any gray or RGB image"
             ) from exc
-
-
-def _check_folder(path: Path) -> None:
-    """The folder of ``path`` exists and ``path`` is not itself a folder (errors naming both)."""
-    folder = path.parent
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder")
-    if not folder.exists():
-        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
