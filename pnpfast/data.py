@@ -9,13 +9,17 @@ make a degraded image anywhere pnpfast is installed:
 """
 
 import math
+import numbers
 
 import torch
 
-__all__ = ["MOTION_ANGLE", "MOTION_SIZE", "astronaut", "camera", "motion_kernel"]
+__all__ = ["MOTION_ANGLE", "MOTION_SIZE", "MOTION_SIZE_MAX", "astronaut", "camera", "motion_kernel"]
 
 MOTION_SIZE = 15
 MOTION_ANGLE = 30.0
+# the largest motion_kernel: 1001 pixels of motion is far beyond any blur a PnP solver restores,
+# and a bound keeps a typo (10**6) from allocating a terabyte
+MOTION_SIZE_MAX = 1001
 
 
 def _centre_crop(pixels, size: int | None, name: str) -> torch.Tensor:
@@ -27,13 +31,14 @@ def _centre_crop(pixels, size: int | None, name: str) -> torch.Tensor:
     if size is not None:
         if (
             isinstance(size, bool)
-            or not isinstance(size, int)
+            or not isinstance(size, numbers.Integral)
             or not 1 <= size <= min(height, width)
         ):
             raise ValueError(
                 f"size must be an int in 1..{min(height, width)} (the side of the centre crop of "
                 f"the {height}x{width} {name} image) or None for the whole image, got {size!r}"
             )
+        size = int(size)
         top, left = (height - size) // 2, (width - size) // 2
         image = image[top : top + size, left : left + size]
     return (image.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0).contiguous()
@@ -77,15 +82,25 @@ def motion_kernel(size: int = MOTION_SIZE, angle: float = MOTION_ANGLE) -> torch
     deterministic and needs no file; the demo uses the defaults, 15x15 at 30 degrees.
 
     Args:
-        size: odd side of the square kernel, at least 3 (default 15).
-        angle: direction of the motion in degrees (default 30).
+        size: odd side of the square kernel, 3..1001 (default 15).
+        angle: direction of the motion in degrees, finite (default 30).
 
     Returns:
         [size, size] float32 tensor, non-negative, summing to 1, symmetric under 180-degree
         rotation.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
-        raise ValueError(f"size must be an odd int >= 3, got {size!r}")
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, numbers.Integral)
+        or not 3 <= size <= MOTION_SIZE_MAX
+        or size % 2 == 0
+    ):
+        raise ValueError(f"size must be an odd int in 3..{MOTION_SIZE_MAX}, got {size!r}")
+    size = int(size)
+    if isinstance(angle, bool) or not isinstance(angle, numbers.Real):
+        raise TypeError(f"angle must be a number of degrees, not {type(angle).__name__}")
+    if not math.isfinite(angle):
+        raise ValueError(f"angle must be finite, got {angle}")
     theta = math.radians(angle)
     half = (size - 1) / 2
     coords = torch.arange(size, dtype=torch.float64) - half
