@@ -5,6 +5,8 @@ noise) comes from one ``torch.Generator`` whose state is part of the checkpoint,
 run draws exactly the batches an uninterrupted one would.
 """
 
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".pp
 _LUMA = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _count(name: str, value, minimum: int = 1) -> int:
+    """An int >= minimum (numpy integers too); ValueError naming ``name`` otherwise."""
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """[..., 3, H, W] RGB -> [..., 1, H, W] luma with MATLAB's rgb2gray weights."""
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -48,8 +61,12 @@ class ImageFolder:
     def __init__(
         self, root: str | os.PathLike, channels: int, *, min_size: int = 1, what: str = "folder"
     ) -> None:
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (gray) or 3 (color), got {channels}")
+        if isinstance(channels, bool) or channels not in (1, 3) or not _is_int(channels):
+            raise ValueError(f"channels must be 1 (gray) or 3 (color), got {channels!r}")
+        if not _is_int(min_size) or min_size < 1:
+            raise ValueError(f"min_size must be an int >= 1, got {min_size!r}")
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a str or os.PathLike, not {type(root).__name__}")
         self.root = Path(root)
         if not self.root.exists():
             raise FileNotFoundError(f"{what} {self.root} does not exist")
@@ -101,6 +118,13 @@ class NoiseModel:
     high: float
 
     def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            setattr(self, name, float(value))
         if not 0 <= self.low <= self.high:
             raise ValueError(
                 f"noise range must satisfy 0 <= low <= high, got [{self.low}, {self.high}]"
@@ -151,10 +175,16 @@ class PatchSampler:
         seed: int = 0,
         augment: bool = True,
     ) -> None:
-        if patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {patch_size}")
-        if patches_per_image < 1:
-            raise ValueError(f"patches_per_image must be >= 1, got {patches_per_image}")
+        if not isinstance(folder, ImageFolder):
+            raise TypeError(f"folder must be an ImageFolder, not {type(folder).__name__}")
+        if not isinstance(noise, NoiseModel):
+            raise TypeError(f"noise must be a NoiseModel, not {type(noise).__name__}")
+        patch_size = _count("patch_size", patch_size)
+        patches_per_image = _count("patches_per_image", patches_per_image)
+        if not _is_int(seed) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an int in 0..2**63 - 1, got {seed!r}")
+        if not isinstance(augment, bool):
+            raise TypeError(f"augment must be True or False, not {augment!r}")
         small = [
             p.name
             for p, x in zip(folder.paths, folder.images, strict=True)
@@ -170,7 +200,7 @@ class PatchSampler:
         self.patches_per_image = patches_per_image
         self.noise = noise
         self.augment = augment
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(int(seed))
         self.epoch = 0
         self.order = self._new_order()
         self.position = 0
@@ -195,6 +225,7 @@ class PatchSampler:
         return patch
 
     def next_batch(self, batch_size: int) -> Batch:
+        batch_size = _count("batch_size", batch_size)
         patches = []
         for _ in range(batch_size):
             if self.position == len(self.order):
@@ -216,6 +247,12 @@ class PatchSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        keys = ("generator", "epoch", "order", "position")
+        missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(
+                f"state must be a dict from PatchSampler.state_dict; it lacks {', '.join(missing)}"
+            )
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.order = state["order"].clone()

@@ -11,6 +11,8 @@ Register a new mode with ``register_loss(name, factory)``; ``TrainConfig(loss=na
 loss_options={...})`` then builds it as ``factory(**loss_options)``.
 """
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -28,6 +30,13 @@ __all__ = [
 ]
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict]]
+
+
+def _real(name: str, value) -> bool:
+    """Whether ``value`` is finite; TypeError naming ``name`` when it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    return math.isfinite(value)
 
 
 class MSELoss(torch.nn.Module):
@@ -55,10 +64,9 @@ class NoiseWeightedMSELoss(torch.nn.Module):
 
     def __init__(self, sigma_ref: float = 25 / 255, sigma_floor: float = 2 / 255):
         super().__init__()
-        if not sigma_ref > 0 or not sigma_floor > 0:
-            raise ValueError(
-                f"sigma_ref and sigma_floor must be > 0, not {sigma_ref!r} and {sigma_floor!r}"
-            )
+        for name, value in (("sigma_ref", sigma_ref), ("sigma_floor", sigma_floor)):
+            if not (_real(name, value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
         self.sigma_ref = float(sigma_ref)
         self.sigma_floor = float(sigma_floor)
 
@@ -99,11 +107,19 @@ class SpectralPenaltyLoss(torch.nn.Module):
         method: str = "power",
     ):
         super().__init__()
-        if not weight >= 0 or not 0 <= eps < 1 or not int(iters) >= 1:
+        if isinstance(iters, bool) or not isinstance(iters, numbers.Integral):
+            raise TypeError(f"iters must be an int, not {type(iters).__name__}")
+        if (
+            not (_real("weight", weight) and weight >= 0)
+            or not (_real("eps", eps) and 0 <= eps < 1)
+            or iters < 1
+        ):
             raise ValueError(
-                f"weight must be >= 0, eps in [0, 1) and iters >= 1; got {weight!r}, {eps!r}, "
-                f"{iters!r}"
+                f"weight must be finite and >= 0, eps in [0, 1) and iters >= 1; got {weight!r}, "
+                f"{eps!r}, {iters!r}"
             )
+        if not isinstance(symmetric, bool):
+            raise TypeError(f"symmetric must be True or False, not {symmetric!r}")
         if method not in ("power", "lanczos") or (method == "lanczos" and not symmetric):
             raise ValueError(
                 f"method must be 'power' or 'lanczos' (lanczos needs symmetric=True); got "
@@ -173,8 +189,17 @@ class RegulariserGradientLoss(torch.nn.Module):
         super().__init__()
         from pnpfast.denoisers.architectures import build
 
-        if not lam > 0 or not sigma_max > 0:
-            raise ValueError(f"lam and sigma_max must be > 0, got {lam!r} and {sigma_max!r}")
+        if not (_real("lam", lam) and lam > 0) or not (
+            _real("sigma_max", sigma_max) and sigma_max > 0
+        ):
+            raise ValueError(
+                f"lam and sigma_max must be > 0 and finite, got {lam!r} and {sigma_max!r}"
+            )
+        if not isinstance(network, dict):
+            raise TypeError(
+                f"network must be a build config dict (e.g. {{'arch': 'drunet', ...}}), not "
+                f"{type(network).__name__}"
+            )
         self.G = build(network)
         self.lam, self.sigma_max, self.detach = float(lam), float(sigma_max), bool(detach)
         self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
@@ -210,7 +235,17 @@ LOSSES: dict[str, Callable[..., LossFn]] = {
 
 
 def register_loss(name: str, factory: Callable[..., LossFn]) -> None:
-    """Make ``factory`` available as ``TrainConfig(loss=name)``; a taken name raises ValueError."""
+    """Make ``factory`` available as ``TrainConfig(loss=name)``; a taken name raises ValueError,
+    a name that is not a non-empty str or a factory that is not callable TypeError/ValueError."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name.strip() or name != name.strip():
+        raise ValueError(f"name must be non-empty, without surrounding spaces, got {name!r}")
+    if not callable(factory):
+        raise TypeError(
+            f"factory must be callable (a loss class or a function returning a loss), not "
+            f"{type(factory).__name__}"
+        )
     if name in LOSSES:
         raise ValueError(f"a loss named {name!r} is already registered")
     LOSSES[name] = factory
