@@ -35,7 +35,7 @@ from pnpfast.io import (
     write_image,
 )
 from pnpfast.metrics import psnr, ssim
-from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, check_run, default_arch, train
+from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, default_arch, train
 from pnpfast.train.recipes import RECIPES, recipe_settings
 
 __all__ = ["main", "motion_kernel"]
@@ -543,25 +543,30 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        cfg = _train_config(args)
-        resume_step = check_run(cfg, resume=not args.fresh)
-    except (ValueError, TypeError) as exc:  # the library's message, with the flag it concerns
+    def usage(exc: Exception) -> int:  # the library's message, with the flag it concerns
         flag = _FLAG_OF.get(getattr(exc, "field", None))
         return _usage_error("train", f"{flag}: {exc}" if flag else str(exc))
-    error = _make_folder(args.out)
-    if error:
-        return _usage_error("train", error)
 
-    low, high = (round(s * 255, 2) for s in cfg.sigma)
-    arch = ", ".join(f"{k}={v}" for k, v in cfg.arch.items() if k != "arch")
-    print(
-        f"{PROG} train: {cfg.arch['arch']} ({arch or 'defaults'}), "
-        f"{'gray' if cfg.channels == 1 else 'color'}, sigma [{low:g}, {high:g}]/255, "
-        f"{cfg.steps} steps of {cfg.batch_size} patches {cfg.patch_size}x{cfg.patch_size}"
-    )
-    if resume_step:
-        print(f"resuming from step {resume_step} (checkpoint in {args.out})")
+    try:
+        cfg = _train_config(args)
+    except (ValueError, TypeError) as exc:
+        return usage(exc)
+    ready = False
+
+    def summary(resume_step: int) -> None:
+        # called by train once every check has passed, before it writes anything
+        nonlocal ready
+        ready = True
+        low, high = (round(s * 255, 2) for s in cfg.sigma)
+        arch = ", ".join(f"{k}={v}" for k, v in cfg.arch.items() if k != "arch")
+        print(
+            f"{PROG} train: {cfg.arch['arch']} ({arch or 'defaults'}), "
+            f"{'gray' if cfg.channels == 1 else 'color'}, sigma [{low:g}, {high:g}]/255, "
+            f"{cfg.steps} steps of {cfg.batch_size} patches {cfg.patch_size}x{cfg.patch_size}"
+        )
+        if resume_step:
+            print(f"resuming from step {resume_step} (checkpoint in {args.out})")
+
     started = time.perf_counter()
     try:
         result = train(
@@ -569,8 +574,17 @@ def _train(args: argparse.Namespace) -> int:
             resume=not args.fresh,
             # as deblur: a bar only on a terminal, not in a log file
             progress=not args.no_progress and sys.stderr.isatty(),
+            on_ready=summary,
         )
     except FloatingPointError as exc:
+        print(f"{PROG} train: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, TypeError) as exc:
+        if not ready:  # a setting, a folder or a checkpoint that cannot work: nothing was written
+            return usage(exc)
+        print(f"{PROG} train: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
         print(f"{PROG} train: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     elapsed = time.perf_counter() - started

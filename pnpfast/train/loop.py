@@ -42,6 +42,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def _is_device(name) -> bool:
 
 
 _PATH = (lambda v: isinstance(v, (str, os.PathLike)), "a path")
+_SEED_MAX = 2**63 - 2
 
 
 def _ints(minimum: int) -> tuple:
@@ -184,7 +186,8 @@ _RULES = {
     "clip": _optional(_number(lambda v: v > 0, "a number > 0 (None: no clipping)")),
     "precision": _one_of(PRECISIONS),
     "device": (_is_device, "auto, cpu, cuda or cuda:N"),
-    "seed": _ints(0),
+    # torch seeds are 64-bit; validation draws with seed + 1
+    "seed": (lambda v: _is_int(v, 0) and v <= _SEED_MAX, "an int in 0..2**63 - 2"),
     "loss": (lambda v: isinstance(v, str), "a loss name (pnpfast.train.LOSSES)"),
     "loss_options": (lambda v: isinstance(v, dict), "a dict"),
     "init": _optional(_PATH),
@@ -480,11 +483,34 @@ def _read_checkpoint(cfg: TrainConfig, path: Path) -> dict:
     return ckpt
 
 
+def _check_out_dir(out_dir: str | os.PathLike) -> None:
+    """``out_dir`` is a folder or can be made one: ConfigError when it, or the nearest of its
+    parents that exists, is a file, or when that parent cannot be written."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out_dir", f"out_dir {out} is a file, not a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError("out_dir", f"out_dir {out} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("out_dir", f"out_dir {out} cannot be written: {existing} is read-only")
+
+
+def _checked_config(config) -> TrainConfig:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
+    config.validate()
+    return config
+
+
 def _prepare(cfg: TrainConfig, loss: LossFn | None, resume: bool) -> _Run:
     """Build the network and the loss (the seed set first, as ``train`` needs), read the
     folders and the checkpoint to resume from; ConfigError naming the field of anything that
     cannot work. Writes nothing."""
     device = _checked_device(cfg.device)
+    _check_out_dir(cfg.out_dir)
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be callable as loss(model, batch), not {type(loss).__name__}")
     torch.manual_seed(cfg.seed)
     try:
         model = build(cfg.network_config())
@@ -522,7 +548,7 @@ def check_run(config: TrainConfig, *, loss: LossFn | None = None, resume: bool =
     ``RESUMABLE_FIELDS``). Raises ConfigError naming the field; returns the step the run
     resumes from (0 when it starts from scratch).
     """
-    config.validate()
+    _checked_config(config)
     cuda = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         run = _prepare(config, loss, resume)
@@ -548,6 +574,7 @@ def train(
     loss: LossFn | None = None,
     resume: bool = True,
     progress: bool = True,
+    on_ready: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train the network of ``config`` and return a ``TrainResult``.
 
@@ -555,17 +582,20 @@ def train(
     (``pnpfast.train.losses``). With ``resume`` (default) a ``checkpoint.pt`` in ``out_dir``
     from a run of the same configuration is continued (only the ``RESUMABLE_FIELDS`` may
     differ); ``resume=False`` starts over. ``progress`` shows a progress bar with the loss and
-    the validation PSNR.
+    the validation PSNR. ``on_ready(step)``, when given, is called once every check has passed
+    and before anything is written, with the step the run resumes from (0 from scratch): the
+    command line prints its summary there, so the run is checked and prepared only once.
 
     Everything ``check_run`` checks is checked before anything is written: a ConfigError
     (a ValueError) naming the field, for instance a checkpoint of another configuration.
     FloatingPointError when the loss becomes NaN or Inf.
     """
-    cfg = config
-    cfg.validate()
+    cfg = _checked_config(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = _prepare(cfg, loss, resume)
+    if on_ready is not None:
+        on_ready(int(run.checkpoint["step"]) if run.checkpoint is not None else 0)
     device = run.device
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,22 @@ def test_train_end_to_end_then_resume(gray_dir, tmp_path, capsys):
     assert (out / "model.pt").read_bytes() == model
 
 
+def test_the_run_is_prepared_once(gray_dir, tmp_path, capsys, monkeypatch):
+    """The images and the checkpoint are read once per command (check and train in one pass),
+    also when resuming; the summary is printed before training starts."""
+    import pnpfast.train.loop as loop
+
+    calls = []
+    prepare = loop._prepare
+    monkeypatch.setattr(loop, "_prepare", lambda *a: calls.append(1) or prepare(*a))
+    args = _args(gray_dir, tmp_path / "run", *TINY, "--steps", "2")
+    assert main(args) == 0 and len(calls) == 1
+    assert main([*args[:-1], "3"]) == 2  # steps differ from the checkpoint's: refused, once
+    assert len(calls) == 2 and "--out" in capsys.readouterr().err
+    assert main(args) == 0 and len(calls) == 3
+    assert "resuming from step 2" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("flags", "arch"),
     [
