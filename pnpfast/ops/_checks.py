@@ -1,5 +1,7 @@
 """Input checks shared by the fused ops: clear errors for the public call, reasons for dispatch."""
 
+import math
+
 import torch
 
 REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
@@ -8,6 +10,16 @@ REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float
 def require(condition: bool, message: str, error: type[Exception] = ValueError) -> None:
     if not condition:
         raise error(message)
+
+
+def require_not_meta(op: str, name: str, t: torch.Tensor) -> None:
+    """t holds data (not on the meta device); metadata only, no sync. Fake tensors under
+    torch.compile report the device they stand for, so they pass. Empty tensors are valid
+    input to every fused op (an empty output, like torch ops)."""
+    require(
+        t.device.type != "meta",
+        f"{op}: {name} is on the meta device (it holds no data): move it to cpu or cuda first",
+    )
 
 
 def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]) -> None:
@@ -39,6 +51,7 @@ def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]
     devices = {name: t.device for name, t in named.items()}
     require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
     require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, Wr], got shape {tuple(v_hat.shape)}")
+    require_not_meta(op, "v_hat", v_hat)
     require(
         kty.shape == v_hat.shape,
         f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}",
@@ -62,6 +75,6 @@ def fast_path_check(v_hat, kty, k2, *coeffs) -> str | None:
         return "inputs must be contiguous"
     if v_hat.shape[0] * v_hat.shape[1] > 65535:
         return "more than 65535 image planes in one call"
-    if v_hat[0, 0].numel() * 2 >= 2**31:
+    if math.prod(v_hat.shape[2:]) * 2 >= 2**31:
         return "an image plane with 2**30 or more frequencies"
     return None

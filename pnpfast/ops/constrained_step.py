@@ -42,7 +42,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require
+from pnpfast.ops._checks import require, require_not_meta
 
 FAST_FACTORS = (2, 4, 8)  # the block sizes the fast paths compile for
 
@@ -89,7 +89,30 @@ def constrained_step_reference(
     factor: int = 0,
     projected: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Readable torch: d, sigma and the update of the module docstring."""
+    """Readable torch: d, sigma and the update of the module docstring. Its arguments are
+    checked as ``constrained_step``'s are (metadata only: NaN passes through)."""
+    check_constrained_step_args(
+        denoised,
+        y,
+        h,
+        c,
+        seed,
+        offset,
+        lifted,
+        mask,
+        factor,
+        projected,
+        op="constrained_step_reference",
+    )
+    return _constrained_step_unchecked(
+        denoised, y, h, c, seed, offset, lifted, mask, factor, projected
+    )
+
+
+def _constrained_step_unchecked(
+    denoised, y, h, c, seed, offset, lifted, mask, factor, projected
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # the reference after constrained_step has checked the arguments
     view = (-1, 1, 1, 1)
     d = denoised - y
     if lifted is not None:
@@ -113,10 +136,10 @@ def _projection_kind(lifted, mask, factor, projected) -> int:
 
 
 def check_constrained_step_args(
-    denoised, y, h, c, seed, offset, lifted, mask, factor, projected
+    denoised, y, h, c, seed, offset, lifted, mask, factor, projected, op="constrained_step"
 ) -> None:
-    """Validate the arguments; raise TypeError/ValueError naming the argument."""
-    op = "constrained_step"
+    """Validate the arguments (metadata only: shapes, dtypes, devices, sizes; NaN passes
+    through); raise TypeError/ValueError naming the argument."""
     images = {"denoised": denoised, "y": y, "lifted": lifted, "projected": projected}
     for name, t in {**images, "h": h, "c": c, "mask": mask}.items():
         if t is None and name in ("lifted", "projected", "mask"):
@@ -128,6 +151,7 @@ def check_constrained_step_args(
         TypeError,
     )
     require(y.dim() == 4, f"{op}: y must be [B, C, H, W], got shape {tuple(y.shape)}")
+    require_not_meta(op, "y", y)
     B, _, H, W = y.shape
     for name, t in {**images, "h": h, "c": c, "mask": mask}.items():
         if t is None or name == "y":
@@ -268,7 +292,7 @@ def _constrained_step_fake(denoised, y, h, c, seed, offset, lifted, mask, factor
 
 _op = FusedOp(
     "constrained_step",
-    constrained_step_reference,
+    _constrained_step_unchecked,
     {
         "triton": (_constrained_step_triton, constrained_step_triton_check),
         "cuda": (_constrained_step_cuda, constrained_step_fast_path_check),

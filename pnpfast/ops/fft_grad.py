@@ -23,7 +23,14 @@ from pnpfast.ops._checks import check_spectral_args, fast_path_check
 def fft_grad_reference(
     v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, s: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
-    """Readable torch: (s k2 + t) v_hat - s kty, s and t broadcast per image."""
+    """Readable torch: (s k2 + t) v_hat - s kty, s and t broadcast per image. Its arguments
+    are checked as ``fft_grad``'s are (metadata only: NaN passes through)."""
+    check_spectral_args("fft_grad_reference", v_hat, kty, k2, {"s": s, "t": t})
+    return _fft_grad_unchecked(v_hat, kty, k2, s, t)
+
+
+def _fft_grad_unchecked(v_hat, kty, k2, s, t) -> torch.Tensor:
+    # the reference after fft_grad has checked the arguments
     s = s.view(-1, 1, 1, 1)
     t = t.view(-1, 1, 1, 1)
     return (s * k2 + t) * v_hat - s * kty
@@ -36,6 +43,8 @@ def _fft_grad_triton(
     from pnpfast.kernels.fft_grad import fft_grad_triton
 
     out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
     fft_grad_triton(
         torch.view_as_real(v_hat), torch.view_as_real(kty), k2, s, t, torch.view_as_real(out)
     )
@@ -47,6 +56,8 @@ def _fft_grad_cuda(
     v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, s: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
     out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
     torch.ops.pnpfast_C.fft_grad_out(
         torch.view_as_real(v_hat), torch.view_as_real(kty), k2, s, t, torch.view_as_real(out)
     )
@@ -61,7 +72,7 @@ def _fft_grad_fake(v_hat, kty, k2, s, t):
 
 _op = FusedOp(
     "fft_grad",
-    fft_grad_reference,
+    _fft_grad_unchecked,
     {"triton": (_fft_grad_triton, fast_path_check), "cuda": (_fft_grad_cuda, fast_path_check)},
 )
 

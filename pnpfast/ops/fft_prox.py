@@ -23,7 +23,14 @@ from pnpfast.ops._checks import check_spectral_args, fast_path_check
 def fft_prox_reference(
     v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor
 ) -> torch.Tensor:
-    """Readable torch: (v_hat + gamma kty) / (1 + gamma k2), gamma broadcast per image."""
+    """Readable torch: (v_hat + gamma kty) / (1 + gamma k2), gamma broadcast per image. Its
+    arguments are checked as ``fft_prox``'s are (metadata only: NaN passes through)."""
+    check_spectral_args("fft_prox_reference", v_hat, kty, k2, {"gamma": gamma})
+    return _fft_prox_unchecked(v_hat, kty, k2, gamma)
+
+
+def _fft_prox_unchecked(v_hat, kty, k2, gamma) -> torch.Tensor:
+    # the reference after fft_prox has checked the arguments
     g = gamma.view(-1, 1, 1, 1)
     return (v_hat + g * kty) / (1 + g * k2)
 
@@ -35,6 +42,8 @@ def _fft_prox_triton(
     from pnpfast.kernels.fft_prox import fft_prox_triton
 
     out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
     fft_prox_triton(
         torch.view_as_real(v_hat), torch.view_as_real(kty), k2, gamma, torch.view_as_real(out)
     )
@@ -46,6 +55,8 @@ def _fft_prox_cuda(
     v_hat: torch.Tensor, kty: torch.Tensor, k2: torch.Tensor, gamma: torch.Tensor
 ) -> torch.Tensor:
     out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
     torch.ops.pnpfast_C.fft_prox_out(
         torch.view_as_real(v_hat), torch.view_as_real(kty), k2, gamma, torch.view_as_real(out)
     )
@@ -60,7 +71,7 @@ def _fft_prox_fake(v_hat, kty, k2, gamma):
 
 _op = FusedOp(
     "fft_prox",
-    fft_prox_reference,
+    _fft_prox_unchecked,
     {"triton": (_fft_prox_triton, fast_path_check), "cuda": (_fft_prox_cuda, fast_path_check)},
 )
 

@@ -33,7 +33,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require
+from pnpfast.ops._checks import require, require_not_meta
 
 SUMS = ("residual", "change", "norm")  # the columns of sums
 
@@ -47,6 +47,12 @@ def pnp_update_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Readable torch: the affine combination, then the three per-image sums of squares (a
     missing x or xprev is a zero image)."""
+    check_pnp_update_args(f, z, x, xprev, coef, op="pnp_update_reference")
+    return _pnp_update_unchecked(f, z, x, xprev, coef)
+
+
+def _pnp_update_unchecked(f, z, x, xprev, coef) -> tuple[torch.Tensor, torch.Tensor]:
+    # the reference after pnp_update has checked the arguments
     a, b, c, d = (coef[:, i].view(-1, 1, 1, 1) for i in range(4))
     x0 = x if x is not None else torch.zeros_like(f)
     p0 = xprev if xprev is not None else torch.zeros_like(f)
@@ -57,37 +63,39 @@ def pnp_update_reference(
     return out, torch.stack([residual, change, norm], dim=1)
 
 
-def check_pnp_update_args(f, z, x, xprev, coef) -> None:
-    """Validate the arguments; raise TypeError/ValueError naming the argument."""
+def check_pnp_update_args(f, z, x, xprev, coef, op: str = "pnp_update") -> None:
+    """Validate the arguments (metadata only: shapes, dtypes, devices, sizes; NaN passes
+    through); raise TypeError/ValueError naming the argument."""
     named = {"f": f, "z": z, "x": x, "xprev": xprev, "coef": coef}
     for name, t in named.items():
         if t is None and name in ("x", "xprev"):
             continue
-        require(isinstance(t, torch.Tensor), f"pnp_update: {name} must be a tensor", TypeError)
+        require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
     require(
         f.dtype in (torch.float32, torch.float64),
-        f"pnp_update: f must be float32 or float64, not {f.dtype}",
+        f"{op}: f must be float32 or float64, not {f.dtype}",
         TypeError,
     )
-    require(f.dim() == 4, f"pnp_update: f must be [B, C, H, W], got shape {tuple(f.shape)}")
+    require(f.dim() == 4, f"{op}: f must be [B, C, H, W], got shape {tuple(f.shape)}")
+    require_not_meta(op, "f", f)
     for name, t in named.items():
         if t is None or name == "f":
             continue
         require(
             t.dtype == f.dtype,
-            f"pnp_update: {name} has dtype {t.dtype}, f has {f.dtype}",
+            f"{op}: {name} has dtype {t.dtype}, f has {f.dtype}",
             TypeError,
         )
-        require(t.device == f.device, f"pnp_update: {name} is on {t.device}, f on {f.device}")
+        require(t.device == f.device, f"{op}: {name} is on {t.device}, f on {f.device}")
         if name != "coef":
             require(
                 t.shape == f.shape,
-                f"pnp_update: {name} has shape {tuple(t.shape)}, f has {tuple(f.shape)}",
+                f"{op}: {name} has shape {tuple(t.shape)}, f has {tuple(f.shape)}",
             )
     B = f.shape[0]
     require(
         coef.shape == (B, 4),
-        f"pnp_update: coef must have shape ({B}, 4), got {tuple(coef.shape)}",
+        f"{op}: coef must have shape ({B}, 4), got {tuple(coef.shape)}",
     )
 
 
@@ -147,7 +155,7 @@ def _pnp_update_fake(f, z, x, xprev, coef):
 
 _op = FusedOp(
     "pnp_update",
-    pnp_update_reference,
+    _pnp_update_unchecked,
     {
         "triton": (_pnp_update_triton, pnp_update_triton_check),
         "cuda": (_pnp_update_cuda, pnp_update_fast_path_check),

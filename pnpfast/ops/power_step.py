@@ -38,7 +38,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require
+from pnpfast.ops._checks import require, require_not_meta
 
 STATE = ("estimate", "scale", "active", "steps")  # the columns of state
 
@@ -56,7 +56,14 @@ def initial_state(u: torch.Tensor) -> torch.Tensor:
 def power_step_reference(
     w: torch.Tensor, u: torch.Tensor, state: torch.Tensor, tol: float, gram: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Readable torch: the step of the module docstring."""
+    """Readable torch: the step of the module docstring. Its arguments are checked as
+    ``power_step``'s are (metadata only: NaN passes through)."""
+    check_power_step_args(w, u, state, tol, gram, op="power_step_reference")
+    return _power_step_unchecked(w, u, state, tol, gram)
+
+
+def _power_step_unchecked(w, u, state, tol, gram) -> tuple[torch.Tensor, torch.Tensor]:
+    # the reference after power_step has checked the arguments
     estimate, scale, active, steps = state.unbind(1)
     w2, u2 = w.flatten(1), u.flatten(1)
     dot = (u2 * w2).sum(1)
@@ -83,37 +90,45 @@ def power_step_reference(
     return out, state_next
 
 
-def check_power_step_args(w, u, state, tol, gram) -> None:
-    """Validate the arguments; raise TypeError/ValueError naming the argument."""
+def check_power_step_args(w, u, state, tol, gram, op: str = "power_step") -> None:
+    """Validate the arguments (metadata only: shapes, dtypes, devices, sizes; NaN passes
+    through); raise TypeError/ValueError naming the argument."""
     for name, t in {"w": w, "u": u, "state": state}.items():
-        require(isinstance(t, torch.Tensor), f"power_step: {name} must be a tensor", TypeError)
+        require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
     require(
         u.dtype in (torch.float32, torch.float64),
-        f"power_step: u must be float32 or float64, not {u.dtype}",
+        f"{op}: u must be float32 or float64, not {u.dtype}",
         TypeError,
     )
-    require(u.dim() >= 1, "power_step: u must have a batch dimension")
+    require(
+        u.dim() >= 2,
+        f"{op}: u must be [B, ...] with at least one dimension per image, got shape "
+        f"{tuple(u.shape)}",
+    )
+    require_not_meta(op, "u", u)
     for name, t in {"w": w, "state": state}.items():
         require(
             t.dtype == u.dtype,
-            f"power_step: {name} has dtype {t.dtype}, u has {u.dtype}",
+            f"{op}: {name} has dtype {t.dtype}, u has {u.dtype}",
             TypeError,
         )
-        require(t.device == u.device, f"power_step: {name} is on {t.device}, u on {u.device}")
+        require(t.device == u.device, f"{op}: {name} is on {t.device}, u on {u.device}")
     require(
         w.shape == u.shape,
-        f"power_step: w has shape {tuple(w.shape)}, u has {tuple(u.shape)}",
+        f"{op}: w has shape {tuple(w.shape)}, u has {tuple(u.shape)}",
     )
     B = u.shape[0]
     require(
         state.shape == (B, 4),
-        f"power_step: state must have shape ({B}, 4), got {tuple(state.shape)}",
+        f"{op}: state must have shape ({B}, 4), got {tuple(state.shape)}",
     )
-    require(isinstance(gram, bool), f"power_step: gram must be a bool, not {gram!r}", TypeError)
+    require(isinstance(gram, bool), f"{op}: gram must be a bool, not {gram!r}", TypeError)
     require(
-        isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0,
-        f"power_step: tol must be a finite number >= 0, not {tol!r}",
+        isinstance(tol, (int, float)) and not isinstance(tol, bool),
+        f"{op}: tol must be a float, not {type(tol).__name__}",
+        TypeError,
     )
+    require(math.isfinite(tol) and tol >= 0, f"{op}: tol must be a finite number >= 0, not {tol!r}")
 
 
 def power_step_fast_path_check(w, u, state, tol, gram) -> str | None:
@@ -169,7 +184,7 @@ def _power_step_fake(w, u, state, tol, gram):
 
 _op = FusedOp(
     "power_step",
-    power_step_reference,
+    _power_step_unchecked,
     {
         "triton": (_power_step_triton, power_step_triton_check),
         "cuda": (_power_step_cuda, power_step_fast_path_check),
