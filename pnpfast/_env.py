@@ -1,7 +1,9 @@
 """Every environment variable pnpfast reads, in one place (the README lists them in one table).
 
 PNPFAST_BACKEND     reference | triton | cuda: force one backend for every fused op.
-TRITON_INTERPRET    1: Triton runs on the CPU through its interpreter (tests on a CPU machine).
+TRITON_INTERPRET    1 (or true, yes, on): Triton runs on the CPU through its interpreter (tests
+                    on a CPU machine); 0, false, no, off or empty: it does not. Read as Triton
+                    reads it; any other value is a ValueError naming the variable.
 PNPFAST_BUILD_CUDA  auto | 0 | 1: read by setup.py only, when the CUDA extension is built.
 """
 
@@ -9,6 +11,9 @@ import functools
 import os
 
 BACKEND_NAMES = ("cuda", "triton", "reference")
+# the values Triton's getenv_bool takes (case-insensitive, no surrounding spaces)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 def forced_backend() -> str | None:
@@ -36,4 +41,14 @@ def triton_interpreter() -> bool:
     Read once per process: Triton reads it when its kernels are first defined, so a later
     change would not reach Triton anyway (``pnpfast.dispatch.clear_caches`` forgets it).
     """
-    return os.environ.get("TRITON_INTERPRET", "0").strip() not in {"", "0"}
+    value = os.environ.get("TRITON_INTERPRET", "0")
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    # Triton would read such a value as false; refusing it keeps pnpfast and Triton agreeing
+    # and the caller's intent visible
+    raise ValueError(
+        f"TRITON_INTERPRET must be 1, true, yes or on (run Triton on the CPU) or 0, false, no, "
+        f"off or empty, not {value!r}"
+    )

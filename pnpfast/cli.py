@@ -6,8 +6,9 @@
     pnpfast export runs/cg/best.pt conditional-gray.pt --meta recipe=conditional-gray
     pnpfast backends                             # which fused-op backends run here, and why not
 
-Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written), or the
-training loss of ``train`` diverged; 2 bad arguments (including an unreadable kernel, an unknown
+Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written), the
+training loss of ``train`` diverged, or an unexpected error (one line on stderr, no traceback);
+2 bad arguments (including an unreadable kernel, an unknown
 denoiser, an unavailable device, an unusable training folder or a checkpoint in ``--out`` from
 another configuration).
 """
@@ -44,6 +45,9 @@ PROG = "pnpfast"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 DEMO_SEED = 0
+# far more than any method needs (the slowest default is 300); a typo such as 10**20 is refused
+# here instead of overflowing inside the solver
+MAX_ITERS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +62,14 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _iterations(text: str) -> int:
+    """An argparse type: an iteration count in 1..MAX_ITERS."""
+    value = _positive_int(text)
+    if value > MAX_ITERS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_ITERS} iterations, got {value}")
     return value
 
 
@@ -125,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         help="noise standard deviation on the 0..255 scale (default: 7.65)",
     )
     demo.add_argument(
-        "--iters", type=_positive_int, default=8, metavar="N", help="HQS iterations (default: 8)"
+        "--iters", type=_iterations, default=8, metavar="N", help="HQS iterations (default: 8)"
     )
 
     deblur = sub.add_parser(
@@ -186,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     deblur.add_argument(
         "--iters",
-        type=_positive_int,
+        type=_iterations,
         default=None,
         metavar="N",
         help="iterations (default: the method's own, 8 for hqs)",
@@ -402,6 +414,8 @@ def _usage_error(command: str, message: str) -> int:
 
 def _make_folder(folder: Path) -> str | None:
     """Create folder (and parents); the reason when that is impossible."""
+    if folder.exists() and not folder.is_dir():
+        return f"the output folder {folder} is a file"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -471,8 +485,10 @@ def _deblur(args: argparse.Namespace) -> int:
         by_output[out] = path
     try:
         kernel = read_kernel(args.kernel, key=args.kernel_key, index=args.kernel_index)
-    except (KernelReadError, ValueError, TypeError) as exc:
+    except KernelReadError as exc:
         return _usage_error("deblur", str(exc))
+    except (ValueError, TypeError) as exc:  # read_kernel's check of the index
+        return _usage_error("deblur", f"--kernel-index: {exc}")
     if args.device == "cuda" and not torch.cuda.is_available():
         return _usage_error("deblur", "--device cuda was asked for but CUDA is not available")
     device = torch.device(args.device)
@@ -619,11 +635,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _backends(args: argparse.Namespace) -> int:
-    table = pnpfast.backends()
+    from pnpfast import _env
+
+    try:
+        forced = _env.forced_backend()
+        table = pnpfast.backends()
+    except ValueError as exc:  # an environment variable with a value pnpfast cannot use
+        return _usage_error("backends", str(exc))
     width = max([len("backend"), *(len(name) for name in table)])
     print(f"{'backend':{width}s}  {'available':9s}  reason")
     for name, status in table.items():
         print(f"{name:{width}s}  {'yes' if status.available else 'no':9s}  {status.reason}")
+    if forced:
+        print(f"PNPFAST_BACKEND={forced}: every fused op runs on {forced} or fails")
     return EXIT_OK
 
 
@@ -651,7 +675,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:  # the last resort: one line on stderr, never a traceback
+        print(f"{PROG} {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

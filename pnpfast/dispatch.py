@@ -73,6 +73,13 @@ def clear_caches() -> None:
 
 
 def backend_status(name: str) -> BackendStatus:
+    """Whether backend ``name`` can run here, and why not; TypeError/ValueError for a name
+    that is not one of ``BACKEND_NAMES``."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"backend must be a str, one of {', '.join(_env.BACKEND_NAMES)}, not "
+            f"{type(name).__name__}"
+        )
     if name not in _UNAVAILABLE:
         raise ValueError(f"backend must be one of {', '.join(_env.BACKEND_NAMES)}, not {name!r}")
     err = _UNAVAILABLE[name]()
@@ -153,6 +160,11 @@ class FusedOp:
         explicit = backend if backend is not None else _env.forced_backend()
         devices = _devices(args)
         if explicit is not None:
+            if not isinstance(explicit, str):
+                raise TypeError(
+                    f"backend must be a str, one of {', '.join(_env.BACKEND_NAMES)}, not "
+                    f"{type(explicit).__name__}"
+                )
             if explicit not in _UNAVAILABLE:
                 raise ValueError(
                     f"backend must be one of {', '.join(_env.BACKEND_NAMES)}, not {explicit!r}"

@@ -17,7 +17,14 @@ DOMAIN = "pnpfast"
 
 
 def nvtx_range(name: str) -> AbstractContextManager:
-    """A context manager that marks ``name`` on the NVTX timeline (domain "pnpfast")."""
+    """A context manager that marks ``name`` on the NVTX timeline (domain "pnpfast").
+
+    ``name`` must be a non-empty str (TypeError/ValueError otherwise, with or without nvtx, so
+    a wrong name fails on every machine, not only under a profiler)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError("name must be a non-empty str")
     if _nvtx is None or torch.compiler.is_compiling():
         return nullcontext()  # compiled graphs are marked by the profiler itself
     return _nvtx.annotate(name, domain=DOMAIN)
