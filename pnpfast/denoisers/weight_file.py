@@ -78,13 +78,44 @@ def save_weights(
         raise TypeError(
             f"{type(model).__name__} has no config(); it cannot be saved as a pnpfast file"
         )
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    if meta is not None:
+        _check_meta(meta)
     state = {}
     for key, value in model.state_dict().items():
+        if value.device.type == "meta":
+            raise ValueError(f"model: {key} is on the meta device (it holds no data)")
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            raise ValueError(
+                f"model: {key} holds NaN or Inf; a file of it would be refused at load, so "
+                f"nothing was written to {os.fspath(path)}"
+            )
         value = value.detach().cpu()
         if half and value.is_floating_point():
             value = value.to(torch.float16)
         state[key] = value.clone()
     return _write(WeightFile(model.config(), state, dict(meta or {})), path)
+
+
+def _check_meta(meta, where: str = "meta") -> None:
+    """``meta`` holds only what the safe loader reads back: dicts, lists and tuples of None,
+    bools, numbers, strings and tensors (an object of another class would be written, then
+    refused at load as a damaged file)."""
+    if where == "meta" and not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            _check_meta(key, f"{where} key {key!r}")
+            _check_meta(value, f"{where}[{key!r}]")
+    elif isinstance(meta, (list, tuple)):
+        for i, value in enumerate(meta):
+            _check_meta(value, f"{where}[{i}]")
+    elif not (meta is None or isinstance(meta, (bool, int, float, str, torch.Tensor))):
+        raise TypeError(
+            f"{where} is a {type(meta).__name__}; meta may hold dicts, lists, None, bools, "
+            "numbers, strings and tensors"
+        )
 
 
 def _write(stored: WeightFile, path: str | os.PathLike) -> Path:
