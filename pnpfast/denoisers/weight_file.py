@@ -86,11 +86,6 @@ def save_weights(
     for key, value in model.state_dict().items():
         if value.device.type == "meta":
             raise ValueError(f"model: {key} is on the meta device (it holds no data)")
-        if value.is_floating_point() and not bool(value.isfinite().all()):
-            raise ValueError(
-                f"model: {key} holds NaN or Inf; a file of it would be refused at load, so "
-                f"nothing was written to {os.fspath(path)}"
-            )
         value = value.detach().cpu()
         if half and value.is_floating_point():
             value = value.to(torch.float16)
