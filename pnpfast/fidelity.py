@@ -21,7 +21,13 @@ output shape ([B, C, H, W] for a blur or a mask, [B, C, H/s, W/s] for block aver
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.base import LinearOperator, checked_fourier_multiplier, spectral_terms
+from pnpfast.operators.base import (
+    CG_MAX_ITER,
+    LinearOperator,
+    check_cg_args,
+    checked_fourier_multiplier,
+    spectral_terms,
+)
 from pnpfast.ops import fft_grad, fft_prox
 from pnpfast.profiling import nvtx_range
 
@@ -30,7 +36,11 @@ class L2:
     """f(x) = 1/2 ||A x - y||^2 with everything that depends only on (A, y) cached.
 
     ``cg_max_iter``, ``cg_tol``: the conjugate-gradient prox of an operator without a closed
-    form (defaults 100 and 1e-6, relative to the right-hand side).
+    form (defaults 100 and 1e-6, relative to the right-hand side): cg_max_iter an int in
+    [1, 10000] (``pnpfast.operators.base.CG_MAX_ITER``: beyond it CG on the prox system is not
+    converging for lack of precision, and a smaller gamma helps where more steps do not),
+    cg_tol a float in [0, 1). Both are checked for every operator, even those that never
+    need CG.
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class L2:
             )
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor (a measurement), not {type(y).__name__}")
+        check_cg_args(cg_max_iter, cg_tol, names=("cg_max_iter", "cg_tol"))
         try:  # the operator says whether y is one of its measurements, and of which images
             self.image_shape: tuple[int, ...] = tuple(operator.image_shape(y, "y"))
         except (TypeError, ValueError) as err:
@@ -57,8 +68,8 @@ class L2:
             raise ValueError("y contains NaN or Inf")
         self.operator = operator
         self.y = y
-        self.cg_max_iter = cg_max_iter
-        self.cg_tol = cg_tol
+        self.cg_max_iter = int(cg_max_iter)
+        self.cg_tol = float(cg_tol)
         self._aty: torch.Tensor | None = None
         k_hat = checked_fourier_multiplier(operator, self.image_shape, y.device, y.dtype)
         self._spectral = k_hat is not None
@@ -83,10 +94,10 @@ class L2:
             self._aty = self.operator.adjoint(self.y)
         return self._aty
 
-    def _check(self, name: str, v: torch.Tensor, check: bool) -> None:
+    def _check(self, name: str, v: torch.Tensor, check: bool, finite: bool = True) -> None:
         if not check:
             return
-        _validate.image(name, v)
+        _validate.image(name, v, finite=finite)
         _validate.same_device_dtype(y=self.y, **{name: v})
         if tuple(v.shape) != self.image_shape:
             raise ValueError(
@@ -100,7 +111,10 @@ class L2:
         return _validate.per_image(name, value, self.batch, self.y, **bounds)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        """1/2 ||A x - y||^2 per image: [B]."""
+        """1/2 ||A x - y||^2 per image: [B]. x: [B, C, H, W] of y's dtype and device and the
+        shape of the measured images; only its form is checked (no data is read, as solvers
+        call this inside their iterations), so NaN in x gives NaN."""
+        self._check("x", x, True, finite=False)
         r = self.operator.forward(x) - self.y
         return 0.5 * r.flatten(1).pow(2).sum(1)
 
@@ -154,8 +168,15 @@ class L2:
         """L = ||A^T A||_2 per image, the Lipschitz constant of grad f: [B].
 
         Exact for an FFT-diagonal operator (max |K^|^2) and for a partial isometry (1: A^T A
-        is a projection; an upper bound when A = 0); power iteration on A^T A otherwise.
+        is a projection; an upper bound when A = 0); power iteration on A^T A otherwise,
+        ``iters`` steps (an int in [1, 10000]).
         """
+        if isinstance(iters, bool) or not isinstance(iters, int):
+            raise TypeError(
+                f"iters must be an int in [1, {CG_MAX_ITER}], not {type(iters).__name__}"
+            )
+        if not 1 <= iters <= CG_MAX_ITER:
+            raise ValueError(f"iters must be an int in [1, {CG_MAX_ITER}], got {iters}")
         if self._spectral:
             return self.k2.flatten(1).amax(1).expand(self.batch).contiguous()
         if self.operator.partial_isometry:

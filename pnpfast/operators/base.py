@@ -24,10 +24,42 @@ its class:
 Without either closed form, prox_l2 solves the normal equations by batched conjugate gradients.
 """
 
+import math
+import numbers
+from collections.abc import Callable
+
 import torch
 
 from pnpfast import _validate
 from pnpfast.ops import fft_prox
+
+# Conjugate gradients on the prox system A^T A + I / gamma (condition number at most
+# 1 + gamma ||A^T A||) reach a relative residual tol in about sqrt(cond) log(2 / tol) steps; a
+# count above this bound means a system too ill-conditioned for the precision, where more steps
+# do not help (a smaller gamma does), so larger counts are refused rather than run for hours.
+CG_MAX_ITER = 10_000
+
+
+def check_cg_args(max_iter, tol, *, names: tuple[str, str] = ("max_iter", "tol")) -> None:
+    """max_iter an int in [1, CG_MAX_ITER], tol a finite float in [0, 1) (relative to the
+    right-hand side; 0 runs every iteration); errors name the arguments as ``names`` says."""
+    it_name, tol_name = names
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral):
+        raise TypeError(
+            f"{it_name} must be an int in [1, {CG_MAX_ITER}], not {type(max_iter).__name__}"
+        )
+    if not 1 <= max_iter <= CG_MAX_ITER:
+        raise ValueError(
+            f"{it_name} must be an int in [1, {CG_MAX_ITER}] (conjugate-gradient steps), got "
+            f"{max_iter}"
+        )
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"{tol_name} must be a float in [0, 1), not {type(tol).__name__}")
+    if not (math.isfinite(tol) and 0 <= tol < 1):
+        raise ValueError(
+            f"{tol_name} must be a float in [0, 1) (a residual relative to the right-hand "
+            f"side), got {tol}"
+        )
 
 
 class LinearOperator:
@@ -89,6 +121,7 @@ class LinearOperator:
         images. Bind y once with ``pnpfast.L2`` to reuse what depends only on y.
         """
         g = self._check_prox_args(v, y, gamma)
+        check_cg_args(max_iter, tol)
         k_hat = checked_fourier_multiplier(self, v.shape, v.device, v.dtype)
         if k_hat is not None:
             return _fft_prox(v, *spectral_terms(k_hat, y), g, backend)
@@ -101,6 +134,7 @@ class LinearOperator:
         (A^T A + I / gamma) x = A^T y + v / gamma, whatever the operator declares: the general
         path, to check the closed forms against."""
         g = self._check_prox_args(v, y, gamma).view(-1, 1, 1, 1)
+        check_cg_args(max_iter, tol)
         rhs = self.adjoint(y) + v / g
         return batched_cg(lambda x: self.gram(x) + x / g, rhs, v, max_iter=max_iter, tol=tol)
 
@@ -185,19 +219,49 @@ def spectral_terms(k_hat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def batched_cg(
-    apply, rhs: torch.Tensor, x0: torch.Tensor, *, max_iter: int, tol: float
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    rhs: torch.Tensor,
+    x0: torch.Tensor,
+    *,
+    max_iter: int,
+    tol: float,
 ) -> torch.Tensor:
     """Conjugate gradients for a symmetric positive-definite ``apply``, each image on its own.
 
-    Per-image step sizes; an image whose residual is under ``tol`` times its right-hand side
-    stops moving. Shapes: rhs, x0 [B, ...].
+    Solves apply(x) = rhs from x0 with per-image step sizes; an image whose residual is under
+    ``tol`` times its right-hand side stops moving. Shapes: rhs, x0 [B, ...] (B >= 1, one
+    floating dtype and device); apply maps [B, ...] to [B, ...]. ``max_iter`` in
+    [1, CG_MAX_ITER], ``tol`` in [0, 1). The arguments' forms are checked (no data is read:
+    NaN in rhs or x0 gives NaN).
     """
+    if not callable(apply):
+        raise TypeError(f"apply must be a callable (x -> A x), not {type(apply).__name__}")
+    for name, t in (("rhs", rhs), ("x0", x0)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor [B, ...], not {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be floating point, not {t.dtype}")
+        if t.dim() == 0:
+            raise ValueError(f"{name} must have a batch dimension [B, ...], got a 0-d tensor")
+        _validate.not_empty(name, t)
+    _validate.same_device_dtype(rhs=rhs, x0=x0)
+    if x0.shape != rhs.shape:
+        raise ValueError(f"x0 has shape {tuple(x0.shape)} but rhs has {tuple(rhs.shape)}")
+    check_cg_args(max_iter, tol)
 
     def dot(a, b):
         return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
 
     x = x0.clone()
-    r = rhs - apply(x)
+    ax = apply(x)
+    if not isinstance(ax, torch.Tensor) or ax.dtype != x.dtype:
+        got = ax.dtype if isinstance(ax, torch.Tensor) else type(ax).__name__
+        raise TypeError(f"apply must return a {x.dtype} tensor (the dtype of x0), got {got}")
+    if ax.shape != x.shape:
+        raise ValueError(
+            f"apply must return a tensor of x0's shape {tuple(x.shape)}, got {tuple(ax.shape)}"
+        )
+    r = rhs - ax
     p = r.clone()
     rr = dot(r, r)
     stop = (tol * tol) * dot(rhs, rhs)

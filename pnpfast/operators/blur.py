@@ -11,6 +11,8 @@ A is diagonal in the Fourier domain, K^ = rfft2 of the centred kernel, and decla
 X^ = (V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2), three FFTs a call (two with ``pnpfast.L2``).
 """
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -68,8 +70,22 @@ class Blur(LinearOperator):
             )
 
     def spectrum(self, H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """K^ = rfft2 of the centred, zero-padded kernel: [Bk, 1, H, W // 2 + 1] complex (cached)."""
-        key = (H, W, device, dtype)
+        """K^ = rfft2 of the centred, zero-padded kernel: [Bk, 1, H, W // 2 + 1] complex (cached).
+
+        H, W: the image size, ints at least the kernel's size; dtype float32 or float64 (the
+        spectrum is complex64 or complex128)."""
+        h, w = self.kernel.shape[-2:]
+        for name, n, k in (("H", H, h), ("W", W, w)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+                raise TypeError(f"{name} must be an int (the image size), not {type(n).__name__}")
+            if n < k:
+                raise ValueError(
+                    f"{name}={n} is smaller than the kernel of size {h}x{w}: the image must be "
+                    "at least as large as the kernel"
+                )
+        if dtype not in _validate.FLOAT_DTYPES:
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
+        key = (int(H), int(W), torch.device(device), dtype)
         if key not in self._spectra:
             k = self.kernel.to(device=device, dtype=dtype)
             h, w = k.shape[-2:]
@@ -84,6 +100,8 @@ class Blur(LinearOperator):
     ) -> torch.Tensor:
         """K^ (``spectrum``): A x = irfft2(K^ rfft2(x)), so ``prox_l2`` and ``pnpfast.L2`` take
         the closed-form FFT prox."""
+        if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) != 2:
+            raise ValueError(f"shape must be the image size (H, W), got {shape!r}")
         return self.spectrum(*shape, device, dtype)
 
     def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:

@@ -33,7 +33,9 @@ class Inpainting(OrthonormalOperator):
 
     ``mask``: a tensor or numpy array of shape [H, W] (shared by the batch) or [B, 1, H, W] (one
     per image; B = 1 is shared too), bool or a floating/integer array holding only 0 and 1;
-    True / 1 marks a measured pixel. Images are [B, C, H, W] float32/float64; the mask applies to
+    True / 1 marks a measured pixel, and each mask must measure at least one pixel (an all-zero
+    mask is refused: A = 0 leaves nothing to restore from); NaN or any value other than 0 and 1
+    is refused too (a soft mask is not an inpainting operator). Images are [B, C, H, W] float32/float64; the mask applies to
     every channel and is moved to the image's device and dtype (cached per device and dtype).
     Missing pixels are multiplied by 0, so they must hold finite values (NaN * 0 is NaN).
     """
@@ -60,6 +62,15 @@ class Inpainting(OrthonormalOperator):
                 value = mask[bad][0].item()
                 raise ValueError(f"mask must hold only 0 and 1 (or be bool), found {value}")
             mask = mask != 0
+        # no measured pixel: A = 0, so every solve returns its start (or divides by
+        # ||A^T A|| = 0 for its default step) and the sampler has nothing to condition on
+        empty = ~mask.flatten(1).any(1) if mask.dim() == 4 else ~mask.any().view(1)
+        if bool(empty.any()):
+            which = "" if mask.dim() == 2 else f" (masks {empty.nonzero().flatten().tolist()})"
+            raise ValueError(
+                f"mask measures no pixel{which}: it is all 0 / False, so there is nothing to "
+                "restore from; True / 1 marks a measured pixel"
+            )
         # a copy, so that later changes to the caller's tensor cannot desynchronise the cache
         mask = mask.detach().clone().contiguous()
         self._shared = mask.dim() == 2
@@ -72,8 +83,9 @@ class Inpainting(OrthonormalOperator):
         """Exactly round(missing * H * W) missing pixels per image, chosen uniformly at random.
 
         ``shape``: (H, W) for one mask shared by the batch, or (B, H, W) for a different mask per
-        image. ``missing``: the fraction of missing pixels, in [0, 1). ``seed`` seeds a
-        torch.Generator (default 0), so the same arguments give the same masks.
+        image. ``missing``: the fraction of missing pixels, in [0, 1), refused when it rounds to
+        every pixel. ``seed`` (in [0, 2**63)) seeds a torch.Generator (default 0), so the same
+        arguments give the same masks.
         """
         if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) not in (2, 3):
             raise ValueError(f"shape must be (H, W) or (B, H, W), got {shape!r}")
@@ -83,9 +95,16 @@ class Inpainting(OrthonormalOperator):
         if not 0 <= missing < 1:
             raise ValueError(f"missing must be a fraction in [0, 1), got {missing}")
         seed = _int("seed", seed, 0)
+        if seed >= 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
         B = dims[0] if len(dims) == 3 else 1
         H, W = dims[-2:]
         n_missing = round(float(missing) * H * W)
+        if n_missing == H * W:
+            raise ValueError(
+                f"missing={missing} of a {H}x{W} image rounds to all {H * W} pixels missing: "
+                "at least one pixel must be measured"
+            )
         g = torch.Generator().manual_seed(seed)
         # the first n_missing entries of a uniformly random permutation, one permutation per row
         order = torch.rand(B, H * W, generator=g).argsort(dim=1)
@@ -96,13 +115,19 @@ class Inpainting(OrthonormalOperator):
     @classmethod
     def block(cls, H: int, W: int, top: int, left: int, height: int, width: int) -> "Inpainting":
         """A missing rectangle, rows top .. top + height - 1 and columns left .. left + width - 1
-        of an H x W image, shared by the batch; the rectangle must fit inside the image."""
+        of an H x W image, shared by the batch; the rectangle must fit inside the image and
+        leave at least one pixel measured."""
         H, W = _int("H", H, 1), _int("W", W, 1)
         top, left = _int("top", top, 0), _int("left", left, 0)
         height, width = _int("height", height, 1), _int("width", width, 1)
         if top + height > H or left + width > W:
             raise ValueError(
                 f"block of size {height}x{width} at (top={top}, left={left}) does not fit in an image of size {H}x{W}"
+            )
+        if height == H and width == W:
+            raise ValueError(
+                f"block of size {height}x{width} covers the whole {H}x{W} image: at least one "
+                "pixel must be measured"
             )
         mask = torch.ones(H, W, dtype=torch.bool)
         mask[top : top + height, left : left + width] = False

@@ -111,7 +111,8 @@ class SizedOrthonormalOperator(OrthonormalOperator):
 
 
 def check_coefficients(name: str, c, count: int) -> None:
-    """Raise, naming ``name``, unless c is a float32/float64 tensor [B, C, count]."""
+    """Raise, naming ``name``, unless c is a float32/float64 tensor [B, C, count] that holds
+    data (B, C >= 1, not on the meta device)."""
     if not isinstance(c, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape [B, C, {count}], not {type(c).__name__}"
@@ -122,3 +123,4 @@ def check_coefficients(name: str, c, count: int) -> None:
         raise TypeError(
             f"{name} must have dtype float32 or float64, not {str(c.dtype).removeprefix('torch.')}"
         )
+    _validate.not_empty(name, c)

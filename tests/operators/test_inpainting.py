@@ -131,7 +131,7 @@ def test_mask_shapes_and_fraction_measured():
         ((3, 7, 9), 0.3, 19),
         ((4, 5, 12), 0.75, 45),
         ((2, 5, 12), 0.0, 0),
-        ((3, 4, 4), 0.99, 16),  # 15.84 rounds to every pixel
+        ((3, 4, 4), 0.95, 15),  # 15.2 rounds to every pixel but one (all: refused)
         ((2, 10, 10), 0.504, 50),  # 50.4 rounds down
     ],
 )
@@ -179,8 +179,9 @@ def test_block_against_a_hand_built_mask():
     m = np.ones((H, W), dtype=bool)
     m[top : top + h, left : left + w] = False
     assert np.array_equal(Inpainting.block(H, W, top, left, h, w).mask.numpy(), m)
-    # a block that fills the whole image
-    assert not bool(Inpainting.block(2, 3, 0, 0, 2, 3).mask.any())
+    # a block that fills the whole image leaves nothing measured (issue 17): refused
+    with pytest.raises(ValueError, match="covers the whole 2x3 image"):
+        Inpainting.block(2, 3, 0, 0, 2, 3)
 
 
 def test_keeps_dtype_and_device(device):
