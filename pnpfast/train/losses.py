@@ -39,12 +39,28 @@ def _real(name: str, value) -> bool:
     return math.isfinite(value)
 
 
+def _denoise(model: torch.nn.Module, batch: Batch, sigma: torch.Tensor | None = None):
+    """``model(batch.noisy, sigma)``, checked to be a tensor of the batch's shape (a wrong shape
+    would broadcast silently in the loss). Metadata only: no host synchronisation."""
+    if not isinstance(batch, Batch):
+        raise TypeError(f"batch must be a pnpfast.train.Batch, not {type(batch).__name__}")
+    out = model(batch.noisy, batch.sigma if sigma is None else sigma)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model returned {type(out).__name__}, not a tensor")
+    if out.shape != batch.clean.shape:
+        raise ValueError(
+            f"the model returned shape {tuple(out.shape)} for a batch of shape "
+            f"{tuple(batch.clean.shape)}; a denoiser must return the shape of its input"
+        )
+    return out
+
+
 class MSELoss(torch.nn.Module):
     """The denoising loss ``mean_b ||D(y_b, sigma_b) - x_b||^2 / N`` (mean squared error over
     every pixel of the batch), with ``y = x + sigma n``."""
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        out = model(batch.noisy, batch.sigma)
+        out = _denoise(model, batch)
         loss = torch.mean((out.float() - batch.clean.float()) ** 2)
         return loss, {}
 
@@ -71,7 +87,7 @@ class NoiseWeightedMSELoss(torch.nn.Module):
         self.sigma_floor = float(sigma_floor)
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
-        out = model(batch.noisy, batch.sigma)
+        out = _denoise(model, batch)
         per_patch = torch.mean((out.float() - batch.clean.float()) ** 2, dim=(1, 2, 3))
         floor2 = self.sigma_floor**2
         weight = (self.sigma_ref**2 + floor2) / (batch.sigma.float() ** 2 + floor2)
@@ -132,7 +148,7 @@ class SpectralPenaltyLoss(torch.nn.Module):
     def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         from pnpfast.diagnostics import residual_lipschitz
 
-        out = model(batch.noisy, batch.sigma)
+        out = _denoise(model, batch)
         mse = torch.mean((out.float() - batch.clean.float()) ** 2)
         self.seed += 1  # fresh starting vectors every step
         if self.method == "lanczos":
@@ -216,7 +232,7 @@ class RegulariserGradientLoss(torch.nn.Module):
             gen = torch.Generator().manual_seed(int(self.calls))
             draw = torch.rand(batch.sigma.shape, generator=gen, dtype=batch.sigma.dtype)
             sigma = draw.to(batch.sigma.device) * self.sigma_max
-        d = model(batch.noisy, sigma)
+        d = _denoise(model, batch, sigma)
         dg = d.detach() if self.detach else d
         g = self.G(dg, torch.zeros_like(sigma))
         target = batch.noisy - dg
