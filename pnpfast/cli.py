@@ -673,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
-        parser.print_help(sys.stderr)
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required: {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
