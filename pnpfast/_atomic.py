@@ -78,7 +78,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
     if not folder.is_dir():
         raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
-    fd, tmp = _temporary(folder, path.name)
+    try:
+        fd, tmp = _temporary(folder, path.name)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        # the same class (PermissionError, ...), naming path rather than the temporary file
+        raise type(exc)(
+            exc.errno,
+            f"cannot write {path}: {exc.strerror} (creating a temporary file in {folder})",
+        ) from exc
     try:
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as f:

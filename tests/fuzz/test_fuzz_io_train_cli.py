@@ -478,6 +478,15 @@ WRITE_IMAGE = [
         IsADirectoryError,
         r"cannot write .*: it is a folder",
     ),
+    # sysfs refuses new files, to root too
+    Bad(
+        WI,
+        "file",
+        "unwritable-folder",
+        lambda: io.write_image("/sys/o.png", X),
+        PermissionError,
+        r"cannot write /sys/o\.png: Permission denied",
+    ),
     # the documented clamp to [0, 1] and 8-bit rounding, read back by Pillow
     Good(
         WI,

@@ -932,6 +932,14 @@ LOSS = [
     ),
     Bad(
         "pnpfast.train.save_weights",
+        "file",
+        "unwritable-folder",
+        lambda: save_weights(_net(), "/sys/w.pt"),  # sysfs refuses new files, to root too
+        PermissionError,
+        r"cannot write /sys/w\.pt: Permission denied",
+    ),
+    Bad(
+        "pnpfast.train.save_weights",
         "type",
         "path-none",
         lambda: save_weights(_net(), None),
