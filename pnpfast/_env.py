@@ -5,6 +5,10 @@ TRITON_INTERPRET    1 (or true, yes, on): Triton runs on the CPU through its int
                     on a CPU machine); 0, false, no, off or empty: it does not. Read as Triton
                     reads it; any other value is a ValueError naming the variable.
 PNPFAST_BUILD_CUDA  auto | 0 | 1: read by setup.py only, when the CUDA extension is built.
+PNPFAST_CACHE       the folder of downloaded public weights (default ~/.cache/pnpfast).
+PNPFAST_OFFLINE     1, true, yes or on: never download; 0, false, no, off or empty: download
+                    when needed (case and surrounding spaces ignored; another value is a
+                    ValueError naming the variable).
 """
 
 import functools
@@ -52,3 +56,21 @@ def triton_interpreter() -> bool:
         f"TRITON_INTERPRET must be 1, true, yes or on (run Triton on the CPU) or 0, false, no, "
         f"off or empty, not {value!r}"
     )
+
+
+def offline() -> bool:
+    """Whether PNPFAST_OFFLINE asks never to download (read on every call)."""
+    value = os.environ.get("PNPFAST_OFFLINE", "")
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(
+        f"PNPFAST_OFFLINE must be 1, true, yes or on (never download) or 0, false, no, off or "
+        f"empty, not {value!r}"
+    )
+
+
+def cache_folder() -> str:
+    """PNPFAST_CACHE, or ``~/.cache/pnpfast`` when it is unset or empty (``~`` not expanded)."""
+    return os.environ.get("PNPFAST_CACHE") or "~/.cache/pnpfast"

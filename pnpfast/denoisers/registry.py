@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from pnpfast import _env
 from pnpfast._atomic import atomic_open
 from pnpfast.denoisers import public
 from pnpfast.denoisers.base import Denoiser
@@ -52,7 +53,6 @@ __all__ = [
 
 TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
-_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -79,8 +79,10 @@ def entry(name: str) -> Entry:
 
 def _folder(folder: str | os.PathLike | None) -> Path:
     if folder is None:
-        folder = os.environ.get("PNPFAST_CACHE") or "~/.cache/pnpfast"
+        folder = _env.cache_folder()
     path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"the weight cache {path} (cache_dir or PNPFAST_CACHE) is a file")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -94,7 +96,7 @@ def cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 def _offline(offline: bool | None) -> bool:
     if offline is not None:
         return bool(offline)
-    return os.environ.get("PNPFAST_OFFLINE", "").strip().lower() in _TRUE
+    return _env.offline()
 
 
 def _sha256(path: Path) -> str:

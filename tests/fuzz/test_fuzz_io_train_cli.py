@@ -24,6 +24,7 @@ from skimage import data as skdata
 
 from pnpfast import dispatch, io
 from pnpfast.data import astronaut, camera, motion_kernel
+from pnpfast.denoisers import registry
 from pnpfast.dispatch import BackendError
 from pnpfast.io import ImageReadError, KernelReadError
 from pnpfast.ops import fft_prox
@@ -1289,6 +1290,35 @@ DISPATCH = [
         FP, "name", "env-backend-empty", _with_env(_prox(), PNPFAST_BACKEND=""), _prox_oracle, 1e-12
     ),
     Good(FP, "name", "backend-reference", _prox("reference"), _prox_oracle, 1e-12),
+    # the public-weights cache: PNPFAST_OFFLINE read strictly, PNPFAST_CACHE must be a folder
+    Bad(
+        "pnpfast.denoisers.registry.fetch",
+        "value",
+        "env-offline-unknown",
+        _with_env(
+            lambda: registry.fetch("drunet-gray", cache_dir=folder()), PNPFAST_OFFLINE="maybe"
+        ),
+        ValueError,
+        r"PNPFAST_OFFLINE must be 1, true, yes or on .* not 'maybe'",
+    ),
+    Bad(
+        "pnpfast.denoisers.registry.fetch",
+        "value",
+        "env-offline-on-with-spaces",
+        _with_env(
+            lambda: registry.fetch("drunet-gray", cache_dir=folder()), PNPFAST_OFFLINE=" On "
+        ),
+        registry.WeightsUnavailableError,
+        r"offline mode",
+    ),
+    Bad(
+        "pnpfast.denoisers.registry.cache_dir",
+        "file",
+        "env-cache-is-a-file",
+        _with_env(registry.cache_dir, PNPFAST_CACHE="/dev/null"),
+        NotADirectoryError,
+        r"the weight cache /dev/null \(cache_dir or PNPFAST_CACHE\) is a file",
+    ),
     Bad(
         "pnpfast.profiling.nvtx_range",
         "type",
