@@ -1,21 +1,27 @@
 """The pnpfast weight file: a network's architecture, weights and provenance in one file.
 
-    {"format": "pnpfast-denoiser", "version": 1,
+    {"format": "pnpfast-denoiser", "version": 2,
      "config": {"arch": "drunet", "channels": 1, ...},     # pnpfast.denoisers.architectures
      "state_dict": {name: tensor},                          # float32, or float16 to ship
      "meta": {...},                                         # training data, step, PSNR, ...
-     "sha256": "..."}                                       # tensor_checksum(state_dict)
+     "sha256": "..."}                                 # file_checksum(state_dict, config, meta)
 
 Written with ``torch.save`` atomically (``pnpfast._atomic``: a temporary file, then a rename)
 and read with ``torch.load(weights_only=True)``, so reading one runs no code. The checksum covers
-the tensors (names, dtypes, shapes and bytes): torch does not check the zip archive's CRCs, so
-without it a file with flipped bytes in its tensor data loads silently with wrong weights. Files
-written before the checksum existed (no ``"sha256"``) still load, unchecked. The one module
+the tensors (names, dtypes, shapes and bytes) and, from version 2 on, the config and the meta in
+a canonical form: torch does not check the zip archive's CRCs, so without it a file with flipped
+bytes in its tensor data loads silently with wrong weights, and an edited config (another
+architecture field, a flipped ``noise_map``) builds another network from the same weights.
+Version 1 files carry the checksum of their tensors alone (``tensor_checksum``) and are checked
+against that; files written before the checksum existed (no ``"sha256"``) still load, unchecked.
+The checksum detects corruption and edits made without pnpfast; it is not a signature (whoever
+edits a file can recompute it). The one module
 that knows the format: the training loop (``pnpfast.train``), ``pnpfast export``, the shipped
 denoisers and ``pnpfast.denoisers.load("pnpfast", weights=...)`` all write and read through it.
 """
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ __all__ = [
     "VERSION",
     "WeightFile",
     "export_weights",
+    "file_checksum",
     "is_weights_file",
     "read_network",
     "read_weights",
@@ -41,7 +48,9 @@ __all__ = [
 ]
 
 FORMAT = "pnpfast-denoiser"
-VERSION = 1
+VERSION = 2
+# version -> what its "sha256" covers; read_weights refuses other versions by name
+_CHECKSUMS = {1: "its tensors", 2: "its tensors, config and meta"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,34 @@ def tensor_checksum(state: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{key}\0{value.dtype}\0{tuple(value.shape)}\0".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _canonical(value):
+    """A JSON-encodable form of a config or meta value that keeps what torch.load gives back
+    apart: dicts become their items sorted by the key's canonical text (keys of any type),
+    tuples and lists are tagged, tensors are reduced to dtype, shape and the sha256 of their
+    bytes; bool, int, float (NaN and Inf included), str and None stay as they are."""
+    if isinstance(value, Mapping):
+        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
+    if isinstance(value, (list, tuple)):
+        return {type(value).__name__: [_canonical(v) for v in value]}
+    if isinstance(value, torch.Tensor):
+        return {"tensor": tensor_checksum({"": value})}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"a {type(value).__name__}, which a weight file cannot hold")
+
+
+def file_checksum(state: Mapping[str, torch.Tensor], config: Mapping, meta: Mapping) -> str:
+    """The sha256 (hex) that a version-2 weight file stores: of ``tensor_checksum(state)`` and
+    the canonical JSON (sorted keys, no spaces) of ``config`` and ``meta``."""
+    text = json.dumps(
+        [tensor_checksum(state), _canonical(config), _canonical(meta)],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_weights(
@@ -121,7 +158,7 @@ def _write(stored: WeightFile, path: str | os.PathLike) -> Path:
         "config": stored.config,
         "state_dict": stored.state_dict,
         "meta": stored.meta,
-        "sha256": tensor_checksum(stored.state_dict),
+        "sha256": file_checksum(stored.state_dict, stored.config, stored.meta),
     }
     path = Path(path)
     with atomic_open(path) as f:
@@ -139,8 +176,9 @@ def read_weights(path: str | os.PathLike) -> WeightFile:
 
     Errors name the file and say what is wrong: FileNotFoundError; ValueError for a file torch
     cannot read (text, truncated, damaged), one that is not a pnpfast weight file, a missing or
-    malformed ``config``, ``state_dict`` or ``meta``, a checksum mismatch (modified or corrupted
-    tensors), and NaN or Inf in a tensor.
+    malformed ``config``, ``state_dict`` or ``meta``, an unknown ``version``, a checksum mismatch
+    (modified or corrupted tensors, config or meta; version 1 files: tensors), and NaN or Inf
+    in a tensor.
     """
     path = os.fspath(path)
     obj = load_torch_file(path)
@@ -165,12 +203,27 @@ def read_weights(path: str | os.PathLike) -> WeightFile:
             f"weights {path}: 'state_dict' must map parameter names to tensors; "
             + (f"entries that are not named tensors: {bad[:12]}" if bad else "it is empty")
         )
-    expected = obj.get("sha256")
-    if expected is not None and tensor_checksum(state) != expected:
+    version = obj.get("version")
+    if isinstance(version, bool) or version not in _CHECKSUMS:
         raise ValueError(
-            f"weights {path}: checksum mismatch: the file was modified or corrupted "
-            f"(the sha256 of its tensors differs from the one stored when it was written)"
+            f"weights {path}: unknown weight-file version {version!r}; this pnpfast reads "
+            f"versions {', '.join(map(str, _CHECKSUMS))} (a newer pnpfast may have written it)"
         )
+    expected = obj.get("sha256")
+    if expected is not None:
+        if version == 1:
+            actual = tensor_checksum(state)
+        else:
+            try:
+                actual = file_checksum(state, obj["config"], obj["meta"])
+            except TypeError as err:  # an object save_weights never writes
+                raise ValueError(f"weights {path}: 'config' or 'meta' holds {err}") from err
+        if actual != expected:
+            raise ValueError(
+                f"weights {path}: checksum mismatch: the file was modified or corrupted (the "
+                f"sha256 of {_CHECKSUMS[version]} differs from the one stored when it was "
+                f"written); use a fresh copy of the file"
+            )
     check_finite(state, path)
     return WeightFile(dict(obj["config"]), state, dict(obj["meta"]))
 

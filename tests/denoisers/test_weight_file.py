@@ -87,6 +87,7 @@ def test_read_errors_name_the_file(tmp_path):
     weight_file.save_weights(DRUNet(1, (4, 8), 1), wrong)
     obj = torch.load(wrong, weights_only=True)
     obj["config"]["widths"] = [4, 16]
+    obj["sha256"] = weight_file.file_checksum(obj["state_dict"], obj["config"], obj["meta"])
     torch.save(obj, wrong)
     with pytest.raises(ValueError, match=r"(?s)wrong\.pt: .*size mismatch"):
         weight_file.read_network(wrong)
@@ -197,7 +198,9 @@ def _reshape_a_tensor(obj: dict) -> None:
 
 
 def _widen(obj: dict) -> None:
+    """A config that does not fit the tensors, checksummed again (as if written so)."""
     obj["config"]["widths"] = [4, 16]
+    obj["sha256"] = weight_file.file_checksum(obj["state_dict"], obj["config"], obj["meta"])
 
 
 def a_directory(folder: Path) -> Path:
