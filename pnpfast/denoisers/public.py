@@ -18,6 +18,7 @@ from pnpfast.denoisers.bfcnn import BFCNN
 from pnpfast.denoisers.catalog import FILE_ARCHITECTURES
 from pnpfast.denoisers.dncnn import DnCNN
 from pnpfast.denoisers.torch_file import check_finite, load_torch_file
+from pnpfast.denoisers.weight_file import is_weights_file
 
 __all__ = ["read_network", "read_state_dict"]
 
@@ -34,6 +35,11 @@ def read_state_dict(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = os.fspath(weights)
     obj = load_torch_file(path)
+    if is_weights_file(obj):
+        raise ValueError(
+            f"weights {path} is a pnpfast weight file, which names its own architecture: load "
+            f"it with load('pnpfast', weights=...) (pnpfast deblur --denoiser pnpfast)"
+        )
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), (list, tuple)) and obj["model"]:
         obj = obj["model"][0]
     if not isinstance(obj, Mapping) or not obj:

@@ -1240,6 +1240,14 @@ CLI = [
     ),
     Bad(
         DEBLUR,
+        "file",
+        "pnpfast-weights-as-public-architecture",
+        lambda: _deblur("--denoiser", "dncnn", "--weights", _weights()),
+        CliFailed,
+        r"weights .*w\.pt is a pnpfast weight file, .* load\('pnpfast', weights=\.\.\.\)",
+    ),
+    Bad(
+        DEBLUR,
         "nan-inf",
         "noise-inf",
         lambda: _deblur("--noise", "inf"),
