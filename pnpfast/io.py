@@ -118,7 +118,13 @@ def read_image(path: PathLike) -> torch.Tensor:
         raise ImageReadError(
             path, "not an image file, or a format Pillow cannot identify (or a damaged header)"
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            path,
+            f"too large for Pillow's guard against decompression bombs ({exc}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS to read it",
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
     x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
     return x.unsqueeze(0)

@@ -112,7 +112,7 @@ class ImageFolder:
 @dataclass
 class NoiseModel:
     """Additive white Gaussian noise on the [0, 1] scale, sigma uniform in [low, high] per
-    patch (blind training) or fixed (``low == high``, non-blind)."""
+    patch (blind training) or fixed (``low == high``, non-blind); 0 <= low <= high <= 1."""
 
     low: float
     high: float
@@ -125,9 +125,10 @@ class NoiseModel:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
             setattr(self, name, float(value))
-        if not 0 <= self.low <= self.high:
+        if not 0 <= self.low <= self.high <= 1:
             raise ValueError(
-                f"noise range must satisfy 0 <= low <= high, got [{self.low}, {self.high}]"
+                f"noise range must satisfy 0 <= low <= high <= 1 (the [0, 1] scale: 25/255 for "
+                f"25), got [{self.low}, {self.high}]"
             )
 
     def sigmas(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -167,9 +167,10 @@ _RULES = {
     "out_dir": _PATH,
     "val_dir": _optional(_PATH),
     "channels": (lambda v: v in (1, 3) and not isinstance(v, bool), "1 (gray) or 3 (color)"),
+    # an upper bound of 1 catches levels given on the 0..255 scale (25 for 25/255)
     "sigma": _numbers(
-        lambda v: len(v) == 2 and 0 <= v[0] <= v[1],
-        "(low, high) on the [0, 1] scale, finite, 0 <= low <= high",
+        lambda v: len(v) == 2 and 0 <= v[0] <= v[1] <= 1,
+        "(low, high) on the [0, 1] scale (25/255 for 25), finite, 0 <= low <= high <= 1",
     ),
     "patch_size": _ints(1),
     "patches_per_image": _ints(1),
@@ -192,7 +193,10 @@ _RULES = {
     "loss_options": (lambda v: isinstance(v, dict), "a dict"),
     "init": _optional(_PATH),
     "val_every": _ints(1),
-    "val_sigmas": _numbers(lambda v: len(v) >= 1 and min(v) >= 0, "one or more levels >= 0"),
+    "val_sigmas": _numbers(
+        lambda v: len(v) >= 1 and 0 <= min(v) <= max(v) <= 1,
+        "one or more levels in [0, 1] (the [0, 1] scale: 25/255 for 25)",
+    ),
     "val_crop": _optional(_ints(1)),
     "val_images": _optional(_ints(1)),
     "checkpoint_every": _ints(1),

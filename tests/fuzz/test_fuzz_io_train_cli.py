@@ -12,7 +12,9 @@ import atexit
 import contextlib
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,17 @@ def _npy(name: str, array: np.ndarray) -> Path:
     path = folder() / name
     np.save(path, array)
     return path
+
+
+def _bomb_png() -> Path:
+    """A PNG header announcing 30000x30000 pixels (beyond Pillow's decompression-bomb guard)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    return _bytes("bomb.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
 
 
 def _npz_as_npy() -> Path:
@@ -202,6 +215,14 @@ READ_IMAGE = [
         lambda: io.read_image(_save("i32.tif", np.array([[-5, 70000]], np.int32))),
         ImageReadError,
         r"i32\.tif: 32-bit integer samples outside the 16-bit range",
+    ),
+    Bad(
+        RI,
+        "size",
+        "decompression-bomb",
+        lambda: io.read_image(_bomb_png()),
+        ImageReadError,
+        r"bomb\.png: too large for Pillow's guard .* raise PIL\.Image\.MAX_IMAGE_PIXELS",
     ),
     Bad(
         RI,

@@ -187,6 +187,8 @@ BAD_FIELDS = [
     ("nan-inf", "sigma", (0.0, float("inf"))),
     ("nan-inf", "sigma", (float("nan"), 0.1)),
     ("size", "sigma", (0.1,)),
+    ("value", "sigma", (0.0, 25.0)),  # the 0..255 scale by mistake
+    ("value", "val_sigmas", (25.0,)),
     ("size", "patch_size", 0),
     ("value", "patches_per_image", -1),
     ("type", "batch_size", True),
@@ -594,7 +596,7 @@ DATA = [
         "low-above-high",
         lambda: NoiseModel(0.2, 0.1),
         ValueError,
-        r"0 <= low <= high, got \[0\.2, 0\.1\]",
+        r"0 <= low <= high <= 1 .*, got \[0\.2, 0\.1\]",
     ),
     Bad(
         NM,
@@ -602,7 +604,15 @@ DATA = [
         "negative",
         lambda: NoiseModel(-0.1, 0.1),
         ValueError,
-        r"0 <= low <= high, got \[-0\.1, 0\.1\]",
+        r"0 <= low <= high <= 1 .*, got \[-0\.1, 0\.1\]",
+    ),
+    Bad(
+        NM,
+        "value",
+        "0-255-scale",
+        lambda: NoiseModel(0.0, 50.0),
+        ValueError,
+        r"0 <= low <= high <= 1 \(the \[0, 1\] scale: 25/255 for 25\), got \[0\.0, 50\.0\]",
     ),
     Bad(
         NM,
@@ -1382,6 +1392,14 @@ CLI = [
         lambda: _train_cli("--sigma", "-5"),
         CliFailed,
         r"--sigma: sigma must be \(low, high\)",
+    ),
+    Bad(
+        TRAIN_CLI,
+        "value",
+        "sigma-above-255",
+        lambda: _train_cli("--sigma", "0,300"),
+        CliFailed,
+        r"--sigma: sigma must be \(low, high\) on the \[0, 1\] scale .* <= 1",
     ),
     Bad(
         TRAIN_CLI,
