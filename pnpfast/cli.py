@@ -80,6 +80,10 @@ def _noise_level(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"the noise level must be a number > 0, got {text}")
+    if value > 255:
+        raise argparse.ArgumentTypeError(
+            f"the noise level is on the 0..255 scale (7.65 for 3% of the range), got {text}"
+        )
     return value
 
 

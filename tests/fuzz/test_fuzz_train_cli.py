@@ -1121,6 +1121,14 @@ CLI = [
     Bad(
         DEMO,
         "value",
+        "noise-above-255",
+        lambda: cli("demo", "--noise", "1000"),
+        CliFailed,
+        r"argument --noise: the noise level is on the 0\.\.255 scale .* got 1000",
+    ),
+    Bad(
+        DEMO,
+        "value",
         "iters-0",
         lambda: cli("demo", "--iters", "0"),
         CliFailed,
