@@ -1095,6 +1095,14 @@ CLI = [
         r"exit 2: pnpfast: error: argument COMMAND: invalid choice: 'frob'",
     ),
     Bad(
+        "pnpfast.cli.main",
+        "value",
+        "unexpected-error-is-one-line",
+        lambda: _command_raising(RuntimeError("boom")),
+        CliFailed,
+        r"^exit 1: pnpfast backends: failed: RuntimeError: boom$",
+    ),
+    Bad(
         DEMO,
         "size",
         "size-8",
@@ -1587,6 +1595,21 @@ CLI = [
         0,
     ),
 ]
+
+
+def _command_raising(exc: Exception) -> int:
+    """``pnpfast backends`` with its command replaced by one raising ``exc`` (a bug's stand-in)."""
+    import pnpfast.cli
+
+    def fail(args):
+        raise exc
+
+    saved = pnpfast.cli.COMMANDS["backends"]
+    pnpfast.cli.COMMANDS["backends"] = fail
+    try:
+        return cli("backends")
+    finally:
+        pnpfast.cli.COMMANDS["backends"] = saved
 
 
 def _nan_kernel() -> Path:
