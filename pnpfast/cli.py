@@ -411,8 +411,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _one_line(exc: BaseException | str) -> str:
+    """A message on one line (torch and Pillow errors may span several)."""
+    return " ".join(str(exc).split())
+
+
 def _usage_error(command: str, message: str) -> int:
-    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    print(f"{PROG} {command}: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -522,11 +527,12 @@ def _deblur(args: argparse.Namespace) -> int:
             write_image(out, result.x)
         except ImageReadError as exc:
             failed.append(path)
-            tqdm.write(f"{PROG} deblur: failed: {exc}", file=sys.stderr)
+            tqdm.write(f"{PROG} deblur: failed: {_one_line(exc)}", file=sys.stderr)
         except (ValueError, TypeError, OSError, RuntimeError) as exc:
             failed.append(path)
             tqdm.write(
-                f"{PROG} deblur: failed: {path}: {type(exc).__name__}: {exc}", file=sys.stderr
+                f"{PROG} deblur: failed: {path}: {type(exc).__name__}: {_one_line(exc)}",
+                file=sys.stderr,
             )
         else:
             done += 1
@@ -597,15 +603,15 @@ def _train(args: argparse.Namespace) -> int:
             on_ready=summary,
         )
     except FloatingPointError as exc:
-        print(f"{PROG} train: failed: {exc}", file=sys.stderr)
+        print(f"{PROG} train: failed: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except (ValueError, TypeError) as exc:
         if not ready:  # a setting, a folder or a checkpoint that cannot work: nothing was written
             return usage(exc)
-        print(f"{PROG} train: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{PROG} train: failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
-        print(f"{PROG} train: failed: {exc}", file=sys.stderr)
+        print(f"{PROG} train: failed: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     elapsed = time.perf_counter() - started
     print(f"step {result.step} of {cfg.steps} ({elapsed:.1f} s)")
@@ -683,7 +689,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:  # the last resort: one line on stderr, never a traceback
-        print(f"{PROG} {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"{PROG} {args.command}: failed: {type(exc).__name__}: {_one_line(exc)}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

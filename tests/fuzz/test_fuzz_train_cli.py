@@ -1098,9 +1098,9 @@ CLI = [
         "pnpfast.cli.main",
         "value",
         "unexpected-error-is-one-line",
-        lambda: _command_raising(RuntimeError("boom")),
+        lambda: _command_raising(RuntimeError("boom\n  at line 2")),
         CliFailed,
-        r"^exit 1: pnpfast backends: failed: RuntimeError: boom$",
+        r"^exit 1: pnpfast backends: failed: RuntimeError: boom at line 2$",
     ),
     Bad(
         DEMO,
