@@ -1272,6 +1272,14 @@ DISPATCH = [
         r"fft_prox: backend 'cuda' cannot run this call",
     ),
     Bad(
+        FP,
+        "value",
+        "env-backend-triton-without-interpreter",
+        _with_env(_prox(), PNPFAST_BACKEND="triton", TRITON_INTERPRET="0"),
+        BackendError,
+        r"fft_prox: backend 'triton' cannot run this call",
+    ),
+    Bad(
         "pnpfast.dispatch.backends",
         "value",
         "env-triton-interpret-unknown",
