@@ -140,8 +140,10 @@ _PATH = (lambda v: isinstance(v, (str, os.PathLike)), "a path")
 _SEED_MAX = 2**63 - 2
 
 
-def _ints(minimum: int) -> tuple:
-    return (lambda v: _is_int(v, minimum), f"an int >= {minimum}")
+def _ints(minimum: int, maximum: int | None = None) -> tuple:
+    if maximum is None:
+        return (lambda v: _is_int(v, minimum), f"an int >= {minimum}")
+    return (lambda v: _is_int(v, minimum) and v <= maximum, f"an int in {minimum}..{maximum}")
 
 
 def _number(test, requirement: str) -> tuple:
@@ -173,9 +175,12 @@ _RULES = {
         "(low, high) on the [0, 1] scale (25/255 for 25), finite, 0 <= low <= high <= 1",
     ),
     "patch_size": _ints(1),
-    "patches_per_image": _ints(1),
+    # upper bounds on what is held in memory at once (the epoch order is images x
+    # patches_per_image indices, a batch is batch_size patches built one by one) and on threads:
+    # far above any real run, they turn a typo (10**9) into an error instead of a hang
+    "patches_per_image": _ints(1, 100_000),
     "augment": (lambda v: isinstance(v, bool), "True or False"),
-    "batch_size": _ints(1),
+    "batch_size": _ints(1, 65_536),
     "steps": _ints(1),
     "lr": _number(lambda v: v > 0, "a number > 0"),
     "lr_final": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -201,7 +206,7 @@ _RULES = {
     "val_images": _optional(_ints(1)),
     "checkpoint_every": _ints(1),
     "log_every": _ints(1),
-    "threads": _optional(_ints(1)),
+    "threads": _optional(_ints(1, 1024)),
 }
 
 

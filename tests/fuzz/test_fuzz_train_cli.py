@@ -219,6 +219,9 @@ BAD_FIELDS = [
     ("value", "checkpoint_every", 0),
     ("value", "log_every", 0),
     ("value", "threads", 0),
+    ("value", "threads", 10**6),
+    ("value", "batch_size", 10**6),
+    ("value", "patches_per_image", 10**9),
     ("type", "augment", "yes"),
 ]
 TRAIN_CONFIG = [
