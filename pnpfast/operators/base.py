@@ -149,8 +149,26 @@ class LinearOperator:
         tol: float = 1e-6,
     ) -> torch.Tensor:
         """prox_l2 given A^T y (the right-hand side of the normal equations) instead of y, for
-        a caller that has it cached (``pnpfast.L2``); no argument checks. v, aty: [B, C, H, W];
-        gamma: [B] > 0. Closed forms as in ``prox_l2`` (conj(K^) Y^ = rfft2(A^T y)), else CG."""
+        a caller that has it cached (``pnpfast.L2``). v, aty: [B, C, H, W] of one dtype and
+        device; gamma: a [B] tensor > 0 of that dtype. Only the form of the arguments is checked
+        (no data is read: it runs inside solver iterations, so NaN passes through). Closed forms
+        as in ``prox_l2`` (conj(K^) Y^ = rfft2(A^T y)), else CG."""
+        _validate.image("v", v, finite=False)
+        if not isinstance(aty, torch.Tensor):
+            raise TypeError(f"aty must be a torch.Tensor (A^T y), not {type(aty).__name__}")
+        if not isinstance(gamma, torch.Tensor):
+            raise TypeError(
+                f"gamma must be a tensor of shape ({v.shape[0]},) here, not "
+                f"{type(gamma).__name__} (prox_l2 takes floats)"
+            )
+        _validate.same_device_dtype(v=v, aty=aty, gamma=gamma)
+        if aty.shape != v.shape:
+            raise ValueError(f"aty has shape {tuple(aty.shape)} but v has {tuple(v.shape)}")
+        if gamma.shape != (v.shape[0],):
+            raise ValueError(
+                f"gamma must have shape ({v.shape[0]},) (one per image), got {tuple(gamma.shape)}"
+            )
+        check_cg_args(max_iter, tol)
         g = gamma.view(-1, 1, 1, 1)
         if self.partial_isometry:
             return v - g / (1 + g) * (self.gram(v) - aty)

@@ -172,7 +172,17 @@ class Inpainting(OrthonormalOperator):
         return self._cache[key]
 
     def fused_projection(self, like: torch.Tensor) -> dict:
-        """P = the mask, [Bm, 1, H, W] in like's dtype and device (see OrthonormalOperator)."""
+        """P = the mask, [Bm, 1, H, W] in like's dtype and device (see OrthonormalOperator);
+        like [B, C, H, W] with Bm dividing B (image b uses mask b // (B / Bm), as
+        ``pnpfast.ops.constrained_step`` reads it)."""
+        _validate.image("like", like, finite=False)
+        H, W = self._bool.shape[-2:]
+        Bm = self._bool.shape[0]
+        if like.shape[-2:] != (H, W) or like.shape[0] % Bm:
+            raise ValueError(
+                f"mask holds {Bm} masks of size {H}x{W}, but like has shape {tuple(like.shape)} "
+                f"(its size must be {H}x{W} and its batch a multiple of {Bm})"
+            )
         return {"mask": self._weights(like)}
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:

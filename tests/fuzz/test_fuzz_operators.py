@@ -844,6 +844,73 @@ CASES += [
         ValueError,
         r"gamma must be > 0, got -1.0",
     ),
+    Good(
+        f"{INP}.fused_projection",
+        "mismatch",
+        "2 masks for 4 images (the sampler's realisations): mask b // 2",
+        lambda: Inpainting(torch.stack([mask8()[None], mask8(7)[None]])).fused_projection(
+            rand(4, 1, 8, 8, dtype=F64)
+        )["mask"],
+        lambda: torch.stack([mask8()[None], mask8(7)[None]]).double(),
+        0.0,
+    ),
+    Bad(
+        f"{INP}.fused_projection",
+        "mismatch",
+        "2 masks for 3 images",
+        lambda: Inpainting(torch.stack([mask8()[None], mask8(7)[None]])).fused_projection(
+            rand(3, 1, 8, 8)
+        ),
+        ValueError,
+        r"mask holds 2 masks of size 8x8, but like has shape \(3, 1, 8, 8\)",
+    ),
+    Bad(
+        f"{INP}.fused_projection",
+        "dtype",
+        "float16 like (was a silent float16 mask)",
+        lambda: Inpainting(mask8()).fused_projection(x8().half()),
+        TypeError,
+        r"like must have dtype float32, float64, not float16",
+    ),
+    Bad(
+        f"{INP}.prox_l2_normal",
+        "type",
+        "a float gamma (was AttributeError)",
+        lambda: Inpainting(mask8()).prox_l2_normal(x8(), x8(seed=2), 1.0),
+        TypeError,
+        r"gamma must be a tensor of shape \(2,\) here, not float",
+    ),
+    Bad(
+        f"{INP}.prox_l2_normal",
+        "mismatch",
+        "aty of 1 image for 2 (was a silent broadcast)",
+        lambda: Inpainting(mask8()).prox_l2_normal(x8(), x8(seed=2)[:1], torch.ones(2)),
+        ValueError,
+        r"aty has shape \(1, 1, 8, 8\) but v has \(2, 1, 8, 8\)",
+    ),
+    Bad(
+        f"{INP}.prox_l2_normal",
+        "dtype",
+        "float64 gamma with float32 v",
+        lambda: Inpainting(mask8()).prox_l2_normal(x8(), x8(seed=2), torch.ones(2, dtype=F64)),
+        TypeError,
+        r"gamma has dtype torch.float64 but v has torch.float32",
+    ),
+    Good(
+        f"{INP}.prox_l2_normal",
+        "dtype",
+        "float64: the per-pixel closed form from A^T y",
+        lambda: Inpainting(mask8()).prox_l2_normal(
+            x8(dtype=F64),
+            inpaint_oracle(mask8(), x8(seed=2, dtype=F64)),
+            torch.full((2,), 0.3, dtype=F64),
+        ),
+        lambda: (
+            (x8(dtype=F64) + 0.3 * inpaint_oracle(mask8(), x8(seed=2, dtype=F64)))
+            / (1 + 0.3 * mask8().double())
+        ),
+        1e-15,
+    ),
     # random and block
     Bad(
         f"{INP}.random",
