@@ -35,11 +35,18 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _count(name: str, value, minimum: int = 1) -> int:
-    """An int >= minimum (numpy integers too); ValueError naming ``name`` otherwise."""
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+def _count(name: str, value, maximum: int | None = None) -> int:
+    """An int >= 1 (numpy integers too), at most ``maximum``; ValueError naming ``name``."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int in 1..{maximum}, got {value!r}")
     return int(value)
+
+
+# as TrainConfig's bounds: far above any real run, so that a typo is an error, not a hang
+MAX_PATCHES_PER_IMAGE = 100_000
+MAX_BATCH_SIZE = 65_536
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +188,7 @@ class PatchSampler:
         if not isinstance(noise, NoiseModel):
             raise TypeError(f"noise must be a NoiseModel, not {type(noise).__name__}")
         patch_size = _count("patch_size", patch_size)
-        patches_per_image = _count("patches_per_image", patches_per_image)
+        patches_per_image = _count("patches_per_image", patches_per_image, MAX_PATCHES_PER_IMAGE)
         if not _is_int(seed) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an int in 0..2**63 - 1, got {seed!r}")
         if not isinstance(augment, bool):
@@ -226,7 +233,7 @@ class PatchSampler:
         return patch
 
     def next_batch(self, batch_size: int) -> Batch:
-        batch_size = _count("batch_size", batch_size)
+        batch_size = _count("batch_size", batch_size, MAX_BATCH_SIZE)
         patches = []
         for _ in range(batch_size):
             if self.position == len(self.order):

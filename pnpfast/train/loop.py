@@ -52,7 +52,14 @@ from pnpfast._atomic import atomic_open
 from pnpfast.denoisers.architectures import ARCHITECTURES, build
 from pnpfast.denoisers.weight_file import read_weights, save_weights
 from pnpfast.metrics import psnr
-from pnpfast.train.data import ImageFolder, NoiseModel, PatchSampler, noisy_copies
+from pnpfast.train.data import (
+    MAX_BATCH_SIZE,
+    MAX_PATCHES_PER_IMAGE,
+    ImageFolder,
+    NoiseModel,
+    PatchSampler,
+    noisy_copies,
+)
 from pnpfast.train.losses import LOSSES, LossFn, make_loss
 
 __all__ = [
@@ -178,9 +185,9 @@ _RULES = {
     # upper bounds on what is held in memory at once (the epoch order is images x
     # patches_per_image indices, a batch is batch_size patches built one by one) and on threads:
     # far above any real run, they turn a typo (10**9) into an error instead of a hang
-    "patches_per_image": _ints(1, 100_000),
+    "patches_per_image": _ints(1, MAX_PATCHES_PER_IMAGE),
     "augment": (lambda v: isinstance(v, bool), "True or False"),
-    "batch_size": _ints(1, 65_536),
+    "batch_size": _ints(1, MAX_BATCH_SIZE),
     "steps": _ints(1),
     "lr": _number(lambda v: v > 0, "a number > 0"),
     "lr_final": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),

@@ -778,6 +778,14 @@ DATA = [
         r"batch_size must be an int >= 1",
     ),
     Bad(
+        "pnpfast.train.PatchSampler.next_batch",
+        "value",
+        "batch-10**9",
+        lambda: _sampler().next_batch(10**9),
+        ValueError,
+        r"batch_size must be an int in 1\.\.65536, got 1000000000",
+    ),
+    Bad(
         "pnpfast.train.PatchSampler.load_state_dict",
         "value",
         "empty-state",
