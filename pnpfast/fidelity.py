@@ -81,6 +81,14 @@ class L2:
                     f"shape {tuple(y.shape)}"
                 )
             self.kty, self.k2 = spectral_terms(k_hat, y)  # [B, C, H, Wr], [Bk, 1, H, Wr]
+            if not bool(
+                torch.isfinite(self.k2).all() & torch.isfinite(torch.view_as_real(self.kty)).all()
+            ):
+                raise ValueError(
+                    f"operator {type(operator).__name__}: its Fourier multiplier squared "
+                    f"(|K^|^2) or conj(K^) Y^ overflows {y.dtype}: the kernel's entries are too "
+                    "large for this dtype; scale the kernel down (a blur kernel sums to 1)"
+                )
         self._own_prox = type(operator).prox_l2 is not LinearOperator.prox_l2
 
     @property

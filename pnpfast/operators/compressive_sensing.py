@@ -21,6 +21,7 @@ Two constructions of M:
 
 import functools
 import math
+import numbers
 
 import torch
 
@@ -116,14 +117,14 @@ class CompressiveSensing(SizedOrthonormalOperator):
             raise TypeError(f"ratio must be a float in (0, 1], not {type(ratio).__name__}")
         if not (math.isfinite(ratio) and 0 < ratio <= 1):
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63), got {seed}")
         if method not in ("fast", "dense", "auto"):
             raise ValueError(f'method must be "fast", "dense" or "auto", got {method!r}')
         self.ratio = float(ratio)
-        self.seed = seed
+        self.seed = int(seed)
         self.method = method
         self._shape: tuple[int, int] | None = None
         self._shape_from = ""

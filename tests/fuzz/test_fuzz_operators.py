@@ -1338,6 +1338,14 @@ CASES += [
         TypeError,
         r"shape must hold two ints \(H, W\)",
     ),
+    Good(
+        CS,
+        "type",
+        "numpy int64 seed draws what the int seed draws",
+        lambda: CompressiveSensing(0.25, seed=np.int64(3), shape=(6, 6), method="dense").matrix,
+        lambda: cs_built("dense").matrix,
+        0.0,
+    ),
     Bad(
         CS,
         "size",
@@ -2010,6 +2018,15 @@ CASES += [
         lambda: pnpfast.L2(Blur(K3()), rand(1, 8, 8)),
         ValueError,
         r"y is not a measurement of this Blur: y must have shape \[B, C, H, W\]",
+    ),
+    Bad(
+        L2,
+        "nan-inf",
+        "kernel of 1e19s: |K^|^2 overflows float32",
+        lambda: pnpfast.L2(Blur(torch.full((3, 3), 1e19)), x8()),
+        ValueError,
+        r"operator Blur: its Fourier multiplier squared \(\|K\^\|\^2\) or conj\(K\^\) Y\^ "
+        r"overflows torch.float32",
     ),
     Good(
         f"{L2}.prox",
