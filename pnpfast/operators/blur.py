@@ -105,7 +105,7 @@ class Blur(LinearOperator):
         return self.spectrum(*shape, device, dtype)
 
     def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
-        self.check_input("x", x)
+        self.check_input("y" if adjoint else "x", x)
         H, W = x.shape[-2:]
         k_hat = self.spectrum(H, W, x.device, x.dtype)
         if adjoint:

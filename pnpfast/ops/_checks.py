@@ -68,11 +68,21 @@ def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]
         require(t.shape == (B,), f"{op}: {name} must have shape ({B},), got {tuple(t.shape)}")
 
 
+def not_contiguous(**tensors: torch.Tensor | None) -> str | None:
+    """The reason a fast path refuses the first non-contiguous tensor, naming it; None when
+    all are contiguous (None entries are absent arguments)."""
+    for name, t in tensors.items():
+        if t is not None and not t.is_contiguous():
+            return f"inputs must be contiguous ({name} is not: call .contiguous() on it)"
+    return None
+
+
 def fast_path_check(v_hat, kty, k2, *coeffs) -> str | None:
     """Why a Triton/CUDA spectral kernel cannot take these inputs (None when it can)."""
-    tensors = (v_hat, kty, k2, *coeffs)
-    if not all(t.is_contiguous() for t in tensors):
-        return "inputs must be contiguous"
+    names = ("gamma",) if len(coeffs) == 1 else ("s", "t")
+    reason = not_contiguous(v_hat=v_hat, kty=kty, k2=k2, **dict(zip(names, coeffs, strict=True)))
+    if reason:
+        return reason
     if v_hat.shape[0] * v_hat.shape[1] > 65535:
         return "more than 65535 image planes in one call"
     if math.prod(v_hat.shape[2:]) * 2 >= 2**31:

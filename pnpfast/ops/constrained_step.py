@@ -42,7 +42,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require, require_not_meta
+from pnpfast.ops._checks import not_contiguous, require, require_not_meta
 
 FAST_FACTORS = (2, 4, 8)  # the block sizes the fast paths compile for
 
@@ -202,16 +202,15 @@ def check_constrained_step_args(
         )
 
 
-def _tensors(denoised, y, h, c, lifted, mask, projected) -> list[torch.Tensor]:
-    return [t for t in (denoised, y, h, c, lifted, mask, projected) if t is not None]
-
-
 def constrained_step_fast_path_check(
     denoised, y, h, c, seed, offset, lifted, mask, factor, projected
 ) -> str | None:
     """Why the CUDA kernels cannot take these inputs (None when they can)."""
-    if not all(t.is_contiguous() for t in _tensors(denoised, y, h, c, lifted, mask, projected)):
-        return "inputs must be contiguous"
+    reason = not_contiguous(
+        denoised=denoised, y=y, h=h, c=c, lifted=lifted, mask=mask, projected=projected
+    )
+    if reason:
+        return reason
     if math.prod(y.shape[1:]) >= 2**30:
         return "an image with 2**30 or more elements"
     if lifted is not None and mask is None and factor and factor not in FAST_FACTORS:

@@ -33,7 +33,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require, require_not_meta
+from pnpfast.ops._checks import not_contiguous, require, require_not_meta
 
 SUMS = ("residual", "change", "norm")  # the columns of sums
 
@@ -101,9 +101,9 @@ def check_pnp_update_args(f, z, x, xprev, coef, op: str = "pnp_update") -> None:
 
 def pnp_update_fast_path_check(f, z, x, xprev, coef) -> str | None:
     """Why the CUDA kernel cannot take these inputs (None when it can)."""
-    tensors = [t for t in (f, z, x, xprev, coef) if t is not None]
-    if not all(t.is_contiguous() for t in tensors):
-        return "inputs must be contiguous"
+    reason = not_contiguous(f=f, z=z, x=x, xprev=xprev, coef=coef)
+    if reason:
+        return reason
     if math.prod(f.shape[1:]) >= 2**30:
         return "an image with 2**30 or more elements"
     return None

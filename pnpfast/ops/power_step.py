@@ -38,7 +38,7 @@ import torch
 
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
-from pnpfast.ops._checks import require, require_not_meta
+from pnpfast.ops._checks import not_contiguous, require, require_not_meta
 
 STATE = ("estimate", "scale", "active", "steps")  # the columns of state
 
@@ -133,8 +133,9 @@ def check_power_step_args(w, u, state, tol, gram, op: str = "power_step") -> Non
 
 def power_step_fast_path_check(w, u, state, tol, gram) -> str | None:
     """Why the CUDA kernel cannot take these inputs (None when it can)."""
-    if not all(t.is_contiguous() for t in (w, u, state)):
-        return "inputs must be contiguous"
+    reason = not_contiguous(w=w, u=u, state=state)
+    if reason:
+        return reason
     if u.dim() and math.prod(u.shape[1:]) >= 2**30:
         return "an image with 2**30 or more elements"
     return None

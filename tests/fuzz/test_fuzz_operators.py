@@ -329,7 +329,7 @@ CASES: list[Bad | Good] = [
         "kernel taller than y",
         lambda: Blur(K3()).adjoint(rand(1, 1, 2, 8)),
         ValueError,
-        r"kernel of size 3x3 is larger than x of size 2x8",
+        r"kernel of size 3x3 is larger than y of size 2x8",
     ),
     Bad(
         f"{BLUR}.adjoint",
@@ -337,7 +337,7 @@ CASES: list[Bad | Good] = [
         "meta y",
         lambda: Blur(K3()).adjoint(torch.rand(1, 1, 8, 8, device="meta")),
         ValueError,
-        r"x is on the meta device",
+        r"y is on the meta device",
     ),
     Bad(
         f"{BLUR}.adjoint",
@@ -345,7 +345,7 @@ CASES: list[Bad | Good] = [
         "batch of size 0",
         lambda: Blur(K3()).adjoint(rand(0, 1, 8, 8)),
         ValueError,
-        r"x has a batch of size 0",
+        r"y has a batch of size 0",
     ),
     Bad(
         f"{BLUR}.adjoint",
@@ -353,7 +353,7 @@ CASES: list[Bad | Good] = [
         "5-d y",
         lambda: Blur(K3()).adjoint(rand(1, 1, 1, 8, 8)),
         ValueError,
-        r"x must have shape \[B, C, H, W\] \(4 dimensions\)",
+        r"y must have shape \[B, C, H, W\] \(4 dimensions\)",
     ),
     Bad(
         f"{BLUR}.__call__",

@@ -182,7 +182,8 @@ CASES: list[Bad | Good] = [
         "non-contiguous v_hat on triton by name",
         lambda: prox_call(backend="triton", v_hat=transposed(spectral()["v_hat"])),
         BackendError,
-        r"fft_prox: backend 'triton' cannot run this call: inputs must be contiguous",
+        r"fft_prox: backend 'triton' cannot run this call: inputs must be contiguous \(v_hat is "
+        r"not: call .contiguous\(\) on it\)",
     ),
     Bad(
         FP,
@@ -613,7 +614,7 @@ CASES += [
         "channels_last on triton by name",
         lambda: update_call(backend="triton", a=cl_args()),
         BackendError,
-        r"pnp_update: backend 'triton' cannot run this call: inputs must be contiguous",
+        r"pnp_update: backend 'triton' cannot run this call: inputs must be contiguous \(f is not",
     ),
     Bad(
         PU,
@@ -1147,7 +1148,8 @@ CASES += [
             },
         ),
         BackendError,
-        r"constrained_step: backend 'triton' cannot run this call: inputs must be contiguous",
+        r"constrained_step: backend 'triton' cannot run this call: inputs must be contiguous "
+        r"\(y is not",
     ),
     Bad(
         CS,
