@@ -10,6 +10,11 @@ float (one level for the whole batch) or a tensor of length B (one level per ima
 has the shape and dtype of ``x``. Blind networks ignore ``sigma`` (they still check its form);
 classical denoisers set their strength from it, image by image, without a Python loop over the
 batch.
+
+A denoiser checks the form of ``x`` (type, rank, floating dtype, channels, no size 0, not on the
+meta device) but never reads its values, since solvers call it inside their iterations: NaN or
+Inf in an image give NaN or Inf in that image's output, as torch ops do, and the solvers and
+diagnostics detect them at their own synchronisation points.
 """
 
 import torch
@@ -23,7 +28,9 @@ def check_image(x: object, channels: int | None = None) -> torch.Tensor:
     """Check that ``x`` is a floating [B, C, H, W] tensor with ``channels`` channels.
 
     ``channels=None`` accepts any channel count. Structural checks only: the values are not
-    read, so the check never synchronises with a device. Errors name ``x``.
+    read, so the check never synchronises with a device. Errors name ``x``: TypeError for a
+    non-tensor or a non-floating dtype, ValueError for a wrong rank or channel count, a size 0
+    (batch, channels, height or width) and a tensor on the meta device.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor of shape [B, C, H, W], not {type(x).__name__}")
@@ -36,6 +43,11 @@ def check_image(x: object, channels: int | None = None) -> torch.Tensor:
             f"x has {x.shape[1]} channels but this denoiser takes {channels} "
             f"(shape {tuple(x.shape)})"
         )
+    if x.device.type == "meta":
+        raise ValueError("x is on the meta device (it holds no data): move it to cpu or cuda first")
+    if x.numel() == 0:
+        what = "a batch of size 0" if x.shape[0] == 0 else "a dimension of size 0"
+        raise ValueError(f"x has {what} (shape {tuple(x.shape)}): there is nothing to denoise")
     return x
 
 

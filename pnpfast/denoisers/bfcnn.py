@@ -9,7 +9,14 @@ bias-free convolutional neural networks", ICLR 2020).
 import torch
 import torch.nn.functional as F
 
-from pnpfast.denoisers._layers import conv3x3, load_mapped, network_input
+from pnpfast.denoisers._layers import (
+    MAX_DEPTH,
+    conv3x3,
+    count,
+    load_mapped,
+    network_input,
+    number,
+)
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["BFCNN"]
@@ -59,10 +66,10 @@ class BFCNN(Denoiser):
         self, channels: int = 1, depth: int = 20, features: int = 64, *, momentum: float = 0.1
     ) -> None:
         super().__init__()
-        if depth < 3:
-            raise ValueError(f"depth must be >= 3, got {depth}")
-        if features < 1:
-            raise ValueError(f"features must be >= 1, got {features}")
+        count("channels", channels, 1)
+        count("depth", depth, 3, MAX_DEPTH)
+        count("features", features, 1)
+        momentum = number("momentum", momentum, 0.0, 1.0)
         self.channels = channels
         self.depth = depth
         self.features = features

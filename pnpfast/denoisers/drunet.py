@@ -18,7 +18,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from pnpfast.denoisers._layers import conv3x3, load_mapped, network_input
+from pnpfast.denoisers._layers import (
+    MAX_BLOCKS,
+    MAX_LEVELS,
+    conv3x3,
+    count,
+    flag,
+    load_mapped,
+    network_input,
+)
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["DRUNet"]
@@ -87,14 +95,25 @@ class DRUNet(Denoiser):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
-        if not widths or min(widths) < 1:
+        count("channels", channels, 1)
+        if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+            raise TypeError(
+                f"widths must be a tuple of ints (one per level), not {type(widths).__name__}"
+            )
+        widths = tuple(widths)
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) for w in widths):
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
-        if blocks < 0:
-            raise ValueError(f"blocks must be >= 0, got {blocks}")
-        if activation not in ACTIVATIONS:
+        if min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
+        if len(widths) > MAX_LEVELS:
+            raise ValueError(
+                f"widths must have at most {MAX_LEVELS} levels (the input is padded to a "
+                f"multiple of 2**(levels - 1)), got {len(widths)}"
+            )
+        count("blocks", blocks, 0, MAX_BLOCKS)
+        for name, value in (("noise_map", noise_map), ("bias", bias), ("residual", residual)):
+            flag(name, value)
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}"
             )

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from pnpfast.denoisers._layers import number
 from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
 
 __all__ = ["GaussianSmoothing"]
@@ -24,14 +25,14 @@ class GaussianSmoothing(Denoiser):
     channel is smoothed alike. ``transfer`` returns exactly the multiplier that ``forward``
     applies, for closed forms in solver tests.
 
-    Shapes: x [B, C, H, W] (float32 or float64), sigma a float or [B]; output like x.
+    Shapes: x [B, C, H, W], sigma a float or [B]; output like x. float16 and bfloat16 images
+    (which the FFT does not take on every device) are smoothed in float32 and returned in
+    their own dtype.
     """
 
     def __init__(self, std: float | None = None) -> None:
         super().__init__()
-        if std is not None and (not math.isfinite(std) or std < 0):
-            raise ValueError(f"std must be a finite number >= 0 (pixels), got {std}")
-        self.std = std
+        self.std = None if std is None else number("std (pixels)", std, 0.0)
 
     def extra_repr(self) -> str:
         return f"std={self.std}" if self.std is not None else "std=sigma*255/25"
@@ -58,10 +59,13 @@ class GaussianSmoothing(Denoiser):
         fy = torch.fft.fftfreq(H, device=like.device, dtype=like.dtype)
         fx = torch.fft.rfftfreq(W, device=like.device, dtype=like.dtype)
         f2 = fy.square().view(H, 1) + fx.square().view(1, -1)  # [H, W//2+1]
-        return torch.exp((-2.0 * math.pi**2) * s.square().view(-1, 1, 1, 1) * f2)
+        T = torch.exp((-2.0 * math.pi**2) * s.square().view(-1, 1, 1, 1) * f2)
+        # a std so large that s^2 overflows gives inf * 0 = NaN at the zero frequency, where T = 1
+        return T.masked_fill(f2 == 0, 1.0)
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         x = check_image(x)
-        H, W = x.shape[-2:]
-        T = self._multiplier(H, W, sigma_per_image(sigma, x), x)
-        return torch.fft.irfft2(torch.fft.rfft2(x) * T, s=(H, W))
+        z = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        H, W = z.shape[-2:]
+        T = self._multiplier(H, W, sigma_per_image(sigma, z), z)
+        return torch.fft.irfft2(torch.fft.rfft2(z) * T, s=(H, W)).to(x.dtype)

@@ -20,6 +20,7 @@ too. Shapes: x [B, C, H, W], sigma a float or [B]; D(x) like x, ``potential`` [B
 
 import torch
 
+from pnpfast.denoisers._layers import count
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["GradientStep"]
@@ -41,6 +42,8 @@ class GradientStep(Denoiser):
                 f"network must be a torch.nn.Module (architectures.build makes a GradientStep "
                 f"from a config dict), not {type(network).__name__}"
             )
+        if channels is not None:
+            count("channels", channels, 1)
         inner = getattr(network, "channels", None)
         if channels is not None and inner is not None and inner != channels:
             raise ValueError(f"channels is {channels} but the network takes {inner}")

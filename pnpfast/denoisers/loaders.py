@@ -45,10 +45,19 @@ def load(
     ``weights`` is the path of a weight file: required for the architecture names
     (``"bfcnn"``, ``"bf-dncnn"``, ``"dncnn"``, ``"pnpfast"``), refused for the shipped and
     classical ones. The channel count, depth and width are read from the file. Errors:
-    ValueError for an unknown name, a missing or superfluous ``weights``, or a file that does
-    not match the architecture (listing the missing and unexpected keys); FileNotFoundError
-    when ``weights`` does not exist.
+    ValueError for an unknown name, a missing or superfluous ``weights``, a file that does
+    not match the architecture (listing the missing and unexpected keys), or a device that
+    torch does not know or that holds no data (``"meta"``); TypeError for a name, weights or
+    device of the wrong type; FileNotFoundError when ``weights`` does not exist.
     """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__} ({name!r})")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"weights must be the path of a weight file (str or os.PathLike) or None, "
+            f"not {type(weights).__name__}"
+        )
+    device = _device(device)
     if name is None:
         key = "conditional" if weights is None else catalog.WEIGHT_FILE
     else:
@@ -75,3 +84,19 @@ def load(
             net = GaussianSmoothing() if key == "gaussian" else TotalVariation()
     net.requires_grad_(False)
     return net.eval().to(device)
+
+
+def _device(device: object) -> torch.device:
+    """``device`` as a torch.device, refusing by name what would fail later or hold no data."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"device must be a str or torch.device (e.g. 'cpu', 'cuda:0'), not "
+            f"{type(device).__name__}"
+        )
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {device!r} is not a torch device: {err}") from err
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds no data: a denoiser needs its weights on cpu or cuda")
+    return device

@@ -21,11 +21,13 @@ passes ``potential_and_gradient`` through to a gradient-step network). How each 
 trained (recipe, data, steps) is in its ``meta`` entry and in the README.
 """
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 import torch
 
+from pnpfast.denoisers._layers import count
 from pnpfast.denoisers.base import Denoiser, check_image
 from pnpfast.denoisers.catalog import SHIPPED
 from pnpfast.denoisers.weight_file import read_network
@@ -41,8 +43,21 @@ class ByChannels(Denoiser):
 
     def __init__(self, networks: dict[int, Denoiser]) -> None:
         super().__init__()
+        if not isinstance(networks, Mapping):
+            raise TypeError(
+                f"networks must be a dict {{channels: denoiser}}, not {type(networks).__name__}"
+            )
         if not networks:
             raise ValueError("networks must hold at least one denoiser")
+        for c, net in networks.items():
+            count(f"networks key {c!r} (a channel count)", c, 1)
+            if not isinstance(net, torch.nn.Module):
+                raise TypeError(
+                    f"networks[{c}] must be a torch.nn.Module denoiser, not {type(net).__name__}"
+                )
+            takes = getattr(net, "channels", None)
+            if takes is not None and takes != c:
+                raise ValueError(f"networks[{c}] takes {takes} channels, not {c}")
         self.networks = torch.nn.ModuleDict({str(c): net for c, net in networks.items()})
         self.blind = all(net.blind for net in self.networks.values())
 

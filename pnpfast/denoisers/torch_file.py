@@ -50,6 +50,8 @@ def load_torch_file(path: str | os.PathLike) -> object:
     refuses (its message is appended).
     """
     path = os.fspath(path)
+    if not path:
+        raise FileNotFoundError("weights file not found: the path is empty ('')")
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     if os.path.isdir(path):

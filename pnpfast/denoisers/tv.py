@@ -5,9 +5,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pnpfast.denoisers._layers import count, number
 from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
 
 __all__ = ["TotalVariation", "divergence", "gradient", "tv_objective"]
+
+MAX_ITERATIONS = 100_000  # each call runs them all: a typo of 10**9 would never return
 
 
 def gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,24 +66,22 @@ class TotalVariation(Denoiser):
     ``weight = lam_b`` (same fidelity scaling, isotropic TV, Neumann boundary;
     ``channel_axis`` set for color).
 
-    Defaults: ``strength=1.0``, ``iterations=100``. Shapes: x [B, C, H, W] (float32 or
-    float64), sigma a float or [B]; output like x.
+    Defaults: ``strength=1.0``, ``iterations=100`` (1 to ``MAX_ITERATIONS``). Shapes:
+    x [B, C, H, W] (float16 and bfloat16 are computed in float32 and returned in their own
+    dtype), sigma a float or [B]; output like x.
     """
 
     def __init__(self, strength: float = 1.0, iterations: int = 100) -> None:
         super().__init__()
-        if not math.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0, got {strength}")
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
-        self.strength = strength
-        self.iterations = iterations
+        self.strength = number("strength", strength, 0.0)
+        self.iterations = count("iterations", iterations, 1, MAX_ITERATIONS)
 
     def extra_repr(self) -> str:
         return f"strength={self.strength}, iterations={self.iterations}"
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        x = check_image(x)
+        x_in = check_image(x)
+        x = x_in if x_in.dtype in (torch.float32, torch.float64) else x_in.float()
         lam = (self.strength * sigma_per_image(sigma, x)).view(-1, 1, 1, 1)
         tiny = torch.finfo(x.dtype).tiny
         step = torch.where(lam > 0, 1.0 / (8.0 * lam.clamp_min(tiny)), 0.0)
@@ -100,4 +101,4 @@ class TotalVariation(Denoiser):
             ry = py + momentum * (py - qy)
             rx = px + momentum * (px - qx)
             qy, qx, t = py, px, t_next
-        return x + lam * divergence(qy, qx)
+        return (x + lam * divergence(qy, qx)).to(x_in.dtype)

@@ -92,7 +92,7 @@ def test_network_checks_channel_count():
 
 def test_network_checks_device():
     x = torch.empty(1, 1, 8, 8, device="meta")
-    with pytest.raises(ValueError, match="x is on meta"):
+    with pytest.raises(ValueError, match="x is on the meta device"):
         DnCNN(depth=3, features=4).eval()(x, 0.1)
 
 
