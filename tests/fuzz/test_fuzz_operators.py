@@ -363,6 +363,19 @@ CASES: list[Bad | Good] = [
         TypeError,
         r"x must be a torch.Tensor",
     ),
+    Good(
+        f"{BLUR}.forward",
+        "nan-inf",
+        "NaN in image 1 propagates (like torch) to image 1 only",
+        lambda: (
+            torch.isnan(Blur(K3())(torch.stack([x8()[0], torch.full((1, 8, 8), NAN)])))
+            .flatten(1)
+            .all(1)
+            .double()
+        ),
+        lambda: torch.tensor([0.0, 1.0], dtype=F64),
+        0.0,
+    ),
     # spectrum / fourier_multiplier
     Bad(
         f"{BLUR}.spectrum",
@@ -814,6 +827,14 @@ CASES += [
         lambda: Inpainting(mask8()).adjoint(rand(1, 0, 8, 8)),
         ValueError,
         r"c has a dimension of size 0",
+    ),
+    Bad(
+        f"{INP}.adjoint",
+        "dtype",
+        "int coefficients",
+        lambda: Inpainting(mask8()).adjoint(torch.ones(1, 1, 8, 8, dtype=torch.int64)),
+        TypeError,
+        r"c must have dtype float32, float64, not int64",
     ),
     Bad(
         f"{INP}.project",
@@ -1621,6 +1642,22 @@ CASES += [
         lambda: sl_built().adjoint(np.zeros((1, 1, sl_built().kept))),
         TypeError,
         r"c must be a torch.Tensor of shape \[B, C, \d+\], not ndarray",
+    ),
+    Bad(
+        f"{SL}.adjoint",
+        "dtype",
+        "complex coefficients",
+        lambda: sl_built().adjoint(torch.ones(1, 1, sl_built().kept, dtype=torch.complex64)),
+        TypeError,
+        r"c must have dtype float32 or float64, not complex64",
+    ),
+    Bad(
+        f"{SL}.adjoint",
+        "rank",
+        "coefficients without channels",
+        lambda: sl_built().adjoint(torch.ones(1, sl_built().kept)),
+        ValueError,
+        r"c must have shape \[B, C, \d+\], got shape \(1, \d+\)",
     ),
     Bad(
         f"{SL}.project",

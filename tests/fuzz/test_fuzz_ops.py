@@ -1314,6 +1314,72 @@ CASES += [
 ]
 
 
+# -- NaN passes through the fused ops (no data is read), confined to the image that holds it ------
+
+
+def nan_images(out) -> torch.Tensor:
+    """1.0 for each image of out (the first result for tuples) that holds a NaN, else 0.0."""
+    t = out[0] if isinstance(out, tuple) else out
+    t = torch.view_as_real(t) if t.is_complex() else t
+    return torch.isnan(t).flatten(1).any(1).double()
+
+
+def finite_images(out: torch.Tensor) -> torch.Tensor:
+    """1.0 for each image of out whose values are all finite, else 0.0."""
+    t = torch.view_as_real(out) if out.is_complex() else out
+    return torch.isfinite(t).flatten(1).all(1).double()
+
+
+def with_nan(t: torch.Tensor, b: int = 1, value: float = NAN) -> torch.Tensor:
+    t = t.clone()
+    t[b].view(-1)[0] = value
+    return t
+
+
+CASES += [
+    Good(
+        FP,
+        "nan-inf",
+        "NaN gamma of image 1: only image 1 is NaN",
+        lambda: nan_images(prox_call(gamma=with_nan(spectral()["gamma"]))),
+        lambda: torch.tensor([0.0, 1.0], dtype=F64),
+        0.0,
+    ),
+    Good(
+        FP,
+        "value",
+        "negative gamma is not checked here: the formula",
+        lambda: real(prox_call(gamma=torch.tensor([-0.25, 2.0]))),
+        lambda: prox_oracle({**spectral(), "gamma": torch.tensor([-0.25, 2.0])}),
+        1e-6,
+    ),
+    Good(
+        FG,
+        "nan-inf",
+        "Inf in kty of image 0: image 0 non-finite only",
+        lambda: finite_images(grad_call(kty=with_nan(grad_args()["kty"], 0, INF))),
+        lambda: torch.tensor([0.0, 1.0], dtype=F64),
+        0.0,
+    ),
+    Good(
+        PU,
+        "nan-inf",
+        "NaN in f of image 1 (triton): only image 1 is NaN",
+        lambda: nan_images(update_call(backend="triton", f=with_nan(update_args()["f"]))),
+        lambda: torch.tensor([0.0, 1.0], dtype=F64),
+        0.0,
+    ),
+    Good(
+        CS,
+        "nan-inf",
+        "NaN in the denoised image 0: only image 0 is NaN",
+        lambda: nan_images(step_call(denoised=with_nan(step_args()["denoised"], 0))),
+        lambda: torch.tensor([1.0, 0.0], dtype=F64),
+        0.0,
+    ),
+]
+
+
 @params(CASES)
 def test_fuzz(case):
     check(case)
