@@ -13,7 +13,9 @@ Products go through torch.func: J^T u by a vector-Jacobian product that reuses o
 J u by a forward-mode product.
 """
 
+import inspect
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,13 @@ from pnpfast.profiling import nvtx_range
 log = logging.getLogger("pnpfast")
 
 _COMPACT_BELOW = 0.75  # rebuild the products on the active images once fewer than this share are
+# upper bounds of the counts: each is a loop of Jacobian products (Lanczos also stores ``steps``
+# copies of x), so a typo such as 10**9 would run or allocate without end instead of failing
+MAX_ITERS = 100_000
+MAX_PROBES = 10_000
+MAX_STEPS = 1_000
+_SEED_MAX = 2**63 - 1
+_SUB_BATCH = " on a sub-batch of x (if D cannot take one, pass compact=False)"
 
 
 @dataclass
@@ -53,15 +62,31 @@ def _bind(
     return D if sigma is None else (lambda z: D(z, sigma))
 
 
-def _per_image(sigma, B: int, like: torch.Tensor):
-    """sigma as given (None or a float), or a [B] tensor on x's device."""
-    if sigma is None or isinstance(sigma, (int, float)):
+def _per_image(sigma, B: int, like: torch.Tensor, op: str = "spectral_norm"):
+    """sigma as given (None or a float), or a [B] tensor on x's device; the values must be
+    finite and >= 0 (read once here, at the boundary)."""
+    if sigma is None:
         return sigma
-    sigma = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
-    if sigma.dim() == 0:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+        raise TypeError(
+            f"{op}: sigma must be None, a float or a tensor of shape ({B},), "
+            f"not {type(sigma).__name__}"
+        )
+    if not isinstance(sigma, torch.Tensor):
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"{op}: sigma must be a finite number >= 0, got {sigma}")
         return sigma
-    if sigma.shape != (B,):
-        raise ValueError(f"sigma must be a float or have shape ({B},), got {tuple(sigma.shape)}")
+    if sigma.is_complex() or sigma.dtype == torch.bool:
+        raise TypeError(f"{op}: sigma must be real, not {sigma.dtype}")
+    if sigma.device.type == "meta":
+        raise ValueError(f"{op}: sigma is on the meta device (it holds no data)")
+    if sigma.dim() != 0 and sigma.shape != (B,):
+        raise ValueError(
+            f"{op}: sigma must be a float or have shape ({B},), got {tuple(sigma.shape)}"
+        )
+    sigma = sigma.to(dtype=like.dtype, device=like.device)
+    if not bool(((sigma >= 0) & torch.isfinite(sigma)).all()):
+        raise ValueError(f"{op}: sigma must be finite and >= 0, got {sigma.tolist()}")
     return sigma
 
 
@@ -74,24 +99,76 @@ def _check_x(name: str, x) -> None:
         raise ValueError(
             f"{name}: x must be [B, ...] with a batch dimension, got shape {tuple(x.shape)}"
         )
+    if x.device.type == "meta":
+        raise ValueError(
+            f"{name}: x is on the meta device (it holds no data): move it to cpu or cuda first"
+        )
+    if x.numel() == 0:
+        what = "a batch of size 0" if x.shape[0] == 0 else "a dimension of size 0"
+        raise ValueError(f"{name}: x has {what} (shape {tuple(x.shape)}): nothing to measure")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name}: x has NaN or Inf values")
+
+
+def _check_D(name: str, D) -> None:
+    if not callable(D):
+        raise TypeError(
+            f"{name}: D must be a callable D(x, sigma) (a denoiser), not {type(D).__name__}"
+        )
+
+
+def _check_count(name: str, arg: str, value, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: {arg} must be an int >= 1 and <= {high}, not {value!r}")
+    if not 1 <= value <= high:
+        raise ValueError(f"{name}: {arg} must be an int >= 1 and <= {high}, not {value!r}")
+
+
+def _check_flag(name: str, arg: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: {arg} must be True or False, not {value!r}")
+
+
+def _check_seed(name: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name}: seed must be an integer in [0, 2**63 - 1], not {seed!r}")
+    if not 0 <= seed <= _SEED_MAX:
+        raise ValueError(f"{name}: seed must be an integer in [0, 2**63 - 1], not {seed!r}")
+
+
+def _check_output(op: str, out, x: torch.Tensor, square: bool, hint: str = "") -> None:
+    """D's output at x: a floating tensor in x's dtype, with x's batch size (gram mode) or
+    x's shape (square: symmetric power iteration, asymmetry, Lanczos, I - D)."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{op}: D must return a tensor, it returned {type(out).__name__}")
+    if out.dtype != x.dtype:
+        raise TypeError(
+            f"{op}: D returned dtype {out.dtype} for x of dtype {x.dtype}; it must return x's dtype"
+        )
+    if out.shape[:1] != x.shape[:1] or (square and out.shape != x.shape):
+        want = f"shape {tuple(x.shape)}" if square else f"batch size {x.shape[0]}"
+        raise ValueError(
+            f"{op}: D must map x of shape {tuple(x.shape)} to an output of {want}, got "
+            f"{tuple(out.shape)}{hint}"
+        )
 
 
 class _Products:
     """M u for the images in ``rows``: J^T J u (gram) or J u (symmetric J, one product)."""
 
-    def __init__(self, D, x, sigma, gram: bool, op: str = "spectral_norm"):
+    def __init__(
+        self, D, x, sigma, gram: bool, op: str = "spectral_norm", square: bool = False, hint=""
+    ):
         self.f = _bind(D, sigma)
         self.x = x
         self.gram = gram
-        out, self.vjp = torch.func.vjp(self.f, x)
-        if out.shape[:1] != x.shape[:1] or (not gram and out.shape != x.shape):
-            want = f"shape {tuple(x.shape)}" if not gram else f"batch size {x.shape[0]}"
-            raise ValueError(
-                f"{op}: D must map x of shape {tuple(x.shape)} to an output of {want}, got "
-                f"{tuple(out.shape)} (if D cannot take a sub-batch of x, pass compact=False)"
-            )
+
+        def f(z):
+            out = self.f(z)
+            _check_output(op, out, x, square or not gram, hint)
+            return out
+
+        _, self.vjp = torch.func.vjp(f, x)
 
     def jvp(self, u: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(self.f, (self.x,), (u,))[1]
@@ -154,13 +231,21 @@ def spectral_norm(
     (like x; e.g. the ``vector`` of an earlier call, a warm start) or else Gaussian, drawn from
     ``seed`` (the same per batch whatever the device).
     """
+    _check_D("spectral_norm", D)
     _check_x("spectral_norm", x)
-    if not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"spectral_norm: iters must be an int >= 1, not {iters!r}")
-    if not isinstance(check_every, int) or check_every < 1:
-        raise ValueError(f"spectral_norm: check_every must be an int >= 1, not {check_every!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"spectral_norm: tol must be a number >= 0, not {tol!r}")
+    _check_count("spectral_norm", "iters", iters, MAX_ITERS)
+    _check_count("spectral_norm", "check_every", check_every, MAX_ITERS)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)):
+        raise TypeError(f"spectral_norm: tol must be a number >= 0 and finite, not {tol!r}")
+    if not 0 <= tol < math.inf:
+        raise ValueError(f"spectral_norm: tol must be a number >= 0 and finite, not {tol!r}")
+    for arg, value in (
+        ("symmetric", symmetric),
+        ("differentiable", differentiable),
+        ("compact", compact),
+    ):
+        _check_flag("spectral_norm", arg, value)
+    _check_seed("spectral_norm", seed)
     B = x.shape[0]
     sigma = _per_image(sigma, B, x)
     x = x.detach()
@@ -173,10 +258,20 @@ def spectral_norm(
         raise ValueError(
             f"spectral_norm: v0 must be a tensor of x's shape {tuple(x.shape)}, got {got}"
         )
+    elif not v0.is_floating_point():
+        raise TypeError(f"spectral_norm: v0 must be a floating tensor like x, not {v0.dtype}")
+    elif v0.device.type == "meta":
+        raise ValueError("spectral_norm: v0 is on the meta device (it holds no data)")
     else:
         u = v0.detach().to(device=x.device, dtype=x.dtype).contiguous()
         if not torch.isfinite(u).all():
             raise ValueError("spectral_norm: v0 has NaN or Inf values")
+        zero = (u.flatten(1) == 0).all(1)
+        if zero.any():  # power iteration cannot leave a zero vector: the estimate would be 0
+            raise ValueError(
+                f"spectral_norm: v0 is zero for images {zero.nonzero().squeeze(1).tolist()}; "
+                "start from a non-zero vector (or v0=None for random ones)"
+            )
     state = initial_state(u)
     bound = torch.full((B,), torch.inf, dtype=x.dtype, device=x.device)
     conv = torch.zeros(B, dtype=torch.bool, device=x.device)
@@ -193,7 +288,7 @@ def spectral_norm(
         return s[idx] if isinstance(s, torch.Tensor) and s.dim() == 1 else s
 
     with torch.no_grad(), nvtx_range("pnpfast/spectral_norm"):
-        M = _Products(D, x, sigma, gram)
+        M = _Products(D, x, sigma, gram, square=symmetric)
         for k in range(iters):
             sync = (k + 1) % check_every == 0 and k + 1 < iters
             check = k == 0 or sync or k + 1 == iters
@@ -229,7 +324,9 @@ def spectral_norm(
                     keep = pending.nonzero().squeeze(1)
                     rows, u, state = rows[keep], u[keep], state[keep]
                     bound, conv = bound[keep], conv[keep]
-                    M = _Products(D, x[rows], subset(sigma, rows), gram)
+                    M = _Products(
+                        D, x[rows], subset(sigma, rows), gram, square=symmetric, hint=_SUB_BATCH
+                    )
         done_u[rows], done_state[rows] = u, state
         done_bound[rows], done_conv[rows] = bound, conv
 
@@ -293,11 +390,13 @@ def jacobian_asymmetry(
     ||(J - J^T) v|| / ||J v||, shape [B]. Zero exactly when J is symmetric, the condition under
     which RED's update is the gradient of its regulariser (Reehorst & Schniter 2019).
     """
+    _check_D("jacobian_asymmetry", D)
     _check_x("jacobian_asymmetry", x)
-    if not isinstance(probes, int) or probes < 1:
-        raise ValueError(f"jacobian_asymmetry: probes must be an int >= 1, not {probes!r}")
+    _check_count("jacobian_asymmetry", "probes", probes, MAX_PROBES)
+    _check_seed("jacobian_asymmetry", seed)
     x = x.detach()
-    M = _Products(D, x, _per_image(sigma, x.shape[0], x), True, "jacobian_asymmetry")
+    sigma = _per_image(sigma, x.shape[0], x, "jacobian_asymmetry")
+    M = _Products(D, x, sigma, True, "jacobian_asymmetry", square=True)
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     bad = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -362,11 +461,13 @@ def lanczos_edges(
     x: [B, ...] float32 or float64 (the recursion runs in float64); sigma: None, a float, or
     [B]; q_1 Gaussian from ``seed``.
     """
+    _check_D("lanczos_edges", D)
     _check_x("lanczos_edges", x)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"lanczos_edges: steps must be an int >= 1, not {steps!r}")
+    _check_count("lanczos_edges", "steps", steps, MAX_STEPS)
+    _check_seed("lanczos_edges", seed)
+    _check_flag("lanczos_edges", "differentiable", differentiable)
     B = x.shape[0]
-    sigma = _per_image(sigma, B, x)
+    sigma = _per_image(sigma, B, x, "lanczos_edges")
     x = x.detach()
     n = x[0].numel()
     steps = min(steps, n)
@@ -438,13 +539,27 @@ def residual_lipschitz(
     ``options``: steps, seed). Either result has ``.norm``, [B]."""
 
     def residual(z, *s):
-        return z - D(z, *s)
+        out = D(z, *s)
+        # z - D(z) would broadcast a wrong batch or size silently, or fail inside torch
+        _check_output("residual_lipschitz", out, z, square=True)
+        return z - out
 
     if method not in ("power", "lanczos"):
         raise ValueError(f"residual_lipschitz: method must be 'power' or 'lanczos', not {method!r}")
+    _check_D("residual_lipschitz", D)
+    run = spectral_norm if method == "power" else lanczos_edges
+    takes = [n for n in inspect.signature(run).parameters if n not in ("D", "x", "sigma")]
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise TypeError(
+            f"residual_lipschitz: {', '.join(map(repr, unknown))} is not an option of "
+            f"method={method!r} ({run.__name__}); it takes {', '.join(takes)}"
+        )
     try:
-        if method == "power":
-            return spectral_norm(residual, x, sigma, **options)
-        return lanczos_edges(residual, x, sigma, **options)
-    except FloatingPointError as e:
-        raise FloatingPointError(f"residual_lipschitz: {e}") from e
+        return run(residual, x, sigma, **options)
+    except (FloatingPointError, ValueError, TypeError) as e:
+        if type(e) not in (FloatingPointError, ValueError, TypeError) or str(e).startswith(
+            "residual_lipschitz:"
+        ):
+            raise  # a subclass (e.g. a backend error) keeps its own type and message
+        raise type(e)(f"residual_lipschitz: {e}") from e
