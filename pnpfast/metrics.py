@@ -1,9 +1,11 @@
 """Image quality metrics, one value per image of a batch.
 
-Both metrics take images ``x`` and references ``ref`` of shape [B, C, H, W] (float32 or
-float64, any device) on the scale given by ``peak`` (1.0 for the [0, 1] scale of pnpfast) and
-return a float64 tensor of shape [B] on the device of ``x``. The arithmetic runs in float64 so
-that a float32 image gives the same score as its float64 copy to about 1e-6 dB.
+Both metrics take images ``x`` and references ``ref`` of shape [B, C, H, W] (float16,
+bfloat16, float32 or float64, any device, any memory layout) on the scale given by ``peak`` (1.0
+for the [0, 1] scale of pnpfast) and return a float64 tensor of shape [B] on the device of
+``x``. The arithmetic runs in float64 so that a float32 image gives the same score as its
+float64 copy to about 1e-6 dB. NaN or Inf in ``x`` or ``ref`` is a ValueError naming the
+images (a score of such an image means nothing); checking reads the data once.
 """
 
 import math
@@ -21,9 +23,12 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _pair(x: torch.Tensor, ref: torch.Tensor, peak: float) -> tuple[torch.Tensor, torch.Tensor]:
-    _validate.image("x", x, finite=False)
-    _validate.image("ref", ref, finite=False)
+    _validate.image("x", x, finite=False, dtypes=_DTYPES)
+    _validate.image("ref", ref, finite=False, dtypes=_DTYPES)
     if x.shape != ref.shape:
         raise ValueError(
             f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
@@ -34,6 +39,12 @@ def _pair(x: torch.Tensor, ref: torch.Tensor, peak: float) -> tuple[torch.Tensor
         raise TypeError(f"peak must be a positive float, not {type(peak).__name__}")
     if not (math.isfinite(peak) and peak > 0):
         raise ValueError(f"peak must be a positive finite float, got {peak}")
+    finite = torch.stack([t.isfinite().flatten(1).all(1) for t in (x, ref)])  # [2, B]
+    if not bool(finite.all()):
+        for name, ok in zip(("x", "ref"), finite.cpu(), strict=True):
+            if not bool(ok.all()):
+                images = (~ok).nonzero().squeeze(1).tolist()
+                raise ValueError(f"{name} contains NaN or Inf in images {images}")
     return x.to(torch.float64), ref.to(torch.float64)
 
 
@@ -48,7 +59,7 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
         peak: largest possible pixel value (default 1.0, the [0, 1] scale).
 
     Returns:
-        [B] float64 tensor; +inf for an image equal to its reference, NaN where x has NaN.
+        [B] float64 tensor; +inf for an image equal to its reference.
     """
     x, ref = _pair(x, ref, peak)
     mse = (x - ref).square().flatten(1).mean(dim=1)
@@ -79,7 +90,7 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     Colour images are scored channel by channel (no conversion to luminance).
 
     Args:
-        x: [B, C, H, W] estimate, H and W at least 11.
+        x: [B, C, H, W] estimate, H and W at least 11 (the window must fit in the image).
         ref: [B, C, H, W] reference, same shape and device.
         peak: the dynamic range of the pixel values (default 1.0).
 
@@ -90,7 +101,9 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     B, C, H, W = x.shape
     if H < SSIM_WINDOW or W < SSIM_WINDOW:
         raise ValueError(
-            f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {H}x{W}"
+            f"ssim: x and ref must be at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its Gaussian "
+            f"window is {SSIM_WINDOW}x{SSIM_WINDOW}, without padding), got {H}x{W}; psnr takes "
+            f"any size"
         )
     g = _gaussian_window(SSIM_WINDOW, SSIM_STD, x.device)
     g_rows = g.view(1, 1, SSIM_WINDOW, 1)
