@@ -22,7 +22,6 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.operators.base import (
-    CG_MAX_ITER,
     LinearOperator,
     check_cg_args,
     checked_fourier_multiplier,
@@ -30,6 +29,9 @@ from pnpfast.operators.base import (
 )
 from pnpfast.ops import fft_grad, fft_prox
 from pnpfast.profiling import nvtx_range
+
+# lipschitz's power iteration: a count above this is a typo, not a need (50 is the default)
+POWER_MAX_ITER = 10_000
 
 
 class L2:
@@ -177,14 +179,14 @@ class L2:
 
         Exact for an FFT-diagonal operator (max |K^|^2) and for a partial isometry (1: A^T A
         is a projection; an upper bound when A = 0); power iteration on A^T A otherwise,
-        ``iters`` steps (an int in [1, 10000]).
+        ``iters`` steps (an int in [1, POWER_MAX_ITER = 10000]).
         """
         if isinstance(iters, bool) or not isinstance(iters, int):
             raise TypeError(
-                f"iters must be an int in [1, {CG_MAX_ITER}], not {type(iters).__name__}"
+                f"iters must be an int in [1, {POWER_MAX_ITER}], not {type(iters).__name__}"
             )
-        if not 1 <= iters <= CG_MAX_ITER:
-            raise ValueError(f"iters must be an int in [1, {CG_MAX_ITER}], got {iters}")
+        if not 1 <= iters <= POWER_MAX_ITER:
+            raise ValueError(f"iters must be an int in [1, {POWER_MAX_ITER}], got {iters}")
         if self._spectral:
             return self.k2.flatten(1).amax(1).expand(self.batch).contiguous()
         if self.operator.partial_isometry:
