@@ -5,6 +5,7 @@ hands data in, never inside a solver iteration.
 """
 
 import math
+import numbers
 
 import torch
 
@@ -88,9 +89,18 @@ def per_image(
         not_empty(name, value)
         t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
         values = t.detach().cpu().tolist() if check_values else []
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        values = [float(value)] * batch
-        t = torch.full((batch,), float(value), device=like.device, dtype=like.dtype)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
+        # the value as the images' dtype holds it (read on the CPU: no device sync), so that
+        # 1e300 (Inf in float32) or a positive 1e-300 (0 in float32) is named here, not a NaN later
+        held = torch.tensor(v, dtype=like.dtype).item() if math.isfinite(v) else v
+        dtype = str(like.dtype).removeprefix("torch.")
+        if math.isfinite(v) and not math.isfinite(held):
+            raise ValueError(f"{name} must be finite in {dtype}: {v} overflows to {held}")
+        if positive and v > 0 and held == 0:
+            raise ValueError(f"{name} must be > 0 in {dtype}: {v} underflows to 0")
+        values = [v] * batch
+        t = torch.full((batch,), v, device=like.device, dtype=like.dtype)
     else:
         raise TypeError(
             f"{name} must be a float or a tensor of length {batch}, not {type(value).__name__}"

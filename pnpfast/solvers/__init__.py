@@ -17,6 +17,8 @@ the method (``SampleResult`` is another name for it).
 """
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -26,7 +28,15 @@ from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
 from pnpfast.solvers import convergent, implicit_prior, red
 from pnpfast.solvers.convergent import GSPnPParams, PnPReGParams, ProxPnPParams
-from pnpfast.solvers.engine import IterationInfo, Method, Problem, Result, run
+from pnpfast.solvers.engine import (
+    IterationInfo,
+    Method,
+    Problem,
+    Result,
+    check_max_iter,
+    check_run_options,
+    run,
+)
 from pnpfast.solvers.implicit_prior import (
     ImplicitPrior,
     ImplicitPriorParams,
@@ -89,6 +99,10 @@ def solve(
     is the regulariser-gradient network G, called as G(x, 0)).
     Returns a Result (x, iterations, converged, history; mean for the sampler's ``average``).
     """
+    if not isinstance(method, str):
+        names = ", ".join(sorted([*METHODS, SAMPLER]))
+        raise TypeError(f"method must be a str, one of {names}, not {type(method).__name__}")
+    check_run_options(history, callback)
     if method == SAMPLER:
         return _solve_sampler(
             y,
@@ -123,12 +137,13 @@ def solve(
     denoiser = _denoiser_for(cls, denoiser, y)
     B = y.shape[0]
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True)
-    max_iter = cls.default_max_iter if max_iter is None else max_iter
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, not {max_iter!r}")
+    max_iter = check_max_iter(cls.default_max_iter if max_iter is None else max_iter)
     tol = cls.default_tol if tol is None else tol
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol must be a float >= 0, not {tol!r}")
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool):
+        raise TypeError(f"tol must be a float >= 0, not {type(tol).__name__} {tol!r}")
+    if not (math.isfinite(tol) and tol >= 0):
+        # tol = inf would stop every image after one iteration: max_iter=1 says that
+        raise ValueError(f"tol must be a finite float >= 0, not {tol!r}")
     for name, t in (("x0", x0), ("x_true", x_true)):
         if t is not None:
             _validate.image(name, t)

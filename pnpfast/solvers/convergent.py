@@ -75,6 +75,7 @@ the regulariser, sigma^2 G(D_sigma(z)) ~ z - D_sigma(z), drives gradient descent
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -118,13 +119,49 @@ class GSPnPState:
 MAX_BACKTRACKS = 1000
 
 
-def _check_scalar(name: str, value, low: float, high: float | None) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and value > low and (high is None or value < high)
-    if not ok:
-        where = f"in ({low}, {high})" if high is not None else f"> {low} and finite"
+def _check_scalar(
+    name: str, value, low: float, high: float | None, *, high_closed: bool = False
+) -> float:
+    """A Python number in (low, high) (or (low, high] with high_closed; > low and finite
+    without high): TypeError for another type (a tensor included: these are not per image),
+    ValueError out of range."""
+    if high is not None:
+        where = f"in ({low}, {high}{']' if high_closed else ')'}"
+    else:
+        where = f"> {low} and finite"
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number {where}, not {type(value).__name__} {value!r}")
+    above = value <= high if high_closed else value < high if high is not None else True
+    if not (math.isfinite(value) and value > low and above):
         raise ValueError(f"{name} must be a number {where}, not {value!r}")
     return float(value)
+
+
+def _checked_potential(denoiser, out, x: torch.Tensor, rows: int):
+    """(potential [rows], grad like x) from ``potential_and_gradient``, their form checked
+    (metadata only: no pass over the data), so that a wrong output is named here rather than
+    by a broadcast deep in the step."""
+    what = f"{type(denoiser).__name__}.potential_and_gradient"
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            f"{what} returned {type(out).__name__}, not a tuple (potential [B], gradient "
+            f"[B, C, H, W])"
+        )
+    potential, grad = out
+    for name, t, shape in (("potential", potential, (rows,)), ("gradient", grad, x.shape)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{what} returned a {name} of type {type(t).__name__}, not a tensor")
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(
+                f"{what} returned a {name} of shape {tuple(t.shape)} for input of shape "
+                f"{tuple(x.shape)}; it must be {tuple(shape)}"
+            )
+        if t.dtype != x.dtype or t.device != x.device:
+            raise TypeError(
+                f"{what} returned a {name} of {t.dtype} on {t.device} for input of {x.dtype} "
+                f"on {x.device}; it must match the input"
+            )
+    return potential, grad
 
 
 class GSPnP:
@@ -152,7 +189,8 @@ class GSPnP:
 
     def _potential(self, problem: Problem, x: torch.Tensor, sigma: torch.Tensor):
         with nvtx_range("pnpfast/denoise"):
-            return problem.denoiser.potential_and_gradient(x, sigma)
+            out = problem.denoiser.potential_and_gradient(x, sigma)
+        return _checked_potential(problem.denoiser, out, x, x.shape[0])
 
     def init(self, problem: Problem) -> GSPnPState:
         _needs_potential(self, problem)
@@ -286,7 +324,7 @@ class ProxPnPPGD:
     def __init__(self, params: ProxPnPParams, max_iter: int):
         self.params = params
         alpha = self.default_alpha if params.alpha is None else params.alpha
-        self.alpha = _check_scalar("alpha", alpha, 0.0, 1.0 + 1e-12)
+        self.alpha = _check_scalar("alpha", alpha, 0.0, 1.0, high_closed=True)
         self.beta = _check_scalar("beta", params.beta, 0.0, 2.0)
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
@@ -309,7 +347,8 @@ class ProxPnPPGD:
     def _denoise(self, problem: Problem, z: torch.Tensor):
         """(D_alpha(z), g_sigma(z))."""
         with nvtx_range("pnpfast/denoise"):
-            potential, grad = problem.denoiser.potential_and_gradient(z, self.sigma_d)
+            out = problem.denoiser.potential_and_gradient(z, self.sigma_d)
+        potential, grad = _checked_potential(problem.denoiser, out, z, z.shape[0])
         return z - self.alpha * grad, potential
 
     def _phi(self, z, out, potential) -> torch.Tensor:

@@ -34,6 +34,7 @@ every image has stopped; the callback may synchronise, at the caller's choice.
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -210,6 +211,38 @@ def rel_change_from_sums(sums: torch.Tensor) -> torch.Tensor:
 def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     mse = (x - ref).flatten(1).pow(2).mean(1).clamp_min(1e-20)
     return -10 * torch.log10(mse)
+
+
+#: the engine counts iterations per image in int64
+MAX_ITER_LIMIT = 2**63 - 1
+
+
+def check_max_iter(max_iter) -> int:
+    """The iteration cap: an int in [1, 2**63 - 1] (TypeError for another type, bool included;
+    ValueError out of range). No smaller cap: a huge value is a long run, stopped by tol (or the
+    sampler's sigma_L); the methods compute their schedules per iteration, so it costs no
+    memory."""
+    if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool):
+        raise TypeError(
+            f"max_iter must be an int in [1, 2**63 - 1], not {type(max_iter).__name__} {max_iter!r}"
+        )
+    if not 1 <= max_iter <= MAX_ITER_LIMIT:
+        raise ValueError(
+            f"max_iter must be an int in [1, 2**63 - 1] (iterations are counted in int64), "
+            f"got {max_iter}"
+        )
+    return int(max_iter)
+
+
+def check_run_options(history, callback) -> None:
+    """history a bool, callback None or callable: TypeError naming the argument otherwise."""
+    if not isinstance(history, bool):
+        raise TypeError(f"history must be True or False, not {history!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"callback must be None or callable as callback(info: IterationInfo), not "
+            f"{type(callback).__name__}"
+        )
 
 
 def diverged(name: str, images: list[int], iteration: int) -> FloatingPointError:

@@ -45,6 +45,7 @@ last iterate y_T (noise level about sigma_L).
 """
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +55,14 @@ from pnpfast import _validate
 from pnpfast.operators.orthonormal import OrthonormalOperator
 from pnpfast.ops.constrained_step import constrained_step
 from pnpfast.profiling import nvtx_range
-from pnpfast.solvers.engine import IterationInfo, Problem, Result, run
+from pnpfast.solvers.engine import (
+    IterationInfo,
+    Problem,
+    Result,
+    check_max_iter,
+    check_run_options,
+    run,
+)
 
 PerImage = float | torch.Tensor
 
@@ -85,10 +93,19 @@ class ImplicitPriorParams:
 SampleResult = Result
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
-    return value
+#: realisations per measurement: each is a row of the batch the sampler runs at once
+MAX_REALISATIONS = 65536
+
+
+def _check_int(name: str, value, minimum: int, maximum: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be an integer in [{minimum}, {maximum}], not {type(value).__name__} "
+            f"{value!r}"
+        )
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], not {value!r}")
+    return int(value)
 
 
 def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,6 +116,15 @@ def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str,
         "h0": _validate.per_image("h0", p.h0, batch, like, positive=True, upper=1.0),
         "beta": _validate.per_image("beta", p.beta, batch, like, positive=True, upper=1.0),
     }
+    # the sampler lowers the noise level from sigma_0 to sigma_L: sigma_L >= sigma_0 would stop
+    # every image after its first step, still at noise level sigma_0
+    above = out["sigma_L"] >= out["sigma_0"]
+    if bool(above.any()):  # the values were read above already: no further sync of note
+        images = above.nonzero().flatten().tolist()
+        raise ValueError(
+            f"sigma_L must be < sigma_0 (the sampler lowers the noise level from sigma_0 to "
+            f"sigma_L), but sigma_L >= sigma_0 for images {images}"
+        )
     return out
 
 
@@ -249,6 +275,22 @@ class ImplicitPrior:
         return state.x
 
 
+def _device_tensor(device, dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor on ``device`` (None: the CPU): ValueError naming ``device`` when torch
+    cannot place data there (an unknown name, the meta device, cuda without a GPU)."""
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or a torch.device, not {type(device).__name__}")
+    try:
+        like = torch.empty(0, device="cpu" if device is None else device, dtype=dtype)
+    except (RuntimeError, AssertionError) as err:  # torch's own words for what is missing
+        raise ValueError(f"device {device!r} cannot hold the samples: {err}") from None
+    if like.device.type == "meta":
+        raise ValueError(
+            "device is the meta device (it holds no data): draw the samples on cpu or cuda"
+        )
+    return like
+
+
 def _run(
     denoiser: Callable,
     y0: torch.Tensor,
@@ -328,9 +370,10 @@ def sample(
         raise ValueError(f"shape must be four positive integers (B, C, H, W), not {shape!r}")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
-    _check_int("max_iter", max_iter, 1)
-    device = torch.device("cpu" if device is None else device)
-    like = torch.empty(0, device=device, dtype=dtype)
+    check_max_iter(max_iter)
+    check_run_options(history, callback)
+    like = _device_tensor(device, dtype)
+    device = like.device
     p = ImplicitPriorParams(sigma_0=sigma_0, sigma_L=sigma_L, h0=h0, beta=beta, seed=seed)
     params = _params(p, shape[0], like)
     generator = _generator(seed, device)
@@ -382,13 +425,23 @@ def solve_constrained(
             f"not {type(operator).__name__}"
         )
     if not isinstance(measurement, torch.Tensor) or not measurement.is_floating_point():
-        raise TypeError("y (the measurement M^T x) must be a floating-point tensor")
+        what = measurement.dtype if isinstance(measurement, torch.Tensor) else type(measurement)
+        raise TypeError(
+            f"y (the measurement M^T x) must be a float32 or float64 tensor, not {what}"
+        )
     if measurement.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"y must be float32 or float64, not {measurement.dtype}")
+    try:  # the operator says whether y is one of its measurements (rank, size, batch)
+        operator.image_shape(measurement, "y")
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"y is not a measurement of this {type(operator).__name__}: {err}") from err
     if not bool(torch.isfinite(measurement).all()):
         raise ValueError("y (the measurement) contains NaN or Inf")
-    R = _check_int("realisations", params.realisations, 1)
-    _check_int("max_iter", max_iter, 1)
+    R = _check_int("realisations", params.realisations, 1, MAX_REALISATIONS)
+    if not isinstance(params.average, bool):
+        raise TypeError(f"average must be True or False, not {params.average!r}")
+    check_max_iter(max_iter)
+    check_run_options(history, callback)
     B = measurement.shape[0]
     lifted = operator.lift(measurement)  # M x_c: [B, C, H, W]
     if x_true is not None:

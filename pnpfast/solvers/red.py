@@ -67,6 +67,7 @@ stops on the larger of ||x_{k+1} - x_k|| and the primal residual ||x_{k+1} - v_{
 over ||x_k||. The output is x (for red-admm the data-prox iterate, as in the papers' code).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -340,29 +341,37 @@ class REDPG(_RED):
     Params = REDPGParams
     accelerated = False
 
-    def schedule(self, problem: Problem) -> torch.Tensor:
-        """L_k for k = 0 .. max_iter: [max_iter + 1, B]."""
-        L = _per_image(problem, "L", self.params.L, positive=True)
-        return L.expand(self.max_iter + 1, -1)
+    def schedule(self, problem: Problem) -> None:
+        """Resolve L (red-pg, red-apg: L_k = L); ``L_at(k)`` gives L_k, [B]."""
+        self.L = _per_image(problem, "L", self.params.L, positive=True)
+
+    def L_at(self, k: int) -> torch.Tensor:
+        return self.L
+
+    def _v_coef(self, L: torch.Tensor) -> torch.Tensor:
+        """v = (1/L) f(z) - ((1 - L)/L) z on (f, z): [B, 4]."""
+        zero = torch.zeros_like(L)
+        return torch.stack([1 / L, (L - 1) / L, zero, zero], -1)
 
     def init(self, problem: Problem) -> REDPGState:
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
         lam = _lam(problem, self.params.lam, self.sigma_d)
-        L = self.schedule(problem)
-        self.gammas = 1 / (lam * L[: self.max_iter] * _noise(problem) ** 2)
-        # v_{k+1} = (1/L_{k+1}) f(z_k) - ((1 - L_{k+1})/L_{k+1}) z_k on (f, z): [max_iter + 1, B, 4]
-        zero = torch.zeros_like(L)
-        self.v_coefs = torch.stack([1 / L, (L - 1) / L, zero, zero], -1)
+        self.schedule(problem)
+        # gamma_k = 1 / (lam L_k sigma_n^2); L_k and the v coefficients are made per iteration
+        # (red-dpg's change with k), so that any max_iter costs no memory
+        self.prox_weight = lam * _noise(problem) ** 2
         x0 = problem.x0
         f = problem.denoise(x0, self.sigma_d)
-        v, _ = pnp_update(f, x0, None, None, self.v_coefs[0], backend=problem.backend)
+        v, _ = pnp_update(f, x0, None, None, self._v_coef(self.L_at(0)), backend=problem.backend)
         return REDPGState(
             x=x0, v=v, t=torch.ones_like(lam), step2=torch.full_like(lam, float("inf"))
         )
 
     def step(self, problem: Problem, state: REDPGState, k: int) -> REDPGState:
         backend = problem.backend
-        x = problem.data.prox(state.v, self.gammas[k], backend=backend, check=False)
+        gamma = 1 / (self.prox_weight * self.L_at(k))
+        v_coef = self._v_coef(self.L_at(k + 1))
+        x = problem.data.prox(state.v, gamma, backend=backend, check=False)
         t = state.t
         if self.accelerated:
             t = (1 + torch.sqrt(1 + 4 * state.t**2)) / 2
@@ -370,12 +379,12 @@ class REDPG(_RED):
             # z = (1 + m) x_k - m x_{k-1} on (f, x, xprev) = (x_k, x_{k-1}, x_k): the change sums
             z, sums = pnp_update(x, x, state.x, x, _coef(1 + m, 0, -m, 0, m), backend=backend)
             f = problem.denoise(z, self.sigma_d)
-            v, _ = pnp_update(f, z, None, None, self.v_coefs[k + 1], backend=backend)
+            v, _ = pnp_update(f, z, None, None, v_coef, backend=backend)
             if self.params.restart:
                 t = restarted(t, sums[:, 1], state.step2)
         else:
             f = problem.denoise(x, self.sigma_d)
-            v, sums = pnp_update(f, x, state.x, x, self.v_coefs[k + 1], backend=backend)
+            v, sums = pnp_update(f, x, state.x, x, v_coef, backend=backend)
         return REDPGState(x=x, v=v, t=t, rel_change=rel_change_from_sums(sums), step2=sums[:, 1])
 
 
@@ -393,12 +402,14 @@ class REDDPG(REDPG):
     name = "red-dpg"
     Params = REDDPGParams
 
-    def schedule(self, problem: Problem) -> torch.Tensor:
+    def schedule(self, problem: Problem) -> None:
         L0 = _per_image(problem, "L0", self.params.L0, positive=True)
         Lf = _per_image(problem, "Lf", self.params.Lf, positive=True)
-        k = torch.arange(self.max_iter + 1, dtype=L0.dtype, device=L0.device)
-        inv = 1 / Lf[None] + (1 / L0 - 1 / Lf)[None] / torch.sqrt(k + 1)[:, None]
-        return 1 / inv
+        self.inv_Lf, self.inv_gap = 1 / Lf, 1 / L0 - 1 / Lf
+
+    def L_at(self, k: int) -> torch.Tensor:
+        """L_k = 1 / (1/Lf + (1/L0 - 1/Lf) / sqrt(k + 1)): [B]."""
+        return 1 / (self.inv_Lf + self.inv_gap / math.sqrt(k + 1))
 
 
 METHODS = (REDSD, REDFP, REDADMM, REDPG, REDAPG, REDDPG, REDGD)

@@ -62,8 +62,10 @@ class HQS:
         self.params = params
         self.max_iter = max_iter
 
-    def schedule(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sigma_k, gamma_k = 1 / alpha_k), each [max_iter, B]."""
+    def schedule(self, problem: Problem) -> None:
+        """Resolve the per-image schedule: sigma_k = exp(log s_0 + k / (K - 1) log(s_end / s_0))
+        and alpha_k = lam max(sigma, floor)^2 / sigma_k^2 are computed at each step
+        (``at``), so that any max_iter costs no memory."""
         B, y = problem.batch, problem.y
         lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
         start = _validate.per_image("sigma_start", self.params.sigma_start, B, y, positive=True)
@@ -71,25 +73,24 @@ class HQS:
         end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(
             SIGMA_FLOOR
         )
-        if self.max_iter == 1:
-            frac = torch.zeros(1, dtype=y.dtype, device=y.device)
-        else:
-            frac = torch.linspace(0, 1, self.max_iter, dtype=y.dtype, device=y.device)
-        log_sigma = (
-            torch.log(start)[None] + frac[:, None] * (torch.log(end) - torch.log(start))[None]
-        )
-        sigmas = torch.exp(log_sigma)
-        noise = problem.sigma.clamp_min(SIGMA_FLOOR)
-        alphas = lam[None] * noise[None] ** 2 / sigmas**2
-        return sigmas, 1 / alphas
+        self.log_start = torch.log(start)
+        self.log_ratio = torch.log(end) - self.log_start
+        self.weight = lam * problem.sigma.clamp_min(SIGMA_FLOOR) ** 2  # alpha_k sigma_k^2
+
+    def at(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sigma_k, gamma_k = 1 / alpha_k) of iteration k (from 0), each [B]."""
+        frac = 0.0 if self.max_iter == 1 else k / (self.max_iter - 1)
+        sigma = torch.exp(self.log_start + frac * self.log_ratio)
+        return sigma, 1 / (self.weight / sigma**2)
 
     def init(self, problem: Problem) -> HQSState:
-        self.sigmas, self.gammas = self.schedule(problem)
+        self.schedule(problem)
         return HQSState(x=problem.x0)
 
     def step(self, problem: Problem, state: HQSState, k: int) -> HQSState:
-        x = problem.data.prox(state.x, self.gammas[k], backend=problem.backend, check=False)
-        return HQSState(x=problem.denoise(x, self.sigmas[k]))
+        sigma, gamma = self.at(k)
+        x = problem.data.prox(state.x, gamma, backend=problem.backend, check=False)
+        return HQSState(x=problem.denoise(x, sigma))
 
     def output(self, state: HQSState) -> torch.Tensor:
         return state.x
