@@ -101,9 +101,9 @@ class DRUNet(Denoiser):
                 f"widths must be a tuple of ints (one per level), not {type(widths).__name__}"
             )
         widths = tuple(widths)
-        if not widths or any(isinstance(w, bool) or not isinstance(w, int) for w in widths):
-            raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
-        if min(widths) < 1:
+        if any(isinstance(w, bool) or not isinstance(w, int) for w in widths):
+            raise TypeError(f"widths must be a tuple of ints, got {widths}")
+        if not widths or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {widths}")
         if len(widths) > MAX_LEVELS:
             raise ValueError(
