@@ -9,6 +9,8 @@ PNPFAST_CACHE       the folder of downloaded public weights (default ~/.cache/pn
 PNPFAST_OFFLINE     1, true, yes or on: never download; 0, false, no, off or empty: download
                     when needed (case and surrounding spaces ignored; another value is a
                     ValueError naming the variable).
+PNPFAST_TRACEBACK   1 (or true, yes, on): the command line prints the whole traceback of an
+                    unexpected error instead of its one-line summary (for bug reports).
 """
 
 import functools
@@ -74,3 +76,16 @@ def offline() -> bool:
 def cache_folder() -> str:
     """PNPFAST_CACHE, or ``~/.cache/pnpfast`` when it is unset or empty (``~`` not expanded)."""
     return os.environ.get("PNPFAST_CACHE") or "~/.cache/pnpfast"
+
+
+def cli_traceback() -> bool:
+    """Whether PNPFAST_TRACEBACK asks the command line for full tracebacks (read on every call)."""
+    value = os.environ.get("PNPFAST_TRACEBACK", "")
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(
+        f"PNPFAST_TRACEBACK must be 1, true, yes or on (print tracebacks) or 0, false, no, off "
+        f"or empty, not {value!r}"
+    )

@@ -18,12 +18,14 @@ import json
 import math
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 import pnpfast
+from pnpfast import _env
 from pnpfast.data import MOTION_ANGLE, MOTION_SIZE, astronaut, motion_kernel
 from pnpfast.denoisers.architectures import ARCHITECTURES
 from pnpfast.denoisers.drunet import ACTIVATIONS
@@ -645,7 +647,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _backends(args: argparse.Namespace) -> int:
-    from pnpfast import _env
 
     try:
         forced = _env.forced_backend()
@@ -687,12 +688,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: a command is required: {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        tracebacks = _env.cli_traceback()
+    except ValueError as exc:
+        return _usage_error(args.command, str(exc))
+    try:
         return COMMANDS[args.command](args)
-    except Exception as exc:  # the last resort: one line on stderr, never a traceback
-        print(
-            f"{PROG} {args.command}: failed: {type(exc).__name__}: {_one_line(exc)}",
-            file=sys.stderr,
-        )
+    except Exception as exc:  # the last resort: one line on stderr, unless asked for more
+        if tracebacks:
+            traceback.print_exc()
+        else:
+            print(
+                f"{PROG} {args.command}: failed: {type(exc).__name__}: {_one_line(exc)} "
+                f"(PNPFAST_TRACEBACK=1 prints where)",
+                file=sys.stderr,
+            )
         return EXIT_FAILED
 
 

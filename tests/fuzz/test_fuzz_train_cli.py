@@ -1111,7 +1111,24 @@ CLI = [
         "unexpected-error-is-one-line",
         lambda: _command_raising(RuntimeError("boom\n  at line 2")),
         CliFailed,
-        r"^exit 1: pnpfast backends: failed: RuntimeError: boom at line 2$",
+        r"^exit 1: pnpfast backends: failed: RuntimeError: boom at line 2 "
+        r"\(PNPFAST_TRACEBACK=1 prints where\)$",
+    ),
+    Bad(
+        "pnpfast.cli.main",
+        "name",
+        "PNPFAST_TRACEBACK-unknown-value",
+        lambda: _command_raising(RuntimeError("boom"), env={"PNPFAST_TRACEBACK": "maybe"}),
+        CliFailed,
+        r"^exit 2: pnpfast backends: error: PNPFAST_TRACEBACK must be 1, true, yes or on .*"
+        r"not 'maybe'$",
+    ),
+    Good(
+        "pnpfast.cli.main",
+        "value",
+        "PNPFAST_TRACEBACK=1-prints-the-traceback",
+        lambda: _traceback_printed(RuntimeError("boom")),
+        lambda: True,
     ),
     Bad(
         DEMO,
@@ -1608,7 +1625,7 @@ CLI = [
 ]
 
 
-def _command_raising(exc: Exception) -> int:
+def _command_raising(exc: Exception, env: dict | None = None) -> int:
     """``pnpfast backends`` with its command replaced by one raising ``exc`` (a bug's stand-in)."""
     import pnpfast.cli
 
@@ -1618,9 +1635,28 @@ def _command_raising(exc: Exception) -> int:
     saved = pnpfast.cli.COMMANDS["backends"]
     pnpfast.cli.COMMANDS["backends"] = fail
     try:
-        return cli("backends")
+        return cli("backends", env=env)
     finally:
         pnpfast.cli.COMMANDS["backends"] = saved
+
+
+def _traceback_printed(exc: Exception) -> bool:
+    """With PNPFAST_TRACEBACK=1 a command's unexpected error prints its whole traceback (exit 1)."""
+    import pnpfast.cli
+
+    def fail(args):
+        raise exc
+
+    saved, err = pnpfast.cli.COMMANDS["backends"], textio.StringIO()
+    pnpfast.cli.COMMANDS["backends"] = fail
+    os.environ["PNPFAST_TRACEBACK"] = "1"
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["backends"])
+    finally:
+        pnpfast.cli.COMMANDS["backends"] = saved
+        del os.environ["PNPFAST_TRACEBACK"]
+    return code == 1 and "Traceback" in err.getvalue() and "in fail" in err.getvalue()
 
 
 def _nan_kernel() -> Path:
