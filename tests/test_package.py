@@ -154,3 +154,20 @@ def test_wheel_check_of_the_sdist(contents, tmp_path):
     assert problems == ["missing: pnpfast/weights/blind-gray.pt"]
     wheel = _write_wheel(tmp_path / "whole.whl", [contents.installed_path(n) for n in sources])
     assert contents.main([str(ROOT), str(wheel), str(sdist)]) == 1
+
+
+def test_environment_variables_read_in_one_module_and_listed_in_the_readme():
+    """Conventions 15: every variable pnpfast reads is read in pnpfast/_env.py and has a row of
+    the README's table."""
+    sources = {p: p.read_text() for p in PACKAGE_DIR.rglob("*.py")}
+    readers = sorted(
+        str(p.relative_to(PACKAGE_DIR))
+        for p, text in sources.items()
+        if p.name != "_env.py" and re.search(r"os\.environ|os\.getenv", text)
+    )
+    assert not readers, f"environment read outside pnpfast/_env.py: {readers}"
+    names = set(re.findall(r"os\.environ\.get\(\s*\"(\w+)\"", sources[PACKAGE_DIR / "_env.py"]))
+    assert {"PNPFAST_BACKEND", "PNPFAST_TRACEBACK"} <= names
+    readme = (ROOT / "README.md").read_text()  # check_wheel.sh copies it beside tests/
+    missing = sorted(n for n in names if f"| `{n}` |" not in readme)
+    assert not missing, f"environment variables missing from the README table: {missing}"
