@@ -296,13 +296,13 @@ class ProxPnPParams:
     (12.75/255) / max(sigma, 2.55/255) for DRS, following the paper's per-level settings);
     sigma_d: the denoiser's noise level (default max(sigma / 2, 5/255) for PGD, sigma for DRS);
     alpha in (0, 1]: the relaxed denoiser I - alpha grad g (default 1 for PGD, 0.5 for DRS);
-    beta in (0, 2): the DRS relaxation (default 1; PGD ignores it). lam and sigma_d may be floats
+    beta in (0, 2): the DRS relaxation (default 1; prox-pnp-pgd refuses it rather than ignore it). lam and sigma_d may be floats
     or length-B tensors."""
 
     lam: PerImage | None = None
     sigma_d: PerImage | None = None
     alpha: float | None = None
-    beta: float = 1.0
+    beta: float | None = None  # None: 1 for prox-pnp-drs
 
 
 @dataclass
@@ -320,12 +320,18 @@ class ProxPnPPGD:
     default_denoiser = "proximal"
     default_lam = 0.99
     default_alpha = 1.0
+    relaxed = False  # takes beta
 
     def __init__(self, params: ProxPnPParams, max_iter: int):
         self.params = params
         alpha = self.default_alpha if params.alpha is None else params.alpha
         self.alpha = _check_scalar("alpha", alpha, 0.0, 1.0, high_closed=True)
-        self.beta = _check_scalar("beta", params.beta, 0.0, 2.0)
+        if params.beta is not None and not self.relaxed:
+            raise TypeError(
+                f"method {self.name!r} does not take beta: it is prox-pnp-drs's relaxation"
+            )
+        beta = 1.0 if params.beta is None else params.beta
+        self.beta = _check_scalar("beta", beta, 0.0, 2.0)
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
         # the paper floors at 1.9/255; the shipped proximal denoiser's ||Hess g|| < 1 is
@@ -378,6 +384,7 @@ class ProxDRSState:
 class ProxPnPDRS(ProxPnPPGD):
     name = "prox-pnp-drs"
     default_alpha = 0.5
+    relaxed = True
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
         return problem.sigma

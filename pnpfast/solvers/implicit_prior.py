@@ -446,7 +446,7 @@ def solve_constrained(
     lifted = operator.lift(measurement)  # M x_c: [B, C, H, W]
     if x_true is not None:
         _validate.image("x_true", x_true)
-        _validate.same_device_dtype(x_true=x_true, y=measurement)
+        _validate.same_device_dtype(y=measurement, x_true=x_true)
         if x_true.shape != lifted.shape:
             raise ValueError(
                 f"x_true has shape {tuple(x_true.shape)} but the images are {tuple(lifted.shape)}"

@@ -48,17 +48,28 @@ class PGDParams:
     strength (default max(sigma, 7.65/255) for pgd, max(sigma, 12.75/255) for fista: the MAP
     weighting with tau = 1, floored where the shipped denoiser stops expanding, tuned here on
     CBSD432 crops, see benchmarks/results/defaults.jsonl). Floats or length-B tensors.
-    restart: fista's momentum restart where the step grows (default True; pgd ignores it)."""
+    restart: fista's momentum restart where the step grows (default True; pgd, which has no
+    momentum, refuses it rather than ignore it)."""
 
     tau: float | torch.Tensor | None = None
     sigma_d: float | torch.Tensor | None = None
-    restart: bool = True
+    restart: bool | None = None  # None: True for fista
 
 
-def check_restart(restart: object) -> None:
-    """The momentum restart switch of fista and red-apg is a bool; TypeError otherwise."""
+def check_restart(restart: object, method: str, momentum: bool) -> bool:
+    """The momentum restart switch of fista and red-apg: a bool, None for the default (True);
+    TypeError otherwise, and for a method without momentum (pgd, red-pg) that would ignore it.
+    Returns the switch."""
+    if restart is None:
+        return momentum
+    if not momentum:
+        raise TypeError(
+            f"method {method!r} does not take restart: it has no momentum to restart (the "
+            "accelerated method, fista or red-apg, has)"
+        )
     if not isinstance(restart, bool):
         raise TypeError(f"restart must be True or False, not {restart!r}")
+    return restart
 
 
 def restarted(t: torch.Tensor, step2: torch.Tensor, prev_step2: torch.Tensor) -> torch.Tensor:
@@ -122,9 +133,10 @@ class PGD:
     default_denoiser = "conditional"
     default_max_iter = 100
     default_tol = 1e-4
+    momentum = False
 
     def __init__(self, params: PGDParams, max_iter: int):
-        check_restart(params.restart)
+        self.restart = check_restart(params.restart, self.name, self.momentum)
         self.params = params
 
     sigma_d_min = 7.65 / 255  # the floor of the default sigma_d
@@ -152,6 +164,7 @@ class FISTAState:
 
 class FISTA(PGD):
     name = "fista"
+    momentum = True
     sigma_d_min = 12.75 / 255  # momentum needs more margin from the expanding range
 
     def init(self, problem: Problem) -> FISTAState:
@@ -170,6 +183,6 @@ class FISTA(PGD):
             z, g, state.x, z, torch.stack([1 + m, zero, -m, zero], 1), backend=problem.backend
         )
         step2 = sums[:, 1]
-        if self.params.restart:
+        if self.restart:
             t_next = restarted(t_next, step2, state.step2)
         return FISTAState(x=z, v=v, t=t_next, rel_change=rel_change_from_sums(sums), step2=step2)

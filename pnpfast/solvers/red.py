@@ -148,7 +148,9 @@ class _RED:
     default_tol = 1e-4
 
     def __init__(self, params, max_iter: int):
-        check_restart(getattr(params, "restart", False))  # red-pg and red-apg have it
+        # red-pg and red-apg have the field; only red-apg has momentum to restart
+        if hasattr(params, "restart"):
+            self.restart = check_restart(params.restart, self.name, self.accelerated)
         self.params = params
         self.max_iter = max_iter
 
@@ -302,13 +304,13 @@ class REDPGParams:
     """red-pg and red-apg. lam: regularisation weight > 0 (default 1 / sigma_d^2); L: the step
     parameter > 0 (default 1, the papers' choice; the prox weight is lam L); sigma_d: denoiser
     strength (default max(1.5 sigma, 7.65/255), tuned here). Floats or length-B tensors.
-    restart: red-apg's momentum restart where the step grows (default True; red-pg ignores
-    it). See the module docstring."""
+    restart: red-apg's momentum restart where the step grows (default True; red-pg, which has
+    no momentum, refuses it rather than ignore it). See the module docstring."""
 
     lam: PerImage | None = None
     L: PerImage = 1.0
     sigma_d: PerImage | None = None
-    restart: bool = True
+    restart: bool | None = None  # None: True for red-apg
 
 
 @dataclass
@@ -380,7 +382,7 @@ class REDPG(_RED):
             z, sums = pnp_update(x, x, state.x, x, _coef(1 + m, 0, -m, 0, m), backend=backend)
             f = problem.denoise(z, self.sigma_d)
             v, _ = pnp_update(f, z, None, None, v_coef, backend=backend)
-            if self.params.restart:
+            if self.restart:
                 t = restarted(t, sums[:, 1], state.step2)
         else:
             f = problem.denoise(x, self.sigma_d)

@@ -101,11 +101,11 @@ class ADMMParams:
     """sigma_d: denoiser strength (default 5 max(sigma, 0.255/255), tuned here on CBSD432 crops,
     see benchmarks/results/defaults.jsonl); gamma: prox step of the data term (default
     sigma_d^2 / (lam sigma^2)); lam: used only for that default (default 1, the MAP weighting
-    f + sigma^2 phi for D = prox of sigma_d^2 phi)."""
+    f + sigma^2 phi for D = prox of sigma_d^2 phi), so giving both gamma and lam is an error."""
 
     sigma_d: float | torch.Tensor | None = None
     gamma: float | torch.Tensor | None = None
-    lam: float | torch.Tensor = 1.0
+    lam: float | torch.Tensor | None = None  # None: 1
 
 
 @dataclass
@@ -132,10 +132,16 @@ class ADMM:
         if sigma_d is None:
             sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
         self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
+        if self.params.gamma is not None and self.params.lam is not None:
+            raise ValueError(
+                "admm takes gamma or lam, not both: lam only sets the default gamma = "
+                "sigma_d^2 / (lam sigma^2), so with gamma given it would be ignored"
+            )
         if self.params.gamma is not None:
             self.gamma = _validate.per_image("gamma", self.params.gamma, B, y, positive=True)
         else:
-            lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
+            lam = 1.0 if self.params.lam is None else self.params.lam
+            lam = _validate.per_image("lam", lam, B, y, positive=True)
             noise = problem.sigma.clamp_min(SIGMA_FLOOR)
             self.gamma = self.sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
         x0 = problem.x0
