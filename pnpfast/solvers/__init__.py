@@ -53,6 +53,9 @@ from pnpfast.solvers.red import (
 )
 from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
 
+#: the largest noise level solve accepts, per dtype (sigma^2 with the methods' factors stays finite)
+SIGMA_MAX = {torch.float32: 1e18, torch.float64: 1e150}
+
 METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS, *convergent.METHODS)}
 SAMPLER = ImplicitPrior.name
 
@@ -84,9 +87,10 @@ def solve(
     ``default_denoiser``: "conditional" for hqs, admm, pgd, fista and the red-* methods;
     "blind" for implicit-prior; "gradient-step" for gs-pnp; "proximal" for prox-pnp-*; none is shipped
     for pnp-reg, which then raises TypeError); sigma: noise level of y (float or
-    length-B tensor, same scale as y; for the RED methods the measurement noise sigma_n of their
+    length-B tensor, same scale as y, at most 1e18 in float32 and 1e150 in float64; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
-    and per-image relative-change tolerance (method defaults: hqs 8 and 0, red-sd and red-gd
+    and per-image relative-change tolerance (max_iter an int in [1, 2**63 - 1], tol a finite
+    float >= 0; method defaults: hqs 8 and 0, red-sd and red-gd
     200, gs-pnp 400 and 1e-5 on the relative change of its objective, prox-pnp-* 300 and
     1e-6, pnp-reg 500 and 1e-5, the others 100 or 50, and 1e-4); x0: start, an image
     (default A^T y); x_true: ground truth, records PSNR per
@@ -136,7 +140,10 @@ def solve(
     data = L2(operator, y)  # checks y against the operator: A x has y's shape
     denoiser = _denoiser_for(cls, denoiser, y)
     B = y.shape[0]
-    sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True)
+    # the methods square sigma and scale it (admm's sigma_d = 5 sigma, RED's lam = 1 / sigma_d^2):
+    # past these bounds that overflows and a default the caller never set is blamed
+    upper = SIGMA_MAX[y.dtype]
+    sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True, upper=upper)
     max_iter = check_max_iter(cls.default_max_iter if max_iter is None else max_iter)
     tol = cls.default_tol if tol is None else tol
     if not isinstance(tol, numbers.Real) or isinstance(tol, bool):

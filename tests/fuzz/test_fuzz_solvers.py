@@ -121,6 +121,19 @@ class MarkedNet(torch.nn.Module):
         return self.marked(x, sigma) * 0.75
 
 
+class Raising:
+    """A denoiser that raises: its own error reaches the caller unchanged (type and message)."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def __call__(self, x, sigma):
+        raise KeyError("my denoiser failed")
+
+    def potential_and_gradient(self, x, sigma):
+        raise KeyError("my denoiser failed")
+
+
 class Potential:
     """A denoiser with a hand-made potential_and_gradient returning ``out(x)``."""
 
@@ -189,6 +202,9 @@ def g(x):
     return 0.5 * np.sum(((1 - C_NET) * x - D_NET) ** 2)
 
 
+ITERATIONS: list[tuple[int, bool]] = []  # (iterations, converged) of the oracles that stop
+
+
 def _rel(new, old):
     return np.linalg.norm(new - old) / np.linalg.norm(old)
 
@@ -205,6 +221,7 @@ def _hqs(f, x0, sigma, p, K, tol):
         z = z_new
         if done:
             break
+    ITERATIONS.append((k + 1, done))
     return z
 
 
@@ -291,6 +308,7 @@ def _red_pg(kind):
             x = x_new
             if done:
                 break
+        ITERATIONS.append((k + 1, done))
         return x
 
     return run
@@ -495,6 +513,10 @@ def common_rows(m: str) -> list[Bad]:
             lambda: {"sigma": 1e300}),
         bad(m, "value", "sigma negative", ValueError, r"^sigma must be >= 0, got -0.1",
             lambda: {"sigma": -0.1}),
+        bad(m, "value", "sigma 1e20 (its square overflows)", ValueError,
+            r"^sigma must be <= 1e\+18, got 1e\+20", lambda: {"sigma": 1e20}),
+        bad(m, "denoiser", "raises its own error", KeyError, r"my denoiser failed",
+            lambda: {"denoiser": Raising(m)}),
         bad(m, "type", "sigma None", TypeError, rf"^method '{m}' needs sigma, the noise level",
             lambda: {"sigma": None}),
         bad(m, "type", "sigma str", TypeError,
@@ -1150,16 +1172,21 @@ def solver_good_rows(m: str) -> list[Good]:
 
 
 def huge_max_iter_row(m: str, tol: float) -> Good:
-    """max_iter 2**62: the run stops on tol; hqs's schedule still spans 2**62 iterations."""
+    """max_iter 2**62: the run stops on tol (hqs's schedule still spans 2**62 iterations); the
+    result, its iteration count and its convergence flag against the oracle's."""
     y = rand(1, 1, 8, 8, seed=15)
     K = 2**62
 
     def call():
-        return pnpfast.solve(y, Blur(kern()), Affine(), m, sigma=0.05, max_iter=K, tol=tol,
-                             **as_tensors(PARAMS[m], F64)).x  # fmt: skip
+        res = pnpfast.solve(y, Blur(kern()), Affine(), m, sigma=0.05, max_iter=K, tol=tol,
+                            **as_tensors(PARAMS[m], F64))  # fmt: skip
+        return res.x, res.iterations.double(), res.converged.double()
 
     def oracle():
-        return dense_run(m, y, kern()[None], 0.05, PARAMS[m], K, tol=tol)
+        ITERATIONS.clear()
+        x = dense_run(m, y, kern()[None], 0.05, PARAMS[m], K, tol=tol)
+        (n, done), *_ = ITERATIONS
+        return x, torch.tensor([float(n)], dtype=F64), torch.tensor([float(done)], dtype=F64)
 
     return good(m, "value", "max_iter 2**62 stopped by tol", call, oracle)
 
