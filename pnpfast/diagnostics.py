@@ -221,15 +221,17 @@ def spectral_norm(
     batch is going, the products are rebuilt on those images alone, so converged images stop
     costing work. That calls D on a sub-batch of x (and of a [B] sigma): set ``compact=False`` for
     a D that cannot take one (a closure over per-image parameters other than sigma). At most
-    ``iters`` steps per image.
+    ``iters`` steps per image (1 to ``MAX_ITERS``); tol finite and >= 0.
 
     ``differentiable=True``: the iterations run without a graph, then one more product with the
     graph gives norm = ||J v|| (or |<v, J v>|) differentiable with respect to D's parameters, for
     training penalties (Hurault et al. 2022, Pesquet et al. 2021).
 
     x: [B, ...] float32 or float64; sigma: None, a float, or [B]. The starting vectors are ``v0``
-    (like x; e.g. the ``vector`` of an earlier call, a warm start) or else Gaussian, drawn from
-    ``seed`` (the same per batch whatever the device).
+    (like x, non-zero for every image; e.g. the ``vector`` of an earlier call, a warm start) or
+    else Gaussian, drawn from ``seed`` (in [0, 2**63 - 1]; the same per batch whatever the
+    device). D must return a tensor of x's dtype with x's batch size (x's shape in symmetric
+    mode); errors name the function and the argument.
     """
     _check_D("spectral_norm", D)
     _check_x("spectral_norm", x)
@@ -389,6 +391,7 @@ def jacobian_asymmetry(
     """Per-image asymmetry of the Jacobian of D at x: the mean over ``probes`` Gaussian v of
     ||(J - J^T) v|| / ||J v||, shape [B]. Zero exactly when J is symmetric, the condition under
     which RED's update is the gradient of its regulariser (Reehorst & Schniter 2019).
+    ``probes`` from 1 to ``MAX_PROBES``; D must map x to x's shape and dtype.
     """
     _check_D("jacobian_asymmetry", D)
     _check_x("jacobian_asymmetry", x)
@@ -459,7 +462,8 @@ def lanczos_edges(
     respect to D's parameters (a training penalty that sees the clustered top of the spectrum).
 
     x: [B, ...] float32 or float64 (the recursion runs in float64); sigma: None, a float, or
-    [B]; q_1 Gaussian from ``seed``.
+    [B]; q_1 Gaussian from ``seed``; ``steps`` from 1 to ``MAX_STEPS`` (and at most the size of
+    one image); D must map x to x's shape and dtype.
     """
     _check_D("lanczos_edges", D)
     _check_x("lanczos_edges", x)
