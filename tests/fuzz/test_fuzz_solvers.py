@@ -643,6 +643,13 @@ def common_rows(m: str) -> list[Bad]:
                 rf"not {name}",
                 lambda dt=dt: {"y": y8().mul(2).to(dt)})
         )  # fmt: skip
+    for dt in (torch.float16, torch.bfloat16, torch.bool, torch.complex64):
+        name = str(dt).removeprefix("torch.")
+        rows.append(
+            bad(m, "dtype", f"x0 {name}", TypeError,
+                rf"^x0 must have dtype float32, float64, not {name}",
+                lambda dt=dt: {"x0": y8().mul(2).to(dt)})
+        )  # fmt: skip
     if m in POTENTIAL:
         rows += potential_rows(m)
     elif m not in WRONG_OUTPUT_IN_BAD_INPUT:
