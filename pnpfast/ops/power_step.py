@@ -46,6 +46,17 @@ STATE = ("estimate", "scale", "active", "steps")  # the columns of state
 def initial_state(u: torch.Tensor) -> torch.Tensor:
     """The state [B, 4] that starts power iteration from u: estimate 0, scale 1/||u_b||, every
     image active (an image with u_b = 0 starts frozen: it has no direction), steps 0."""
+    require(
+        isinstance(u, torch.Tensor),
+        f"initial_state: u must be a tensor, not {type(u).__name__}",
+        TypeError,
+    )
+    require(u.is_floating_point(), f"initial_state: u must be floating, not {u.dtype}", TypeError)
+    require(
+        u.dim() >= 2,
+        f"initial_state: u must be [B, ...] with at least one dimension per image, got shape "
+        f"{tuple(u.shape)}",
+    )
     norm = u.flatten(1).norm(dim=1)
     state = torch.zeros(u.shape[0], 4, dtype=u.dtype, device=u.device)
     state[:, 1] = torch.where(norm > 0, 1 / norm, torch.zeros_like(norm))

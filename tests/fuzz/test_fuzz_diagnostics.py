@@ -25,6 +25,7 @@ from pnpfast.diagnostics import (
     MAX_ITERS,
     MAX_PROBES,
     MAX_STEPS,
+    initial_state,
     jacobian_asymmetry,
     lanczos_edges,
     residual_lipschitz,
@@ -36,6 +37,7 @@ SN = "pnpfast.diagnostics.spectral_norm"
 JA = "pnpfast.diagnostics.jacobian_asymmetry"
 LE = "pnpfast.diagnostics.lanczos_edges"
 RL = "pnpfast.diagnostics.residual_lipschitz"
+IS = "pnpfast.diagnostics.initial_state"
 PSNR = "pnpfast.metrics.psnr"
 SSIM = "pnpfast.metrics.ssim"
 
@@ -776,6 +778,41 @@ CASES = [
         lambda: residual_lipschitz(G, X(h=1, w=1), 0.1, iters=2).norm,
         lambda: torch.zeros(2),
         1e-6,
+    ),
+]
+
+CASES += [
+    Bad(
+        IS,
+        "type",
+        "u-ndarray",
+        lambda: initial_state(X().numpy()),
+        TypeError,
+        r"initial_state: u must be a tensor, not ndarray",
+    ),
+    Bad(
+        IS,
+        "dtype",
+        "u-int64",
+        lambda: initial_state(torch.ones(2, 3, dtype=torch.long)),
+        TypeError,
+        r"initial_state: u must be floating, not torch.int64",
+    ),
+    Bad(
+        IS,
+        "rank",
+        "u-1d",
+        lambda: initial_state(torch.rand(3)),
+        ValueError,
+        r"initial_state: u must be \[B, \.\.\.\] with at least one dimension per image",
+    ),
+    Good(
+        IS,
+        "value",
+        "closed-form-and-a-zero-image",
+        lambda: initial_state(torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)),
+        lambda: torch.tensor([[0.0, 0.2, 1.0, 0.0], [0.0] * 4], dtype=torch.float64),
+        1e-12,
     ),
 ]
 
