@@ -59,7 +59,7 @@ class ByChannels(Denoiser):
             if takes is not None and takes != c:
                 raise ValueError(f"networks[{c}] takes {takes} channels, not {c}")
         self.networks = torch.nn.ModuleDict({str(c): net for c, net in networks.items()})
-        self.blind = all(net.blind for net in self.networks.values())
+        self.blind = all(getattr(net, "blind", False) for net in self.networks.values())
 
     def network(self, channels: int) -> Denoiser:
         """The network that denoises images with ``channels`` channels."""

@@ -1051,6 +1051,14 @@ CASES = [
         ValueError,
         r"networks\[3\] takes 1 channels, not 3",
     ),
+    Good(
+        BC + ".forward",
+        "type",
+        "a-plain-module-without-blind",
+        lambda: ByChannels({1: _Smooth()})(X(), 0.1),
+        lambda: torch.tanh(_Smooth().conv(X())),
+        1e-6,
+    ),
     Bad(
         BC + ".forward",
         "mismatch",
