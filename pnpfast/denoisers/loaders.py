@@ -99,4 +99,12 @@ def _device(device: object) -> torch.device:
         raise ValueError(f"device {device!r} is not a torch device: {err}") from err
     if device.type == "meta":
         raise ValueError("device 'meta' holds no data: a denoiser needs its weights on cpu or cuda")
+    if device.type == "cuda":
+        # torch would raise an AssertionError ("not compiled with CUDA") or an invalid ordinal
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index is not None and device.index >= count):
+            raise ValueError(
+                f"device {str(device)!r} is not available here ({count} CUDA device(s)); "
+                f"use device='cpu'"
+            )
     return device

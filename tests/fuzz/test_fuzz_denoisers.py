@@ -1130,6 +1130,14 @@ CASES = [
     ),
     Bad(
         LOAD,
+        "value",
+        "device-cuda-9",
+        lambda: load("blind", device="cuda:9"),
+        ValueError,
+        r"device 'cuda:9' is not available here \(\d+ CUDA device\(s\)\)",
+    ),
+    Bad(
+        LOAD,
         "meta",
         "device-meta",
         lambda: load("tv", device="meta"),
