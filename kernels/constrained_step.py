@@ -2,7 +2,7 @@
 
     d = x_hat - y - P x_hat + lifted        (no constraint: d = x_hat - y)
     pass 1:  out = y + h_b d,  partial[b, program] = that program's share of ||d_b||^2
-    pass 2:  out += c_b sigma_b z,  z ~ N(0, 1) drawn in the kernel (Philox, tl.randn4x)
+    pass 2:  out += c_b sigma_b z,  z ~ N(0, 1) drawn in the kernel (Philox: tl.rand4x, then Box-Muller)
 
 Pass 1 has two kernels. The flat one (grid: blocks along the C*H*W elements of one image, B
 images) covers no constraint (KIND 0), a mask (KIND 1: P v = mask[b // group] * v on every
@@ -94,6 +94,27 @@ def _step_block_kernel(
 
 
 @triton.jit
+def _normal_pair(u1, u2):
+    """Box-Muller: r cos(2 pi u2), r sin(2 pi u2) with r = sqrt(-2 log u1), two independent
+    N(0, 1) from two uniforms on [0, 1) (tl.randn4x's transform). The sine and cosine are
+    polynomials after an exact reduction of the angle to the nearest quarter turn: tl.cos and
+    tl.sin take any argument, and the compiled kernel would keep the local-memory array of their
+    reduction for huge arguments, dead code here (the angle is below 2 pi)."""
+    r = tl.sqrt(-2.0 * tl.log(tl.maximum(1.0e-7, u1)))
+    q = (u2 * 4.0 + 0.5).to(tl.int32)  # the nearest quarter turn, 0 to 4
+    # u2 - q / 4 is exact (Sterbenz) and |x| <= pi / 4, where these Taylor polynomials of
+    # degrees 9 and 10 are within 4e-9 of sin and cos (float32 rounding is 6e-8)
+    x = (u2 - q.to(tl.float32) * 0.25) * 6.283185307179586
+    x2 = x * x
+    s = x * (1.0 + x2 * (-1 / 6 + x2 * (1 / 120 + x2 * (-1 / 5040 + x2 * (1 / 362880)))))
+    c = 1.0 + x2 * (-0.5 + x2 * (1 / 24 + x2 * (-1 / 720 + x2 * (1 / 40320 - x2 / 3628800))))
+    k = q % 4  # cos and sin of k pi / 2 + x
+    cos = tl.where(k == 0, c, tl.where(k == 1, -s, tl.where(k == 2, -c, s)))
+    sin = tl.where(k == 0, s, tl.where(k == 1, c, tl.where(k == 2, -s, -c)))
+    return r * cos, r * sin
+
+
+@triton.jit
 def _add_noise(ptr, offs, n, g, z):
     o = tl.load(ptr + offs, mask=offs < n)
     tl.store(ptr + offs, o + g * z, mask=offs < n)
@@ -107,7 +128,9 @@ def _noise_kernel(out_ptr, sigma_ptr, c_ptr, n, seed, BLOCK: tl.constexpr):
     Q: tl.constexpr = BLOCK // 4
     q = tl.arange(0, Q)
     # one Philox counter per four elements, unique over the call: (image, program, lane)
-    z0, z1, z2, z3 = tl.randn4x(seed, (b * tl.num_programs(0) + pid) * Q + q)
+    u0, u1, u2, u3 = tl.rand4x(seed, (b * tl.num_programs(0) + pid) * Q + q)
+    z0, z1 = _normal_pair(u0, u1)
+    z2, z3 = _normal_pair(u2, u3)
     # quarter k of the program's BLOCK elements takes the k-th normal of each counter
     ptr = out_ptr + b * n
     offs = pid * BLOCK + q
