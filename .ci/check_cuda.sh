@@ -3,16 +3,21 @@
 #
 #   .ci/check_cuda.sh
 #
-# 1. Every csrc/*.cu is compiled for sm_90 with nvcc; any warning fails, and so does a register
-#    spill or any use of local memory reported by ptxas (the kernels are memory-bound streams
-#    that must keep everything in registers). It is compiled for sm_80 as well, where any
-#    warning fails but spills do not (a few kernels spill a few bytes there; sm_90 is the
-#    target the build defaults to).
-# 2. csrc/bindings.cpp is syntax-checked (g++ -fsyntax-only, which also instantiates the
+# 1. Every csrc/*.cu is compiled for sm_80 and sm_90 with nvcc (C++20, the standard torch builds
+#    the extension with); any warning fails, and so does a register spill or any use of local
+#    memory reported by ptxas, on both (the kernels are memory-bound streams that must keep
+#    everything in registers).
+# 2. Per kernel and arch, the resources ptxas reports (registers, spill bytes, stack frame, static
+#    shared memory, constant bank 0, barriers) are printed as a table and written to
+#    benchmarks/results/cuda_resources.jsonl (.ci/cuda_resources.py: fixed columns, the nvcc
+#    version, the last commit that changed csrc/). The file is rewritten, not appended to: a rerun
+#    on unchanged sources leaves it as it was. Set CUDA_RESOURCES=<path> to write elsewhere.
+# 3. csrc/bindings.cpp is syntax-checked (g++ -fsyntax-only, which also instantiates the
 #    launches for both dtypes and the op registration templates) against the installed torch's
 #    headers, the Python headers and the CUDA headers; any warning in it fails as well.
 #
-# Without nvcc the check is skipped (exit 0). Nothing is linked or run: the GPU tests do that.
+# Without nvcc the check is skipped (exit 0). Nothing is linked or run: .ci/check_extension.sh
+# links and imports the extension, the GPU tests run it.
 
 set -euo pipefail
 
@@ -35,14 +40,32 @@ if [[ ${#cu_files[@]} -eq 0 ]]; then
   exit 1
 fi
 
+# Every file for every arch, even after a failure, so that the table shows every spill at once.
+failed=0
+logs=()
 for src in "${cu_files[@]}"; do
-  nvcc -c -arch=sm_90 -std=c++17 -Werror all-warnings \
-    -Xptxas -warn-spills,-warn-lmem-usage,-Werror \
-    -o "$tmpdir/x.o" "$src"
-  echo "check_cuda: ok  nvcc -arch=sm_90  $src"
-  nvcc -c -arch=sm_80 -std=c++17 -Werror all-warnings -o "$tmpdir/x.o" "$src"
-  echo "check_cuda: ok  nvcc -arch=sm_80  $src (spills allowed)"
+  for arch in sm_80 sm_90; do
+    log="$tmpdir/$(basename "$src" .cu).$arch.log"
+    # -Werror all-warnings turns ptxas' spill and local-memory warnings into errors too
+    if nvcc -c -arch="$arch" -std=c++20 -Werror all-warnings \
+      -Xptxas -v,-warn-spills,-warn-lmem-usage -o "$tmpdir/x.o" "$src" 2>"$log"; then
+      echo "check_cuda: ok  nvcc -arch=$arch  $src"
+    else
+      grep -v "^ptxas info\|^    [0-9]* bytes stack frame" "$log" >&2 || true
+      echo "check_cuda: FAILED  nvcc -arch=$arch  $src" >&2
+      failed=1
+    fi
+    logs+=("$src:$arch:$log")
+  done
 done
+if ! "$PYTHON" .ci/cuda_resources.py \
+  "${CUDA_RESOURCES:-benchmarks/results/cuda_resources.jsonl}" "${logs[@]}"; then
+  failed=1
+fi
+if [[ $failed -ne 0 ]]; then
+  echo "check_cuda: the CUDA sources do not compile cleanly (above)" >&2
+  exit 1
+fi
 
 # The CUDA headers nvcc itself uses. /usr/local/bin/nvcc may be a wrapper script, so
 # `dirname $(which nvcc)`/../include is only one candidate; each must hold cuda_runtime_api.h.
@@ -74,7 +97,7 @@ fi
 mapfile -t torch_includes <<<"$torch_paths"
 python_include="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 
-flags=(-fsyntax-only -std=c++17 -Wall -Wextra -Werror)
+flags=(-fsyntax-only -std=c++20 -Wall -Wextra -Werror)
 for dir in "${torch_includes[@]}" "$python_include" "$cuda_include"; do
   flags+=(-isystem "$dir")
 done

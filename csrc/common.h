@@ -39,6 +39,22 @@ constexpr int64_t kMaxGridX = 0x7fffffff;
 template <typename T>
 constexpr int kMinBlocksPerSm = sizeof(T) == 4 ? kFullOccupancyBlocks : kFullOccupancyBlocks / 2;
 
+// Below sm_90, a few variants of three kernel families do not fit the 32 registers of full
+// occupancy without spilling to local memory (ptxas of CUDA 13.0 for sm_80: pnp_update and the
+// masked flat step of constrained_step in float, the fft_prox spectral step in double; 8 to 68
+// bytes), while sm_90's ptxas fits them all. Those families ask for at most 6 resident blocks
+// there (1536 threads, 40 registers each); sm_86 and sm_89 hold no more than 1536 threads per
+// SM anyway. Only the device pass sees __CUDA_ARCH__, so the value is for __launch_bounds__ and
+// never for a launch configuration. It changes register allocation, not the instructions that
+// compute each value: the results are the same, and the sm_90 code is unchanged.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+constexpr int kSpillFreeBlocks = 1536 / kThreads;
+#else
+constexpr int kSpillFreeBlocks = kFullOccupancyBlocks;
+#endif
+template <int Blocks>
+constexpr int kSpillFreeMinBlocks = Blocks < kSpillFreeBlocks ? Blocks : kSpillFreeBlocks;
+
 // ---- memory access ----------------------------------------------------------------------------
 
 // Elements of T in one 16-byte vector (float4, double2).

@@ -56,7 +56,7 @@ enum class Form { kNone, kMask, kBlockMean, kProjected };
 // image. aux is the mask ([mask rows, plane_elems], image b uses row b / mask_group) or the
 // given P x_hat; lifted and aux are not read for kNone.
 template <typename T, int W, Form F>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
+__global__ void __launch_bounds__(kThreads, detail::kSpillFreeMinBlocks<kMinBlocksPerSm<T>>)
     flat_step_kernel(const T* __restrict__ den, const T* __restrict__ y,
                      const T* __restrict__ lifted, const T* __restrict__ aux,
                      const T* __restrict__ h, T* __restrict__ out, T* __restrict__ partial,

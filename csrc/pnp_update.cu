@@ -27,7 +27,7 @@ using detail::kWarps;
 // consecutive elements (W > 1 only when every image starts 16-byte aligned). gridDim.x is the
 // number of partial slots per image.
 template <typename T, int W, bool HasX, bool HasXprev>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm<T>)
+__global__ void __launch_bounds__(kThreads, detail::kSpillFreeMinBlocks<kMinBlocksPerSm<T>>)
     pnp_update_kernel(const T* __restrict__ f, const T* __restrict__ z, const T* __restrict__ x,
                       const T* __restrict__ xprev, const T* __restrict__ coef,
                       T* __restrict__ out, T* __restrict__ partial, int64_t images,

@@ -97,9 +97,10 @@ Path choose_path(const T* v, const T* kty, const T* k2, const T* out, int64_t fr
 // picks kFreqs = 2 only when freqs_per_plane is even, so no step straddles two planes).
 //
 // Launch bounds: 8 x 256 threads fill an sm_80 or sm_90 SM, which caps the kernel at 32
-// registers, for float and double alike; it needs no more (no spills).
+// registers, for float and double alike; it needs no more on sm_90, and asks for 6 blocks (40
+// registers) below sm_90, where double spills at 32 (kSpillFreeMinBlocks, common.h).
 template <typename T, typename L, typename U>
-__global__ void __launch_bounds__(kThreads, kFullOccupancyBlocks)
+__global__ void __launch_bounds__(kThreads, kSpillFreeMinBlocks<kFullOccupancyBlocks>)
     spectral_kernel(const T* __restrict__ v, const T* __restrict__ kty,
                     const T* __restrict__ k2, const typename U::Coeffs coeffs,
                     T* __restrict__ out, int64_t planes, int64_t channels, int64_t steps,
