@@ -3,18 +3,19 @@ ahead of time and without a GPU; fail on a compile error, a register spill, loca
 kernel that no case reached.
 
     python .ci/aot_triton.py [--jobs N] [--ptx-dir DIR] [--results PATH] [--only OP ...]
-                             [--record-only]
+                             [--record-only] [--list-cases]
 
 1. Record. The public ops (``pnpfast.ops.<op>(..., backend="triton")``) run on small CPU tensors
-   over the table ``CASES``: one row per branch of each launcher (dtype, per-image or shared
-   kernel, with or without x/xprev, each kind of the constrained step, every block size, shapes
-   that make the integer arguments 1, multiples of 16 and neither). Triton is not in interpreter
-   mode: every launch goes through the real ``JITFunction.run``, so the argument types, the
-   constexprs and the specialisation attributes come from Triton's own binder, the one a GPU
-   launch runs. A stand-in CUDA driver (``_CompileOnlyDriver``) supplies the target (sm_90),
-   device 0 and stream 0, and Triton's ``knobs.runtime.jit_cache_hook`` records each launch and
-   returns True, so Triton compiles nothing and launches nothing there. pnpfast's dispatcher is
-   told that CPU tensors may take the triton path (as under the interpreter).
+   over the table ``launcher_cases()``: one row per branch of each launcher (dtype, per-image or
+   shared kernel, with or without x/xprev, each kind of the constrained step, every block size
+   and tile width, shapes that make the integer arguments 1, multiples of 16 and neither).
+   Triton is not in interpreter mode: every launch goes through the real ``JITFunction.run``,
+   so the argument types, the constexprs, the launch options (num_warps) and the
+   specialisation attributes come from Triton's own binder, the one a GPU launch runs. A
+   stand-in CUDA driver (``_CompileOnlyDriver``) supplies the target (sm_90), device 0 and
+   stream 0, and Triton's ``knobs.runtime.jit_cache_hook`` records each launch and returns
+   True, so Triton compiles nothing and launches nothing there. pnpfast's dispatcher is told
+   that CPU tensors may take the triton path (as under the interpreter).
 
 2. Specialisations. Triton specialises an integer argument equal to 1 into a constexpr, and marks
    a pointer whose address and an integer whose value is a multiple of 16 with
@@ -32,13 +33,15 @@ kernel that no case reached.
    ptxas's report (registers, spill stores and loads, stack frame) and the cubin's resource
    usage (cuobjdump: registers, local memory, static shared memory; Triton's metadata: the
    dynamic shared memory a launch requests). Triton's own ptxas and cuobjdump do this (the
-   tools a GPU user's Triton uses, not the system CUDA).
+   tools a GPU user's Triton uses, not the system CUDA). ``warps_per_sm`` is the occupancy that
+   the registers and shared memory allow (``resident_warps``).
 
 4. Coverage. Every ``@triton.jit`` function defined in ``kernels/*.py`` (found by importing
    each module of ``pnpfast.kernels``, so a new op's kernels are picked up without editing this
    file) must be launched by some case, or be called by a launched kernel (a device function
    such as ``_add_noise``). Every case must launch the kernels it names with the constexprs it
-   names. A kernel that no case reaches fails the check: add rows to ``CASES`` for its launcher.
+   names. A kernel that no case reaches fails the check: add rows to ``launcher_cases()`` for its
+   launcher. ``--list-cases`` prints each case and the specialisations it launched.
 
 Writes one row per (specialisation, cc) with the columns ``COLUMNS`` to ``--results``
 (default benchmarks/results/triton_resources.jsonl, rewritten on each run), prints the table,
@@ -89,8 +92,9 @@ COLUMNS = (
     "local",  # bytes of local memory
     "shared_static",  # bytes in the cubin (sm_90 reserves 1 KiB per block)
     "shared_dynamic",  # bytes Triton requests at launch
+    "warps_per_sm",  # resident warps per SM that the registers and shared memory allow
     "ptx_lines",
-    "cases",  # the CASES rows that launched it
+    "cases",  # the launcher_cases() rows that launched it
     "triton",
     "torch",
     "ptxas",
@@ -240,26 +244,32 @@ class Launch:
     case: str
 
 
+@dataclasses.dataclass
+class Recording:
+    launches: list[Launch] = dataclasses.field(default_factory=list)
+    case: str = ""  # the case running now: each launch is attributed to it
+
+
 @contextlib.contextmanager
-def recording() -> Iterator[list[Launch]]:
-    """Inside: every Triton launch is recorded (appended to the yielded list) instead of being
-    compiled and run, and pnpfast's dispatcher lets CPU tensors take the triton path."""
+def recording() -> Iterator[Recording]:
+    """Inside: every Triton launch is recorded (appended to ``launches`` of the yielded
+    Recording) instead of being compiled and run, and pnpfast's dispatcher lets CPU tensors
+    take the triton path."""
     from triton import knobs  # noqa: TID251
     from triton.runtime import driver  # noqa: TID251
     from triton.runtime.jit import JITFunction  # noqa: TID251
 
     import pnpfast._env as env
 
-    launches: list[Launch] = []
+    rec = Recording()
     touched: list[JITFunction] = []
-    current = {"case": ""}
 
     def hook(*, fn, compile, **_) -> bool:
         jit = fn.jit_function
         if not isinstance(jit, JITFunction):
             raise TypeError(f"{jit!r} is not a JITFunction (is TRITON_INTERPRET set?)")
         touched.append(jit)
-        launches.append(Launch(_spec_from_hook(jit, compile), current["case"]))
+        rec.launches.append(Launch(_spec_from_hook(jit, compile), rec.case))
         return True  # Triton then skips compiling and launching
 
     previous_driver = driver._active
@@ -268,23 +278,14 @@ def recording() -> Iterator[list[Launch]]:
     driver.set_active(_compile_only_driver())
     knobs.runtime.jit_cache_hook = hook
     env.triton_interpreter = lambda: True
-    launches_case = _CaseSetter(current)
     try:
-        yield launches, launches_case
+        yield rec
     finally:
         driver._active = previous_driver
         knobs.runtime.jit_cache_hook = previous_hook
         env.triton_interpreter = previous_interp
         for jit in touched:  # their binders hold the stand-in target
             jit.device_caches.clear()
-
-
-class _CaseSetter:
-    def __init__(self, current: dict):
-        self._current = current
-
-    def __call__(self, case: str) -> None:
-        self._current["case"] = case
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,9 +308,10 @@ def record(cases: Iterable[Case]) -> tuple[list[Launch], list[str]]:
     """Run every case under ``recording``; return the launches and the problems (a case that
     raised, launched nothing, or missed a kernel or constexpr it expects)."""
     problems: list[str] = []
-    with recording() as (launches, set_case):
+    with recording() as rec:
+        launches = rec.launches
         for case in cases:
-            set_case(case.id)
+            rec.case = case.id
             start = len(launches)
             try:
                 case.call()
@@ -460,6 +462,19 @@ def compile_spec(spec: Spec, cc: int, fn=None, ptx_dir: str | None = None) -> di
     }
 
 
+# Per SM on sm_80 (A100) and sm_90 (H100, H200): 65536 registers, given to a warp in units of
+# 256; at most 64 warps and 32 blocks; 164 / 228 KiB of shared memory, 1 KiB reserved per block.
+_SHARED_PER_SM = {80: 164 * 1024, 90: 228 * 1024}
+
+
+def resident_warps(cc: int, registers: int, num_warps: int, shared: int) -> int:
+    """Warps of this kernel that fit on one SM at once (blocks of ``num_warps`` warps)."""
+    per_warp = -(-registers * 32 // 256) * 256
+    blocks = min(65536 // (per_warp * num_warps), 64 // num_warps, 32)
+    blocks = min(blocks, _SHARED_PER_SM[cc] // (shared + 1024))
+    return blocks * num_warps
+
+
 def _worker_init(cache_dir: str) -> None:
     os.environ["TRITON_INTERPRET"] = "0"
     os.environ["TRITON_CACHE_DIR"] = cache_dir
@@ -504,7 +519,7 @@ def resource_problems(spec: Spec, cc: int, res: dict) -> list[str]:
 # The cases: every branch of every launcher, through the public ops
 
 
-def _cases() -> list[Case]:
+def launcher_cases() -> list[Case]:
     """The table of launcher branches. To cover a new op's kernels, add its rows here."""
     import torch
     from pnpfast.kernels.constrained_step import TILE
@@ -722,6 +737,10 @@ def make_rows(
             "cases": cases_of.get(spec, []),
             **env,
         }
+        if "registers" in res:
+            row["warps_per_sm"] = resident_warps(
+                cc, res["registers"], row["num_warps"], res["shared_dynamic"] + res["shared_static"]
+            )
         for col in COLUMNS:
             row.setdefault(col, res.get(col))
         rows.append({c: row[c] for c in COLUMNS})
@@ -737,16 +756,22 @@ def table(rows: list[dict]) -> str:
             {"kernel": r["kernel"].split(":")[1], "spec": r["specialisation"], "v": r["variant"]},
         )
         spills = "-" if r["registers"] is None else f"{r['spill_stores']}/{r['spill_loads']}"
-        entry[r["cc"]] = (r["registers"], spills, r["shared_dynamic"], r["shared_static"])
+        entry[r["cc"]] = (
+            r["registers"],
+            spills,
+            r["shared_dynamic"],
+            r["shared_static"],
+            r["warps_per_sm"],
+        )
     header = ["kernel", "specialisation", "variant"]
     for cc in CCS:
-        header += [f"regs{cc}", f"spill{cc}", f"smem{cc}"]
+        header += [f"regs{cc}", f"spill{cc}", f"smem{cc}", f"warps{cc}"]
     lines = []
     for e in sorted(by_spec.values(), key=lambda e: (e["kernel"], e["spec"], e["v"])):
         line = [e["kernel"], e["spec"], e["v"]]
         for cc in CCS:
-            regs, spills, dyn, static = e.get(cc, (None, "-", None, None))
-            line += [regs if regs is not None else "ERR", spills, f"{dyn}+{static}"]
+            regs, spills, dyn, static, warps = e.get(cc, (None, "-", None, None, None))
+            line += [regs if regs is not None else "ERR", spills, f"{dyn}+{static}", warps]
         lines.append(line)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
     out = []
@@ -764,11 +789,14 @@ def summary(rows: list[dict]) -> str:
         agg.setdefault((r["kernel"].split(":")[1], r["cc"]), []).append(r)
     lines = []
     for (kernel, cc), rs in sorted(agg.items()):
-        regs = [r["registers"] for r in rs if r["registers"] is not None]
-        spills = [r["spill_stores"] + r["spill_loads"] for r in rs if r["registers"] is not None]
+        ok = [r for r in rs if r["registers"] is not None]
+        regs = [r["registers"] for r in ok]
+        spills = [r["spill_stores"] + r["spill_loads"] + r["stack"] + r["local"] for r in ok]
+        warps = [r["warps_per_sm"] for r in ok]
         lines.append(
             f"  {kernel:<22} sm_{cc}  {len(rs):3d} specs  registers {min(regs, default=0)}-"
-            f"{max(regs, default=0)}  max spill bytes {max(spills, default=0)}"
+            f"{max(regs, default=0)}  spill+local bytes {max(spills, default=0)}  warps/SM "
+            f"{min(warps, default=0)}-{max(warps, default=0)}  failed {len(rs) - len(ok)}"
         )
     return "\n".join(lines)
 
@@ -780,36 +808,57 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--ptx-dir", help="write each PTX and cubin here (not committed)")
-    parser.add_argument("--results", default=str(RESULTS), help="JSONL to rewrite ('' for none)")
-    parser.add_argument("--only", nargs="*", help="only the cases of these ops (no coverage check)")
+    parser.add_argument(
+        "--results",
+        help=f"JSONL to rewrite (default {RESULTS.relative_to(ROOT)}, none with --only; '' none)",
+    )
+    parser.add_argument("--only", nargs="+", help="only the cases of these ops (no coverage check)")
     parser.add_argument(
         "--record-only", action="store_true", help="print the recorded specialisations as JSON"
     )
+    parser.add_argument(
+        "--list-cases", action="store_true", help="print each case and the launches it records"
+    )
     args = parser.parse_args(argv)
+    if args.results is None:
+        args.results = "" if args.only else str(RESULTS)
     t0 = time.perf_counter()
     # Triton decides when a kernel is defined whether it is interpreted: the real JITFunction
     # is needed here, whatever the caller's environment says
     os.environ["TRITON_INTERPRET"] = "0"
 
-    cases = [c for c in _cases() if not args.only or c.op in args.only]
+    cases = launcher_cases()
+    if args.only:
+        unknown = set(args.only) - {c.op for c in cases}
+        if unknown:
+            parser.error(
+                f"--only: no cases for {sorted(unknown)} (ops: {sorted({c.op for c in cases})})"
+            )
+        cases = [c for c in cases if c.op in args.only]
     launches, problems = record(cases)
+    if args.list_cases:
+        for case in cases:
+            hits = [launch.spec for launch in launches if launch.case == case.id]
+            print(case.id)
+            for spec in hits:
+                print(f"    {spec.name} {spec.describe()}")
     cases_of: dict[Spec, list[str]] = {}
     for launch in launches:
-        cases_of.setdefault(launch.spec, [])
-        if launch.case not in cases_of[launch.spec]:
-            cases_of[launch.spec].append(launch.case)
+        ids = cases_of.setdefault(launch.spec, [])
+        if launch.case not in ids:
+            ids.append(launch.case)
     specs = list(cases_of)
     for spec in specs:
-        if spec.divisible:  # without attributes a spec is its own unaligned variant
-            cases_of.setdefault(spec.unaligned(), []).extend(
-                c for c in cases_of[spec] if c not in cases_of.get(spec.unaligned(), [])
-            )
+        # the unaligned variant, unless a launch already had no divisibility attribute
+        if spec.divisible and dataclasses.replace(spec, divisible=()) not in cases_of:
+            ids = cases_of.setdefault(spec.unaligned(), [])
+            ids += [c for c in cases_of[spec] if c not in ids]
     if not args.only:
         kernels = defined_kernels()
         for name in missing_kernels(kernels, {s.kernel for s in specs}):
             problems.append(
                 f"{name}: no case launched it (nor a launched kernel calling it); add rows for "
-                f"its launcher to CASES in .ci/aot_triton.py"
+                f"its launcher to launcher_cases() in .ci/aot_triton.py"
             )
     t_record = time.perf_counter() - t0
     if args.record_only:
