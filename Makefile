@@ -1,7 +1,7 @@
 # Common tasks. `make test` is the README's test command and what CI runs.
 PYTHON ?= python3
 
-.PHONY: install test lint format check-cuda check-triton check-wheel bench report gpu-check demo
+.PHONY: install test lint format check-cuda check-triton check-extension check-wheel bench report gpu-check demo
 
 install:
 	$(PYTHON) -m pip install -c constraints.txt -e ".[test]"
@@ -19,6 +19,11 @@ format:
 
 check-cuda:
 	bash .ci/check_cuda.sh
+
+# build pnpfast._C against a CUDA torch in a cached venv outside the checkout (PNPFAST_CUDA_VENV,
+# default ~/.cache/pnpfast-ci/cuda-venv), import it without a GPU, check its ops and opcheck them
+check-extension:
+	bash .ci/check_extension.sh
 
 # every Triton kernel specialisation the launchers use, compiled for sm_80 and sm_90 without a
 # GPU; fails on spills or local memory; rewrites benchmarks/results/triton_resources.jsonl

@@ -57,10 +57,9 @@ def cuda_extension() -> tuple[list, dict]:
         name="pnpfast._C",
         sources=sources,
         depends=sorted(glob.glob("csrc/*.h")),
-        extra_compile_args={
-            "cxx": ["-O3", "-std=c++17"],
-            "nvcc": ["-O3", "-std=c++17", "-lineinfo"],
-        },
+        # no -std: torch adds the standard its headers need (C++20 in torch 2.13, 2.14), and a later
+        # -std=c++17 here would override it (.ci/check_extension.sh builds against it)
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]},
     )
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
