@@ -362,12 +362,13 @@ def sample(
     """
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
-    if (
-        not isinstance(shape, (tuple, list, torch.Size))
-        or len(shape) != 4
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+    if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape
     ):
+        raise TypeError(f"shape must be a tuple of four ints (B, C, H, W), not {shape!r}")
+    if len(shape) != 4 or not all(s >= 1 for s in shape):
         raise ValueError(f"shape must be four positive integers (B, C, H, W), not {shape!r}")
+    shape = tuple(int(s) for s in shape)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
     check_max_iter(max_iter)
