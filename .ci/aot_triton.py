@@ -20,7 +20,8 @@ kernel that no case reached.
 2. Specialisations. Triton specialises an integer argument equal to 1 into a constexpr, and marks
    a pointer whose address and an integer whose value is a multiple of 16 with
    ``tt.divisibility = 16`` (the code can then use 128-bit accesses). Integers are the same on
-   the CPU and the GPU. Pointers: PyTorch's CPU allocator aligns to 64 bytes and its CUDA caching
+   the CPU and the GPU (their type too: i32, or i64 from 2**31 on; the noise kernel's seed is a
+   63-bit hash, so i64: the i32 of a hash below 2**31, one call in 2**32, is not compiled). Pointers: PyTorch's CPU allocator aligns to 64 bytes and its CUDA caching
    allocator to 512, so a fresh tensor is 16-byte aligned on both and the recorded attribute is
    what a GPU launch of the same tensors sees. A caller may also pass contiguous views at any
    offset (``x[1:]`` of an odd-sized image): for that, every recorded specialisation is also
@@ -94,7 +95,8 @@ COLUMNS = (
     "shared_dynamic",  # bytes Triton requests at launch
     "warps_per_sm",  # resident warps per SM that the registers and shared memory allow
     "ptx_lines",
-    "cases",  # the launcher_cases() rows that launched it
+    "case",  # the first launcher_cases() row that launched it
+    "n_cases",  # how many rows launched it
     "triton",
     "torch",
     "ptxas",
@@ -734,7 +736,8 @@ def make_rows(
             "variant": spec.variant,
             "cc": cc,
             "num_warps": dict(spec.options)["num_warps"],
-            "cases": cases_of.get(spec, []),
+            "case": cases_of[spec][0],
+            "n_cases": len(cases_of[spec]),
             **env,
         }
         if "registers" in res:
