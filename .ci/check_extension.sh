@@ -54,6 +54,10 @@ case "$VENV/" in
     ;;
 esac
 REQS=$ROOT/.ci/cuda-venv-requirements.txt
+mkdir -p "$(dirname "$VENV")"
+# one run at a time per venv: a second CI run on the machine waits instead of racing the first
+exec 9>"$VENV.lock"
+flock 9
 key="$(sha256sum "$REQS" | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.version.split()[0])')"
 
 echo "== venv $VENV $(stamp)"
@@ -62,7 +66,6 @@ if [[ -f "$VENV/.pnpfast-key" && "$(cat "$VENV/.pnpfast-key")" == "$key" ]]; the
 else
   echo "creating it (key $key)"
   rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -r "$REQS"
