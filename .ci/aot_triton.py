@@ -70,6 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -359,15 +360,20 @@ def defined_kernels(package: str = "pnpfast.kernels") -> dict[str, object]:
 
 
 def _callees(fn, kernels: dict[str, object]) -> set[str]:
-    """The kernels of ``kernels`` that ``fn``'s body calls by name (device functions)."""
+    """The kernels of ``kernels`` that ``fn``'s body names (``helper(...)`` or
+    ``module.helper(...)``): its device functions."""
     by_obj = {id(obj): key for key, obj in kernels.items()}
-    names = {node.id for node in ast.walk(ast.parse(fn.src)) if isinstance(node, ast.Name)} | {
-        node.attr for node in ast.walk(ast.parse(fn.src)) if isinstance(node, ast.Attribute)
-    }
+    scope = fn.fn.__globals__
     out = set()
-    for name in names:
-        obj = fn.fn.__globals__.get(name)
-        if obj is not None and id(obj) in by_obj and obj is not fn:
+    for node in ast.walk(ast.parse(fn.src)):
+        obj = None
+        if isinstance(node, ast.Name):
+            obj = scope.get(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            base = scope.get(node.value.id)
+            if isinstance(base, types.ModuleType):
+                obj = getattr(base, node.attr, None)
+        if obj is not None and obj is not fn and id(obj) in by_obj:
             out.add(by_obj[id(obj)])
     return out
 
