@@ -306,7 +306,8 @@ def results_path(name: str) -> Path:
 
 
 def append_rows(path: str | Path, rows: Iterable[dict]) -> Path:
-    """Append rows as JSON lines to ``path`` (parent folders created); returns the path."""
+    """Append rows as JSON lines to ``path`` (parent folders created); returns the path. GPU
+    rows with a performance model are also printed against it (``print_vs_model``)."""
     path = Path(path)
     rows = list(rows)
     for row in rows:
@@ -318,7 +319,20 @@ def append_rows(path: str | Path, rows: Iterable[dict]) -> Path:
     with path.open("a") as f:
         for row in rows:
             f.write(json.dumps({c: row[c] for c in COLUMNS}) + "\n")
+    print_vs_model(rows)
     return path
+
+
+def print_vs_model(rows: Iterable[dict]) -> None:
+    """Print, for the rows measured on a GPU that benchmarks/perf_model.py models, the measured
+    median next to the modelled time and their ratio (nothing for CPU rows)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import perf_model
+
+    lines = perf_model.comparison_lines(rows)
+    if lines:
+        print("\n" + "\n".join(lines), flush=True)
 
 
 def correct_median(rows: Sequence[dict], provider: str) -> float | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
+import perf_model
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- bench:start -->"
@@ -121,12 +122,16 @@ def op_table(rows: list[dict]) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    """One '### <op>' section with its table per op, ops in alphabetical order."""
+    """One '### <op>' section with its table per op, ops in alphabetical order, then the GPU
+    rows that benchmarks/perf_model.py models, measured against modelled."""
     rows = latest(rows)
     if not rows:
         return "No benchmark results yet."
     ops = sorted({str(r["op"]) for r in rows})
     sections = [f"### {op}\n\n{op_table([r for r in rows if r['op'] == op])}" for op in ops]
+    vs_model = perf_model.comparison_table(rows)
+    if vs_model:
+        sections.append(f"### measured vs modelled (benchmarks/perf_model.py)\n\n{vs_model}")
     return "\n\n".join(sections)
 
 
