@@ -20,7 +20,9 @@ What the Python side expects is derived from it, not listed here:
    further schema argument has a default); exactly the allocated tensors are marked written
    ``(a!)`` (the custom ops declare ``mutates_args=()``, so an input must not be); it returns
    nothing (the Python side ignores a result); and no registered op goes uncalled.
-4. Every registered ``pnpfast_C`` op has a CUDA kernel, and no other backend's (CPU, Meta).
+4. Every registered ``pnpfast_C`` op has a CUDA kernel, and no other backend's (CPU, Meta); the
+   built library holds code for every csrc/*.cu and every arch of TORCH_CUDA_ARCH_LIST, and no
+   kernel in it spills or uses local memory (``cuobjdump --dump-resource-usage``, where found).
 5. ``torch.library.opcheck`` on every custom op, with the sub-tests that need no GPU:
    * meta inputs, for ``_cuda`` and ``_triton``: the custom op's Meta kernel is its fake, so
      test_schema, test_autograd_registration, test_faketensor and test_aot_dispatch_dynamic all
@@ -40,10 +42,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import pkgutil
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
 
 import torch
 
@@ -399,6 +406,62 @@ def fake_problems(paths: list[FastPath]) -> list[str]:
     return problems
 
 
+# ---- the binary --------------------------------------------------------------------------------
+
+
+def find_cuobjdump() -> str | None:
+    """cuobjdump from PATH, CUDA_HOME, or the copy that triton bundles (a toolkit without it)."""
+    candidates = [shutil.which("cuobjdump")]
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(str(Path(os.environ["CUDA_HOME"]) / "bin" / "cuobjdump"))
+    spec = find_spec("triton")
+    if spec and spec.origin:
+        candidates.append(
+            str(Path(spec.origin).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
+        )
+    return next((c for c in candidates if c and Path(c).is_file()), None)
+
+
+def binary_problems(dump: str, sources: list[str], archs: list[str]) -> list[str]:
+    """From ``cuobjdump --dump-resource-usage`` of the built library: every source has code for
+    every arch, and no kernel has a stack frame or local memory (the build's own flags, -O3
+    -lineinfo, are not those of .ci/check_cuda.sh, so its binary is checked too)."""
+    problems = []
+    found: set[tuple[str, str]] = set()
+    arch = source = function = None
+    for line in dump.splitlines():
+        line = line.strip()
+        if line.startswith("arch = "):
+            arch = line.removeprefix("arch = ")
+        elif line.startswith("identifier = "):
+            source = line.removeprefix("identifier = ").rsplit("/", 1)[-1]
+            found.add((source, arch))
+        elif line.startswith("Function "):
+            function = line.removeprefix("Function ").rstrip(":")
+        elif line.startswith("REG:") and function:
+            usage = dict(item.split(":", 1) for item in line.split())
+            if int(usage.get("STACK", 0)) or int(usage.get("LOCAL", 0)):
+                problems.append(
+                    f"{source} ({arch}) {function}: STACK:{usage.get('STACK')} "
+                    f"LOCAL:{usage.get('LOCAL')} (spills or local memory)"
+                )
+    for src in sources:
+        for a in archs:
+            if (src, a) not in found:
+                problems.append(f"the built library has no {a} code for {src}")
+    return problems
+
+
+def cuda_archs(arch_list: str) -> list[str]:
+    """TORCH_CUDA_ARCH_LIST ("8.0;9.0", "8.0 9.0+PTX") as sm_XX names."""
+    names = []
+    for item in arch_list.replace(" ", ";").split(";"):
+        item = item.strip().removesuffix("+PTX")
+        if item:
+            names.append("sm_" + item.replace(".", ""))
+    return names
+
+
 # ---- opcheck -----------------------------------------------------------------------------------
 
 
@@ -460,6 +523,24 @@ def main() -> int:
         *schema_problems(calls, registry),
         *dispatch_problems(sorted(registry)),
     ]
+    cuobjdump = find_cuobjdump()
+    if cuobjdump is None:
+        print("check_extension: cuobjdump not found; the built binary's resources are not checked")
+    else:
+        library = sys.modules["pnpfast._C"].__file__
+        dump = subprocess.run(
+            [cuobjdump, "--dump-resource-usage", library], capture_output=True, text=True
+        ).stdout
+        csrc = Path(__file__).resolve().parent.parent / "csrc"
+        sources = sorted(p.name for p in csrc.glob("*.cu"))
+        archs = cuda_archs(os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0"))
+        binary = binary_problems(dump, sources, archs)
+        problems += binary
+        kernels = dump.count("Function ")
+        print(
+            f"check_extension: the built library holds {kernels} kernels for {', '.join(archs)} "
+            f"from {len(sources)} sources ({cuobjdump})"
+        )
     if problems:
         for p in problems:
             print(f"check_extension: FAILED: {p}", file=sys.stderr)

@@ -188,3 +188,39 @@ def test_opcheck_on_cpu_catches_a_wrong_fake(stand_in_library):
             path.custom_op.register_fake(fake)
     assert failures and any("mismatched tensor metadata" in f for f in failures)
     assert all("test_faketensor" in f or "test_aot" in f for f in failures)
+
+
+DUMP = """
+Fatbin elf code:
+================
+arch = sm_80
+identifier = /x/src/csrc/a.cu
+
+Resource usage:
+ Function _Z1kv:
+  REG:40 STACK:0 SHARED:96 LOCAL:0 CONSTANT[0]:424 TEXTURE:0 SURFACE:0 SAMPLER:0
+ Function _Z1jv:
+  REG:32 STACK:16 SHARED:96 LOCAL:16 CONSTANT[0]:424 TEXTURE:0 SURFACE:0 SAMPLER:0
+
+Fatbin elf code:
+================
+arch = sm_90
+identifier = /x/src/csrc/a.cu
+
+Resource usage:
+ Function _Z1kv:
+  REG:32 STACK:0 SHARED:96 LOCAL:0 CONSTANT[0]:424 TEXTURE:0 SURFACE:0 SAMPLER:0
+"""
+
+
+def test_binary_check_finds_local_memory_and_missing_code():
+    problems = ce.binary_problems(DUMP, ["a.cu", "b.cu"], ["sm_80", "sm_90"])
+    assert problems == [
+        "a.cu (sm_80) _Z1jv: STACK:16 LOCAL:16 (spills or local memory)",
+        "the built library has no sm_80 code for b.cu",
+        "the built library has no sm_90 code for b.cu",
+    ]
+    clean = DUMP.replace("STACK:16", "STACK:0").replace("LOCAL:16", "LOCAL:0")
+    assert ce.binary_problems(clean, ["a.cu"], ["sm_80", "sm_90"]) == []
+    assert ce.cuda_archs("8.0;9.0") == ["sm_80", "sm_90"]
+    assert ce.cuda_archs("8.6 9.0+PTX") == ["sm_86", "sm_90"]
