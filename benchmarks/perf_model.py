@@ -842,7 +842,7 @@ def ptx_rows(estimates: Sequence[Estimate], ptx_dir: Path | None = None, cc: int
                 cache[spec.spec_id] = ptx_mix(text)
             rows.append(
                 {
-                    "op": est.op,
+                    "bench_op": est.op,
                     "shape": "x".join(map(str, est.shape)),
                     "dtype": est.dtype,
                     "kernel": spec.name,
@@ -859,8 +859,9 @@ def ptx_rows(estimates: Sequence[Estimate], ptx_dir: Path | None = None, cc: int
 # --------------------------------------------------------------------------------------------
 # Rows and the command line
 
+# "bench_op", not "op": report.py reads every row with an "op" as a timing row
 COLUMNS = (
-    "op",
+    "bench_op",
     "model",
     "backend",
     "shape",
@@ -892,7 +893,7 @@ COLUMNS = (
 def estimate_row(est: Estimate, env: dict) -> dict:
     t = est.traffic
     row = {
-        "op": est.op,
+        "bench_op": est.op,
         "model": est.model,
         "backend": est.backend,
         "shape": "x".join(map(str, est.shape)),
@@ -956,7 +957,7 @@ def ptx_table(rows: Iterable[dict]) -> str:
         "|---|---|---|---|" + "---|" * len(cols),
     ]
     for r in rows:
-        cells = [r["op"], r["shape"], r["kernel"], r["specialisation"]]
+        cells = [r["bench_op"], r["shape"], r["kernel"], r["specialisation"]]
         cells += [str(r[c]) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

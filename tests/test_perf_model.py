@@ -312,3 +312,13 @@ def test_report_adds_the_comparison(pm):
     assert "### measured vs modelled" in text
     assert text.count("| pnp_update | triton |") == 1
     assert "measured vs modelled" not in report.render([_gpu_row(device="X (2 cores, 1 threads)")])
+
+
+def test_model_rows_are_not_timing_rows(pm, tmp_path):
+    # report.py reads every row with an "op" as a timing row: the model's rows have none
+    report = load_benchmark("report")
+    est = pm.estimate("pnp_update", (2, 3, 8, 8))
+    row = pm.estimate_row(est, {"torch": "t", "triton": "t", "git_sha": "s", "timestamp": "x"})
+    assert "op" not in row and row["bench_op"] == "pnp_update"
+    pm._write_jsonl(tmp_path / "perf_model.jsonl", [row])
+    assert report.load_rows(tmp_path) == []
