@@ -2,8 +2,9 @@
 
 PNPFAST_BUILD_CUDA=auto (default) builds pnpfast._C from csrc/ when the torch in the build
 environment is a CUDA build and nvcc is found; =0 never builds it; =1 builds it or fails loudly.
-Target architectures come from TORCH_CUDA_ARCH_LIST (default "8.0;9.0"), never from the GPU of
-the build machine. Build it with `pip install --no-build-isolation -e .` so torch is importable.
+Target architectures come from TORCH_CUDA_ARCH_LIST (default "8.0;9.0+PTX": machine code for
+A100 and H100/H200, and sm_90 PTX that the driver compiles for newer GPUs on first load), never
+from the GPU of the build machine. Build it with `pip install --no-build-isolation -e .` so torch is importable.
 """
 
 import glob
@@ -19,9 +20,10 @@ PACKAGES = [
     *find_packages(include=["pnpfast", "pnpfast.*"]),
     "pnpfast.kernels",
     *(f"pnpfast.kernels.{name}" for name in find_packages("kernels")),
+    "pnpfast.weights",  # a data folder (no __init__.py): its *.pt files are package data
 ]
 PACKAGE_DIR = {"pnpfast": "pnpfast", "pnpfast.kernels": "kernels"}
-DEFAULT_ARCHS = "8.0;9.0"
+DEFAULT_ARCHS = "8.0;9.0+PTX"
 
 
 def _skip_or_fail(mode: str, reason: str) -> tuple[list, dict]:
@@ -68,7 +70,7 @@ ext_modules, cmdclass = cuda_extension()
 setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={"pnpfast": ["weights/*.pt"]},
+    package_data={"pnpfast.weights": ["*.pt"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

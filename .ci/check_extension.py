@@ -40,6 +40,7 @@ can feed them a registry parsed from csrc/bindings.cpp or a broken one, in the C
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import os
@@ -462,6 +463,33 @@ def cuda_archs(arch_list: str) -> list[str]:
     return names
 
 
+def ptx_archs(arch_list: str) -> list[str]:
+    """The entries of TORCH_CUDA_ARCH_LIST marked +PTX, as sm_XX names."""
+    return cuda_archs(";".join(i for i in arch_list.replace(" ", ";").split(";") if "+PTX" in i))
+
+
+def default_arch_list() -> str:
+    """setup.py's DEFAULT_ARCHS, read from the file (importing setup.py would run the build)."""
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "DEFAULT_ARCHS" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise RuntimeError("setup.py defines no DEFAULT_ARCHS")
+
+
+def ptx_problems(listing: str, sources: list[str], archs: list[str]) -> list[str]:
+    """Each source must embed PTX for each +PTX arch (cuobjdump --list-ptx lines name the file
+    and the arch, e.g. "PTX file    1: _C....fft_prox.sm_90.ptx")."""
+    return [
+        f"the built library has no {a} PTX for {src}"
+        for src in sources
+        for a in archs
+        if not any(src.removesuffix(".cu") in line and a in line for line in listing.splitlines())
+    ]
+
+
 # ---- opcheck -----------------------------------------------------------------------------------
 
 
@@ -533,8 +561,13 @@ def main() -> int:
         ).stdout
         csrc = Path(__file__).resolve().parent.parent / "csrc"
         sources = sorted(p.name for p in csrc.glob("*.cu"))
-        archs = cuda_archs(os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0"))
+        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
+        archs = cuda_archs(arch_list)
         binary = binary_problems(dump, sources, archs)
+        listing = subprocess.run(
+            [cuobjdump, "--list-ptx", library], capture_output=True, text=True
+        ).stdout
+        binary += ptx_problems(listing, sources, ptx_archs(arch_list))
         problems += binary
         kernels = dump.count("Function ")
         print(

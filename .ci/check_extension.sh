@@ -20,7 +20,7 @@
 #
 # Environment: PNPFAST_CUDA_VENV (above); PYTHON, the interpreter that creates the venv
 # (default python3; must be 3.11 for pip to take torch 2.14.1 from this disk); MAX_JOBS, parallel
-# compile jobs (default: the number of cores); TORCH_CUDA_ARCH_LIST (default 8.0;9.0, setup.py);
+# compile jobs (default: the number of cores); TORCH_CUDA_ARCH_LIST (default: setup.py's DEFAULT_ARCHS);
 # CUDA_HOME (default: the toolkit root that nvcc resolves).
 # Without nvcc the check is skipped (exit 0).
 set -euo pipefail

@@ -224,3 +224,15 @@ def test_binary_check_finds_local_memory_and_missing_code():
     assert ce.binary_problems(clean, ["a.cu"], ["sm_80", "sm_90"]) == []
     assert ce.cuda_archs("8.0;9.0") == ["sm_80", "sm_90"]
     assert ce.cuda_archs("8.6 9.0+PTX") == ["sm_86", "sm_90"]
+
+
+def test_ptx_check_finds_missing_ptx_and_reads_setup_default():
+    listing = "PTX file    1: a.sm_90.ptx\nPTX file    2: b.sm_80.ptx\n"
+    assert ce.ptx_archs("8.0;9.0+PTX") == ["sm_90"]
+    assert ce.ptx_archs("8.0;9.0") == []
+    assert ce.ptx_problems(listing, ["a.cu", "b.cu"], ["sm_90"]) == [
+        "the built library has no sm_90 PTX for b.cu"
+    ]
+    assert ce.ptx_problems(listing, ["a.cu"], ["sm_90"]) == []
+    # setup.py's default ships machine code for sm_80 and sm_90, and PTX for newer GPUs
+    assert ce.default_arch_list() == "8.0;9.0+PTX"
