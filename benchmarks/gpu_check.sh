@@ -2,13 +2,17 @@
 # Check pnpfast on a GPU machine (no network needed): build, tests on CUDA, every benchmark.
 #
 #   bash benchmarks/gpu_check.sh [--only PATTERN[,PATTERN...]] [--budget SECONDS] [--no-build]
-#                                [--list] [OUTDIR]
+#                                [--ignore-versions] [--list] [OUTDIR]
 #
-# Steps (--list prints them): nvidia-smi, versions, build, backends, pytest-ops,
+# Steps (--list prints them): supported, nvidia-smi, versions, build, backends, pytest-ops,
 # pytest-solvers, pytest-rest, pytest-ops-reference, one bench_NAME per benchmarks/bench_*.py,
 # report. --only runs the steps whose names match one of the comma-separated shell patterns,
-# and always the first four (the build is cheap with a prebuilt extension, see below;
-# --no-build leaves the package as installed). Each step goes on when an earlier one failed;
+# and always the first five (the build is cheap with a prebuilt extension, see below;
+# --no-build leaves the package as installed). The first, supported
+# (benchmarks/gpu_versions.py), prints Python, torch, triton, CUDA and the GPU next to the
+# ranges pnpfast supports (pyproject.toml) and the versions CI tests, and the steps this run
+# will take; outside the supported range the check stops there (exit 2) unless
+# --ignore-versions. Each step goes on when an earlier one failed;
 # OUTDIR/summary.tsv lists every step with its exit code and duration, and the script exits
 # nonzero when any failed, timed out or was skipped.
 #
@@ -35,6 +39,7 @@ ONLY=""
 BUDGET=0
 LIST=0
 NO_BUILD=0
+IGNORE_VERSIONS=0
 OUTDIR=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -44,7 +49,8 @@ while [ $# -gt 0 ]; do
         --budget=*) BUDGET=${1#--budget=}; shift ;;
         --list) LIST=1; shift ;;
         --no-build) NO_BUILD=1; shift ;;
-        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --ignore-versions) IGNORE_VERSIONS=1; shift ;;
+        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "gpu_check: unknown option $1" >&2; exit 2 ;;
         *) OUTDIR=$1; shift ;;
     esac
@@ -55,7 +61,7 @@ BENCHES=()
 for script in benchmarks/bench_*.py; do
     [ -e "$script" ] && BENCHES+=("$script")
 done
-STEPS=(nvidia-smi versions build backends pytest-ops pytest-solvers pytest-rest
+STEPS=(supported nvidia-smi versions build backends pytest-ops pytest-solvers pytest-rest
     pytest-ops-reference)
 for script in "${BENCHES[@]}"; do
     STEPS+=("$(basename "$script" .py)")
@@ -87,7 +93,7 @@ selected() {
     local name=$1 pat
     [ "$name" = build ] && [ "$NO_BUILD" -eq 1 ] && return 1
     [ -z "$ONLY" ] && return 0
-    case $name in nvidia-smi | versions | build | backends) return 0 ;; esac
+    case $name in supported | nvidia-smi | versions | build | backends) return 0 ;; esac
     IFS=, read -ra pats <<<"$ONLY"
     for pat in "${pats[@]}"; do
         # shellcheck disable=SC2254
@@ -134,6 +140,7 @@ step() {
         "$@" >"$OUTDIR/$log" 2>&1
     fi
     rc=$?
+    LAST_RC=$rc
     t1=$(date +%s)
     [ "$left" -gt 0 ] && [ "$rc" -eq 124 ] && rc=timeout
     printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((t1 - t0))" "$log" >>"$SUMMARY"
@@ -204,6 +211,20 @@ pytest_step() {
 export ROOT OUTDIR
 export -f versions build bench
 
+WILL_RUN=()
+for s in "${STEPS[@]}"; do
+    selected "$s" && WILL_RUN+=("$s")
+done
+LAST_RC=0
+step supported supported.txt python3 benchmarks/gpu_versions.py \
+    --steps "$(IFS=,; echo "${WILL_RUN[*]}")" --arch-list "${TORCH_CUDA_ARCH_LIST:-9.0}"
+[ -f "$OUTDIR/supported.txt" ] && sed 's/^/   /' "$OUTDIR/supported.txt"
+if [ "$LAST_RC" -eq 2 ] && [ "$IGNORE_VERSIONS" -eq 0 ]; then
+    collect
+    echo "gpu_check: refused: a version is outside what pnpfast supports (see above);" \
+        "--ignore-versions runs the check anyway"
+    exit 2
+fi
 step nvidia-smi nvidia-smi.txt nvidia-smi
 step versions versions.txt versions
 step build build.log build

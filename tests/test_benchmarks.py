@@ -602,7 +602,9 @@ def test_gpu_check_lists_one_step_per_benchmark():
 
 def test_gpu_check_only_runs_the_chosen_steps_and_packs_outputs(tmp_path):
     proc, rows, out = _gpu_check(tmp_path, "--only", "rep*", "--budget", "200")
-    assert list(rows) == ["nvidia-smi", "versions", "backends", "report"], proc.stdout
+    assert list(rows) == ["supported", "nvidia-smi", "versions", "backends", "report"], proc.stdout
+    assert rows["supported"] == "0", proc.stdout  # this machine's versions are supported
+    assert "pnpfast supports (pyproject.toml)" in proc.stdout
     assert rows["backends"] == "0" and rows["report"] == "0", proc.stdout
     assert proc.returncode == (0 if set(rows.values()) == {"0"} else 1), proc.stdout
     assert (out / "summary.tsv").read_text() == (tmp_path / "work" / "summary.tsv").read_text()
