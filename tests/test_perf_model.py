@@ -322,3 +322,17 @@ def test_model_rows_are_not_timing_rows(pm, tmp_path):
     assert "op" not in row and row["bench_op"] == "pnp_update"
     pm._write_jsonl(tmp_path / "perf_model.jsonl", [row])
     assert report.load_rows(tmp_path) == []
+
+
+def test_committed_model_rows_are_current(pm):
+    import json
+
+    rows = [json.loads(line) for line in pm.RESULTS.read_text().splitlines()]
+    ests = pm.bench_estimates()
+    hint = "stale: rerun python benchmarks/perf_model.py --ptx --write"
+    assert len(rows) == len(ests), hint
+    for row, est in zip(rows, ests, strict=True):
+        key = (est.op, est.model, est.backend, "x".join(map(str, est.shape)))
+        assert (row["bench_op"], row["model"], row["backend"], row["shape"]) == key, hint
+        assert row["bytes"] == est.traffic.bytes, hint
+        assert row["model_us"] == pytest.approx(1e6 * est.seconds), hint
