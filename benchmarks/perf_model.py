@@ -268,13 +268,13 @@ def power_step_traffic(shape, elem, backend, device) -> Traffic:
     return pass_ + finish
 
 
-# Box-Muller on a pair (a logarithm, a square root, degree-9 and degree-10 polynomials in
-# Horner form, the angle reduction, two products) is about 33 FLOPs, 16.5 per element; the
-# uniform from the Philox word and out + g z add 3 per element.
-NOISE_FLOPS = 20
-# Philox 4x32-10 per four elements: 10 rounds of 2 32x32->64-bit products (4 int ops), 4 xors
-# and 2 key increments: 100, that is 25 per element.
-NOISE_INT_OPS = 25
+# Per element of the noise pass, from the sm_90 PTX of _noise_kernel (no loop: static counts
+# are what runs; a thread draws 16 normals): 184 FMAs and 161 other floating-point operations
+# (Box-Muller, with libdevice's logarithm inlined as a polynomial) are 529 FLOPs, 33 per
+# element; 431 int32 operations (162 xor, 145 32-bit products, shifts, masks, adds: Philox
+# 4x32-10 and the logarithm's exponent split), 27 per element.
+NOISE_FLOPS = 33
+NOISE_INT_OPS = 27
 
 CONSTRAINED_FORMS = ("free", "mask", "projected", "block")
 
@@ -746,6 +746,9 @@ def ptx_mix(ptx: str) -> dict[str, int]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", head):
             continue
         counts["instructions"] += 1
+        if head in ("ldmatrix", "stmatrix"):  # warp-wide shared-memory layout changes
+            counts[f"{head[:2]}_shared"] += 1
+            continue
         if head in ("ld", "st") and len(parts) > 1:
             space = "global" if "global" in parts else parts[1]
             if space == "global":

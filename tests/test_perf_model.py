@@ -216,6 +216,7 @@ PTX = """
 	st.local.u32 	[%rd5], %r9;
 	ld.local.u32 	%r10, [%rd5];
 	ld.shared.f32 	%f8, [%r1];
+	stmatrix.sync.aligned.m8n8.x4.shared.b16 [%r1], {%r4, %r5, %r6, %r7};
 	@%p1 st.global.v4.b32 [ %rd6 + 0 ], { %r4, %r5, %r6, %r7 };
 	st.global.b32 	[%rd6], %r9;
 $L__BB0_2:
@@ -236,13 +237,14 @@ def test_ptx_counter_on_a_hand_written_ptx(pm):
     assert mix["ld_local"] == 1
     assert mix["st_local"] == 1
     assert mix["ld_shared"] == 1
+    assert mix["st_shared"] == 1  # stmatrix
     assert mix["fma"] == 2
     assert mix["fp_other"] == 2  # add.f32, div.rn.f32 (add.s32 is integer)
     assert mix["sfu"] == 2
     assert mix["int_mul"] == 2
-    # mov, mul, mad, 5 loads, 2 fma, add, div, add.s32, lg2, sqrt, 2 local, 1 shared,
+    # mov, mul, mad, 5 loads, 2 fma, add, div, add.s32, lg2, sqrt, 2 local, 2 shared,
     # 2 stores, bar, ret
-    assert mix["instructions"] == 22
+    assert mix["instructions"] == 23
 
 
 def _gpu_row(op="pnp_update", provider="triton", shape="8x3x256x256", median_ms=0.05, **over):
