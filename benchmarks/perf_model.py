@@ -39,6 +39,7 @@ specialisation each benchmark shape launches (recorded through Triton's own bind
 (must be 0), FMAs and other floating-point operations.
 
     python benchmarks/perf_model.py                    the table for the benchmark shapes
+    python benchmarks/perf_model.py --kernels          also the modelled time per kernel
     python benchmarks/perf_model.py --ptx              also the PTX instruction mix (compiles)
     python benchmarks/perf_model.py --ptx --write      and rewrite results/perf_model.jsonl and
                                                        results/perf_model_ptx.jsonl
@@ -122,8 +123,8 @@ class Traffic:
     flops: int = 0
     int_ops: int = 0
     launches: int = 0
-    # (bytes, flops, int_ops) of each kernel: the time is summed over kernels
-    kernels: tuple[tuple[int, int, int], ...] = ()
+    # each kernel's share: the time is summed over kernels
+    kernels: tuple[tuple[str, int, int, int], ...] = ()  # (name, bytes, flops, int_ops)
 
     @property
     def bytes(self) -> int:
@@ -141,20 +142,26 @@ class Traffic:
         )
 
 
-def _kernel(read: int, written: int, flops: int = 0, int_ops: int = 0, io: int = 0) -> Traffic:
+def _kernel(
+    name: str, read: int, written: int, flops: int = 0, int_ops: int = 0, io: int = 0
+) -> Traffic:
     """One kernel launch; ``io`` is the part of its bytes that is the op's own inputs/outputs."""
-    return Traffic(read, written, io, flops, int_ops, 1, ((read + written, flops, int_ops),))
+    return Traffic(read, written, io, flops, int_ops, 1, ((name, read + written, flops, int_ops),))
+
+
+def _name(backend: str, triton: str, cuda: str) -> str:
+    return triton if backend == "triton" else cuda
 
 
 def _reduce(slots: int, elem: int, sums: int) -> Traffic:
     """torch's sum over the partial-sum slots: reads ``slots`` values, writes ``sums`` (the op's
     outputs when they are its sums: counted in ``io`` by the caller)."""
-    return _kernel(slots * elem, sums * elem, flops=slots)
+    return _kernel("torch sum", slots * elem, sums * elem, flops=slots)
 
 
-def _elementwise(n: int, elem: int) -> Traffic:
+def _elementwise(name: str, n: int, elem: int) -> Traffic:
     """A small torch elementwise op on n values (sigma's division and square root)."""
-    return _kernel(n * elem, n * elem, flops=n)
+    return _kernel(name, n * elem, n * elem, flops=n)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -190,7 +197,14 @@ def _module_constant(path: Path, name: str):
 
 
 def spectral_traffic(
-    shape: Shape, elem: int, backend: str, device: DeviceModel, *, coeffs: int, bk: int = 1
+    shape: Shape,
+    elem: int,
+    backend: str,
+    device: DeviceModel,
+    *,
+    coeffs: int,
+    bk: int = 1,
+    kernel: str = "_fft_prox_kernel",
 ) -> Traffic:
     """fft_prox / fft_grad: read v_hat and kty ([B, C, H, Wr] complex), |K^|^2 once per plane
     of [Bk, 1, H, Wr] and ``coeffs`` per-image scalars; write out. Per real element: fft_prox
@@ -200,7 +214,8 @@ def spectral_traffic(
     reals = 2 * B * C * H * (W // 2 + 1)
     read = 2 * reals * elem + bk * H * (W // 2 + 1) * elem + coeffs * B * elem
     written = reals * elem
-    return _kernel(read, written, flops=5 * reals, io=read + written)
+    name = _name(backend, kernel, "spectral_kernel")
+    return _kernel(name, read, written, flops=5 * reals, io=read + written)
 
 
 def fft_prox_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic:
@@ -208,7 +223,9 @@ def fft_prox_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic:
 
 
 def fft_grad_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic:
-    return spectral_traffic(shape, elem, backend, device, coeffs=2, bk=bk)
+    return spectral_traffic(
+        shape, elem, backend, device, coeffs=2, bk=bk, kernel="_fft_grad_kernel"
+    )
 
 
 def prox_l2_fft_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic:
@@ -219,8 +236,8 @@ def prox_l2_fft_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic
     image = B * C * H * W * elem
     spectrum = 2 * B * C * H * (W // 2 + 1) * elem
     fft_flops = int(2.5 * B * C * H * W * math.log2(max(H * W, 2)))
-    fft = _kernel(image, spectrum, flops=fft_flops)
-    ifft = _kernel(spectrum, image, flops=fft_flops)
+    fft = _kernel("rfft2", image, spectrum, flops=fft_flops)
+    ifft = _kernel("irfft2", spectrum, image, flops=fft_flops)
     pass_ = fft_prox_traffic(shape, elem, backend, device, bk=bk)
     total = fft + pass_ + ifft
     # the op's own inputs and outputs: v, y's spectral terms, gamma in; x out
@@ -248,7 +265,8 @@ def pnp_update_traffic(
     written = B * n * elem
     partial = B * slots * 3 * elem
     io = read + written + 3 * B * elem
-    main = _kernel(read, written + partial, flops=per_elem * B * n, io=io)
+    name = _name(backend, "_pnp_update_kernel", "pnp_update_kernel")
+    main = _kernel(name, read, written + partial, flops=per_elem * B * n, io=io)
     finish = _reduce(B * slots * 3, elem, 3 * B)
     return main + finish
 
@@ -263,8 +281,10 @@ def power_step_traffic(shape, elem, backend, device) -> Traffic:
     state = 4 * B * elem
     partial = B * slots * 2 * elem
     io = 2 * B * n * elem + state + B * n * elem + state
-    pass_ = _kernel(2 * B * n * elem + state, B * n * elem + partial, flops=5 * B * n, io=io)
-    finish = _kernel(state + partial, state, flops=2 * B * slots)
+    name = _name(backend, "_power_pass_kernel", "power_pass_kernel")
+    pass_ = _kernel(name, 2 * B * n * elem + state, B * n * elem + partial, 5 * B * n, io=io)
+    name = _name(backend, "_power_finish_kernel", "power_finish_kernel")
+    finish = _kernel(name, state + partial, state, flops=2 * B * slots)
     return pass_ + finish
 
 
@@ -310,11 +330,19 @@ def constrained_step_traffic(
     flops1 = {"free": 5, "mask": 8, "projected": 7, "block": 8}[form] * N
     # the op's inputs (x_hat, y, lifted, mask/projected, h, c) and outputs (out, sigma)
     io = read1 + B * elem + N * elem + B * elem
-    pass1 = _kernel(read1, N * elem + B * slots * elem, flops=flops1, io=io)
+    if form == "block":
+        name = _name(backend, "_step_block_kernel", "block_mean_step_kernel")
+    else:
+        name = _name(backend, "_step_flat_kernel", "flat_step_kernel")
+    pass1 = _kernel(name, read1, N * elem + B * slots * elem, flops=flops1, io=io)
     sigma = _reduce(B * slots, elem, B)
-    sigma = sigma + _elementwise(B, elem) + _elementwise(B, elem)
+    sigma = sigma + _elementwise("torch div", B, elem) + _elementwise("torch sqrt", B, elem)
     noise = _kernel(
-        2 * B * elem + N * elem, N * elem, flops=NOISE_FLOPS * N, int_ops=NOISE_INT_OPS * N
+        _name(backend, "_noise_kernel", "noise_kernel"),
+        2 * B * elem + N * elem,
+        N * elem,
+        flops=NOISE_FLOPS * N,
+        int_ops=NOISE_INT_OPS * N,
     )
     return pass1 + sigma + noise
 
@@ -532,6 +560,18 @@ class Estimate:
     def seconds(self) -> float:
         return self.seconds_at(self.device.copy_bw)
 
+    def kernel_seconds(self, copy_bw: float | None = None) -> list[tuple[str, float]]:
+        """(kernel, modelled seconds with its launch) for each kernel of the call."""
+        bw = copy_bw or self.device.copy_bw
+        peak = self.device.peak_flops(_ELEM[self.dtype])
+        return [
+            (
+                name,
+                max(nbytes / bw, flops / peak + ints / self.device.int_rate) + self.device.launch_s,
+            )
+            for name, nbytes, flops, ints in self.traffic.kernels
+        ]
+
     def seconds_at(self, copy_bw: float) -> float:
         """The model with another copy bandwidth (bytes/s): sum over kernels of
         max(bytes / copy_bw, compute time), plus the launches."""
@@ -539,7 +579,7 @@ class Estimate:
         peak = self.device.peak_flops(elem)
         body = sum(
             max(nbytes / copy_bw, flops / peak + ints / self.device.int_rate)
-            for nbytes, flops, ints in self.traffic.kernels
+            for _, nbytes, flops, ints in self.traffic.kernels
         )
         return body + self.t_launch
 
@@ -885,6 +925,7 @@ COLUMNS = (
     "device_model",
     "copy_bw_gbps",
     "launch_us",
+    "kernel_us",
     "triton_kernels",
     "torch",
     "triton",
@@ -917,6 +958,7 @@ def estimate_row(est: Estimate, env: dict) -> dict:
         "device_model": est.device.name,
         "copy_bw_gbps": est.device.copy_bw / 1e9,
         "launch_us": 1e6 * est.device.launch_s,
+        "kernel_us": [[name, 1e6 * t] for name, t in est.kernel_seconds()],
         "triton_kernels": list(MODELS[est.model].triton_kernels),
         **env,
     }
@@ -952,6 +994,15 @@ def model_table(estimates: Iterable[Estimate]) -> str:
     return "\n".join(lines)
 
 
+def kernel_table(estimates: Iterable[Estimate]) -> str:
+    lines = ["| op | backend | shape | kernel | model us (H200) |", "|---|---|---|---|---|"]
+    for e in estimates:
+        for name, t in e.kernel_seconds():
+            shape = "x".join(map(str, e.shape))
+            lines.append(f"| {e.op} | {e.backend} | {shape} | {name} | {1e6 * t:.1f} |")
+    return "\n".join(lines)
+
+
 def ptx_table(rows: Iterable[dict]) -> str:
     cols = ("ld_global_128", "ld_global_32", "st_global_128", "st_global_32", "ld_local")
     cols += ("st_local", "fma", "fp_other", "sfu", "int_mul", "instructions")
@@ -980,11 +1031,15 @@ def main(argv: list[str] | None = None) -> int:
         "--ptx-dir", type=Path, default=None, help="PTX from .ci/aot_triton.py --ptx-dir"
     )
     p.add_argument("--write", action="store_true", help="rewrite the results files")
+    p.add_argument("--kernels", action="store_true", help="also the modelled time per kernel")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--ptx-out", type=Path, default=PTX_RESULTS)
     args = p.parse_args(argv)
     estimates = bench_estimates()
     print(model_table(estimates))
+    if args.kernels:
+        print()
+        print(kernel_table(estimates))
     env = _environment() if args.write else {}
     if args.write:
         _write_jsonl(args.out, (estimate_row(e, env) for e in estimates))

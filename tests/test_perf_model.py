@@ -338,3 +338,15 @@ def test_committed_model_rows_are_current(pm):
         assert (row["bench_op"], row["model"], row["backend"], row["shape"]) == key, hint
         assert row["bytes"] == est.traffic.bytes, hint
         assert row["model_us"] == pytest.approx(1e6 * est.seconds), hint
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_kernel_times_add_up(pm, backend):
+    est = pm.estimate("constrained_step", (2, 3, 64, 96), backend=backend, form="block")
+    kernels = est.kernel_seconds()
+    assert sum(t for _, t in kernels) == pytest.approx(est.seconds)
+    names = [name for name, _ in kernels]
+    first, last = ("_step_block_kernel", "_noise_kernel")
+    if backend == "cuda":
+        first, last = ("block_mean_step_kernel", "noise_kernel")
+    assert names == [first, "torch sum", "torch div", "torch sqrt", last]
