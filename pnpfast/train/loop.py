@@ -369,8 +369,14 @@ class _Validation:
         model.eval()
         scores: dict[float, list[float]] = {s: [] for s in self.sigmas}
         for s, clean, noisy, sigma in self.items:
-            out = model(noisy.to(device), sigma.to(device)).clamp(0, 1)
-            scores[s].append(float(psnr(out, clean.to(device)).mean()))
+            out = model(noisy.to(device), sigma.to(device))
+            if not bool(torch.isfinite(out).all()):  # one sync per validation image, not per step
+                raise FloatingPointError(
+                    f"validation: the network returned NaN or Inf on a validation image at "
+                    f"sigma {s * 255:g}/255 although the training loss is finite; lower lr, set "
+                    f"clip, or train in float32"
+                )
+            scores[s].append(float(psnr(out.clamp(0, 1), clean.to(device)).mean()))
         model.train(was_training)
         result = {f"val_psnr_{round(s * 255, 2):g}": sum(v) / len(v) for s, v in scores.items()}
         result["val_psnr"] = sum(result.values()) / len(result)

@@ -587,3 +587,21 @@ def test_checkpoints_are_fsynced_before_and_after_the_rename(gray_dir, tmp_path,
         # the file's whole content synced, then the rename, then the folder synced
         assert events[i - 1] == ("fsync", events[i][2]) and events[i][2] > 0
         assert events[i + 1][0] == "fsync"
+
+
+def test_nan_output_at_validation_is_a_floating_point_error(gray_dir, tmp_path):
+    """A network whose training loss is finite but whose eval-mode output is NaN (here: batch
+    norm running statistics poisoned) stops at validation with its own error, not psnr's."""
+
+    def loss(model, batch):
+        with torch.no_grad():  # before the forward pass, which saves the buffers for backward
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_var.fill_(math.nan)
+        value = ((model(batch.noisy, batch.sigma) - batch.clean) ** 2).mean()
+        return value, {}
+
+    arch = {"arch": "dncnn", "depth": 3, "features": 4, "norm": "batch"}
+    cfg = tiny_config(gray_dir, tmp_path, arch=arch, val_dir=str(gray_dir), steps=2, val_every=2)
+    with pytest.raises(FloatingPointError, match=r"validation: the network returned NaN or Inf"):
+        train(cfg, loss=loss, progress=False)
