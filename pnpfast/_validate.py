@@ -115,3 +115,91 @@ def per_image(
         if upper is not None and v > upper:
             raise ValueError(f"{name} must be <= {upper}, got {v}")
     return t
+
+
+# Scalar arguments: one wording and one error policy for every module (TypeError for a wrong
+# type, ValueError for a value out of range). ``name`` may carry a prefix ("spectral_norm:
+# iters"); ``hint`` is a why appended to the requirement ("(iterations are counted in int64)").
+
+SEED_MAX = 2**63 - 1
+
+
+def _bound(v) -> str:
+    if v == SEED_MAX:
+        return "2**63 - 1"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _short(value) -> str:
+    """repr(value) cut short (a tensor's or a 400-digit int's repr is long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shown(value) -> str:
+    return f"{type(value).__name__} {_short(value)}"
+
+
+def _hint(hint: str) -> str:
+    return f" {hint}" if hint else ""
+
+
+def integer(name: str, value, low: int, high: int | None = None, *, hint: str = "") -> int:
+    """An int (numpy integers too, never a bool) in [low, high] (high None: no upper bound),
+    returned as a Python int."""
+    what = f"an int >= {_bound(low)}" if high is None else f"an int in [{low}, {_bound(high)}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {what}{_hint(hint)}, not {_shown(value)}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {what}{_hint(hint)}, not {_short(value)}")
+    return int(value)
+
+
+def flag(name: str, value) -> bool:
+    """A bool (a string "no" or an int 0 is not accepted: they would be read as truthiness)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {_shown(value)}")
+    return value
+
+
+def seed(name: str, value) -> int:
+    """A random seed: an int in [0, 2**63 - 1] (what torch.Generator.manual_seed takes)."""
+    return integer(name, value, 0, SEED_MAX)
+
+
+def number(
+    name: str,
+    value,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
+    """A finite real number (not a bool, not a tensor) in [low, high], returned as a float;
+    ``low_open``/``high_open`` exclude the bound itself."""
+    parts = []
+    if low != -math.inf:
+        parts.append(f"{'>' if low_open else '>='} {_bound(low)}")
+    if high != math.inf:
+        parts.append(f"{'<' if high_open else '<='} {_bound(high)}")
+    if len(parts) == 2:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        what = f"a finite number in {left}{_bound(low)}, {_bound(high)}{right}"
+    else:
+        what = " ".join(["a finite number", *parts])
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {what}{_hint(hint)}, not {_shown(value)}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range
+        v = math.inf
+    ok = (
+        math.isfinite(v)
+        and (v > low if low_open else v >= low)
+        and (v < high if high_open else v <= high)
+    )
+    if not ok:
+        raise ValueError(f"{name} must be {what}{_hint(hint)}, not {_short(value)}")
+    return v

@@ -2,7 +2,6 @@
 inputs, checks of constructor arguments, and strict loading of a state dict whose keys follow
 another naming scheme."""
 
-import math
 import re
 
 import torch
@@ -13,37 +12,6 @@ _LIST_AT_MOST = 12
 MAX_DEPTH = 1000
 MAX_BLOCKS = 100
 MAX_LEVELS = 10
-
-
-def count(name: str, value: object, low: int, high: int | None = None) -> int:
-    """An int argument in [low, high]: TypeError naming ``name`` for a bool, float or other
-    type, ValueError for a value out of range (an upper bound keeps a typo such as 10**6 layers
-    from building for minutes)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def flag(name: str, value: object) -> bool:
-    """A bool argument: TypeError naming ``name`` for anything else (a string "no" is truthy)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
-    return value
-
-
-def number(name: str, value: object, low: float, high: float = math.inf) -> float:
-    """A finite real number in [low, high]: TypeError for a bool, tensor or other type,
-    ValueError for NaN, Inf or a value out of range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
-    if not (math.isfinite(value) and low <= value <= high):
-        bound = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-    return float(value)
 
 
 def conv3x3(cin: int, cout: int, bias: bool) -> torch.nn.Conv2d:

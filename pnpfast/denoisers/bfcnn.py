@@ -9,13 +9,12 @@ bias-free convolutional neural networks", ICLR 2020).
 import torch
 import torch.nn.functional as F
 
+from pnpfast._validate import integer, number
 from pnpfast.denoisers._layers import (
     MAX_DEPTH,
     conv3x3,
-    count,
     load_mapped,
     network_input,
-    number,
 )
 from pnpfast.denoisers.base import Denoiser
 
@@ -66,9 +65,9 @@ class BFCNN(Denoiser):
         self, channels: int = 1, depth: int = 20, features: int = 64, *, momentum: float = 0.1
     ) -> None:
         super().__init__()
-        count("channels", channels, 1)
-        count("depth", depth, 3, MAX_DEPTH)
-        count("features", features, 1)
+        integer("channels", channels, 1)
+        integer("depth", depth, 3, MAX_DEPTH)
+        integer("features", features, 1)
         momentum = number("momentum", momentum, 0.0, 1.0)
         self.channels = channels
         self.depth = depth

@@ -11,7 +11,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from pnpfast.denoisers._layers import MAX_DEPTH, conv3x3, count, flag, load_mapped, network_input
+from pnpfast._validate import flag, integer
+from pnpfast.denoisers._layers import MAX_DEPTH, conv3x3, load_mapped, network_input
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["BiasFreeBatchNorm2d", "DnCNN"]
@@ -87,9 +88,9 @@ class DnCNN(Denoiser):
         norm: Norm = "batch",
     ) -> None:
         super().__init__()
-        count("channels", channels, 1)
-        count("depth", depth, 3, MAX_DEPTH)
-        count("features", features, 1)
+        integer("channels", channels, 1)
+        integer("depth", depth, 3, MAX_DEPTH)
+        integer("features", features, 1)
         flag("bias", bias)
         if not isinstance(norm, str) or norm not in ("batch", "bias-free", "none"):
             raise ValueError(f"norm must be 'batch', 'bias-free' or 'none', not {norm!r}")

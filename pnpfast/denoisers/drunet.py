@@ -18,12 +18,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pnpfast._validate import flag, integer
 from pnpfast.denoisers._layers import (
     MAX_BLOCKS,
     MAX_LEVELS,
     conv3x3,
-    count,
-    flag,
     load_mapped,
     network_input,
 )
@@ -95,7 +94,7 @@ class DRUNet(Denoiser):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        count("channels", channels, 1)
+        integer("channels", channels, 1)
         if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
             raise TypeError(
                 f"widths must be a tuple of ints (one per level), not {type(widths).__name__}"
@@ -110,7 +109,7 @@ class DRUNet(Denoiser):
                 f"widths must have at most {MAX_LEVELS} levels (the input is padded to a "
                 f"multiple of 2**(levels - 1)), got {len(widths)}"
             )
-        count("blocks", blocks, 0, MAX_BLOCKS)
+        integer("blocks", blocks, 0, MAX_BLOCKS)
         for name, value in (("noise_map", noise_map), ("bias", bias), ("residual", residual)):
             flag(name, value)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from pnpfast.denoisers._layers import number
+from pnpfast._validate import number
 from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
 
 __all__ = ["GaussianSmoothing"]

@@ -20,7 +20,7 @@ too. Shapes: x [B, C, H, W], sigma a float or [B]; D(x) like x, ``potential`` [B
 
 import torch
 
-from pnpfast.denoisers._layers import count
+from pnpfast._validate import integer
 from pnpfast.denoisers.base import Denoiser
 
 __all__ = ["GradientStep"]
@@ -43,7 +43,7 @@ class GradientStep(Denoiser):
                 f"from a config dict), not {type(network).__name__}"
             )
         if channels is not None:
-            count("channels", channels, 1)
+            integer("channels", channels, 1)
         inner = getattr(network, "channels", None)
         if channels is not None and inner is not None and inner != channels:
             raise ValueError(f"channels is {channels} but the network takes {inner}")

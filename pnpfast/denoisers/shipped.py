@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from pnpfast.denoisers._layers import count
+from pnpfast._validate import integer
 from pnpfast.denoisers.base import Denoiser, check_image
 from pnpfast.denoisers.catalog import SHIPPED
 from pnpfast.denoisers.weight_file import read_network
@@ -50,7 +50,7 @@ class ByChannels(Denoiser):
         if not networks:
             raise ValueError("networks must hold at least one denoiser")
         for c, net in networks.items():
-            count(f"networks key {c!r} (a channel count)", c, 1)
+            integer(f"networks key {c!r} (a channel count)", c, 1)
             if not isinstance(net, torch.nn.Module):
                 raise TypeError(
                     f"networks[{c}] must be a torch.nn.Module denoiser, not {type(net).__name__}"

@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pnpfast.denoisers._layers import count, number
+from pnpfast._validate import integer, number
 from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
 
 __all__ = ["TotalVariation", "divergence", "gradient", "tv_objective"]
@@ -74,7 +74,7 @@ class TotalVariation(Denoiser):
     def __init__(self, strength: float = 1.0, iterations: int = 100) -> None:
         super().__init__()
         self.strength = number("strength", strength, 0.0)
-        self.iterations = count("iterations", iterations, 1, MAX_ITERATIONS)
+        self.iterations = integer("iterations", iterations, 1, MAX_ITERATIONS)
 
     def extra_repr(self) -> str:
         return f"strength={self.strength}, iterations={self.iterations}"

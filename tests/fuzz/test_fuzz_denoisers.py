@@ -473,7 +473,7 @@ CASES = [
         "channels-0",
         lambda: DnCNN(0, 3, 8),
         ValueError,
-        r"channels must be >= 1, got 0",
+        r"channels must be an int >= 1, not 0",
     ),
     Bad(
         DN,
@@ -481,7 +481,7 @@ CASES = [
         "channels-negative",
         lambda: DnCNN(-1, 3, 8),
         ValueError,
-        r"channels must be >= 1, got -1",
+        r"channels must be an int >= 1, not -1",
     ),
     Bad(
         DN,
@@ -489,7 +489,7 @@ CASES = [
         "channels-float",
         lambda: DnCNN(1.5, 3, 8),
         TypeError,
-        r"channels must be an int, not float",
+        r"channels must be an int >= 1, not float 1\.",
     ),
     Bad(
         DN,
@@ -497,7 +497,7 @@ CASES = [
         "channels-bool",
         lambda: DnCNN(True, 3, 8),
         TypeError,
-        r"channels must be an int, not bool",
+        r"channels must be an int >= 1, not bool True",
     ),
     Bad(
         DN,
@@ -505,16 +505,23 @@ CASES = [
         "depth-negative",
         lambda: DnCNN(1, -1, 8),
         ValueError,
-        r"depth must be >= 3, got -1",
+        r"depth must be an int in \[3, 1000\], not -1",
     ),
-    Bad(DN, "value", "depth-2", lambda: DnCNN(1, 2, 8), ValueError, r"depth must be >= 3, got 2"),
+    Bad(
+        DN,
+        "value",
+        "depth-2",
+        lambda: DnCNN(1, 2, 8),
+        ValueError,
+        r"depth must be an int in \[3, 1000\], not 2",
+    ),
     Bad(
         DN,
         "value",
         "depth-10**6",
         lambda: DnCNN(1, 10**6, 8),
         ValueError,
-        r"depth must be <= 1000, got 1000000",
+        r"depth must be an int in \[3, 1000\], not 1000000",
     ),
     Bad(
         DN,
@@ -522,7 +529,7 @@ CASES = [
         "depth-float",
         lambda: DnCNN(1, 3.5, 8),
         TypeError,
-        r"depth must be an int, not float",
+        r"depth must be an int in \[3, 1000\], not float 3\.5",
     ),
     Bad(
         DN,
@@ -530,7 +537,7 @@ CASES = [
         "features-0",
         lambda: DnCNN(1, 3, 0),
         ValueError,
-        r"features must be >= 1, got 0",
+        r"features must be an int >= 1, not 0",
     ),
     Bad(
         DN,
@@ -579,7 +586,7 @@ CASES = [
         "channels-0",
         lambda: DRUNet(0, (4, 8), 1),
         ValueError,
-        r"channels must be >= 1, got 0",
+        r"channels must be an int >= 1, not 0",
     ),
     Bad(
         DR,
@@ -587,7 +594,7 @@ CASES = [
         "channels-float",
         lambda: DRUNet(1.0, (4, 8), 1),
         TypeError,
-        r"channels must be an int, not float",
+        r"channels must be an int >= 1, not float 1\.",
     ),
     Bad(
         DR,
@@ -635,7 +642,7 @@ CASES = [
         "blocks-negative",
         lambda: DRUNet(1, (4, 8), -1),
         ValueError,
-        r"blocks must be >= 0, got -1",
+        r"blocks must be an int in \[0, 100\], not -1",
     ),
     Bad(
         DR,
@@ -643,7 +650,7 @@ CASES = [
         "blocks-101",
         lambda: DRUNet(1, (4, 8), 101),
         ValueError,
-        r"blocks must be <= 100, got 101",
+        r"blocks must be an int in \[0, 100\], not 101",
     ),
     Bad(
         DR,
@@ -651,7 +658,7 @@ CASES = [
         "blocks-float",
         lambda: DRUNet(1, (4, 8), 1.5),
         TypeError,
-        r"blocks must be an int, not float",
+        r"blocks must be an int in \[0, 100\], not float 1\.5",
     ),
     Bad(
         DR,
@@ -708,7 +715,7 @@ CASES = [
         "channels-0",
         lambda: BFCNN(0, 3, 8),
         ValueError,
-        r"channels must be >= 1, got 0",
+        r"channels must be an int >= 1, not 0",
     ),
     Bad(
         BF,
@@ -716,7 +723,7 @@ CASES = [
         "depth-1001",
         lambda: BFCNN(1, 1001, 8),
         ValueError,
-        r"depth must be <= 1000, got 1001",
+        r"depth must be an int in \[3, 1000\], not 1001",
     ),
     Bad(
         BF,
@@ -724,7 +731,7 @@ CASES = [
         "features-0",
         lambda: BFCNN(1, 3, 0),
         ValueError,
-        r"features must be >= 1, got 0",
+        r"features must be an int >= 1, not 0",
     ),
     Bad(
         BF,
@@ -732,7 +739,7 @@ CASES = [
         "momentum-nan",
         lambda: BFCNN(1, 3, 8, momentum=math.nan),
         ValueError,
-        r"momentum must be a finite number in \[0, 1\], got nan",
+        r"momentum must be a finite number in \[0, 1\], not nan",
     ),
     Bad(
         BF,
@@ -740,7 +747,7 @@ CASES = [
         "momentum-2",
         lambda: BFCNN(1, 3, 8, momentum=2.0),
         ValueError,
-        r"momentum must be a finite number in \[0, 1\], got 2.0",
+        r"momentum must be a finite number in \[0, 1\], not 2\.0",
     ),
     Bad(
         BF,
@@ -748,7 +755,7 @@ CASES = [
         "momentum-str",
         lambda: BFCNN(1, 3, 8, momentum="0.1"),
         TypeError,
-        r"momentum must be a number, not str",
+        r"momentum must be a finite number in \[0, 1\], not str '0\.1'",
     ),
     Good(
         BF + ".forward",
@@ -765,7 +772,7 @@ CASES = [
         "std-negative",
         lambda: GaussianSmoothing(-1.0),
         ValueError,
-        r"std \(pixels\) must be a finite number >= 0, got -1.0",
+        r"std \(pixels\) must be a finite number >= 0, not -1\.0",
     ),
     Bad(
         GS,
@@ -773,7 +780,7 @@ CASES = [
         "std-nan",
         lambda: GaussianSmoothing(math.nan),
         ValueError,
-        r"std \(pixels\) must be a finite number >= 0, got nan",
+        r"std \(pixels\) must be a finite number >= 0, not nan",
     ),
     Bad(
         GS,
@@ -781,7 +788,7 @@ CASES = [
         "std-inf",
         lambda: GaussianSmoothing(math.inf),
         ValueError,
-        r"std \(pixels\) must be a finite number >= 0, got inf",
+        r"std \(pixels\) must be a finite number >= 0, not inf",
     ),
     Bad(
         GS,
@@ -789,7 +796,7 @@ CASES = [
         "std-str",
         lambda: GaussianSmoothing("1"),
         TypeError,
-        r"std \(pixels\) must be a number, not str",
+        r"std \(pixels\) must be a finite number >= 0, not str '1'",
     ),
     Bad(
         GS,
@@ -797,7 +804,7 @@ CASES = [
         "std-bool",
         lambda: GaussianSmoothing(True),
         TypeError,
-        r"std \(pixels\) must be a number, not bool",
+        r"std \(pixels\) must be a finite number >= 0, not bool True",
     ),
     Bad(
         GS,
@@ -805,7 +812,7 @@ CASES = [
         "std-tensor",
         lambda: GaussianSmoothing(torch.tensor(1.0)),
         TypeError,
-        r"std \(pixels\) must be a number, not Tensor",
+        r"std \(pixels\) must be a finite number >= 0, not Tensor tensor\(1\.\)",
     ),
     Good(
         GS + ".forward",
@@ -862,7 +869,7 @@ CASES = [
         "strength-negative",
         lambda: TotalVariation(-1.0),
         ValueError,
-        r"strength must be a finite number >= 0, got -1.0",
+        r"strength must be a finite number >= 0, not -1\.0",
     ),
     Bad(
         TV,
@@ -870,7 +877,7 @@ CASES = [
         "strength-nan",
         lambda: TotalVariation(math.nan),
         ValueError,
-        r"strength must be a finite number >= 0, got nan",
+        r"strength must be a finite number >= 0, not nan",
     ),
     Bad(
         TV,
@@ -878,7 +885,7 @@ CASES = [
         "strength-str",
         lambda: TotalVariation("1"),
         TypeError,
-        r"strength must be a number, not str",
+        r"strength must be a finite number >= 0, not str '1'",
     ),
     Bad(
         TV,
@@ -886,7 +893,7 @@ CASES = [
         "iterations-0",
         lambda: TotalVariation(1.0, 0),
         ValueError,
-        r"iterations must be >= 1, got 0",
+        r"iterations must be an int in \[1, 100000\], not 0",
     ),
     Bad(
         TV,
@@ -894,7 +901,7 @@ CASES = [
         "iterations-10**9",
         lambda: TotalVariation(1.0, 10**9),
         ValueError,
-        r"iterations must be <= 100000, got 1000000000",
+        r"iterations must be an int in \[1, 100000\], not 1000000000",
     ),
     Bad(
         TV,
@@ -902,7 +909,7 @@ CASES = [
         "iterations-float",
         lambda: TotalVariation(1.0, 1.5),
         TypeError,
-        r"iterations must be an int, not float",
+        r"iterations must be an int in \[1, 100000\], not float 1\.5",
     ),
     Bad(
         TV,
@@ -910,7 +917,7 @@ CASES = [
         "iterations-bool",
         lambda: TotalVariation(1.0, True),
         TypeError,
-        r"iterations must be an int, not bool",
+        r"iterations must be an int in \[1, 100000\], not bool True",
     ),
     Good(
         TV + ".forward",
@@ -959,7 +966,7 @@ CASES = [
         "channels-0",
         lambda: GradientStep(torch.nn.Identity(), 0),
         ValueError,
-        r"channels must be >= 1, got 0",
+        r"channels must be an int >= 1, not 0",
     ),
     Bad(
         GR,
@@ -1025,7 +1032,7 @@ CASES = [
         "key-0",
         lambda: ByChannels({0: dncnn()}),
         ValueError,
-        r"networks key 0 \(a channel count\) must be >= 1, got 0",
+        r"networks key 0 \(a channel count\) must be an int >= 1, not 0",
     ),
     Bad(
         BC,
@@ -1033,7 +1040,7 @@ CASES = [
         "key-str",
         lambda: ByChannels({"1": dncnn()}),
         TypeError,
-        r"networks key '1' \(a channel count\) must be an int, not str",
+        r"networks key '1' \(a channel count\) must be an int >= 1, not str '1'",
     ),
     Bad(
         BC,
