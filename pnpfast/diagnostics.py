@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.ops.power_step import initial_state, power_step
 from pnpfast.profiling import nvtx_range
 
@@ -32,7 +33,6 @@ _COMPACT_BELOW = 0.75  # rebuild the products on the active images once fewer th
 MAX_ITERS = 100_000
 MAX_PROBES = 10_000
 MAX_STEPS = 1_000
-_SEED_MAX = 2**63 - 1
 _SUB_BATCH = " on a sub-batch of x (if D cannot take one, pass compact=False)"
 
 
@@ -115,25 +115,6 @@ def _check_D(name: str, D) -> None:
         raise TypeError(
             f"{name}: D must be a callable D(x, sigma) (a denoiser), not {type(D).__name__}"
         )
-
-
-def _check_count(name: str, arg: str, value, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: {arg} must be an int >= 1 and <= {high}, not {value!r}")
-    if not 1 <= value <= high:
-        raise ValueError(f"{name}: {arg} must be an int >= 1 and <= {high}, not {value!r}")
-
-
-def _check_flag(name: str, arg: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: {arg} must be True or False, not {value!r}")
-
-
-def _check_seed(name: str, seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"{name}: seed must be an integer in [0, 2**63 - 1], not {seed!r}")
-    if not 0 <= seed <= _SEED_MAX:
-        raise ValueError(f"{name}: seed must be an integer in [0, 2**63 - 1], not {seed!r}")
 
 
 def _check_output(op: str, out, x: torch.Tensor, square: bool, hint: str = "") -> None:
@@ -235,19 +216,16 @@ def spectral_norm(
     """
     _check_D("spectral_norm", D)
     _check_x("spectral_norm", x)
-    _check_count("spectral_norm", "iters", iters, MAX_ITERS)
-    _check_count("spectral_norm", "check_every", check_every, MAX_ITERS)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)):
-        raise TypeError(f"spectral_norm: tol must be a number >= 0 and finite, not {tol!r}")
-    if not 0 <= tol < math.inf:
-        raise ValueError(f"spectral_norm: tol must be a number >= 0 and finite, not {tol!r}")
+    _validate.integer("spectral_norm: iters", iters, 1, MAX_ITERS)
+    _validate.integer("spectral_norm: check_every", check_every, 1, MAX_ITERS)
+    _validate.number("spectral_norm: tol", tol, 0)
     for arg, value in (
         ("symmetric", symmetric),
         ("differentiable", differentiable),
         ("compact", compact),
     ):
-        _check_flag("spectral_norm", arg, value)
-    _check_seed("spectral_norm", seed)
+        _validate.flag(f"spectral_norm: {arg}", value)
+    _validate.seed("spectral_norm: seed", seed)
     B = x.shape[0]
     sigma = _per_image(sigma, B, x)
     x = x.detach()
@@ -395,8 +373,8 @@ def jacobian_asymmetry(
     """
     _check_D("jacobian_asymmetry", D)
     _check_x("jacobian_asymmetry", x)
-    _check_count("jacobian_asymmetry", "probes", probes, MAX_PROBES)
-    _check_seed("jacobian_asymmetry", seed)
+    _validate.integer("jacobian_asymmetry: probes", probes, 1, MAX_PROBES)
+    _validate.seed("jacobian_asymmetry: seed", seed)
     x = x.detach()
     sigma = _per_image(sigma, x.shape[0], x, "jacobian_asymmetry")
     M = _Products(D, x, sigma, True, "jacobian_asymmetry", square=True)
@@ -467,9 +445,9 @@ def lanczos_edges(
     """
     _check_D("lanczos_edges", D)
     _check_x("lanczos_edges", x)
-    _check_count("lanczos_edges", "steps", steps, MAX_STEPS)
-    _check_seed("lanczos_edges", seed)
-    _check_flag("lanczos_edges", "differentiable", differentiable)
+    _validate.integer("lanczos_edges: steps", steps, 1, MAX_STEPS)
+    _validate.seed("lanczos_edges: seed", seed)
+    _validate.flag("lanczos_edges: differentiable", differentiable)
     B = x.shape[0]
     sigma = _per_image(sigma, B, x, "lanczos_edges")
     x = x.detach()

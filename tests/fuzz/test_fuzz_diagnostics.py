@@ -330,7 +330,7 @@ def _diag_rows() -> list:
                 "seed-str",
                 run(seed="0"),
                 TypeError,
-                rf"{op}: .*seed must be an integer in \[0, 2\*\*63 - 1\], not '0'",
+                rf"{op}: .*seed must be an int in \[0, 2\*\*63 - 1\], not str '0'",
             ),
             Bad(
                 entry,
@@ -338,7 +338,7 @@ def _diag_rows() -> list:
                 "seed-2**64",
                 run(seed=2**64),
                 ValueError,
-                rf"{op}: .*seed must be an integer in \[0, 2\*\*63 - 1\], not 18446744073709551616",
+                rf"{op}: .*seed must be an int in \[0, 2\*\*63 - 1\], not 18446744073709551616",
             ),
             Bad(
                 entry,
@@ -346,7 +346,7 @@ def _diag_rows() -> list:
                 "seed-negative",
                 run(seed=-1),
                 ValueError,
-                rf"{op}: .*seed must be an integer in \[0, 2\*\*63 - 1\], not -1",
+                rf"{op}: .*seed must be an int in \[0, 2\*\*63 - 1\], not -1",
             ),
             Good(
                 entry,
@@ -393,7 +393,7 @@ CASES = [
         "iters-0",
         lambda: spectral_norm(G, X(), 0.1, iters=0),
         ValueError,
-        r"spectral_norm: iters must be an int >= 1 and <= 100000, not 0",
+        r"spectral_norm: iters must be an int in \[1, 100000\], not 0",
     ),
     Bad(
         SN,
@@ -401,7 +401,7 @@ CASES = [
         "iters-10**9",
         lambda: spectral_norm(G, X(), 0.1, iters=10**9),
         ValueError,
-        rf"spectral_norm: iters must be an int >= 1 and <= {MAX_ITERS}, not 1000000000",
+        rf"spectral_norm: iters must be an int in \[1, {MAX_ITERS}\], not 1000000000",
     ),
     Bad(
         SN,
@@ -417,7 +417,7 @@ CASES = [
         "iters-bool",
         lambda: spectral_norm(G, X(), 0.1, iters=True),
         TypeError,
-        r"spectral_norm: iters must be an int .*not True",
+        r"spectral_norm: iters must be an int in \[1, 100000\], not bool True",
     ),
     Bad(
         SN,
@@ -425,7 +425,7 @@ CASES = [
         "check_every-0",
         lambda: spectral_norm(G, X(), 0.1, check_every=0),
         ValueError,
-        r"spectral_norm: check_every must be an int >= 1",
+        r"spectral_norm: check_every must be an int in \[1, 100000\], not 0",
     ),
     Bad(
         SN,
@@ -433,7 +433,7 @@ CASES = [
         "tol-negative",
         lambda: spectral_norm(G, X(), 0.1, tol=-1e-3),
         ValueError,
-        r"spectral_norm: tol must be a number >= 0 and finite, not -0.001",
+        r"spectral_norm: tol must be a finite number >= 0, not -0\.001",
     ),
     Bad(
         SN,
@@ -441,7 +441,7 @@ CASES = [
         "tol-nan",
         lambda: spectral_norm(G, X(), 0.1, tol=math.nan),
         ValueError,
-        r"spectral_norm: tol must be a number >= 0 and finite, not nan",
+        r"spectral_norm: tol must be a finite number >= 0, not nan",
     ),
     Bad(
         SN,
@@ -449,7 +449,7 @@ CASES = [
         "tol-inf",
         lambda: spectral_norm(G, X(), 0.1, tol=math.inf),
         ValueError,
-        r"spectral_norm: tol must be a number >= 0 and finite, not inf",
+        r"spectral_norm: tol must be a finite number >= 0, not inf",
     ),
     Bad(
         SN,
@@ -457,7 +457,7 @@ CASES = [
         "tol-str",
         lambda: spectral_norm(G, X(), 0.1, tol="1e-3"),
         TypeError,
-        r"spectral_norm: tol must be a number",
+        r"spectral_norm: tol must be a finite number >= 0, not str '1e-3'",
     ),
     Bad(
         SN,
@@ -465,7 +465,7 @@ CASES = [
         "symmetric-str",
         lambda: spectral_norm(G, X(), 0.1, symmetric="yes"),
         TypeError,
-        r"spectral_norm: symmetric must be True or False, not 'yes'",
+        r"spectral_norm: symmetric must be True or False, not str 'yes'",
     ),
     Bad(
         SN,
@@ -603,7 +603,7 @@ CASES = [
         "probes-0",
         lambda: jacobian_asymmetry(G, X(), 0.1, probes=0),
         ValueError,
-        r"jacobian_asymmetry: probes must be an int >= 1 and <= 10000, not 0",
+        r"jacobian_asymmetry: probes must be an int in \[1, 10000\], not 0",
     ),
     Bad(
         JA,
@@ -611,7 +611,7 @@ CASES = [
         "probes-10**9",
         lambda: jacobian_asymmetry(G, X(), 0.1, probes=10**9),
         ValueError,
-        rf"jacobian_asymmetry: probes must be an int >= 1 and <= {MAX_PROBES}",
+        rf"jacobian_asymmetry: probes must be an int in \[1, {MAX_PROBES}\]",
     ),
     Bad(
         JA,
@@ -619,7 +619,7 @@ CASES = [
         "probes-bool",
         lambda: jacobian_asymmetry(G, X(), 0.1, probes=True),
         TypeError,
-        r"jacobian_asymmetry: probes must be an int .*not True",
+        r"jacobian_asymmetry: probes must be an int in \[1, 10000\], not bool True",
     ),
     Bad(
         JA,
@@ -653,7 +653,7 @@ CASES = [
         "steps-0",
         lambda: lanczos_edges(G, X(), 0.1, steps=0),
         ValueError,
-        r"lanczos_edges: steps must be an int >= 1 and <= 1000, not 0",
+        r"lanczos_edges: steps must be an int in \[1, 1000\], not 0",
     ),
     Bad(
         LE,
@@ -661,7 +661,7 @@ CASES = [
         "steps-10**9",
         lambda: lanczos_edges(G, X(), 0.1, steps=10**9),
         ValueError,
-        rf"lanczos_edges: steps must be an int >= 1 and <= {MAX_STEPS}, not 1000000000",
+        rf"lanczos_edges: steps must be an int in \[1, {MAX_STEPS}\], not 1000000000",
     ),
     Bad(
         LE,
@@ -677,7 +677,7 @@ CASES = [
         "differentiable-str",
         lambda: lanczos_edges(G, X(), 0.1, differentiable="no"),
         TypeError,
-        r"lanczos_edges: differentiable must be True or False, not 'no'",
+        r"lanczos_edges: differentiable must be True or False, not str 'no'",
     ),
     Good(
         LE,
@@ -745,7 +745,7 @@ CASES = [
         "iters-0",
         lambda: residual_lipschitz(G, X(), 0.1, iters=0),
         ValueError,
-        r"residual_lipschitz: spectral_norm: iters must be an int >= 1",
+        r"residual_lipschitz: spectral_norm: iters must be an int in \[1, 100000\], not 0",
     ),
     Good(
         RL,
