@@ -5,7 +5,6 @@ noise) comes from one ``torch.Generator`` whose state is part of the checkpoint,
 run draws exactly the batches an uninterrupted one would.
 """
 
-import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.io import ImageReadError, read_image
 
 __all__ = [
@@ -33,15 +33,6 @@ _LUMA = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _count(name: str, value, maximum: int | None = None) -> int:
-    """An int >= 1 (numpy integers too), at most ``maximum``; ValueError naming ``name``."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be an int in 1..{maximum}, got {value!r}")
-    return int(value)
 
 
 # as TrainConfig's bounds: far above any real run, so that a typo is an error, not a hang
@@ -70,8 +61,7 @@ class ImageFolder:
     ) -> None:
         if isinstance(channels, bool) or channels not in (1, 3) or not _is_int(channels):
             raise ValueError(f"channels must be 1 (gray) or 3 (color), got {channels!r}")
-        if not _is_int(min_size) or min_size < 1:
-            raise ValueError(f"min_size must be an int >= 1, got {min_size!r}")
+        _validate.integer("min_size", min_size, 1)
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root must be a str or os.PathLike, not {type(root).__name__}")
         self.root = Path(root)
@@ -126,12 +116,7 @@ class NoiseModel:
 
     def __post_init__(self) -> None:
         for name in ("low", "high"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-            setattr(self, name, float(value))
+            setattr(self, name, _validate.number(name, getattr(self, name)))
         if not 0 <= self.low <= self.high <= 1:
             raise ValueError(
                 f"noise range must satisfy 0 <= low <= high <= 1 (the [0, 1] scale: 25/255 for "
@@ -187,12 +172,12 @@ class PatchSampler:
             raise TypeError(f"folder must be an ImageFolder, not {type(folder).__name__}")
         if not isinstance(noise, NoiseModel):
             raise TypeError(f"noise must be a NoiseModel, not {type(noise).__name__}")
-        patch_size = _count("patch_size", patch_size)
-        patches_per_image = _count("patches_per_image", patches_per_image, MAX_PATCHES_PER_IMAGE)
-        if not _is_int(seed) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be an int in 0..2**63 - 1, got {seed!r}")
-        if not isinstance(augment, bool):
-            raise TypeError(f"augment must be True or False, not {augment!r}")
+        patch_size = _validate.integer("patch_size", patch_size, 1)
+        patches_per_image = _validate.integer(
+            "patches_per_image", patches_per_image, 1, MAX_PATCHES_PER_IMAGE
+        )
+        seed = _validate.seed("seed", seed)
+        _validate.flag("augment", augment)
         small = [
             p.name
             for p, x in zip(folder.paths, folder.images, strict=True)
@@ -233,7 +218,7 @@ class PatchSampler:
         return patch
 
     def next_batch(self, batch_size: int) -> Batch:
-        batch_size = _count("batch_size", batch_size, MAX_BATCH_SIZE)
+        batch_size = _validate.integer("batch_size", batch_size, 1, MAX_BATCH_SIZE)
         patches = []
         for _ in range(batch_size):
             if self.position == len(self.order):

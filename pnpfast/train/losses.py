@@ -11,12 +11,11 @@ Register a new mode with ``register_loss(name, factory)``; ``TrainConfig(loss=na
 loss_options={...})`` then builds it as ``factory(**loss_options)``.
 """
 
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.train.data import Batch
 
 __all__ = [
@@ -30,13 +29,6 @@ __all__ = [
 ]
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict]]
-
-
-def _real(name: str, value) -> bool:
-    """Whether ``value`` is finite; TypeError naming ``name`` when it is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    return math.isfinite(value)
 
 
 def _denoise(model: torch.nn.Module, batch: Batch, sigma: torch.Tensor | None = None):
@@ -80,11 +72,8 @@ class NoiseWeightedMSELoss(torch.nn.Module):
 
     def __init__(self, sigma_ref: float = 25 / 255, sigma_floor: float = 2 / 255):
         super().__init__()
-        for name, value in (("sigma_ref", sigma_ref), ("sigma_floor", sigma_floor)):
-            if not (_real(name, value) and value > 0):
-                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-        self.sigma_ref = float(sigma_ref)
-        self.sigma_floor = float(sigma_floor)
+        self.sigma_ref = _validate.number("sigma_ref", sigma_ref, 0, low_open=True)
+        self.sigma_floor = _validate.number("sigma_floor", sigma_floor, 0, low_open=True)
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
         out = _denoise(model, batch)
@@ -123,19 +112,10 @@ class SpectralPenaltyLoss(torch.nn.Module):
         method: str = "power",
     ):
         super().__init__()
-        if isinstance(iters, bool) or not isinstance(iters, numbers.Integral):
-            raise TypeError(f"iters must be an int, not {type(iters).__name__}")
-        if (
-            not (_real("weight", weight) and weight >= 0)
-            or not (_real("eps", eps) and 0 <= eps < 1)
-            or iters < 1
-        ):
-            raise ValueError(
-                f"weight must be finite and >= 0, eps in [0, 1) and iters >= 1; got {weight!r}, "
-                f"{eps!r}, {iters!r}"
-            )
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be True or False, not {symmetric!r}")
+        _validate.number("weight", weight, 0)
+        _validate.number("eps", eps, 0, 1, high_open=True)
+        _validate.integer("iters", iters, 1)
+        _validate.flag("symmetric", symmetric)
         if method not in ("power", "lanczos") or (method == "lanczos" and not symmetric):
             raise ValueError(
                 f"method must be 'power' or 'lanczos' (lanczos needs symmetric=True); got "
@@ -205,12 +185,8 @@ class RegulariserGradientLoss(torch.nn.Module):
         super().__init__()
         from pnpfast.denoisers.architectures import build
 
-        if not (_real("lam", lam) and lam > 0) or not (
-            _real("sigma_max", sigma_max) and sigma_max > 0
-        ):
-            raise ValueError(
-                f"lam and sigma_max must be > 0 and finite, got {lam!r} and {sigma_max!r}"
-            )
+        _validate.number("lam", lam, 0, low_open=True)
+        _validate.number("sigma_max", sigma_max, 0, low_open=True)
         if not isinstance(network, dict):
             raise TypeError(
                 f"network must be a build config dict (e.g. {{'arch': 'drunet', ...}}), not "

@@ -206,7 +206,7 @@ def _bad(tmp_path, gray_dir, make_pngs) -> list[tuple[list[str], str]]:
         ([*ok, "--arch", "gradient_step", "--features", "4"], "drunet does not take features"),
         ([*ok, "--arch", "nope"], "arch must be one of drunet"),
         ([*ok, "--widths", "4,0"], "widths must be"),
-        ([*ok[:4], "--arch", "dncnn", "--features", "0"], "features must be >= 1"),
+        ([*ok[:4], "--arch", "dncnn", "--features", "0"], "features must be an int >= 1, not 0"),
         ([*ok, "--activation", "tanh"], "activation must be one of"),
         ([*ok, "--precision", "fp8"], "--precision"),
         ([*ok, "--widths", "4,x"], "--widths"),
