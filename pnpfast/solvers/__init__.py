@@ -17,8 +17,6 @@ the method (``SampleResult`` is another name for it).
 """
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
@@ -146,11 +144,8 @@ def solve(
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True, upper=upper)
     max_iter = check_max_iter(cls.default_max_iter if max_iter is None else max_iter)
     tol = cls.default_tol if tol is None else tol
-    if not isinstance(tol, numbers.Real) or isinstance(tol, bool):
-        raise TypeError(f"tol must be a float >= 0, not {type(tol).__name__} {tol!r}")
-    if not (math.isfinite(tol) and tol >= 0):
-        # tol = inf would stop every image after one iteration: max_iter=1 says that
-        raise ValueError(f"tol must be a finite float >= 0, not {tol!r}")
+    # tol = inf would stop every image after one iteration: max_iter=1 says that
+    tol = _validate.number("tol", tol, 0)
     for name, t in (("x0", x0), ("x_true", x_true)):
         if t is not None:
             _validate.image(name, t)

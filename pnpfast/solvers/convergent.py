@@ -75,7 +75,6 @@ the regulariser, sigma^2 G(D_sigma(z)) ~ z - D_sigma(z), drives gradient descent
 """
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -125,16 +124,14 @@ def _check_scalar(
     """A Python number in (low, high) (or (low, high] with high_closed; > low and finite
     without high): TypeError for another type (a tensor included: these are not per image),
     ValueError out of range."""
-    if high is not None:
-        where = f"in ({low}, {high}{']' if high_closed else ')'}"
-    else:
-        where = f"> {low} and finite"
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number {where}, not {type(value).__name__} {value!r}")
-    above = value <= high if high_closed else value < high if high is not None else True
-    if not (math.isfinite(value) and value > low and above):
-        raise ValueError(f"{name} must be a number {where}, not {value!r}")
-    return float(value)
+    return _validate.number(
+        name,
+        value,
+        low,
+        math.inf if high is None else high,
+        low_open=True,
+        high_open=not high_closed,
+    )
 
 
 def _checked_potential(denoiser, out, x: torch.Tensor, rows: int):
@@ -177,10 +174,7 @@ class GSPnP:
         self.gamma = _check_scalar("gamma", params.gamma, 0.0, None)
         self.eta = _check_scalar("eta", params.eta, 0.0, 1.0)
         n = params.max_backtracks
-        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_BACKTRACKS:
-            raise ValueError(
-                f"max_backtracks must be an int >= 0 and <= {MAX_BACKTRACKS}, not {n!r}"
-            )
+        _validate.integer("max_backtracks", n, 0, MAX_BACKTRACKS)
 
     def _objective(self, problem: Problem, x, potential, rows=None) -> torch.Tensor:
         lam = self.lam if rows is None else self.lam[rows]

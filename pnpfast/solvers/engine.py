@@ -34,13 +34,13 @@ every image has stopped; the callback may synchronise, at the caller's choice.
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.profiling import nvtx_range
 
@@ -222,22 +222,14 @@ def check_max_iter(max_iter) -> int:
     ValueError out of range). No smaller cap: a huge value is a long run, stopped by tol (or the
     sampler's sigma_L); the methods compute their schedules per iteration, so it costs no
     memory."""
-    if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool):
-        raise TypeError(
-            f"max_iter must be an int in [1, 2**63 - 1], not {type(max_iter).__name__} {max_iter!r}"
-        )
-    if not 1 <= max_iter <= MAX_ITER_LIMIT:
-        raise ValueError(
-            f"max_iter must be an int in [1, 2**63 - 1] (iterations are counted in int64), "
-            f"got {max_iter}"
-        )
-    return int(max_iter)
+    return _validate.integer(
+        "max_iter", max_iter, 1, MAX_ITER_LIMIT, hint="(iterations are counted in int64)"
+    )
 
 
 def check_run_options(history, callback) -> None:
     """history a bool, callback None or callable: TypeError naming the argument otherwise."""
-    if not isinstance(history, bool):
-        raise TypeError(f"history must be True or False, not {history!r}")
+    _validate.flag("history", history)
     if callback is not None and not callable(callback):
         raise TypeError(
             f"callback must be None or callable as callback(info: IterationInfo), not "

@@ -97,17 +97,6 @@ SampleResult = Result
 MAX_REALISATIONS = 65536
 
 
-def _check_int(name: str, value, minimum: int, maximum: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(
-            f"{name} must be an integer in [{minimum}, {maximum}], not {type(value).__name__} "
-            f"{value!r}"
-        )
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], not {value!r}")
-    return int(value)
-
-
 def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
     """The per-image parameters as [batch] tensors, validated."""
     out = {
@@ -131,17 +120,10 @@ def _params(p: ImplicitPriorParams, batch: int, like: torch.Tensor) -> dict[str,
 _SEED_MAX = 2**63 - 1  # the fused step's counter-based noise takes a key in [0, 2**63)
 
 
-def _check_seed(seed) -> None:
-    if seed is not None and (
-        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _SEED_MAX
-    ):
-        raise ValueError(f"seed must be None or an integer in [0, 2**63 - 1], not {seed!r}")
-
-
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    _check_seed(seed)
     if seed is None:
         return None
+    seed = _validate.integer("seed", seed, 0, _SEED_MAX, hint="(or None)")
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -438,9 +420,8 @@ def solve_constrained(
         raise type(err)(f"y is not a measurement of this {type(operator).__name__}: {err}") from err
     if not bool(torch.isfinite(measurement).all()):
         raise ValueError("y (the measurement) contains NaN or Inf")
-    R = _check_int("realisations", params.realisations, 1, MAX_REALISATIONS)
-    if not isinstance(params.average, bool):
-        raise TypeError(f"average must be True or False, not {params.average!r}")
+    R = _validate.integer("realisations", params.realisations, 1, MAX_REALISATIONS)
+    _validate.flag("average", params.average)
     check_max_iter(max_iter)
     check_run_options(history, callback)
     B = measurement.shape[0]

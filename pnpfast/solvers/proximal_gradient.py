@@ -67,9 +67,7 @@ def check_restart(restart: object, method: str, momentum: bool) -> bool:
             f"method {method!r} does not take restart: it has no momentum to restart (the "
             "accelerated method, fista or red-apg, has)"
         )
-    if not isinstance(restart, bool):
-        raise TypeError(f"restart must be True or False, not {restart!r}")
-    return restart
+    return _validate.flag("restart", restart)
 
 
 def restarted(t: torch.Tensor, step2: torch.Tensor, prev_step2: torch.Tensor) -> torch.Tensor:

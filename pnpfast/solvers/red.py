@@ -267,10 +267,7 @@ class REDADMM(_RED):
 
     def init(self, problem: Problem) -> REDADMMState:
         j = self.params.inner_iter
-        if not isinstance(j, int) or isinstance(j, bool) or not 1 <= j <= MAX_INNER_ITER:
-            raise ValueError(
-                f"inner_iter must be a positive integer <= {MAX_INNER_ITER}, not {j!r}"
-            )
+        _validate.integer("inner_iter", j, 1, MAX_INNER_ITER)
         self.sigma_d = _sigma_d(problem, self.params.sigma_d)
         lam = _lam(problem, self.params.lam, self.sigma_d)
         beta = _per_image(problem, "beta", self.params.beta, BETA_RATIO * lam, positive=True)

@@ -89,11 +89,11 @@ def test_errors():
     with pytest.raises(TypeError, match="needs a gradient-step denoiser"):
         pnpfast.solve(y, A, GaussianSmoothing(), "gs-pnp", sigma=sigma)
     D = GradientStep(GaussianSmoothing())
-    with pytest.raises(ValueError, match=r"eta must be a number in \(0.0, 1.0\)"):
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \(0, 1\), not 1\.5"):
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, eta=1.5)
-    with pytest.raises(ValueError, match="gamma must be a number > 0"):
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0, not 0"):
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, gamma=0)
-    with pytest.raises(ValueError, match="max_backtracks must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"max_backtracks must be an int in \[0, 1000\], not -1"):
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, max_backtracks=-1)
     with pytest.raises(ValueError, match="lam"):
         pnpfast.solve(y, A, D, "gs-pnp", sigma=sigma, lam=-1.0)
@@ -192,9 +192,9 @@ def test_prox_and_reg_errors():
         pnpfast.solve(y, A, GaussianSmoothing(), "prox-pnp-drs", sigma=sigma)
     with pytest.raises(ValueError, match=r"lam must be in \(0, 2/L\)"):
         pnpfast.solve(y, A, D, "prox-pnp-pgd", sigma=sigma, lam=2.5)
-    with pytest.raises(ValueError, match="alpha must be a number"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \(0, 1\], not 0\.0"):
         pnpfast.solve(y, A, D, "prox-pnp-drs", sigma=sigma, alpha=0.0)
-    with pytest.raises(ValueError, match="beta must be a number"):
+    with pytest.raises(ValueError, match=r"beta must be a finite number in \(0, 2\), not 2\.0"):
         pnpfast.solve(y, A, D, "prox-pnp-drs", sigma=sigma, beta=2.0)
     with pytest.raises(ValueError, match=r"mu must be in \(0, 2/L\)"):
         pnpfast.solve(y, A, lambda x, s: x, "pnp-reg", sigma=sigma, mu=3.0)
