@@ -24,8 +24,6 @@ its class:
 Without either closed form, prox_l2 solves the normal equations by batched conjugate gradients.
 """
 
-import math
-import numbers
 from collections.abc import Callable
 
 import torch
@@ -44,22 +42,10 @@ def check_cg_args(max_iter, tol, *, names: tuple[str, str] = ("max_iter", "tol")
     """max_iter an int in [1, CG_MAX_ITER], tol a finite float in [0, 1) (relative to the
     right-hand side; 0 runs every iteration); errors name the arguments as ``names`` says."""
     it_name, tol_name = names
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral):
-        raise TypeError(
-            f"{it_name} must be an int in [1, {CG_MAX_ITER}], not {type(max_iter).__name__}"
-        )
-    if not 1 <= max_iter <= CG_MAX_ITER:
-        raise ValueError(
-            f"{it_name} must be an int in [1, {CG_MAX_ITER}] (conjugate-gradient steps), got "
-            f"{max_iter}"
-        )
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise TypeError(f"{tol_name} must be a float in [0, 1), not {type(tol).__name__}")
-    if not (math.isfinite(tol) and 0 <= tol < 1):
-        raise ValueError(
-            f"{tol_name} must be a float in [0, 1) (a residual relative to the right-hand "
-            f"side), got {tol}"
-        )
+    _validate.integer(it_name, max_iter, 1, CG_MAX_ITER, hint="(conjugate-gradient steps)")
+    _validate.number(
+        tol_name, tol, 0, 1, high_open=True, hint="(a residual relative to the right-hand side)"
+    )
 
 
 class LinearOperator:

@@ -13,8 +13,6 @@ The super-resolution operator of Kadkhodaie & Simoncelli, "Solving linear invers
 using the prior implicit in a denoiser", NeurIPS 2021.
 """
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 
@@ -31,11 +29,7 @@ class BlockAverage(OrthonormalOperator):
     """
 
     def __init__(self, factor: int):
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral):
-            raise TypeError(f"factor must be an int >= 1, not {type(factor).__name__}")
-        if factor < 1:
-            raise ValueError(f"factor must be an int >= 1, got {factor}")
-        self.factor = int(factor)
+        self.factor = _validate.integer("factor", factor, 1)
 
     def check_input(self, name: str, x: torch.Tensor) -> None:
         """Raise if x is not an image whose size is divisible by the factor."""

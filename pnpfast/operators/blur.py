@@ -11,8 +11,6 @@ A is diagonal in the Fourier domain, K^ = rfft2 of the centred kernel, and decla
 X^ = (V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2), three FFTs a call (two with ``pnpfast.L2``).
 """
 
-import numbers
-
 import numpy as np
 import torch
 
@@ -76,13 +74,9 @@ class Blur(LinearOperator):
         spectrum is complex64 or complex128)."""
         h, w = self.kernel.shape[-2:]
         for name, n, k in (("H", H, h), ("W", W, w)):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-                raise TypeError(f"{name} must be an int (the image size), not {type(n).__name__}")
-            if n < k:
-                raise ValueError(
-                    f"{name}={n} is smaller than the kernel of size {h}x{w}: the image must be "
-                    "at least as large as the kernel"
-                )
+            _validate.integer(
+                name, n, k, hint=f"(the image size: at least the kernel's size {h}x{w})"
+            )
         if dtype not in _validate.FLOAT_DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
         key = (int(H), int(W), torch.device(device), dtype)

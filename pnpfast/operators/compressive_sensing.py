@@ -21,7 +21,6 @@ Two constructions of M:
 
 import functools
 import math
-import numbers
 
 import torch
 
@@ -113,14 +112,12 @@ class CompressiveSensing(SizedOrthonormalOperator):
         shape: tuple[int, int] | None = None,
         method: str = "auto",
     ):
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool):
-            raise TypeError(f"ratio must be a float in (0, 1], not {type(ratio).__name__}")
-        if not (math.isfinite(ratio) and 0 < ratio <= 1):
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        ratio = _validate.number("ratio", ratio, 0, 1, low_open=True)
+        seed = _validate.seed("seed", seed)
+        if not isinstance(method, str):
+            raise TypeError(
+                f'method must be "fast", "dense" or "auto" (a str), not {type(method).__name__}'
+            )
         if method not in ("fast", "dense", "auto"):
             raise ValueError(f'method must be "fast", "dense" or "auto", got {method!r}')
         self.ratio = float(ratio)

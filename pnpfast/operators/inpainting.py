@@ -11,21 +11,11 @@ using the prior implicit in a denoiser", NeurIPS 2021 (random missing pixels and
 block). A mask [H, W] is shared by the batch; a mask [B, 1, H, W] gives each image its own.
 """
 
-import numbers
-
 import numpy as np
 import torch
 
 from pnpfast import _validate
 from pnpfast.operators.orthonormal import OrthonormalOperator
-
-
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class Inpainting(OrthonormalOperator):
@@ -89,14 +79,9 @@ class Inpainting(OrthonormalOperator):
         """
         if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) not in (2, 3):
             raise ValueError(f"shape must be (H, W) or (B, H, W), got {shape!r}")
-        dims = [_int(f"shape[{i}]", n, 1) for i, n in enumerate(shape)]
-        if isinstance(missing, bool) or not isinstance(missing, numbers.Real):
-            raise TypeError(f"missing must be a float in [0, 1), not {type(missing).__name__}")
-        if not 0 <= missing < 1:
-            raise ValueError(f"missing must be a fraction in [0, 1), got {missing}")
-        seed = _int("seed", seed, 0)
-        if seed >= 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        dims = [_validate.integer(f"shape[{i}]", n, 1) for i, n in enumerate(shape)]
+        missing = _validate.number("missing", missing, 0, 1, high_open=True, hint="(a fraction)")
+        seed = _validate.seed("seed", seed)
         B = dims[0] if len(dims) == 3 else 1
         H, W = dims[-2:]
         n_missing = round(float(missing) * H * W)
@@ -117,9 +102,9 @@ class Inpainting(OrthonormalOperator):
         """A missing rectangle, rows top .. top + height - 1 and columns left .. left + width - 1
         of an H x W image, shared by the batch; the rectangle must fit inside the image and
         leave at least one pixel measured."""
-        H, W = _int("H", H, 1), _int("W", W, 1)
-        top, left = _int("top", top, 0), _int("left", left, 0)
-        height, width = _int("height", height, 1), _int("width", width, 1)
+        H, W = _validate.integer("H", H, 1), _validate.integer("W", W, 1)
+        top, left = _validate.integer("top", top, 0), _validate.integer("left", left, 0)
+        height, width = _validate.integer("height", height, 1), _validate.integer("width", width, 1)
         if top + height > H or left + width > W:
             raise ValueError(
                 f"block of size {height}x{width} at (top={top}, left={left}) does not fit in an image of size {H}x{W}"

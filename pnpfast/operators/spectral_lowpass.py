@@ -39,12 +39,8 @@ def _check_shape(shape) -> tuple[int, int] | None:
         return None
     if not isinstance(shape, (tuple, list)) or len(shape) != 2:
         raise ValueError(f"shape must be None or a pair (H, W), got {shape!r}")
-    for s in shape:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise TypeError(f"shape must hold two ints (H, W), got {shape!r}")
-        if s < 1:
-            raise ValueError(f"shape must hold two positive sizes (H, W), got {shape!r}")
-    return int(shape[0]), int(shape[1])
+    H, W = (_validate.integer(f"shape[{i}]", s, 1) for i, s in enumerate(shape))
+    return H, W
 
 
 def box_radii(fraction: float, H: int, W: int) -> tuple[int, int]:
@@ -83,11 +79,7 @@ class SpectralLowpass(SizedOrthonormalOperator):
     """
 
     def __init__(self, fraction: float, shape: tuple[int, int] | None = None):
-        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
-            raise TypeError(f"fraction must be a float in (0, 1], not {type(fraction).__name__}")
-        if not (math.isfinite(fraction) and 0 < fraction <= 1):
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        self.fraction = float(fraction)
+        self.fraction = _validate.number("fraction", fraction, 0, 1, low_open=True)
         self._shape: tuple[int, int] | None = None
         self._shape_from = ""
         self._tables: dict[tuple, tuple] = {}

@@ -212,9 +212,12 @@ def test_bad_ratio_types(ratio):
         CompressiveSensing(ratio)
 
 
-@pytest.mark.parametrize("method", ["qr", "Fast", "", None])
-def test_bad_method(method):
-    with pytest.raises(ValueError, match="method"):
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [("qr", ValueError), ("Fast", ValueError), ("", ValueError), (None, TypeError)],
+)
+def test_bad_method(method, error):
+    with pytest.raises(error, match='method must be "fast", "dense" or "auto"'):
         CompressiveSensing(0.25, method=method)
 
 
