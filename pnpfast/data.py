@@ -9,9 +9,10 @@ make a degraded image anywhere pnpfast is installed:
 """
 
 import math
-import numbers
 
 import torch
+
+from pnpfast import _validate
 
 __all__ = ["MOTION_ANGLE", "MOTION_SIZE", "MOTION_SIZE_MAX", "astronaut", "camera", "motion_kernel"]
 
@@ -29,16 +30,14 @@ def _centre_crop(pixels, size: int | None, name: str) -> torch.Tensor:
         image = image.unsqueeze(-1)
     height, width = image.shape[:2]
     if size is not None:
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, numbers.Integral)
-            or not 1 <= size <= min(height, width)
-        ):
-            raise ValueError(
-                f"size must be an int in 1..{min(height, width)} (the side of the centre crop of "
-                f"the {height}x{width} {name} image) or None for the whole image, got {size!r}"
-            )
-        size = int(size)
+        size = _validate.integer(
+            "size",
+            size,
+            1,
+            min(height, width),
+            hint=f"(the side of the centre crop of the {height}x{width} {name} image) or None "
+            "for the whole image",
+        )
         top, left = (height - size) // 2, (width - size) // 2
         image = image[top : top + size, left : left + size]
     return (image.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0).contiguous()
@@ -89,18 +88,10 @@ def motion_kernel(size: int = MOTION_SIZE, angle: float = MOTION_ANGLE) -> torch
         [size, size] float32 tensor, non-negative, summing to 1, symmetric under 180-degree
         rotation.
     """
-    if (
-        isinstance(size, bool)
-        or not isinstance(size, numbers.Integral)
-        or not 3 <= size <= MOTION_SIZE_MAX
-        or size % 2 == 0
-    ):
-        raise ValueError(f"size must be an odd int in 3..{MOTION_SIZE_MAX}, got {size!r}")
-    size = int(size)
-    if isinstance(angle, bool) or not isinstance(angle, numbers.Real):
-        raise TypeError(f"angle must be a number of degrees, not {type(angle).__name__}")
-    if not math.isfinite(angle):
-        raise ValueError(f"angle must be finite, got {angle}")
+    size = _validate.integer("size", size, 3, MOTION_SIZE_MAX, hint="(odd)")
+    if size % 2 == 0:
+        raise ValueError(f"size must be odd (the kernel has a centre pixel), not {size}")
+    angle = _validate.number("angle", angle, hint="(in degrees)")
     theta = math.radians(angle)
     half = (size - 1) / 2
     coords = torch.arange(size, dtype=torch.float64) - half

@@ -181,12 +181,7 @@ class L2:
         is a projection; an upper bound when A = 0); power iteration on A^T A otherwise,
         ``iters`` steps (an int in [1, POWER_MAX_ITER = 10000]).
         """
-        if isinstance(iters, bool) or not isinstance(iters, int):
-            raise TypeError(
-                f"iters must be an int in [1, {POWER_MAX_ITER}], not {type(iters).__name__}"
-            )
-        if not 1 <= iters <= POWER_MAX_ITER:
-            raise ValueError(f"iters must be an int in [1, {POWER_MAX_ITER}], got {iters}")
+        iters = _validate.integer("iters", iters, 1, POWER_MAX_ITER)
         if self._spectral:
             return self.k2.flatten(1).amax(1).expand(self.batch).contiguous()
         if self.operator.partial_isometry:

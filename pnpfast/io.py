@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pnpfast import _validate
 from pnpfast._atomic import atomic_open
 from pnpfast._validate import not_empty
 
@@ -213,8 +214,7 @@ def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
         )
     if not images:
         raise ValueError("side_by_side needs at least one image")
-    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-        raise ValueError(f"gap must be a non-negative int, got {gap!r}")
+    gap = _validate.integer("gap", gap, 0)
     for i, im in enumerate(images):
         if not isinstance(im, torch.Tensor):
             raise TypeError(f"images[{i}] must be a [1, C, H, W] tensor, not {type(im).__name__}")
@@ -437,11 +437,7 @@ def read_kernel(path: PathLike, key: str | None = None, index: int = 0) -> torch
         raise TypeError(
             f"key must be a str (a MATLAB variable name) or None, not {type(key).__name__}"
         )
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"index must be an int, not {type(index).__name__}")
-    if index < 0:
-        raise ValueError(f"index must be >= 0, got {index}")
-    index = int(index)
+    index = _validate.integer("index", index, 0)
     ext = p.suffix.lower()
     if key is not None and ext != ".mat":
         raise KernelReadError(path, "key names a MATLAB variable and applies to .mat files only")

@@ -8,8 +8,6 @@ float64 copy to about 1e-6 dB. NaN or Inf in ``x`` or ``ref`` is a ValueError na
 images (a score of such an image means nothing); checking reads the data once.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -35,10 +33,7 @@ def _pair(x: torch.Tensor, ref: torch.Tensor, peak: float) -> tuple[torch.Tensor
         )
     if ref.device != x.device:
         raise ValueError(f"ref is on {ref.device} but x is on {x.device}")
-    if isinstance(peak, bool) or not isinstance(peak, (int, float)):
-        raise TypeError(f"peak must be a positive float, not {type(peak).__name__}")
-    if not (math.isfinite(peak) and peak > 0):
-        raise ValueError(f"peak must be a positive finite float, got {peak}")
+    _validate.number("peak", peak, 0, low_open=True)
     finite = torch.stack([t.isfinite().flatten(1).all(1) for t in (x, ref)])  # [2, B]
     if not bool(finite.all()):
         for name, ok in zip(("x", "ref"), finite.cpu(), strict=True):

@@ -171,7 +171,7 @@ def test_bad_arguments_return_2(blurred_inputs, capsys):
     assert main(["deblur", good, *kernel, *base, "--method", "nope"]) == 2
     capsys.readouterr()
     assert main(["deblur", good, *kernel, *base, "--kernel-index", "-1"]) == 2
-    assert "index must be >= 0" in capsys.readouterr().err  # read_kernel's own check
+    assert "index must be an int >= 0, not -1" in capsys.readouterr().err  # read_kernel's own check
     assert main(["deblur", good, *kernel, *base, "--denoiser", "nope"]) == 2
     assert main(["deblur", good, *kernel, *base, "--weights", str(tmp / "k.npy")]) == 2
     assert main(["deblur", good, "--kernel", str(tmp / "none.npy"), *base]) == 2

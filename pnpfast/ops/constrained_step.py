@@ -40,6 +40,7 @@ import math
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
 from pnpfast.ops._checks import not_contiguous, require, require_not_meta
@@ -166,16 +167,8 @@ def check_constrained_step_args(
     for name, t in (("h", h), ("c", c)):
         require(t.shape == (B,), f"{op}: {name} must have shape ({B},), got {tuple(t.shape)}")
     for name, v in (("seed", seed), ("offset", offset)):
-        require(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63,
-            f"{op}: {name} must be an int in [0, 2**63), not {v!r}",
-            TypeError if not isinstance(v, int) else ValueError,
-        )
-    require(
-        isinstance(factor, int) and not isinstance(factor, bool) and factor >= 0,
-        f"{op}: factor must be an int >= 0 (0: no block mean), not {factor!r}",
-        TypeError if not isinstance(factor, int) else ValueError,
-    )
+        _validate.seed(f"{op}: {name}", v)
+    _validate.integer(f"{op}: factor", factor, 0, hint="(0: no block mean)")
     given = {"mask": mask is not None, "factor": factor > 0, "projected": projected is not None}
     forms = [name for name, present in given.items() if present]
     if lifted is None:

@@ -36,6 +36,7 @@ import math
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import cuda_partial_blocks, empty_output
 from pnpfast.ops._checks import not_contiguous, require, require_not_meta
@@ -133,13 +134,8 @@ def check_power_step_args(w, u, state, tol, gram, op: str = "power_step") -> Non
         state.shape == (B, 4),
         f"{op}: state must have shape ({B}, 4), got {tuple(state.shape)}",
     )
-    require(isinstance(gram, bool), f"{op}: gram must be a bool, not {gram!r}", TypeError)
-    require(
-        isinstance(tol, (int, float)) and not isinstance(tol, bool),
-        f"{op}: tol must be a float, not {type(tol).__name__}",
-        TypeError,
-    )
-    require(math.isfinite(tol) and tol >= 0, f"{op}: tol must be a finite number >= 0, not {tol!r}")
+    _validate.flag(f"{op}: gram", gram)
+    _validate.number(f"{op}: tol", tol, 0)
 
 
 def power_step_fast_path_check(w, u, state, tol, gram) -> str | None:

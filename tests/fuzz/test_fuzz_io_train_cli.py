@@ -621,23 +621,23 @@ SIDE_BY_SIDE = [
         "gap-negative",
         lambda: io.side_by_side([G1], gap=-1),
         ValueError,
-        r"gap must be a non-negative int, got -1",
+        r"gap must be an int >= 0, not -1",
     ),
     Bad(
         SB,
         "type",
         "gap-float",
         lambda: io.side_by_side([G1], gap=1.5),
-        ValueError,
-        r"gap must be a non-negative int, got 1\.5",
+        TypeError,
+        r"gap must be an int >= 0, not float 1\.5",
     ),
     Bad(
         SB,
         "type",
         "gap-bool",
         lambda: io.side_by_side([G1], gap=True),
-        ValueError,
-        r"gap must be a non-negative int, got True",
+        TypeError,
+        r"gap must be an int >= 0, not bool True",
     ),
     Bad(
         SB,
@@ -839,7 +839,7 @@ READ_KERNEL = [
         "index-negative",
         lambda: io.read_kernel(_npy("s.npy", STACK), index=-1),
         ValueError,
-        r"index must be >= 0, got -1",
+        r"index must be an int >= 0, not -1",
     ),
     Bad(
         RK,
@@ -847,7 +847,7 @@ READ_KERNEL = [
         "index-float",
         lambda: io.read_kernel(_npy("s.npy", STACK), index=1.0),
         TypeError,
-        r"index must be an int, not float",
+        r"index must be an int >= 0, not float 1\.0",
     ),
     Bad(
         RK,
@@ -855,7 +855,7 @@ READ_KERNEL = [
         "index-bool",
         lambda: io.read_kernel(_npy("s.npy", STACK), index=True),
         TypeError,
-        r"index must be an int, not bool",
+        r"index must be an int >= 0, not bool True",
     ),
     Bad(
         RK,
@@ -1027,8 +1027,8 @@ def _motion_closed_form(size: int, horizontal: bool) -> torch.Tensor:
     return _f64(k / k.sum())
 
 
-SIZE_512 = r"size must be an int in 1\.\.512"
-SIZE_MOTION = r"size must be an odd int in 3\.\.1001"
+SIZE_512 = r"size must be an int in \[1, 512\] \(the side of the centre crop of the 512x512"
+SIZE_MOTION = r"size must be an int in \[3, 1001\] \(odd\), not "
 DATA = [
     *[
         Bad(
@@ -1036,7 +1036,7 @@ DATA = [
             cat,
             f"size-{size!r}",
             lambda size=size: astronaut(size),
-            ValueError,
+            TypeError if cat == "type" else ValueError,
             SIZE_512,
         )
         for cat, size in [
@@ -1056,13 +1056,12 @@ DATA = [
             cat,
             f"size-{size!r}",
             lambda size=size: motion_kernel(size),
-            ValueError,
+            TypeError if cat == "type" else ValueError,
             SIZE_MOTION,
         )
         for cat, size in [
             ("size", 0),
             ("value", -3),
-            ("value", 4),
             ("size", 1),
             ("type", 3.0),
             ("type", True),
@@ -1070,6 +1069,14 @@ DATA = [
             ("type", "5"),
         ]
     ],
+    Bad(
+        "pnpfast.data.motion_kernel",
+        "value",
+        "size-4",
+        lambda: motion_kernel(4),
+        ValueError,
+        r"size must be odd \(the kernel has a centre pixel\), not 4",
+    ),
     *[
         Bad(
             "pnpfast.data.motion_kernel",
@@ -1077,7 +1084,7 @@ DATA = [
             f"angle-{angle}",
             lambda angle=angle: motion_kernel(5, angle),
             ValueError,
-            r"angle must be finite",
+            r"angle must be a finite number \(in degrees\), not",
         )
         for angle in (float("nan"), float("inf"), -float("inf"))
     ],
@@ -1088,7 +1095,7 @@ DATA = [
             f"angle-{name}",
             lambda angle=angle: motion_kernel(5, angle),
             TypeError,
-            rf"angle must be a number of degrees, not {name}",
+            rf"angle must be a finite number \(in degrees\), not {name}",
         )
         for name, angle in (
             ("str", "30"),

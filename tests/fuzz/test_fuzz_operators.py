@@ -2349,7 +2349,7 @@ CASES += [
         "iters 0",
         lambda: pnpfast.L2(dense_op(), rand(1, 1, 3, 4, dtype=F64)).lipschitz(0),
         ValueError,
-        r"iters must be an int in \[1, 10000\], got 0",
+        r"iters must be an int in \[1, 10000\], not 0",
     ),
     Bad(
         f"{L2}.lipschitz",
@@ -2357,7 +2357,7 @@ CASES += [
         "iters 10**7",
         lambda: blur_l2().lipschitz(10**7),
         ValueError,
-        r"iters must be an int in \[1, 10000\], got 10000000",
+        r"iters must be an int in \[1, 10000\], not 10000000",
     ),
     Bad(
         f"{L2}.lipschitz",
