@@ -922,7 +922,7 @@ def _metric_rows() -> list:
                 "peak-0",
                 lambda f=f: f(R, R, 0.0),
                 ValueError,
-                r"peak must be a positive finite float, got 0.0",
+                r"peak must be a finite number > 0, not 0\.0",
             ),
             Bad(
                 entry,
@@ -930,7 +930,7 @@ def _metric_rows() -> list:
                 "peak-negative",
                 lambda f=f: f(R, R, -1.0),
                 ValueError,
-                r"peak must be a positive finite float, got -1.0",
+                r"peak must be a finite number > 0, not -1\.0",
             ),
             Bad(
                 entry,
@@ -938,7 +938,7 @@ def _metric_rows() -> list:
                 "peak-nan",
                 lambda f=f: f(R, R, math.nan),
                 ValueError,
-                r"peak must be a positive finite float, got nan",
+                r"peak must be a finite number > 0, not nan",
             ),
             Bad(
                 entry,
@@ -946,7 +946,7 @@ def _metric_rows() -> list:
                 "peak-inf",
                 lambda f=f: f(R, R, math.inf),
                 ValueError,
-                r"peak must be a positive finite float, got inf",
+                r"peak must be a finite number > 0, not inf",
             ),
             Bad(
                 entry,
@@ -954,7 +954,7 @@ def _metric_rows() -> list:
                 "peak-str",
                 lambda f=f: f(R, R, "1"),
                 TypeError,
-                r"peak must be a positive float, not str",
+                r"peak must be a finite number > 0, not str '1'",
             ),
             Bad(
                 entry,
@@ -962,7 +962,7 @@ def _metric_rows() -> list:
                 "peak-bool",
                 lambda f=f: f(R, R, True),
                 TypeError,
-                r"peak must be a positive float, not bool",
+                r"peak must be a finite number > 0, not bool True",
             ),
             Bad(
                 entry,
@@ -970,7 +970,7 @@ def _metric_rows() -> list:
                 "peak-tensor",
                 lambda f=f: f(R, R, torch.tensor(1.0)),
                 TypeError,
-                r"peak must be a positive float, not Tensor",
+                r"peak must be a finite number > 0, not Tensor tensor\(1\.\)",
             ),
             Bad(
                 entry,

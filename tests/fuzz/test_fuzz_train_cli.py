@@ -1250,7 +1250,7 @@ CLI = [
         "kernel-index-negative",
         lambda: _deblur("--kernel-index", "-1"),
         CliFailed,
-        rf"{U2} deblur: error: --kernel-index: index must be >= 0, got -1",
+        rf"{U2} deblur: error: --kernel-index: index must be an int >= 0, not -1",
     ),
     Bad(
         DEBLUR,
