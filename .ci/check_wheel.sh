@@ -94,7 +94,7 @@ export PNPFAST_SHARED_DATA=${PNPFAST_SHARED_DATA:-$(dirname "$ROOT")/shared/data
 "$VENV/pytest" -q -p no:cacheprovider --rootdir "$WORK/run" \
   tests/test_package.py tests/test_readme.py tests/test_bundled_data.py tests/test_dispatch.py \
   tests/test_cli.py tests/ops/test_fft_prox.py tests/denoisers/test_denoiser_load.py \
-  tests/solvers/test_solvers.py \
+  tests/solvers/test_solvers.py tests/fuzz \
   -k "not torch_compile and not wheel_check"
 
 echo "== wheel check passed in $((SECONDS - started)) s"
