@@ -62,15 +62,7 @@ def triton_interpreter() -> bool:
 
 def offline() -> bool:
     """Whether PNPFAST_OFFLINE asks never to download (read on every call)."""
-    value = os.environ.get("PNPFAST_OFFLINE", "")
-    if value.strip().lower() in _TRUE:
-        return True
-    if value.strip().lower() in _FALSE:
-        return False
-    raise ValueError(
-        f"PNPFAST_OFFLINE must be 1, true, yes or on (never download) or 0, false, no, off or "
-        f"empty, not {value!r}"
-    )
+    return _switch("PNPFAST_OFFLINE", "never download")
 
 
 def cache_folder() -> str:
@@ -80,12 +72,18 @@ def cache_folder() -> str:
 
 def cli_traceback() -> bool:
     """Whether PNPFAST_TRACEBACK asks the command line for full tracebacks (read on every call)."""
-    value = os.environ.get("PNPFAST_TRACEBACK", "")
+    return _switch("PNPFAST_TRACEBACK", "print tracebacks")
+
+
+def _switch(name: str, meaning: str) -> bool:
+    """An on/off variable: 1, true, yes or on; 0, false, no, off, empty or unset (case and
+    surrounding spaces ignored); any other value is a ValueError naming the variable."""
+    value = os.environ.get(name, "")
     if value.strip().lower() in _TRUE:
         return True
     if value.strip().lower() in _FALSE:
         return False
     raise ValueError(
-        f"PNPFAST_TRACEBACK must be 1, true, yes or on (print tracebacks) or 0, false, no, off "
-        f"or empty, not {value!r}"
+        f"{name} must be 1, true, yes or on ({meaning}) or 0, false, no, off or empty, "
+        f"not {value!r}"
     )

@@ -8,10 +8,15 @@ against an oracle elsewhere). Rows carry the entry point and the category so tha
 tests/fuzz/test_fuzz_coverage.py can check that every public entry point is covered.
 """
 
+import atexit
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +111,44 @@ def _describe(out) -> str:
 def params(cases: list[Bad | Good]):
     """pytest.mark.parametrize over a table with readable ids."""
     return pytest.mark.parametrize("case", cases, ids=[case_id(c) for c in cases])
+
+
+# -- inputs and oracles shared by the tables ------------------------------------------------------
+
+
+def transposed(x: torch.Tensor) -> torch.Tensor:
+    """The same values as x in a non-contiguous layout (H and W strides swapped)."""
+    out = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert not out.is_contiguous()
+    return out
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """The same values as x in channels_last layout (C > 1, so the layout really differs)."""
+    out = x.contiguous(memory_format=torch.channels_last)
+    assert not out.is_contiguous()
+    return out
+
+
+def blur_matrix(k: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Dense [HW, HW] circular convolution, kernel centred at (h // 2, w // 2):
+    (A x)[r, c] = sum_{a, b} k[a, b] x[(r - a + h // 2) % H, (c - b + w // 2) % W]."""
+    h, w = k.shape
+    A = np.zeros((H * W, H * W))
+    for r in range(H):
+        for c in range(W):
+            for a in range(h):
+                for b in range(w):
+                    A[r * W + c, ((r - a + h // 2) % H) * W + (c - b + w // 2) % W] += k[a, b]
+    return A
+
+
+_SCRATCH: dict[str, Path] = {}
+
+
+def scratch_folder(table: str) -> Path:
+    """A new empty folder for one row, under one temporary folder per table removed at exit."""
+    if table not in _SCRATCH:
+        _SCRATCH[table] = Path(tempfile.mkdtemp(prefix=f"pnpfast-fuzz-{table}-"))
+        atexit.register(shutil.rmtree, _SCRATCH[table], ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_SCRATCH[table]))

@@ -11,17 +11,14 @@ into a temporary folder, removed at exit.
 """
 
 import argparse
-import atexit
 import functools
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, check, params, scratch_folder
 
 from pnpfast.denoisers import (
     BFCNN,
@@ -46,6 +43,11 @@ LOAD = "pnpfast.denoisers.load"
 
 # ---------------------------------------------------------------------------------------------
 # tiny denoisers, built once (call and oracle of a row must see the same weights)
+
+
+def folder() -> Path:
+    """A new empty folder for one row (removed at exit)."""
+    return scratch_folder("denoisers")
 
 
 @functools.cache
@@ -148,15 +150,6 @@ def channel_means(x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------
 # weight files, written on the fly
-
-_ROOT: list[Path] = []
-
-
-def folder() -> Path:
-    if not _ROOT:
-        _ROOT.append(Path(tempfile.mkdtemp(prefix="pnpfast-fuzz-denoisers-")))
-        atexit.register(shutil.rmtree, _ROOT[0], ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=_ROOT[0]))
 
 
 @functools.cache

@@ -8,19 +8,16 @@ empty and text files, images in every Pillow mode the reader takes. Good rows co
 what Pillow, NumPy or SciPy wrote or read independently of pnpfast.
 """
 
-import atexit
 import contextlib
 import os
-import shutil
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 import torch
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, check, params, scratch_folder
 from PIL import Image
 from skimage import data as skdata
 
@@ -35,15 +32,10 @@ from pnpfast.profiling import nvtx_range
 # ---------------------------------------------------------------------------------------------
 # files written on the fly
 
-_ROOT: list[Path] = []
-
 
 def folder() -> Path:
-    """A new empty folder for one row (under one temporary folder, removed at exit)."""
-    if not _ROOT:
-        _ROOT.append(Path(tempfile.mkdtemp(prefix="pnpfast-fuzz-io-")))
-        atexit.register(shutil.rmtree, _ROOT[0], ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=_ROOT[0]))
+    """A new empty folder for one row (removed at exit)."""
+    return scratch_folder("io")
 
 
 GRAY8 = (np.arange(48, dtype=np.uint8) * 5).reshape(6, 8)

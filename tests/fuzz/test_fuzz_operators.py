@@ -11,7 +11,7 @@ checks and its forward on bad x) are not repeated. 8x8 images or smaller: a few 
 
 import numpy as np
 import torch
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, blur_matrix, channels_last, check, params, transposed
 
 import pnpfast
 from pnpfast.operators import (
@@ -41,33 +41,7 @@ def K3() -> torch.Tensor:
     return kern()
 
 
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    out = x.contiguous(memory_format=torch.channels_last)
-    assert not out.is_contiguous()  # C > 1: the layout really differs
-    return out
-
-
-def transposed(x: torch.Tensor) -> torch.Tensor:
-    """The same values as x in a non-contiguous layout (H and W strides swapped)."""
-    out = x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    assert not out.is_contiguous()
-    return out
-
-
 # -- NumPy float64 oracles, written from the definitions -----------------------------------------
-
-
-def blur_matrix(k: np.ndarray, H: int, W: int) -> np.ndarray:
-    """Dense [HW, HW] circular convolution, kernel centred at (h // 2, w // 2):
-    (A x)[r, c] = sum_{a, b} k[a, b] x[(r - a + h // 2) % H, (c - b + w // 2) % W]."""
-    h, w = k.shape
-    A = np.zeros((H * W, H * W))
-    for r in range(H):
-        for c in range(W):
-            for a in range(h):
-                for b in range(w):
-                    A[r * W + c, ((r - a + h // 2) % H) * W + (c - b + w // 2) % W] += k[a, b]
-    return A
 
 
 def apply_dense(A: np.ndarray, x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import torch
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, channels_last, check, params, transposed
 
 from pnpfast.dispatch import BackendError
 from pnpfast.ops import (
@@ -51,18 +51,6 @@ def real(t) -> torch.Tensor:
     if isinstance(t, np.ndarray):
         t = torch.from_numpy(t)
     return torch.view_as_real(t) if t.is_complex() else t
-
-
-def transposed(x: torch.Tensor) -> torch.Tensor:
-    out = x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    assert not out.is_contiguous()
-    return out
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    out = x.contiguous(memory_format=torch.channels_last)
-    assert not out.is_contiguous()
-    return out
 
 
 # -- fft_prox and fft_grad ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, blur_matrix, channels_last, check, params, transposed
 
 import pnpfast
 from pnpfast.denoisers import GradientStep
@@ -64,19 +64,6 @@ def kern(h=3, w=3, seed=1) -> torch.Tensor:
     """A positive, non-symmetric kernel summing to 1 (float64)."""
     k = rand(h, w, seed=seed) + 0.1
     return k / k.sum()
-
-
-def transposed(x: torch.Tensor) -> torch.Tensor:
-    """The same values as x in a non-contiguous layout (H and W strides swapped)."""
-    out = x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    assert not out.is_contiguous()
-    return out
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    out = x.contiguous(memory_format=torch.channels_last)
-    assert not out.is_contiguous()
-    return out
 
 
 # -- denoisers ----------------------------------------------------------------------------------
@@ -156,18 +143,6 @@ def marked_denoiser(method: str, value):
 
 
 # -- NumPy float64 oracles, from the methods' formulas -------------------------------------------
-
-
-def blur_matrix(k: np.ndarray, H: int, W: int) -> np.ndarray:
-    """Dense [HW, HW] circular convolution, kernel centred at (h // 2, w // 2)."""
-    h, w = k.shape
-    A = np.zeros((H * W, H * W))
-    for r in range(H):
-        for c in range(W):
-            for a in range(h):
-                for b in range(w):
-                    A[r * W + c, ((r - a + h // 2) % H) * W + (c - b + w // 2) % W] += k[a, b]
-    return A
 
 
 class Plane:

@@ -7,19 +7,16 @@ and exactly one error line on stderr, never a traceback (``CliFailed`` carries t
 Good rows compare with what Pillow, NumPy or torch compute in the test.
 """
 
-import atexit
 import contextlib
 import io as textio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from fuzz_cases import Bad, Good, check, params
+from fuzz_cases import Bad, Good, check, params, scratch_folder
 from PIL import Image
 
 from pnpfast.cli import main
@@ -44,15 +41,10 @@ from pnpfast.train import (
 # ---------------------------------------------------------------------------------------------
 # folders and files written on the fly
 
-_ROOT: list[Path] = []
-
 
 def folder() -> Path:
-    """A new empty folder for one row (under one temporary folder, removed at exit)."""
-    if not _ROOT:
-        _ROOT.append(Path(tempfile.mkdtemp(prefix="pnpfast-fuzz-train-")))
-        atexit.register(shutil.rmtree, _ROOT[0], ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=_ROOT[0]))
+    """A new empty folder for one row (removed at exit)."""
+    return scratch_folder("train")
 
 
 def _pixels(k: int, color: bool = False) -> np.ndarray:
