@@ -85,6 +85,7 @@ COLUMNS = (
 INTENDED = {
     "hqs": "conditional",
     "admm": "conditional",
+    "drs": "conditional",
     "pgd": "conditional",
     "fista": "conditional",
     **{

@@ -1,15 +1,15 @@
 """``pnpfast.solve``: one entry point over every PnP method, on one shared engine.
 
-Methods: "hqs" (DPIR), "admm", "pgd", "fista" (PnP), and the RED family (``solvers/red.py``):
-"red-sd" (steepest descent), "red-fp" (fixed point), "red-admm", "red-pg", "red-apg",
-"red-dpg" (proximal gradient: plain, accelerated, dynamic L_k) and "red-gd" (gradient descent on
+Methods: "hqs" (DPIR), "admm", "drs" (Douglas-Rachford), "pgd", "fista" (PnP), and the RED
+family (``solvers/red.py``): "red-sd" (steepest descent), "red-fp" (fixed point), "red-admm",
+"red-pg", "red-apg", "red-dpg" (proximal gradient: plain, accelerated, dynamic L_k) and "red-gd" (gradient descent on
 the unweighted data term), and the provably convergent methods (``solvers/convergent.py``):
 "gs-pnp" (proximal gradient with a gradient-step denoiser and per-image backtracking),
 "prox-pnp-pgd" and "prox-pnp-drs" (with a proximal denoiser) and "pnp-reg" (gradient descent
 with a learned regulariser gradient). Each method's own parameters are a dataclass in its module
-(``HQSParams``, ``ADMMParams``, ``PGDParams``; ``REDSDParams`` for red-sd and red-gd,
-``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg, ``REDDPGParams``,
-``GSPnPParams``, ``ProxPnPParams`` for prox-pnp-pgd and prox-pnp-drs, ``PnPReGParams``);
+(``HQSParams``, ``ADMMParams``, ``DRSParams``, ``PGDParams``; ``REDSDParams`` for red-sd and
+red-gd, ``REDFPParams``, ``REDADMMParams``, ``REDPGParams`` for red-pg and red-apg,
+``REDDPGParams``, ``GSPnPParams``, ``ProxPnPParams`` for prox-pnp-pgd and prox-pnp-drs, ``PnPReGParams``);
 unknown names raise TypeError. "implicit-prior" is the sampler of Kadkhodaie & Simoncelli
 (``solvers/implicit_prior.py``, ``ImplicitPriorParams``). Every method follows the protocol of
 ``engine.Method`` and runs on ``engine.run``; ``solve`` returns an ``engine.Result`` whatever
@@ -49,12 +49,12 @@ from pnpfast.solvers.red import (
     REDPGParams,
     REDSDParams,
 )
-from pnpfast.solvers.splitting import ADMM, HQS, ADMMParams, HQSParams
+from pnpfast.solvers.splitting import ADMM, DRS, HQS, ADMMParams, DRSParams, HQSParams
 
 #: the largest noise level solve accepts, per dtype (sigma^2 with the methods' factors stays finite)
 SIGMA_MAX = {torch.float32: 1e18, torch.float64: 1e150}
 
-METHODS = {cls.name: cls for cls in (HQS, ADMM, PGD, FISTA, *red.METHODS, *convergent.METHODS)}
+METHODS = {cls.name: cls for cls in (HQS, ADMM, DRS, PGD, FISTA, *red.METHODS, *convergent.METHODS)}
 SAMPLER = ImplicitPrior.name
 
 
@@ -82,7 +82,7 @@ def solve(
     operator: a pnpfast LinearOperator;
     denoiser: called as D(x, sigma) with sigma a [B] tensor, or None for the shipped denoiser
     the method is meant for (``pnpfast.denoisers.load`` of the method class's
-    ``default_denoiser``: "conditional" for hqs, admm, pgd, fista and the red-* methods;
+    ``default_denoiser``: "conditional" for hqs, admm, drs, pgd, fista and the red-* methods;
     "blind" for implicit-prior; "gradient-step" for gs-pnp; "proximal" for prox-pnp-*; none is shipped
     for pnp-reg, which then raises TypeError); sigma: noise level of y (float or
     length-B tensor, same scale as y, at most 1e18 in float32 and 1e150 in float64; for the RED methods the measurement noise sigma_n of their
@@ -94,7 +94,9 @@ def solve(
     (default A^T y); x_true: ground truth, records PSNR per
     iteration in ``history``; history: also record the relative change without x_true;
     callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
-    Method parameters: see HQSParams, ADMMParams, PGDParams (pgd and fista), REDSDParams (red-sd,
+    Method parameters: see HQSParams, ADMMParams, DRSParams (drs: u = prox_{gamma f}(z),
+    x = D(2 u - z, sigma_d), z <- z + beta (x - u), output x; ADMM's defaults, beta 1),
+    PGDParams (pgd and fista), REDSDParams (red-sd,
     red-gd), REDFPParams, REDADMMParams, REDPGParams (red-pg, red-apg), REDDPGParams,
     GSPnPParams (gs-pnp), ProxPnPParams (prox-pnp-pgd, prox-pnp-drs; for these three the
     denoiser must be a pnpfast.denoisers.GradientStep), PnPReGParams (pnp-reg: the "denoiser"
@@ -233,6 +235,7 @@ def _solve_sampler(
 
 __all__ = [
     "ADMMParams",
+    "DRSParams",
     "GSPnPParams",
     "HQSParams",
     "ImplicitPriorParams",

@@ -22,6 +22,23 @@ crops with the shipped conditional denoiser: a strong denoiser with a large prox
 25 / lam, within about 0.5 dB of HQS there, where sigma_d = sigma and lam = 0.23 were 2.5-3.5 dB
 under it; benchmarks/results/defaults.jsonl); the output is z. The dual update is one fused
 ``pnp_update`` pass that also yields the relative change of z for the stopping rule.
+
+DRS (Douglas-Rachford splitting; Lions & Mercier, SIAM J. Numer. Anal. 1979; as PnP, e.g.
+Ryu et al., "Plug-and-Play Methods Provably Converge with Properly Trained Denoisers", ICML
+2019), the data prox first (deepinv's ``optim.DRS`` with ``g_first=False``):
+
+    u_{k+1} = prox_{gamma f}(z_k)
+    x_{k+1} = D(2 u_{k+1} - z_k, sigma_d)
+    z_{k+1} = z_k + beta (x_{k+1} - u_{k+1})
+
+i.e. z_{k+1} = z_k + beta (D(2 prox_{gamma f}(z_k) - z_k) - prox_{gamma f}(z_k)), z_0 = x0
+(A^T y by default), beta in (0, 2) the relaxation (1: plain DRS, z <- (z + R_D R_f z) / 2 with
+the reflections R = 2 prox - I; beta < 1 damps). The output and the iterate the stopping rule
+watches are the denoised x; at a fixed point x = u, so x solves x = D(x - gamma A^T (A x - y)),
+the fixed point of ADMM with the same gamma and sigma_d (with beta = 1, DRS taken with the
+denoiser first is ADMM itself, through s = v + u). The defaults are therefore ADMM's: sigma_d =
+5 max(sigma, 0.255/255), gamma = sigma_d^2 / (lam sigma^2), lam = 1, beta = 1, 50 iterations,
+tol 1e-4. The z update is one fused ``pnp_update`` pass whose sums give the relative change of x.
 """
 
 from dataclasses import dataclass
@@ -132,18 +149,7 @@ class ADMM:
         if sigma_d is None:
             sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
         self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
-        if self.params.gamma is not None and self.params.lam is not None:
-            raise ValueError(
-                "admm takes gamma or lam, not both: lam only sets the default gamma = "
-                "sigma_d^2 / (lam sigma^2), so with gamma given it would be ignored"
-            )
-        if self.params.gamma is not None:
-            self.gamma = _validate.per_image("gamma", self.params.gamma, B, y, positive=True)
-        else:
-            lam = 1.0 if self.params.lam is None else self.params.lam
-            lam = _validate.per_image("lam", lam, B, y, positive=True)
-            noise = problem.sigma.clamp_min(SIGMA_FLOOR)
-            self.gamma = self.sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
+        self.gamma = _gamma("admm", self.params, self.sigma_d, problem)
         x0 = problem.x0
         # u_{k+1} = (v_{k+1} + u_k) - z_{k+1}: coef (-1, 1, 0, 0) on (f, z) = (z_{k+1}, v + u)
         self.dual_coef = x0.new_tensor([-1.0, 1.0, 0.0, 0.0]).expand(B, 4).contiguous()
@@ -161,4 +167,80 @@ class ADMM:
         return state.x
 
 
-__all__ = ["ADMM", "HQS", "ADMMParams", "HQSParams"]
+def _gamma(name: str, params, sigma_d: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """The prox step of admm and drs: ``params.gamma`` or sigma_d^2 / (lam sigma^2), [B]."""
+    B, y = problem.batch, problem.y
+    if params.gamma is not None and params.lam is not None:
+        raise ValueError(
+            f"{name} takes gamma or lam, not both: lam only sets the default gamma = "
+            "sigma_d^2 / (lam sigma^2), so with gamma given it would be ignored"
+        )
+    if params.gamma is not None:
+        return _validate.per_image("gamma", params.gamma, B, y, positive=True)
+    lam = 1.0 if params.lam is None else params.lam
+    lam = _validate.per_image("lam", lam, B, y, positive=True)
+    noise = problem.sigma.clamp_min(SIGMA_FLOOR)
+    return sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
+
+
+@dataclass
+class DRSParams:
+    """sigma_d: denoiser strength (default 5 max(sigma, 0.255/255), ADMM's); gamma: prox step
+    of the data term (default sigma_d^2 / (lam sigma^2)); lam: used only for that default
+    (default 1), so giving both gamma and lam is an error; beta: the relaxation, in (0, 2)
+    (default 1, plain DRS). Each may be a float or a length-B tensor."""
+
+    sigma_d: float | torch.Tensor | None = None
+    gamma: float | torch.Tensor | None = None
+    lam: float | torch.Tensor | None = None  # None: 1
+    beta: float | torch.Tensor = 1.0
+
+
+@dataclass
+class DRSState:
+    x: torch.Tensor  # x_k = D(2 u_k - z_{k-1}), the denoised iterate (the output)
+    z: torch.Tensor  # the DRS variable z_k
+    rel_change: torch.Tensor | None = None  # [B] ||x_k - x_{k-1}|| / ||x_{k-1}||
+
+
+class DRS:
+    name = "drs"
+    Params = DRSParams
+    default_denoiser = "conditional"
+    default_max_iter = 50
+    default_tol = 1e-4
+
+    def __init__(self, params: DRSParams, max_iter: int):
+        self.params = params
+
+    def init(self, problem: Problem) -> DRSState:
+        B, y = problem.batch, problem.y
+        sigma_d = self.params.sigma_d
+        if sigma_d is None:
+            sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
+        self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
+        self.gamma = _gamma("drs", self.params, self.sigma_d, problem)
+        beta = _validate.per_image("beta", self.params.beta, B, y, positive=True)
+        too_large = [v for v in beta.tolist() if v >= 2]  # init only: one read of B numbers
+        if too_large:
+            raise ValueError(
+                f"beta must be in (0, 2), the relaxation range of DRS, got {too_large[0]}"
+            )
+        x0 = problem.x0
+        # z_{k+1} = z_k - beta u + beta x_{k+1}: coef (1, -beta, 0, beta) on (f, z, x, xprev) =
+        # (z_k, u, x_k, x_{k+1}); x = x_k, xprev = x_{k+1} also give the change sums
+        zero, one = torch.zeros_like(beta), torch.ones_like(beta)
+        self.coef = torch.stack([one, -beta, zero, beta], dim=1).contiguous()
+        return DRSState(x=x0, z=x0)
+
+    def step(self, problem: Problem, state: DRSState, k: int) -> DRSState:
+        u = problem.data.prox(state.z, self.gamma, backend=problem.backend, check=False)
+        x = problem.denoise(2 * u - state.z, self.sigma_d)
+        z, sums = pnp_update(state.z, u, state.x, x, self.coef, backend=problem.backend)
+        return DRSState(x=x, z=z, rel_change=rel_change_from_sums(sums))
+
+    def output(self, state: DRSState) -> torch.Tensor:
+        return state.x
+
+
+__all__ = ["ADMM", "DRS", "HQS", "ADMMParams", "DRSParams", "HQSParams"]

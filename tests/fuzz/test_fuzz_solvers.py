@@ -824,7 +824,7 @@ SPECIFIC = [
         r"^no shipped denoiser fits method 'pnp-reg': pass denoiser=",
         call=lambda: pnpfast.solve(y8(), Blur(kern()), None, "pnp-reg", sigma=0.05)),
     bad("hqs", "name", "method 'HQS'", ValueError,
-        r"^method must be one of admm, fista, gs-pnp, hqs, implicit-prior, .* not 'HQS'",
+        r"^method must be one of admm, drs, fista, gs-pnp, hqs, implicit-prior, .* not 'HQS'",
         call=lambda: pnpfast.solve(y8(), Blur(kern()), Affine(), "HQS", sigma=0.05)),
     bad("hqs", "name", "method 'red'", ValueError, r"^method must be one of .* not 'red'",
         call=lambda: pnpfast.solve(y8(), Blur(kern()), Affine(), "red", sigma=0.05)),

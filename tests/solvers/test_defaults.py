@@ -75,7 +75,7 @@ def test_default_restores_a_gray_crop(method):
 # Methods whose fixed point can approach HQS with the shipped denoisers (see README "Defaults"):
 # PnP-PGD, PnP-FISTA and Prox-PnP-PGD weigh the prior by sigma_d^2 / tau with tau <= 2 / L, so
 # a denoiser strong enough to deblur also oversmooths; they are only checked for improvement.
-NEAR_HQS = {m for m in INTENDED if m.startswith("red-")} | {"admm", "gs-pnp", "prox-pnp-drs"}
+NEAR_HQS = {m for m in INTENDED if m.startswith("red-")} | {"admm", "drs", "gs-pnp", "prox-pnp-drs"}
 
 
 @pytest.mark.slow

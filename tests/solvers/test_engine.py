@@ -21,7 +21,7 @@ ALL = sorted([*METHODS, SAMPLER])
 # what denoiser=None must load: the shipped denoiser each method is meant for (README, and the
 # defaults study in benchmarks/bench_defaults.py); pnp-reg has none
 SHIPPED_FOR = {
-    **{m: "conditional" for m in ("hqs", "admm", "pgd", "fista")},
+    **{m: "conditional" for m in ("hqs", "admm", "drs", "pgd", "fista")},
     **{m: "conditional" for m in METHODS if m.startswith("red-")},
     "gs-pnp": "gradient-step",
     "prox-pnp-pgd": "proximal",

@@ -103,7 +103,7 @@ def test_hqs_follows_the_dpir_schedule():
         torch.testing.assert_close(torch.stack([s[b] for s in seen]) * 255, expected)
 
 
-@pytest.mark.parametrize("method", ["hqs", "admm", "pgd", "fista"])
+@pytest.mark.parametrize("method", ["hqs", "admm", "drs", "pgd", "fista"])
 def test_batch_equals_each_image_alone(method):
     """A nonlinear denoiser (TV), per-image kernels and noise levels, per-image stopping."""
     B = 3
@@ -160,6 +160,7 @@ def test_converged_images_are_frozen_while_the_rest_go_on():
         ("pgd", False),
         ("fista", True),
         ("admm", True),
+        ("drs", True),
         ("red-sd", False),
         ("red-fp", False),
         ("red-admm", True),
