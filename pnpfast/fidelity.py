@@ -7,7 +7,10 @@ itself diagonal in the Fourier domain (``LinearOperator.fourier_multiplier`` ret
     prox(v, gamma) = argmin_x f(x) + 1/(2 gamma) ||x - v||^2   is rfft2, fft_prox, irfft2,
     grad_step(x, tau) = x - tau A^T (A x - y)                  is rfft2, fft_grad, irfft2;
 
-any FFT-diagonal operator gets this path without L2 knowing its class. Otherwise A^T y is cached
+any FFT-diagonal operator gets this path without L2 knowing its class. For blur + decimation
+(``decimated_fourier_multiplier``, e.g. ``SuperResolution``) K^, mean_s |K^|^2 and fft2(A^T y)
+are cached and the prox is fft2, the spectral step of ``pnpfast.ops.sr_prox``, ifft2 (Zhao et
+al., TIP 2016); its gradient is the operator's ``gram``. Otherwise A^T y is cached
 and the prox is the operator's: the closed form of a partial isometry (``partial_isometry``:
 orthonormal rows or a mask), v - gamma / (1 + gamma) (A^T A v - A^T y), else batched conjugate
 gradients on the normal equations (an operator that overrides ``prox_l2`` is called as is);
@@ -26,6 +29,7 @@ from pnpfast.operators.base import (
     check_cg_args,
     checked_fourier_multiplier,
     spectral_terms,
+    sr_prox_spatial,
 )
 from pnpfast.ops import fft_grad, fft_prox
 from pnpfast.profiling import nvtx_range
@@ -91,6 +95,17 @@ class L2:
                     f"(|K^|^2) or conj(K^) Y^ overflows {y.dtype}: the kernel's entries are too "
                     "large for this dtype; scale the kernel down (a blur kernel sums to 1)"
                 )
+        self._sr = None
+        if not self._spectral:
+            shape = self.image_shape[-2:]
+            self._sr = operator.decimated_fourier_multiplier(shape, y.device, y.dtype)
+        if self._sr is not None:
+            self.sr_kty = torch.fft.fft2(self.aty)  # [B, C, H, W] complex: fft2(A^T y)
+            if not bool(torch.isfinite(torch.view_as_real(self.sr_kty)).all()):
+                raise ValueError(
+                    f"operator {type(operator).__name__}: fft2(A^T y) overflows {y.dtype}: the "
+                    "kernel's entries are too large for this dtype; scale the kernel down"
+                )
         self._own_prox = type(operator).prox_l2 is not LinearOperator.prox_l2
 
     @property
@@ -139,6 +154,8 @@ class L2:
                 H, W = v.shape[-2:]
                 x_hat = fft_prox(torch.fft.rfft2(v), self.kty, self.k2, g, backend=backend)
                 return torch.fft.irfft2(x_hat, s=(H, W))
+            if self._sr is not None:
+                return sr_prox_spatial(v, self.sr_kty, *self._sr, g)
             if self._own_prox:
                 return self.operator.prox_l2(v, self.y, g)
             return self.operator.prox_l2_normal(
@@ -177,13 +194,16 @@ class L2:
     def lipschitz(self, iters: int = 50) -> torch.Tensor:
         """L = ||A^T A||_2 per image, the Lipschitz constant of grad f: [B].
 
-        Exact for an FFT-diagonal operator (max |K^|^2) and for a partial isometry (1: A^T A
+        Exact for an FFT-diagonal operator (max |K^|^2), for blur + decimation
+        (max mean_s |K^|^2: each block of A^T A is (1/s^2) conj(k) k^T) and for a partial isometry (1: A^T A
         is a projection; an upper bound when A = 0); power iteration on A^T A otherwise,
         ``iters`` steps (an int in [1, POWER_MAX_ITER = 10000]).
         """
         iters = _validate.integer("iters", iters, 1, POWER_MAX_ITER)
         if self._spectral:
             return self.k2.flatten(1).amax(1).expand(self.batch).contiguous()
+        if self._sr is not None:  # A^T A is block diagonal, each block of rank one
+            return self._sr[1].flatten(1).amax(1).expand(self.batch).contiguous()
         if self.operator.partial_isometry:
             return torch.ones(self.batch, device=self.y.device, dtype=self.y.dtype)
         g = torch.Generator(device="cpu").manual_seed(0)

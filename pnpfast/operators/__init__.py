@@ -7,6 +7,7 @@ from pnpfast.operators.compressive_sensing import CompressiveSensing
 from pnpfast.operators.inpainting import Inpainting
 from pnpfast.operators.orthonormal import OrthonormalOperator
 from pnpfast.operators.spectral_lowpass import SpectralLowpass
+from pnpfast.operators.super_resolution import SuperResolution
 
 __all__ = [
     "BlockAverage",
@@ -16,5 +17,6 @@ __all__ = [
     "LinearOperator",
     "OrthonormalOperator",
     "SpectralLowpass",
+    "SuperResolution",
     "batched_cg",
 ]

@@ -19,6 +19,10 @@ its class:
   (orthonormal rows, A A^T = I, or a 0/1 mask), so that
   prox_l2(v, y, gamma) = v - gamma / (1 + gamma) A^T (A v - y),
   because (A^T A + I / gamma)^-1 = gamma (I - gamma / (1 + gamma) A^T A) and A^T A A^T = A^T;
+* ``decimated_fourier_multiplier(shape, device, dtype)``: (K^, mean_s |K^|^2, s) when
+  A x = S_s(ifft2(K^ fft2(x))), a circular convolution followed by keeping the top-left pixel
+  of each s x s block (super-resolution), so that prox_l2 is the closed form of Zhao et al.
+  (``pnpfast.ops.sr_prox``);
 * ``gram(x) = A^T A x``, overridden where it is cheaper than adjoint(forward(x)).
 
 Without either closed form, prox_l2 solves the normal equations by batched conjugate gradients.
@@ -30,6 +34,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.ops import fft_prox
+from pnpfast.ops.sr_prox import sr_prox_reference
 
 # Conjugate gradients on the prox system A^T A + I / gamma (condition number at most
 # 1 + gamma ||A^T A||) reach a relative residual tol in about sqrt(cond) log(2 / tol) steps; a
@@ -89,6 +94,15 @@ class LinearOperator:
         by the batch) or B (one per image). None (the default) when A is not FFT-diagonal."""
         return None
 
+    def decimated_fourier_multiplier(
+        self, shape: tuple[int, int], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """(K^, mean_s |K^|^2, s) when A is a circular convolution followed by decimation by s
+        (keeping the top-left pixel of each s x s block) for images of size shape = (H, W):
+        K^ the full fft2 [Bk, 1, H, W] complex, its alias mean [Bk, 1, H / s, W / s] real (see
+        ``pnpfast.ops.sr_prox``). None (the default) otherwise."""
+        return None
+
     def prox_l2(
         self,
         v: torch.Tensor,
@@ -111,6 +125,9 @@ class LinearOperator:
         k_hat = checked_fourier_multiplier(self, v.shape, v.device, v.dtype)
         if k_hat is not None:
             return _fft_prox(v, *spectral_terms(k_hat, y), g, backend)
+        sr = self.decimated_fourier_multiplier(tuple(v.shape[-2:]), v.device, v.dtype)
+        if sr is not None:
+            return sr_prox_spatial(v, torch.fft.fft2(self.adjoint(y)), *sr, g)
         return self.prox_l2_normal(v, self.adjoint(y), g, max_iter=max_iter, tol=tol)
 
     def prox_l2_cg(
@@ -162,6 +179,9 @@ class LinearOperator:
         if k_hat is not None:
             k2 = (k_hat.real**2 + k_hat.imag**2).contiguous()
             return _fft_prox(v, torch.fft.rfft2(aty).contiguous(), k2, gamma, backend)
+        sr = self.decimated_fourier_multiplier(tuple(v.shape[-2:]), v.device, v.dtype)
+        if sr is not None:
+            return sr_prox_spatial(v, torch.fft.fft2(aty), *sr, gamma)
         rhs = aty + v / g
         return batched_cg(lambda x: self.gram(x) + x / g, rhs, v, max_iter=max_iter, tol=tol)
 
@@ -185,6 +205,21 @@ class LinearOperator:
 def _fft_prox(v, kty, k2, gamma, backend) -> torch.Tensor:
     H, W = v.shape[-2:]
     return torch.fft.irfft2(fft_prox(torch.fft.rfft2(v), kty, k2, gamma, backend=backend), s=(H, W))
+
+
+def sr_prox_spatial(
+    v: torch.Tensor,
+    kty: torch.Tensor,
+    k_hat: torch.Tensor,
+    k2_mean: torch.Tensor,
+    factor: int,
+    gamma: torch.Tensor,
+) -> torch.Tensor:
+    """The super-resolution prox on images: real(ifft2(sr_prox_reference(fft2(v), ...))).
+    v: [B, C, H, W]; kty = fft2(A^T y); k_hat, k2_mean, factor from
+    ``decimated_fourier_multiplier``; gamma [B] > 0."""
+    x_hat = sr_prox_reference(torch.fft.fft2(v), kty, k_hat, k2_mean, gamma, factor)
+    return torch.fft.ifft2(x_hat).real.contiguous()
 
 
 def checked_fourier_multiplier(

@@ -1,0 +1,129 @@
+"""The closed-form proximal step of super-resolution (circular blur, then decimation by s).
+
+For A = S K (K a circular convolution with spectrum K^, S keeping the top-left pixel of each
+s x s block) and f(x) = 1/2 ||A x - y||^2, the proximal map
+
+    prox_{gamma f}(v) = argmin_x 1/2 ||S (k * x) - y||^2 + 1/(2 gamma) ||x - v||^2
+
+solves (K^T S^T S K + I / gamma) x = A^T y + v / gamma. In the Fourier domain S^T S averages
+the s^2 aliased copies of each frequency, (S^T S z)^ = spread(mean_s(Z^)), where for a spectrum
+Z^ [H, W] and h = H / s, w = W / s
+
+    mean_s(Z^)[u, v] = 1/s^2 sum_{0 <= p, q < s} Z^[u + p h, v + q w]     [h, w]
+    spread(Q)[u, v]  = Q[u mod h, v mod w]                                 [H, W]
+
+and the Woodbury identity gives (Zhao, Wang, Basarab, Kouamé, "Fast single image
+super-resolution using a new analytical solution for l2-l2 problems", IEEE TIP 2016, Thm. 1;
+DPIR's ``data_solution`` with alpha = 1 / gamma):
+
+    R^ = V^ + gamma conj(K^) Y_up^            (gamma * FFT of the right-hand side)
+    X^ = R^ - conj(K^) spread( gamma mean_s(K^ R^) / (1 + gamma mean_s(|K^|^2)) )
+
+with Y_up^ = FFT(S^T y) (y zero-filled to the image size, the kept pixel at the top-left of
+its block), so conj(K^) Y_up^ = FFT(A^T y). For s = 1 this is the deblurring prox
+(V^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2) of ``fft_prox``.
+
+The reference works on full complex spectra (``torch.fft.fft2``): the s^2 aliases of a
+frequency sit at strides h and w along both axes, so along the last axis most of them fall in
+the half that an rfft2 drops; a fused kernel may read them back through Hermitian symmetry,
+X^[-u, -v] = conj(X^[u, v]), but the readable reference keeps the gather a plain reshape.
+conj(K^) Y_up^, K^ and mean_s(|K^|^2) depend only on (A, y): ``pnpfast.L2`` computes them once.
+
+Shapes: v_hat, kty [B, C, H, W] complex; k_hat [Bk, 1, H, W] complex, Bk in {1, B};
+k2_mean [Bk, 1, H / s, W / s] real; gamma [B] real > 0; factor s an int >= 1 dividing H and W.
+Complex64 with float32, complex128 with float64.
+"""
+
+import torch
+
+from pnpfast.ops._checks import REAL_OF_COMPLEX, require, require_not_meta
+
+
+def alias_mean(z: torch.Tensor, factor: int) -> torch.Tensor:
+    """mean_s of the module docstring: [..., H, W] -> [..., H / s, W / s], the mean of the s^2
+    entries z[..., u + p H/s, v + q W/s]."""
+    s = factor
+    *lead, H, W = z.shape
+    return z.reshape(*lead, s, H // s, s, W // s).mean(dim=(-4, -2))
+
+
+def spread(q: torch.Tensor, factor: int) -> torch.Tensor:
+    """spread of the module docstring: [..., h, w] -> [..., s h, s w], periodic tiling."""
+    return q.repeat(*([1] * (q.dim() - 2)), factor, factor)
+
+
+def sr_prox_reference(
+    v_hat: torch.Tensor,
+    kty: torch.Tensor,
+    k_hat: torch.Tensor,
+    k2_mean: torch.Tensor,
+    gamma: torch.Tensor,
+    factor: int,
+) -> torch.Tensor:
+    """X^ = R^ - conj(K^) spread(gamma mean_s(K^ R^) / (1 + gamma k2_mean)), R^ = V^ + gamma kty.
+
+    The spectral step of the super-resolution prox (module docstring): v_hat = fft2(v), kty =
+    fft2(A^T y), both [B, C, H, W] complex; k_hat [Bk, 1, H, W]; k2_mean = mean_s(|K^|^2)
+    [Bk, 1, H / s, W / s] real; gamma [B] > 0; returns X^ [B, C, H, W] (x = real(ifft2(X^))).
+    Arguments are checked for form only (no data is read: NaN passes through).
+    """
+    _check_args(v_hat, kty, k_hat, k2_mean, gamma, factor)
+    g = gamma.view(-1, 1, 1, 1)
+    r_hat = v_hat + g * kty
+    top = alias_mean(k_hat * r_hat, factor)  # [B, C, h, w]
+    q = g * top / (1 + g * k2_mean)
+    return r_hat - k_hat.conj() * spread(q, factor)
+
+
+def _check_args(v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
+    op = "sr_prox_reference"
+    named = {"v_hat": v_hat, "kty": kty, "k_hat": k_hat, "k2_mean": k2_mean, "gamma": gamma}
+    for name, t in named.items():
+        require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
+    require(
+        isinstance(factor, int) and not isinstance(factor, bool) and factor >= 1,
+        f"{op}: factor must be an int >= 1, not {factor!r}",
+        TypeError if not isinstance(factor, int) or isinstance(factor, bool) else ValueError,
+    )
+    require(
+        v_hat.dtype in REAL_OF_COMPLEX,
+        f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}",
+        TypeError,
+    )
+    real = REAL_OF_COMPLEX[v_hat.dtype]
+    for name in ("kty", "k_hat"):
+        require(
+            named[name].dtype == v_hat.dtype,
+            f"{op}: {name} has dtype {named[name].dtype}, v_hat has {v_hat.dtype}",
+            TypeError,
+        )
+    for name in ("k2_mean", "gamma"):
+        require(
+            named[name].dtype == real,
+            f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}",
+            TypeError,
+        )
+    devices = {name: t.device for name, t in named.items()}
+    require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
+    require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, W], got shape {tuple(v_hat.shape)}")
+    require_not_meta(op, "v_hat", v_hat)
+    B, _, H, W = v_hat.shape
+    require(
+        H % factor == 0 and W % factor == 0,
+        f"{op}: v_hat has size {H}x{W}, not divisible by the factor {factor}",
+    )
+    require(
+        kty.shape == v_hat.shape,
+        f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}",
+    )
+    require(
+        k_hat.dim() == 4 and k_hat.shape[0] in (1, B) and tuple(k_hat.shape[1:]) == (1, H, W),
+        f"{op}: k_hat must be [1 or {B}, 1, {H}, {W}], got shape {tuple(k_hat.shape)}",
+    )
+    h, w = H // factor, W // factor
+    require(
+        tuple(k2_mean.shape) == (k_hat.shape[0], 1, h, w),
+        f"{op}: k2_mean must be [{k_hat.shape[0]}, 1, {h}, {w}] (one per kernel, the image "
+        f"size divided by the factor), got shape {tuple(k2_mean.shape)}",
+    )
+    require(gamma.shape == (B,), f"{op}: gamma must have shape ({B},), got {tuple(gamma.shape)}")
