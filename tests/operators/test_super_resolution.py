@@ -209,3 +209,36 @@ def test_hqs_super_resolution_beats_bicubic_upsampling():
     psnr_up = pnpfast.metrics.psnr(up.clamp(0, 1), x)
     psnr_hqs = pnpfast.metrics.psnr(res.x.clamp(0, 1), x)
     assert float(psnr_hqs) > float(psnr_up) + 1.0, (float(psnr_hqs), float(psnr_up))
+
+
+def _deepinv_style_bicubic(s: int) -> torch.Tensor:
+    """deepinv's bicubic_filter as its docstring defines it: 4 s taps at the offsets
+    (-2 s + 0.5 + t) / s, t = 0 .. 4 s - 1, Keys' cubic (a = -0.5), outer product, sum 1."""
+    w = torch.tensor([_keys_cubic((-2 * s + 0.5 + t) / s) for t in range(4 * s)])
+    k = torch.outer(w, w).double()
+    return k / k.sum()
+
+
+@pytest.mark.parametrize("s", [2, 4])
+def test_deepinv_bicubic_grid_offset(s):
+    """The module docstring's claim: deepinv's bicubic filter (an even kernel, centred at
+    h // 2 by its circular conv2d and filter_fft) with top-left decimation samples MATLAB's
+    grid for s = 2 and is shifted by (s - 2) / 2 high-resolution pixels for larger even s."""
+    x = torch.rand(1, 1, 8 * s, 6 * s, dtype=torch.float64)
+    ours = SuperResolution.bicubic(s)(x)
+    shift = (s - 2) // 2
+    theirs = SuperResolution(_deepinv_style_bicubic(s), s)(torch.roll(x, (-shift, -shift), (2, 3)))
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-12)
+    if shift:
+        assert (SuperResolution(_deepinv_style_bicubic(s), s)(x) - ours).abs().max() > 1e-3
+
+
+def test_prox_l2_normal_takes_the_closed_form():
+    """prox_l2_normal (A^T y given) reaches the same closed form as prox_l2."""
+    k = random_kernel(2, 5, 3)
+    A = SuperResolution(k, 2)
+    v = torch.rand(2, 2, 10, 6, dtype=torch.float64)
+    y = torch.rand(2, 2, 5, 3, dtype=torch.float64)
+    gamma = torch.tensor([0.7, 3.0], dtype=torch.float64)
+    want = A.prox_l2_cg(v, y, gamma, max_iter=500, tol=1e-13)
+    torch.testing.assert_close(A.prox_l2_normal(v, A.adjoint(y), gamma), want, rtol=0, atol=1e-9)
