@@ -2,13 +2,15 @@
 
 The fixed point with a linear symmetric denoiser against a dense float64 solve written here,
 the first iterations against a hand-written loop in deepinv's order (data prox first), per-image
-beta, gamma and sigma_d, and the checks of beta.
+beta, gamma and sigma_d, the checks of beta, and the fast backends against the reference.
 """
 
 import pytest
 import torch
+from pnpfast_test_utils import fast_backends
 
 import pnpfast
+from pnpfast.denoisers import TotalVariation
 from pnpfast.operators import Blur, Inpainting
 
 F64 = torch.float64
@@ -137,3 +139,23 @@ def test_beta_out_of_range_is_a_clear_error(beta, match):
     A, y = blur_problem()
     with pytest.raises(ValueError, match=match):
         pnpfast.solve(y, A, Linear(), "drs", sigma=0.05, beta=beta, max_iter=2)
+
+
+def test_fast_backend_run_matches_reference_run(monkeypatch):
+    """The fused z update (pnp_update with coef (1, -beta, 0, beta)) on the fast backends."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip("no fast backend here")
+    g = torch.Generator().manual_seed(3)
+    k = torch.rand(2, 5, 5, generator=g) + 0.1
+    A = Blur((k / k.sum((1, 2), keepdim=True)).to(device))
+    y = torch.rand(2, 3, 17, 23, generator=g).to(device)
+    D = TotalVariation(iterations=10)
+    kwargs = {"sigma": 0.02, "beta": torch.tensor([0.8, 1.6]), "max_iter": 6, "tol": 0.0}
+    monkeypatch.setenv("PNPFAST_BACKEND", "reference")
+    ref = pnpfast.solve(y, A, D, "drs", **kwargs)
+    monkeypatch.delenv("PNPFAST_BACKEND")
+    for backend in backends:
+        fast = pnpfast.solve(y, A, D, "drs", backend=backend, **kwargs)
+        torch.testing.assert_close(fast.x, ref.x, rtol=1e-4, atol=1e-5)
