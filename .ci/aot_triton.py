@@ -531,10 +531,12 @@ def launcher_cases() -> list[Case]:
     """The table of launcher branches. To cover a new op's kernels, add its rows here."""
     import torch
     from pnpfast.kernels.constrained_step import TILE
+    from pnpfast.kernels.sr_prox import TILE as SR_TILE
 
     import pnpfast.ops as ops
     from pnpfast.ops.constrained_step import FAST_FACTORS
     from pnpfast.ops.power_step import initial_state
+    from pnpfast.ops.sr_prox import FAST_FACTORS as SR_FACTORS
 
     cases: list[Case] = []
     T = "triton"
@@ -591,6 +593,33 @@ def launcher_cases() -> list[Case]:
                         {"_fft_grad_kernel": {"BLOCK": 2048}},
                     )
                 )
+
+    # sr_prox: full spectra [B, C, H, W]; every compiled factor, K^ shared or per image, sizes
+    # whose integer arguments are 1 / odd, and multiples of 16 (h = H / s, w = W / s too)
+    for dname, dtype in dtypes.items():
+        cdtype = complex_of[dtype]
+        for s in SR_FACTORS:
+            s2 = 1 << (s * s - 1).bit_length()
+            for B, C, H, W in ((1, 1, 3 * s, 5 * s), (2, 3, 16 * s, 32 * s)):
+                for kname, Bk in (("shared k", 1), ("per-image k", B)):
+                    if Bk == 1 and B == 1 and kname == "per-image k":
+                        continue
+
+                    def sr(B=B, C=C, H=H, W=W, Bk=Bk, s=s, cdtype=cdtype, dtype=dtype):
+                        v = torch.randn(B, C, H, W, dtype=cdtype)
+                        kty = torch.randn(B, C, H, W, dtype=cdtype)
+                        k_hat = torch.randn(Bk, 1, H, W, dtype=cdtype)
+                        k2m = rand((Bk, 1, H // s, W // s), dtype)
+                        return ops.sr_prox(v, kty, k_hat, k2m, rand((B,), dtype), s, backend=T)
+
+                    cases.append(
+                        Case(
+                            "sr_prox",
+                            f"{dname} s={s} {kname} {B}x{C}x{H}x{W}",
+                            sr,
+                            {"_sr_prox_kernel": {"S": s, "S2": s2, "BLOCK": SR_TILE // s2}},
+                        )
+                    )
 
     for dname, dtype in dtypes.items():
         for sname, shape in shapes.items():

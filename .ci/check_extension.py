@@ -152,6 +152,19 @@ def _power_step_samples(device, dtype, gen):
         yield f"gram={gram}", (w, u, state, 1e-3, gram)
 
 
+def _sr_prox_samples(device, dtype, gen):
+    B, C, H, W, s = 2, 3, 6, 9, 3
+    cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+
+    def spectrum(b, c):
+        return torch.randn(b, c, H, W, device=device, dtype=cdtype, generator=gen)
+
+    gamma = torch.rand(B, device=device, dtype=dtype, generator=gen) + 0.1
+    for bk in (1, B):
+        k2m = torch.rand(bk, 1, H // s, W // s, device=device, dtype=dtype, generator=gen)
+        yield f"k_hat[{bk}]", (spectrum(B, C), spectrum(B, C), spectrum(bk, 1), k2m, gamma, s)
+
+
 # Inputs per FusedOp name: generators of (label, args) on (device, dtype, generator). Every fused
 # op needs an entry; between them they give each optional argument and each form.
 SAMPLES: dict[str, Callable[..., Iterator[tuple[str, tuple]]]] = {
@@ -160,6 +173,7 @@ SAMPLES: dict[str, Callable[..., Iterator[tuple[str, tuple]]]] = {
     "fft_prox": _fft_prox_samples,
     "pnp_update": _pnp_update_samples,
     "power_step": _power_step_samples,
+    "sr_prox": _sr_prox_samples,
 }
 
 

@@ -29,14 +29,36 @@ the half that an rfft2 drops; a fused kernel may read them back through Hermitia
 X^[-u, -v] = conj(X^[u, v]), but the readable reference keeps the gather a plain reshape.
 conj(K^) Y_up^, K^ and mean_s(|K^|^2) depend only on (A, y): ``pnpfast.L2`` computes them once.
 
+The fused op ``sr_prox`` is exactly this spectral step, between the caller's fft2 and ifft2:
+one pass that, per low-resolution frequency (u, v), gathers its s^2 aliases of V^, conj(K^) Y_up^
+and K^, reduces, divides and scatters X^ back (kernels/sr_prox.py: one Triton program per block
+of low-resolution frequencies of one image plane). It reads 2 spectra and K^ and writes one
+spectrum, where the unfused torch sequence makes about eight passes with temporaries.
+
+Full vs real FFT: the op takes full spectra. With an rfft2 the aliases along the last axis at
+v + q w, q >= 1, mostly lie in the dropped half, so a kernel would read them as conjugates of
+mirrored frequencies (-u - p h, -v - q w), i.e. a second, scattered gather per alias, and write
+the kept half only. The saving would be the FFTs': on the 2-thread CPU of issue 19, 8x3x256x256
+float32, fft2 + ifft2 took 62 ms and rfft2 + irfft2 35 to 68 ms (noisy), while the unfused
+torch spectral step took 136 to 200 ms; the step, not the FFT, is what fusing removes, and the
+full layout keeps its gather a fixed-stride tile. Kept full until a GPU measurement says
+otherwise.
+
 Shapes: v_hat, kty [B, C, H, W] complex; k_hat [Bk, 1, H, W] complex, Bk in {1, B};
 k2_mean [Bk, 1, H / s, W / s] real; gamma [B] real > 0; factor s an int >= 1 dividing H and W.
 Complex64 with float32, complex128 with float64.
 """
 
+import math
+
 import torch
 
-from pnpfast.ops._checks import REAL_OF_COMPLEX, require, require_not_meta
+from pnpfast.dispatch import FusedOp
+from pnpfast.ops._alloc import empty_output
+from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
+
+# The factors the Triton kernel is compiled for (one specialisation each; .ci/aot_triton.py)
+FAST_FACTORS = (1, 2, 3, 4)
 
 
 def alias_mean(z: torch.Tensor, factor: int) -> torch.Tensor:
@@ -67,7 +89,12 @@ def sr_prox_reference(
     [Bk, 1, H / s, W / s] real; gamma [B] > 0; returns X^ [B, C, H, W] (x = real(ifft2(X^))).
     Arguments are checked for form only (no data is read: NaN passes through).
     """
-    _check_args(v_hat, kty, k_hat, k2_mean, gamma, factor)
+    _check_args("sr_prox_reference", v_hat, kty, k_hat, k2_mean, gamma, factor)
+    return _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor)
+
+
+def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tensor:
+    # the reference after sr_prox has checked the arguments
     g = gamma.view(-1, 1, 1, 1)
     r_hat = v_hat + g * kty
     top = alias_mean(k_hat * r_hat, factor)  # [B, C, h, w]
@@ -75,8 +102,7 @@ def sr_prox_reference(
     return r_hat - k_hat.conj() * spread(q, factor)
 
 
-def _check_args(v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
-    op = "sr_prox_reference"
+def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
     named = {"v_hat": v_hat, "kty": kty, "k_hat": k_hat, "k2_mean": k2_mean, "gamma": gamma}
     for name, t in named.items():
         require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
@@ -127,3 +153,71 @@ def _check_args(v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
         f"size divided by the factor), got shape {tuple(k2_mean.shape)}",
     )
     require(gamma.shape == (B,), f"{op}: gamma must have shape ({B},), got {tuple(gamma.shape)}")
+
+
+@torch.library.custom_op("pnpfast::sr_prox_triton", mutates_args=())
+def _sr_prox_triton(
+    v_hat: torch.Tensor,
+    kty: torch.Tensor,
+    k_hat: torch.Tensor,
+    k2_mean: torch.Tensor,
+    gamma: torch.Tensor,
+    factor: int,
+) -> torch.Tensor:
+    from pnpfast.kernels.sr_prox import sr_prox_triton
+
+    out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
+    sr_prox_triton(
+        torch.view_as_real(v_hat),
+        torch.view_as_real(kty),
+        torch.view_as_real(k_hat),
+        k2_mean,
+        gamma,
+        factor,
+        torch.view_as_real(out),
+    )
+    return out
+
+
+@_sr_prox_triton.register_fake
+def _sr_prox_fake(v_hat, kty, k_hat, k2_mean, gamma, factor):
+    return torch.empty_like(v_hat)
+
+
+def _fast_path_check(v_hat, kty, k_hat, k2_mean, gamma, factor) -> str | None:
+    """Why the Triton kernel cannot take these inputs (None when it can)."""
+    reason = not_contiguous(v_hat=v_hat, kty=kty, k_hat=k_hat, k2_mean=k2_mean, gamma=gamma)
+    if reason:
+        return reason
+    if factor not in FAST_FACTORS:
+        return f"factor {factor} (the fast path is compiled for {FAST_FACTORS})"
+    if v_hat.shape[0] * v_hat.shape[1] > 65535:
+        return "more than 65535 image planes in one call"
+    if math.prod(v_hat.shape[2:]) * 2 >= 2**31:
+        return "an image plane with 2**30 or more frequencies"
+    return None
+
+
+_op = FusedOp("sr_prox", _sr_prox_unchecked, {"triton": (_sr_prox_triton, _fast_path_check)})
+
+
+def sr_prox(
+    v_hat: torch.Tensor,
+    kty: torch.Tensor,
+    k_hat: torch.Tensor,
+    k2_mean: torch.Tensor,
+    gamma: torch.Tensor,
+    factor: int,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """The spectral step of the super-resolution prox (``sr_prox_reference``'s formula) on the
+    fastest backend that accepts it: X^ = R^ - conj(K^) spread(gamma mean_s(K^ R^) /
+    (1 + gamma k2_mean)), R^ = V^ + gamma kty.
+
+    See the module docstring for shapes. ``backend`` forces "reference" or "triton" (no CUDA
+    kernel yet: asking for "cuda" raises BackendError).
+    """
+    _check_args("sr_prox", v_hat, kty, k_hat, k2_mean, gamma, factor)
+    return _op(v_hat, kty, k_hat, k2_mean, gamma, factor, backend=backend)

@@ -1,6 +1,6 @@
 """Fuzz table (issue 17 conventions) of super-resolution (issue 19): pnpfast.operators.
 SuperResolution (construction, the named kernels, forward, adjoint, its decimated Fourier
-multiplier, L2's prox through it) and pnpfast.ops.sr_prox_reference.
+multiplier, L2's prox through it), pnpfast.ops.sr_prox_reference and pnpfast.ops.sr_prox.
 
 Bad rows: the exact exception type and a message naming the argument and what is wrong. Good
 rows compare with NumPy float64 oracles written from the definition: the dense circulant of
@@ -13,13 +13,15 @@ import torch
 from fuzz_cases import Bad, Good, blur_matrix, channels_last, check, params, transposed
 
 import pnpfast
+from pnpfast.dispatch import BackendError
 from pnpfast.operators import SuperResolution
-from pnpfast.ops import sr_prox_reference
+from pnpfast.ops import sr_prox, sr_prox_reference
 
 NAN = float("nan")
 F64 = torch.float64
 SR = "pnpfast.operators.SuperResolution"
 SRP = "pnpfast.ops.sr_prox_reference"
+SRD = "pnpfast.ops.sr_prox"
 
 
 def rand(*shape, seed=0, dtype=torch.float32) -> torch.Tensor:
@@ -89,6 +91,19 @@ def srp(**changes):
     args = spectra()
     args.update(changes)
     return sr_prox_reference(**args)
+
+
+def srd(**changes):
+    """pnpfast.ops.sr_prox on spectra() with ``changes``; kty = fft2(A^T y) for
+    y = A rand(seed 2), so the output's ifft2 is the prox of the dense oracle."""
+    args = spectra()
+    A = SuperResolution(kern(dtype=F64), 2)
+    args["kty"] = torch.fft.fft2(A.adjoint(A(rand(2, 1, 8, 8, seed=2, dtype=F64))))
+    args["k_hat"], args["k2_mean"], _ = A.decimated_fourier_multiplier(
+        (8, 8), torch.device("cpu"), F64
+    )
+    args.update(changes)
+    return sr_prox(**args)
 
 
 def x8(dtype=torch.float32, B=1, C=1):
@@ -587,6 +602,45 @@ CASES = [
         lambda: srp(kty=[1.0]),
         TypeError,
         r"sr_prox_reference: kty must be a tensor",
+    ),
+    # -- the dispatched spectral step: the same checks under its own name, and the prox ------------
+    Good(
+        SRD,
+        "layout",
+        "spectra of the dense prox, s 2, two gammas",
+        lambda: torch.fft.ifft2(srd(gamma=torch.tensor([0.5, 3.0], dtype=F64))).real,
+        lambda: prox_oracle(
+            kern(dtype=F64),
+            2,
+            rand(2, 1, 8, 8, dtype=F64),
+            sr_oracle(kern(dtype=F64), 2, rand(2, 1, 8, 8, seed=2, dtype=F64)),
+            [0.5, 3.0],
+        ),
+        1e-10,
+    ),
+    Bad(
+        SRD,
+        "size",
+        "factor 3 on 8x8",
+        lambda: srd(factor=3),
+        ValueError,
+        r"sr_prox: v_hat has size 8x8, not divisible by the factor 3",
+    ),
+    Bad(
+        SRD,
+        "dtype",
+        "complex64 k_hat with complex128 v_hat",
+        lambda: srd(k_hat=spectra()["k_hat"].to(torch.complex64)),
+        TypeError,
+        r"sr_prox: k_hat has dtype torch.complex64, v_hat has torch.complex128",
+    ),
+    Bad(
+        SRD,
+        "value",
+        "backend cuda (no CUDA kernel)",
+        lambda: srd(backend="cuda"),
+        BackendError,
+        r"sr_prox: backend 'cuda' cannot run this call",
     ),
 ]
 
