@@ -88,10 +88,10 @@ def solve(
     length-B tensor, same scale as y, at most 1e18 in float32 and 1e150 in float64; for the RED methods the measurement noise sigma_n of their
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (max_iter an int in [1, 2**63 - 1], tol a finite
-    float >= 0; method defaults: hqs 8 and 0, red-sd and red-gd
+    float >= 0; method defaults: hqs 8 (24 for SuperResolution) and 0, red-sd and red-gd
     200, gs-pnp 400 and 1e-5 on the relative change of its objective, prox-pnp-* 300 and
     1e-6, pnp-reg 500 and 1e-5, the others 100 or 50, and 1e-4); x0: start, an image
-    (default A^T y); x_true: ground truth, records PSNR per
+    (default A^T y; hqs with a SuperResolution: ``A.upsample(y)``, see HQSParams); x_true: ground truth, records PSNR per
     iteration in ``history``; history: also record the relative change without x_true;
     callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, DRSParams (drs: u = prox_{gamma f}(z),
@@ -144,6 +144,8 @@ def solve(
     # past these bounds that overflows and a default the caller never set is blamed
     upper = SIGMA_MAX[y.dtype]
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True, upper=upper)
+    if max_iter is None:  # a method may default by operator (hqs: DPIR's SR recipe)
+        max_iter = cls.max_iter_for(operator) if hasattr(cls, "max_iter_for") else None
     max_iter = check_max_iter(cls.default_max_iter if max_iter is None else max_iter)
     tol = cls.default_tol if tol is None else tol
     # tol = inf would stop every image after one iteration: max_iter=1 says that
@@ -162,7 +164,7 @@ def solve(
         data=data,
         denoiser=denoiser,
         sigma=sigma_t,
-        x0=data.aty if x0 is None else x0,
+        x0=x0 if x0 is not None else cls.start(data) if hasattr(cls, "start") else data.aty,
         backend=backend,
         tol=float(tol),
     )

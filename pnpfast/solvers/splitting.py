@@ -6,8 +6,13 @@ HQS (Zhang et al., "Plug-and-Play Image Restoration with Deep Denoiser Prior", T
     z_k = D(x_k, sigma_k)
 
 with sigma_k log-spaced from ``sigma_start`` (49/255) down to ``sigma_end`` (the noise level),
-alpha_k = lam * max(sigma, 0.255/255)^2 / sigma_k^2, lam = 0.23, 8 iterations, z_0 = y: DPIR's
-deblurring defaults. Each image has its own schedule when sigma is per image.
+alpha_k = lam * max(sigma, 0.255/255)^2 / sigma_k^2, lam = 0.23, 8 iterations, z_0 = x0 (A^T y
+by default): DPIR's deblurring defaults. Each image has its own schedule when sigma is per image.
+With a ``SuperResolution`` operator of factor s >= 2, DPIR's super-resolution recipe
+(``main_dpir_sisr.py``) replaces what the caller leaves unset: 24 iterations, sigma_end =
+max(sigma, s/255) (its ``modelSigma2 = max(sf, noise * 255)``) and z_0 = ``A.upsample(y)``, the
+bicubic interpolation of y placed on the operator's grid (DPIR: cv2 bicubic resize, shifted by
+(s - 1) / 2 pixels for kernels centred on the kept pixel); lam and sigma_start are unchanged.
 
 ADMM (Venkatakrishnan, Bouman, Wohlberg, GlobalSIP 2013; Chan, Wang, Elgendy, IEEE TCI 2017):
 
@@ -46,17 +51,24 @@ from dataclasses import dataclass
 import torch
 
 from pnpfast import _validate
+from pnpfast.fidelity import L2
+from pnpfast.operators.base import LinearOperator
+from pnpfast.operators.super_resolution import SuperResolution
 from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
 SIGMA_FLOOR = 0.255 / 255  # DPIR's floor on the noise level in alpha_k
+SR_MAX_ITER = 24  # DPIR's super-resolution iterations (main_dpir_sisr.py)
 ADMM_SIGMA_D_FACTOR = 5.0  # ADMM's default sigma_d / sigma, tuned here (see ADMMParams)
 
 
 @dataclass
 class HQSParams:
     """lam: regularisation weight in alpha_k; sigma_start, sigma_end: the denoiser schedule
-    (sigma_end defaults to the noise level of y). Each may be a float or a length-B tensor."""
+    (sigma_end defaults to the noise level of y, and to max(sigma, s/255) for a
+    ``SuperResolution`` of factor s >= 2, DPIR's SR recipe, which also runs 24 iterations from
+    ``A.upsample(y)`` unless max_iter or x0 are given). Each may be a float or a length-B
+    tensor."""
 
     lam: float | torch.Tensor = 0.23
     sigma_start: float | torch.Tensor = 49 / 255
@@ -79,6 +91,25 @@ class HQS:
         self.params = params
         self.max_iter = max_iter
 
+    @staticmethod
+    def _factor(operator: LinearOperator) -> int:
+        """The super-resolution factor s that selects DPIR's SR recipe, or 0 (deblurring's)."""
+        if isinstance(operator, SuperResolution) and operator.factor > 1:
+            return operator.factor
+        return 0
+
+    @classmethod
+    def max_iter_for(cls, operator: LinearOperator) -> int:
+        """The default max_iter: 24 for super-resolution (DPIR's SR recipe), else 8."""
+        return SR_MAX_ITER if cls._factor(operator) else cls.default_max_iter
+
+    @classmethod
+    def start(cls, data: L2) -> torch.Tensor:
+        """The default x0: ``A.upsample(y)`` for super-resolution (DPIR's SR start), else A^T y."""
+        if cls._factor(data.operator):
+            return data.operator.upsample(data.y)
+        return data.aty
+
     def schedule(self, problem: Problem) -> None:
         """Resolve the per-image schedule: sigma_k = exp(log s_0 + k / (K - 1) log(s_end / s_0))
         and alpha_k = lam max(sigma, floor)^2 / sigma_k^2 are computed at each step
@@ -86,7 +117,10 @@ class HQS:
         B, y = problem.batch, problem.y
         lam = _validate.per_image("lam", self.params.lam, B, y, positive=True)
         start = _validate.per_image("sigma_start", self.params.sigma_start, B, y, positive=True)
-        end_value = self.params.sigma_end if self.params.sigma_end is not None else problem.sigma
+        end_value = self.params.sigma_end
+        if end_value is None:
+            s = self._factor(problem.data.operator)
+            end_value = problem.sigma.clamp_min(s / 255) if s else problem.sigma
         end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(
             SIGMA_FLOOR
         )
