@@ -29,9 +29,8 @@ from pnpfast.operators.base import (
     check_cg_args,
     checked_fourier_multiplier,
     spectral_terms,
-    sr_prox_spatial,
 )
-from pnpfast.ops import fft_grad, fft_prox
+from pnpfast.ops import fft_grad, fft_prox, sr_prox
 from pnpfast.profiling import nvtx_range
 
 # lipschitz's power iteration: a count above this is a typo, not a need (50 is the default)
@@ -155,7 +154,11 @@ class L2:
                 x_hat = fft_prox(torch.fft.rfft2(v), self.kty, self.k2, g, backend=backend)
                 return torch.fft.irfft2(x_hat, s=(H, W))
             if self._sr is not None:
-                return sr_prox_spatial(v, self.sr_kty, *self._sr, g)
+                k_hat, k2_mean, factor = self._sr
+                x_hat = sr_prox(
+                    torch.fft.fft2(v), self.sr_kty, k_hat, k2_mean, g, factor, backend=backend
+                )
+                return torch.fft.ifft2(x_hat).real.contiguous()
             if self._own_prox:
                 return self.operator.prox_l2(v, self.y, g)
             return self.operator.prox_l2_normal(

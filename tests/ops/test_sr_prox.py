@@ -169,3 +169,38 @@ def test_custom_op_passes_opcheck(device):
         (*args, 3),
         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
     )
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_l2_prox_takes_the_fast_path(device, s, monkeypatch):
+    """pnpfast.L2 of a SuperResolution runs its prox through sr_prox: the Triton launcher is
+    called and gives the reference's images (per-image kernels and gammas, 2x3x12x12)."""
+    backends = [b for b in fast_backends(device) if b != "cuda"]
+    if not backends:
+        pytest.skip(f"no fast backend with an sr_prox kernel can run on {device} here")
+    import pnpfast.kernels.sr_prox as launcher
+
+    import pnpfast
+    from pnpfast.operators import SuperResolution
+
+    launches = []
+    real_launcher = launcher.sr_prox_triton
+
+    def counted(*args):
+        launches.append(args[5])  # the factor
+        return real_launcher(*args)
+
+    monkeypatch.setattr(launcher, "sr_prox_triton", counted)
+
+    k = torch.rand(2, 5, 5, dtype=torch.float64) + 0.1
+    A = SuperResolution((k / k.sum(dim=(-2, -1), keepdim=True)).to(device), s)
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64, device=device)
+    f = pnpfast.L2(A, A(x))
+    v = torch.rand_like(x)
+    gamma = torch.tensor([0.3, 2.0], dtype=torch.float64, device=device)
+    want = f.prox(v, gamma, backend="reference")
+    for backend in backends:
+        with poisoned_outputs():
+            got = f.prox(v, gamma, backend=backend)
+        assert_close(got, want, **TOLERANCES[torch.float64], what=f"L2.prox {backend} s={s}")
+    assert launches == [s] * len(backends)
