@@ -18,6 +18,15 @@ from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
 
 
+def centred_padded(kernel: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """[Bk, h, w] kernels -> [Bk, 1, H, W], zero-padded and rolled so that tap (h // 2, w // 2)
+    sits at pixel (0, 0): the circular convolution's centre (Blur's and SuperResolution's)."""
+    h, w = kernel.shape[-2:]
+    padded = kernel.new_zeros(kernel.shape[0], 1, H, W)
+    padded[:, 0, :h, :w] = kernel
+    return torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
+
+
 class Blur(LinearOperator):
     """Circular blur by FFT. ``kernel``: [h, w] (whole batch) or [B, h, w] (one per image)."""
 
@@ -81,11 +90,7 @@ class Blur(LinearOperator):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
         key = (int(H), int(W), torch.device(device), dtype)
         if key not in self._spectra:
-            k = self.kernel.to(device=device, dtype=dtype)
-            h, w = k.shape[-2:]
-            padded = torch.zeros(k.shape[0], 1, H, W, device=device, dtype=dtype)
-            padded[:, 0, :h, :w] = k
-            padded = torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
+            padded = centred_padded(self.kernel.to(device=device, dtype=dtype), H, W)
             self._spectra[key] = torch.fft.rfft2(padded)
         return self._spectra[key]
 

@@ -37,7 +37,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
-from pnpfast.operators.blur import Blur
+from pnpfast.operators.blur import Blur, centred_padded
 from pnpfast.ops.sr_prox import alias_mean, spread
 
 
@@ -153,11 +153,7 @@ class SuperResolution(LinearOperator):
         mean [Bk, 1, H / s, W / s] (cached per size, device and dtype)."""
         key = (int(H), int(W), torch.device(device), dtype)
         if key not in self._spectra:
-            k = self.kernel.to(device=device, dtype=dtype)
-            h, w = k.shape[-2:]
-            padded = torch.zeros(k.shape[0], 1, H, W, device=device, dtype=dtype)
-            padded[:, 0, :h, :w] = k
-            padded = torch.roll(padded, shifts=(-(h // 2), -(w // 2)), dims=(-2, -1))
+            padded = centred_padded(self.kernel.to(device=device, dtype=dtype), H, W)
             k_hat = torch.fft.fft2(padded)
             k2_mean = alias_mean(k_hat.real**2 + k_hat.imag**2, self.factor).contiguous()
             self._spectra[key] = (k_hat, k2_mean)

@@ -178,12 +178,8 @@ class ADMM:
         self.params = params
 
     def init(self, problem: Problem) -> ADMMState:
-        B, y = problem.batch, problem.y
-        sigma_d = self.params.sigma_d
-        if sigma_d is None:
-            sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
-        self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
-        self.gamma = _gamma("admm", self.params, self.sigma_d, problem)
+        B = problem.batch
+        self.sigma_d, self.gamma = _sigma_d_and_gamma("admm", self.params, problem)
         x0 = problem.x0
         # u_{k+1} = (v_{k+1} + u_k) - z_{k+1}: coef (-1, 1, 0, 0) on (f, z) = (z_{k+1}, v + u)
         self.dual_coef = x0.new_tensor([-1.0, 1.0, 0.0, 0.0]).expand(B, 4).contiguous()
@@ -201,20 +197,25 @@ class ADMM:
         return state.x
 
 
-def _gamma(name: str, params, sigma_d: torch.Tensor, problem: Problem) -> torch.Tensor:
-    """The prox step of admm and drs: ``params.gamma`` or sigma_d^2 / (lam sigma^2), [B]."""
+def _sigma_d_and_gamma(name: str, params, problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """admm's and drs's [B] denoiser level sigma_d (default 5 max(sigma, floor)) and data-prox
+    weight gamma (``params.gamma``, default sigma_d^2 / (lam sigma^2)): one fixed point."""
     B, y = problem.batch, problem.y
+    sigma_d = params.sigma_d
+    if sigma_d is None:
+        sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
+    sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
     if params.gamma is not None and params.lam is not None:
         raise ValueError(
             f"{name} takes gamma or lam, not both: lam only sets the default gamma = "
             "sigma_d^2 / (lam sigma^2), so with gamma given it would be ignored"
         )
     if params.gamma is not None:
-        return _validate.per_image("gamma", params.gamma, B, y, positive=True)
+        return sigma_d, _validate.per_image("gamma", params.gamma, B, y, positive=True)
     lam = 1.0 if params.lam is None else params.lam
     lam = _validate.per_image("lam", lam, B, y, positive=True)
     noise = problem.sigma.clamp_min(SIGMA_FLOOR)
-    return sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
+    return sigma_d, sigma_d.clamp_min(SIGMA_FLOOR) ** 2 / (lam * noise**2)
 
 
 @dataclass
@@ -249,11 +250,7 @@ class DRS:
 
     def init(self, problem: Problem) -> DRSState:
         B, y = problem.batch, problem.y
-        sigma_d = self.params.sigma_d
-        if sigma_d is None:
-            sigma_d = ADMM_SIGMA_D_FACTOR * problem.sigma.clamp_min(SIGMA_FLOOR)
-        self.sigma_d = _validate.per_image("sigma_d", sigma_d, B, y, nonnegative=True)
-        self.gamma = _gamma("drs", self.params, self.sigma_d, problem)
+        self.sigma_d, self.gamma = _sigma_d_and_gamma("drs", self.params, problem)
         beta = _validate.per_image("beta", self.params.beta, B, y, positive=True)
         too_large = [v for v in beta.tolist() if v >= 2]  # init only: one read of B numbers
         if too_large:
