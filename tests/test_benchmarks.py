@@ -200,6 +200,27 @@ def test_bench_fft_prox_quick_runs_end_to_end(tmp_path):
     assert by_provider["reference"]["median_ms"] > 0
 
 
+def test_bench_sr_prox_quick_runs_end_to_end(tmp_path):
+    out = tmp_path / "sr_prox.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_sr_prox.py"), "--quick", "--device", "cpu"]
+    cmd += ["--shapes", "2x3x32x32", "--factors", "2,3", "--threads", "1", "--out", str(out)]
+    cmd += ["--providers", "reference,torch-unfused,fft-only,spectral-pass/reference"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["op"], r["shape"]) for r in rows} == {
+        ("sr_prox/x2", "2x3x32x32"),
+        ("sr_prox/x3", "2x3x30x30"),  # cut down to a multiple of the factor
+    }
+    N, e = 2 * 3 * 32 * 32, 4
+    for r in rows:
+        assert r["correct"] is True and r["median_ms"] > 0
+        if r["op"] == "sr_prox/x2" and r["provider"] == "reference":
+            # spectral pass (2 spectra in, 1 out, K^ and mean_s |K^|^2 per image, gamma) + 2 FFTs
+            spectral = 3 * N * 2 * e + 2 * 32 * 32 * 2 * e + 2 * 16 * 16 * e + 2 * e
+            assert r["bytes"] == spectral + 2 * (N * e + N * 2 * e)
+
+
 def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "pnp_update.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_pnp_update.py"), "--quick", "--device", "cpu"]
