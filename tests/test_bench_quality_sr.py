@@ -1,0 +1,79 @@
+"""Tests of benchmarks/quality_sr.py: its PSNR on Y with shaved borders and its table on hand
+values, and a --quick smoke run on the shared test data (Set5, Set14)."""
+
+import json
+import math
+
+import pytest
+import torch
+from pnpfast_test_utils import SHARED_DATA, load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("quality_sr")
+
+
+def test_psnr_on_y_with_shaved_borders_against_hand_values(bench):
+    ref = torch.full((2, 3, 12, 12), 0.5, dtype=torch.float64)
+    x = ref.clone()
+    x[:, 0] += 0.1  # R up by 0.1: Y moves by 65.481 * 0.1 / 255 everywhere
+    x[..., :2, :] = 1.0  # a wrong 2-pixel border, which shave=2 must drop
+    x[..., -2:, :] = 0.0
+    x[..., :, :2] = 1.0
+    x[..., :, -2:] = 0.0
+    got = bench.psnr(bench.luma(x), bench.luma(ref), 2)
+    assert got.tolist() == pytest.approx([-20 * math.log10(6.5481 / 255)] * 2, abs=1e-9)
+    assert bench.psnr(x, ref, 2).tolist() == pytest.approx([10 * math.log10(3 / 0.01)] * 2)
+    assert (bench.psnr(x, ref, 1) < bench.psnr(x, ref, 2) - 10).all()
+    # MATLAB rgb2ycbcr: black and white have Y 16/255 and 235/255
+    rgb = torch.tensor([0.0, 1.0], dtype=torch.float64).view(2, 1, 1, 1).expand(2, 3, 1, 1)
+    assert (bench.luma(rgb).flatten() * 255).tolist() == pytest.approx([16.0, 235.0])
+
+
+def test_table_means_each_set_and_method(bench):
+    def row(dataset, image, method, rgb, y):
+        return dict(
+            dataset=dataset, image=image, kernel="gaussian", factor=3, noise_255=2.55,
+            method=method, psnr_rgb=rgb, psnr_y=y,
+        )  # fmt: skip
+
+    rows = [
+        row("Set5", "a", "hqs", 30.0, 31.0),
+        row("Set5", "b", "hqs", 32.0, 34.0),
+        row("Set5", "a", "upsample", 20.0, 21.0),
+    ]
+    lines = bench.format_table(rows).splitlines()
+    assert lines[0] == "| kernel | s | noise (/255) | Set5 upsample | Set5 hqs | Set5 deepinv-hqs |"
+    assert lines[2] == "| gaussian | 3 | 2.55 | 20.00 / 21.00 | 31.00 / 32.50 | - |"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set5, Set14)")
+def test_quality_sr_quick_runs_end_to_end(bench, tmp_path, capsys):
+    out = tmp_path / "sr_quality.jsonl"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert bench.main(["--quick", "--device", "cpu", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(list(r) == list(bench.COLUMNS) for r in rows)
+    methods = {r["method"] for r in rows}
+    assert {"upsample", "hqs"} <= methods
+    assert {(r["dataset"], r["image"]) for r in rows} == {("Set5", "baby"), ("Set14", "baboon")}
+    for r in rows:
+        assert r["crop"] == 24 and r["factor"] == 2 and r["shave"] == 2 and r["git_sha"]
+        assert r["kernel"] == "bicubic" and r["noise_255"] in (0.0, 2.55)
+        assert r["iterations"] == (0 if r["method"] == "upsample" else 2)
+        assert 10 < r["psnr_rgb"] < 60 and 10 < r["psnr_y"] < 60
+    assert "24x24 centre crops" in capsys.readouterr().out
+    if "deepinv-hqs" in methods:  # the same algorithm, so the same numbers
+        key = ("dataset", "kernel", "noise_255", "image")
+        ours = {tuple(r[k] for k in key): r for r in rows if r["method"] == "hqs"}
+        for r in rows:
+            if r["method"] == "deepinv-hqs":
+                mine = ours[tuple(r[k] for k in key)]
+                assert abs(mine["psnr_rgb"] - r["psnr_rgb"]) < 0.05
+                assert abs(mine["psnr_y"] - r["psnr_y"]) < 0.05
