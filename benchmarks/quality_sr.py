@@ -10,15 +10,20 @@ torch.Generator().manual_seed(0) (no 8-bit rounding of y, as DPIR's SR script).
 Methods: ``upsample``, the bicubic-upsampling baseline ``A.upsample(y)``, and ``hqs``,
 ``pnpfast.solve(y, A, D, "hqs", sigma=sigma)`` with the shipped noise-conditional denoiser and
 DPIR's SR recipe (24 iterations, sigma_k down to max(sigma, s/255), x0 = A.upsample(y)). Every
-image of both sets runs as one batch per (kernel, s, sigma).
+image of both sets runs as one batch per (kernel, s, sigma). ``deepinv-hqs``: deepinv's HQS
+(``optim_builder(iteration="HQS")``, imported through deepinv_compat.py, which stubs torchvision
+where it cannot load) on the same y with ``Downsampling(filter=A's kernel, padding="circular")``,
+the same denoiser, the same x0 and DPIR's schedule written as its ``stepsize`` (1 / alpha_k) and
+``g_param`` (sigma_k) lists: the same algorithm, so it should give the same numbers.
 
 PSNR (peak 1) of the output clamped to [0, 1] and rounded to 8-bit levels (DPIR's uint8 output),
 with s pixels shaved off every border as is customary in SR, on RGB and on Y (ITU-R BT.601 luma
-of MATLAB's rgb2ycbcr: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255). deepinv's HQS is not
-run: deepinv is not installed here (rows say so). Rows go to benchmarks/results/sr_quality.jsonl
-and the table of means per set to README.md between the ``sr-quality`` markers.
+of MATLAB's rgb2ycbcr: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255). Rows (columns
+``COLUMNS``) are appended to benchmarks/results/sr_quality.jsonl after each problem; the table of
+means per set, from the latest row of every (image, problem, method) at this crop size in that
+file, goes to README.md between the ``sr-quality`` markers (not with ``--quick``).
 
-    python benchmarks/quality_sr.py [--crop 120] [--device cpu] [--quick]
+    python benchmarks/quality_sr.py [--crop 120] [--methods upsample,hqs,deepinv-hqs] [--quick]
 """
 
 import argparse
