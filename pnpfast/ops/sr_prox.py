@@ -105,8 +105,13 @@ def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tenso
     g = gamma.view(-1, 1, 1, 1)
     r_hat = v_hat + g * kty
     top = alias_mean(k_hat * r_hat, factor)  # [B, C, h, w]
-    q = g * top / (1 + g * k2_mean)
-    return r_hat - k_hat.conj() * spread(q, factor)
+    q = top * (g / (1 + g * k2_mean))
+    # spread(q) by broadcasting over the [s, h, s, w] view instead of a tiled copy
+    *lead, H, W = r_hat.shape
+    s, h, w = factor, H // factor, W // factor
+    kc = k_hat.conj().reshape(k_hat.shape[0], 1, s, h, s, w)
+    out = r_hat.reshape(*lead, s, h, s, w) - kc * q.reshape(*q.shape[:-2], 1, h, 1, w)
+    return out.reshape(*lead, H, W)
 
 
 def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
