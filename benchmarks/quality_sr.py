@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -275,13 +276,13 @@ def readme_block(rows: list[dict]) -> str:
     )
     r0 = rows[0]
     crop = r0["crop"]
+    shas = ", ".join(sorted({r["git_sha"] for r in rows}))
     times = ", ".join(f"{m} {sum(v.values()):.0f} s" for m, v in seconds.items())
     text = (
-        format_table(rows)
-        + f"\n\nMean PSNR (dB) RGB / Y over {counts} images ({crop}x{crop} centre crops, not the "
+        f"Mean PSNR (dB) RGB / Y over {counts} images ({crop}x{crop} centre crops, not the "
         "full images, for the 2-core CPU), s pixels shaved per border, 8-bit rounded outputs; "
         f"{sum(len(v) for v in seconds.values())} (problem, method) batches. Measured on "
-        f"{r0['device']} (torch {r0['torch']}, git {r0['git_sha']}); restoration time for the "
+        f"{r0['device']} (torch {r0['torch']}, git {shas}); restoration time for the "
         f"whole table: {times}."
     )
     key = ("dataset", "image", "kernel", "factor", "noise_255")
@@ -298,7 +299,7 @@ def readme_block(rows: list[dict]) -> str:
         )
     else:
         text += " deepinv-hqs: not run (no rows; `--methods deepinv-hqs` adds them)."
-    return text
+    return format_table(rows) + "\n\n" + textwrap.fill(text, 100, break_on_hyphens=False)
 
 
 def main(argv: list[str] | None = None) -> int:
