@@ -62,9 +62,9 @@ from dataclasses import dataclass
 import torch
 from deepinv_compat import import_deepinv
 from harness import (
+    Skip,
     add_dispatch_options,
     append_rows,
-    check_close,
     common_parser,
     copy_bw_line,
     correct_median,
@@ -72,11 +72,11 @@ from harness import (
     format_table,
     load_note,
     make_row,
-    measure_many,
     parse_common,
     parse_list,
     run_dispatch_part,
     shapes_to_time,
+    time_checked,
 )
 
 import pnpfast
@@ -96,10 +96,6 @@ PROVIDERS = (
     *(f"spectral-pass/{b}" for b in PASS_BACKENDS),
 )
 QUICK_SKIPS = ("reference-compiled",)
-
-
-class Skip(Exception):
-    """A provider that cannot run here; the message says why."""
 
 
 @dataclass
@@ -245,21 +241,14 @@ def run_shape(
 ) -> list[dict]:
     inp = setup(shape, factor, dtype, device)
     elem = torch.empty((), dtype=dtype).element_size()
-    fns, checks, notes = {}, {}, {}
-    for name in providers:
-        try:
-            fn, expected, note = provider(name, inp, device)
-            out = fn()
-        except Skip as skip:
-            print(f"  skip {name}: {skip}", file=sys.stderr)
-            continue
-        correct, err = check_close(out, expected, RTOL)
-        del out
-        if not correct:
-            note = f"{note}; " if note else ""
-            note += f"output differs from the reference: max rel err {err:.2e}"
-        fns[name], checks[name], notes[name] = fn, correct, note
-    timings = measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
+    timings, checks, notes = time_checked(
+        providers,
+        lambda name: provider(name, inp, device),
+        RTOL,
+        device=device,
+        warmup=warmup,
+        reps=reps,
+    )
     load = load_note(device)
     return [
         make_row(
@@ -273,7 +262,7 @@ def run_shape(
             correct=checks[name],
             note="; ".join(n for n in (notes[name], load) if n),
         )
-        for name in fns
+        for name in timings
     ]
 
 

@@ -343,6 +343,41 @@ def correct_median(rows: Sequence[dict], provider: str) -> float | None:
     return None
 
 
+class Skip(Exception):
+    """A provider that cannot run here; the message says why."""
+
+
+def time_checked(
+    providers: Sequence[str],
+    make: Callable[[str], tuple[Callable[[], torch.Tensor], torch.Tensor, str]],
+    rtol: float,
+    *,
+    device: str,
+    warmup: int,
+    reps: int,
+) -> tuple[dict[str, Timing], dict[str, bool], dict[str, str]]:
+    """Run each provider once against its expected output (``make(name)`` gives the function to
+    time, the expected output and a note, or raises Skip), then time the ones that ran,
+    interleaved. Returns (timings, correct, notes) keyed by provider; a wrong output stays
+    timed but is marked incorrect, so no speed-up is claimed for it."""
+    fns, checks, notes = {}, {}, {}
+    for name in providers:
+        try:
+            fn, expected, note = make(name)
+            out = fn()
+        except Skip as skip:
+            print(f"  skip {name}: {skip}", file=sys.stderr)
+            continue
+        correct, err = check_close(out, expected, rtol)
+        del out
+        if not correct:
+            note = f"{note}; " if note else ""
+            note += f"output differs from the reference: max rel err {err:.2e}"
+        fns[name], checks[name], notes[name] = fn, correct, note
+    timings = measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
+    return timings, checks, notes
+
+
 def check_close(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> tuple[bool, float]:
     """(max |out - ref| <= rtol * max |ref|, that relative error); shapes must match."""
     if out.shape != ref.shape:
