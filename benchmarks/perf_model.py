@@ -6,8 +6,8 @@ kernels of kernels/<op>.py and csrc/<op>.cu load and store:
 
     bytes_read, bytes_written   every tensor element a kernel loads or stores, once; complex
                                 values count as two reals; a plane that every channel of an
-                                image reads (|K^|^2, the mask) counts once per plane (the other
-                                channels read it from the L2 cache); per-block partial sums,
+                                image reads (|K^|^2, K^, the mask) counts once per plane (the
+                                other channels read it from the L2 cache); per-block partial sums,
                                 the torch reduction that sums them and a second pass (the
                                 constrained step's noise) are included
     io_bytes                    the least a call can move: each input read once, each output
@@ -46,9 +46,8 @@ specialisation each benchmark shape launches (recorded through Triton's own bind
 
 On a GPU run, ``harness.append_rows`` prints the measured median of every row that has a model
 next to the modelled time and their ratio (``comparison_lines``), and ``report.py`` adds the
-same table to its report. A new op (issue 19's super-resolution prox, say) needs one traffic
-function, one ``OpModel`` entry in ``MODELS`` and, for its benchmark rows, one ``BENCH_ROWS``
-entry.
+same table to its report. A new op needs one traffic function, one ``OpModel`` entry in
+``MODELS`` and, for its benchmark rows, one ``BENCH_ROWS`` entry.
 """
 
 from __future__ import annotations
@@ -245,6 +244,80 @@ def prox_l2_fft_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic
     return dataclasses.replace(total, io_bytes=io)
 
 
+def _fft2(shape: Shape, elem: int) -> Traffic:
+    """torch.fft.fft2 of a real [B, C, H, W] image: one read of the image, one write of its full
+    complex spectrum, 2.5 n log2 n FLOPs per plane of n = H W (a real-input transform)."""
+    B, C, H, W = shape
+    n = B * C * H * W
+    flops = int(2.5 * n * math.log2(max(H * W, 2)))
+    return _kernel("fft2", n * elem, 2 * n * elem, flops=flops)
+
+
+def _ifft2(shape: Shape, elem: int) -> Traffic:
+    """torch.fft.ifft2 of a full [B, C, H, W] spectrum: one read and one write of complex data
+    (the result is complex), 5 n log2 n FLOPs per plane of n = H W."""
+    B, C, H, W = shape
+    n = B * C * H * W
+    flops = int(5 * n * math.log2(max(H * W, 2)))
+    return _kernel("ifft2", 2 * n * elem, 2 * n * elem, flops=flops)
+
+
+def fft2_pair_traffic(shape: Shape, elem: int) -> Traffic:
+    """fft2 of a real image, then ifft2 of the spectrum: the floor of any full-FFT prox (each
+    FFT one pass: a lower bound, as in ``prox_l2_fft_traffic``)."""
+    return _fft2(shape, elem) + _ifft2(shape, elem)
+
+
+def _check_factor(shape: Shape, factor: int) -> None:
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1, got {factor!r}")
+    if shape[2] % factor or shape[3] % factor:
+        raise ValueError(
+            f"shape: H and W must be multiples of the factor {factor}, got {shape[2]}x{shape[3]}"
+        )
+
+
+def sr_prox_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -> Traffic:
+    """sr_prox, the SR prox's spectral step on full spectra (kernels/sr_prox.py): read v_hat and
+    kty ([B, C, H, W] complex, 2 * N * 2e), K^ once per plane of [Bk, 1, H, W] complex
+    (Bk * H W * 2e) and mean_s |K^|^2 once per plane of [Bk, 1, H/s, W/s] (Bk * H/s W/s * e),
+    as |K^|^2 in ``spectral_traffic`` (the other channels, and with Bk = 1 the other images,
+    read them from the L2 cache), gamma (B * e); write X^ (N * 2e); N = B C H W. The CUDA
+    kernel (csrc/sr_prox.cu, one thread per low-resolution frequency) loads and stores the same.
+
+    FLOPs per full-resolution frequency: R^ = V^ + g kty (2 FMAs: 4), K^ R^ added into the sum
+    over the aliases (8), X^ = R^ - conj(K^) Q (8); per low-resolution frequency: the mean's
+    1/s^2 (2), 1 + g k2_mean (2), g over it (1), Q (2): 20 N + 7 N / s^2 (the rows a
+    non-power-of-2 s^2 pads the Triton tile with are masked and not counted)."""
+    _check_factor(shape, factor)
+    B, C, H, W = shape
+    n = B * C * H * W
+    low = (H // factor) * (W // factor)
+    read = 2 * n * 2 * elem + bk * H * W * 2 * elem + bk * low * elem + B * elem
+    written = n * 2 * elem
+    flops = 20 * n + 7 * B * C * low
+    name = _name(backend, "_sr_prox_kernel", "sr_prox_kernel")
+    return _kernel(name, read, written, flops=flops, io=read + written)
+
+
+def prox_l2_sr_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -> Traffic:
+    """The whole SR prox (``L2.prox`` with a SuperResolution: fft2 of v, the sr_prox pass,
+    ifft2, and its real part copied out by ``.real.contiguous()``): fft2 reads the image and
+    writes the full spectrum (N e + N 2e), ifft2 reads and writes complex data (2 * N 2e), the
+    copy reads the complex result (its real parts sit every other value, so every sector is
+    loaded: N 2e) and writes the image (N e); each FFT counted as one pass, a lower bound as
+    in ``prox_l2_fft_traffic``. In all, 16 N e plus the pass's K^, mean_s |K^|^2 and gamma."""
+    B, C, H, W = shape
+    n = B * C * H * W
+    pass_ = sr_prox_traffic(shape, elem, backend, device, factor=factor, bk=bk)
+    real = _kernel("torch real copy", n * 2 * elem, n * elem)
+    total = _fft2(shape, elem) + pass_ + _ifft2(shape, elem) + real
+    low = (H // factor) * (W // factor)
+    # the op's own inputs and outputs: v, kty, K^, mean_s |K^|^2, gamma in; x out
+    io = n * elem + n * 2 * elem + bk * H * W * 2 * elem + bk * low * elem + B * elem + n * elem
+    return dataclasses.replace(total, io_bytes=io)
+
+
 def pnp_update_traffic(
     shape, elem, backend, device, *, has_x: bool = True, has_xprev: bool = True
 ) -> Traffic:
@@ -374,6 +447,20 @@ def _call_spectral(op: str):
     return call
 
 
+def _call_sr_prox(shape, dtype, factor: int, bk: int = 1):
+    import torch
+
+    import pnpfast.ops as ops
+
+    B, _, H, W = shape
+    cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    v, kty = _empty(shape, cdtype), _empty(shape, cdtype)
+    k_hat = _empty((bk, 1, H, W), cdtype)
+    k2_mean = _empty((bk, 1, H // factor, W // factor), dtype)
+    gamma = torch.ones(B, dtype=dtype)
+    return ops.sr_prox(v, kty, k_hat, k2_mean, gamma, factor, backend="triton")
+
+
 def _call_pnp_update(shape, dtype, has_x: bool = True, has_xprev: bool = True):
     import pnpfast.ops as ops
 
@@ -453,6 +540,20 @@ MODELS: dict[str, OpModel] = {
             "rfft2, fft_prox, irfft2: the whole FFT prox (FFTs as one pass each: a lower bound)",
         ),
         OpModel(
+            "sr_prox",
+            sr_prox_traffic,
+            ("_sr_prox_kernel",),
+            _call_sr_prox,
+            "R^ - conj(K^) spread(g mean_s(K^ R^) / (1 + g k2_mean)): the SR prox's spectral step",
+        ),
+        OpModel(
+            "prox_l2_sr",
+            prox_l2_sr_traffic,
+            ("_sr_prox_kernel",),
+            None,
+            "fft2, sr_prox, ifft2, real part: the whole SR prox (FFTs as one pass each)",
+        ),
+        OpModel(
             "pnp_update",
             pnp_update_traffic,
             ("_pnp_update_kernel",),
@@ -488,9 +589,15 @@ class BenchRows:
     script: str  # benchmarks/<script>: its DEFAULT_SHAPES are the shapes modelled
     shapes_constant: str = "DEFAULT_SHAPES"
     options: dict = field(default_factory=dict)
+    # H and W cut down to multiples of options["factor"], as bench_sr_prox.py runs them
+    crop_to_factor: bool = False
 
 
 _FAST = {"triton": "triton", "cuda": "cuda"}
+# bench_sr_prox.py's factors, read from its source like the shapes
+_SR_FACTORS = tuple(
+    int(f) for f in _module_constant(BENCH_DIR / "bench_sr_prox.py", "DEFAULT_FACTORS").split(",")
+)
 BENCH_ROWS: tuple[BenchRows, ...] = (
     BenchRows(
         "fft_prox",
@@ -513,13 +620,33 @@ BENCH_ROWS: tuple[BenchRows, ...] = (
         )
         for form in ("mask", "block4", "projected", "free")
     ),
+    *(
+        BenchRows(
+            f"sr_prox/x{s}",
+            model,
+            providers,
+            "bench_sr_prox.py",
+            options={"factor": s},
+            crop_to_factor=True,
+        )
+        for s in _SR_FACTORS
+        for model, providers in (
+            ("sr_prox", {"spectral-pass/triton": "triton", "spectral-pass/cuda": "cuda"}),
+            ("prox_l2_sr", _FAST),
+        )
+    ),
 )
 
 
 def bench_shapes(entry: BenchRows) -> list[Shape]:
-    """The default shapes of the entry's benchmark script (read from its source, not imported)."""
+    """The default shapes of the entry's benchmark script (read from its source, not imported),
+    cut down to multiples of the factor where the script does so."""
     text = _module_constant(BENCH_DIR / entry.script, entry.shapes_constant)
-    return [tuple(int(s) for s in part.split("x")) for part in text.split(",")]
+    shapes = [tuple(int(s) for s in part.split("x")) for part in text.split(",")]
+    if entry.crop_to_factor:
+        f = entry.options["factor"]
+        shapes = [(B, C, H - H % f, W - W % f) for B, C, H, W in shapes]
+    return shapes
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pnpfast.ops import (
     fft_prox_reference,
     pnp_update_reference,
     power_step_reference,
+    sr_prox_reference,
 )
 from pnpfast.ops.power_step import initial_state
 
@@ -143,10 +144,64 @@ def test_constrained_step_bytes(pm, shape, form, backend, monkeypatch):
     assert est.traffic.launches == 5
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("per_image_k", [False, True], ids=["shared-k", "per-image-k"])
+@pytest.mark.parametrize("factor", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 1, 6, 12), (2, 3, 18, 12)], ids=str)
+def test_sr_prox_bytes_are_the_tensors_in_and_out(pm, shape, factor, per_image_k, dtype):
+    B, _, H, W = shape
+    real = DTYPES[dtype]
+    cplx = torch.complex64 if real == torch.float32 else torch.complex128
+    bk = B if per_image_k else 1
+    v, kty = torch.randn(shape, dtype=cplx), torch.randn(shape, dtype=cplx)
+    k_hat = torch.randn(bk, 1, H, W, dtype=cplx)
+    k2_mean = torch.rand(bk, 1, H // factor, W // factor, dtype=real)
+    gamma = torch.rand(B, dtype=real) + 0.5
+    out = sr_prox_reference(v, kty, k_hat, k2_mean, gamma, factor)
+    est = pm.estimate("sr_prox", shape, dtype, factor=factor, bk=bk)
+    # one streaming pass: K^ and mean_s |K^|^2 once per kernel plane (L2 serves the rest)
+    assert est.traffic.bytes == nbytes(v, kty, k_hat, k2_mean, gamma, out)
+    assert est.traffic.io_bytes == est.traffic.bytes
+    assert est.traffic.launches == 1
+    assert est.seconds == pytest.approx(est.traffic.bytes / 4.3e12 + 2e-6)
+
+
+@pytest.mark.parametrize("per_image_k", [False, True], ids=["shared-k", "per-image-k"])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_prox_l2_sr_bytes(pm, factor, per_image_k):
+    import pnpfast
+    from pnpfast.operators import SuperResolution
+
+    B, C, H, W = 2, 3, 12, 18
+    kernel = torch.rand(B, 3, 3) if per_image_k else torch.rand(3, 3)
+    op = SuperResolution(kernel, factor)
+    fidelity = pnpfast.L2(op, op(torch.rand(B, C, H, W)))
+    v, gamma = torch.rand(B, C, H, W), torch.rand(B) + 0.5
+    x = fidelity.prox(v, gamma, backend="reference")
+    k_hat, k2_mean, _ = fidelity._sr
+    est = pm.estimate("prox_l2_sr", (B, C, H, W), factor=factor, bk=k_hat.shape[0])
+    # the cached terms L2 really holds, v in and x out
+    assert est.traffic.io_bytes == nbytes(v, fidelity.sr_kty, k_hat, k2_mean, gamma, x)
+    # three complex intermediates, each written once and read once: fft2(v), the pass's X^
+    # and ifft2's complex result (whose real part is copied out)
+    assert est.traffic.bytes - est.traffic.io_bytes == 3 * 2 * nbytes(fidelity.sr_kty)
+    names = [name for name, _ in est.kernel_seconds()]
+    assert names == ["fft2", "_sr_prox_kernel", "ifft2", "torch real copy"]
+
+
+def test_sr_prox_bad_arguments_are_named(pm):
+    with pytest.raises(ValueError, match="multiples of the factor 3, got 8x9"):
+        pm.estimate("sr_prox", (1, 1, 8, 9), factor=3)
+    with pytest.raises(ValueError, match="factor must be an int >= 1, got 0"):
+        pm.estimate("prox_l2_sr", (1, 1, 8, 8), factor=0)
+
+
 CASES = [
     ("fft_prox", {}),
     ("fft_grad", {}),
     ("prox_l2_fft", {}),
+    ("sr_prox", {"factor": 2}),
+    ("prox_l2_sr", {"factor": 2}),
     ("pnp_update", {}),
     ("power_step", {}),
     *(("constrained_step", {"form": f}) for f in FORMS),
@@ -182,7 +237,11 @@ def test_bench_estimates_cover_every_benchmark_op(pm):
     ests = pm.bench_estimates()
     ops = {e.op for e in ests}
     assert {"fft_prox", "pnp_update", "power_step", "constrained_step/block4"} <= ops
+    assert {"sr_prox/x2", "sr_prox/x3", "sr_prox/x4"} <= ops
     assert all(e.shape[0] >= 8 for e in ests)  # the benchmarks' default shapes, not --quick
+    sr = [e for e in ests if e.op.startswith("sr_prox/")]
+    # at s = 3 the shapes bench_sr_prox.py runs (256 -> 255)
+    assert {e.shape for e in sr if e.op == "sr_prox/x3"} == {(8, 3, 255, 255), (32, 3, 510, 510)}
 
 
 PTX = """
