@@ -34,17 +34,19 @@ Correctness: before timing, each provider's output must satisfy
 max |out - ref| <= 1e-4 * max |ref| (deepinv agrees to about 6e-7 in float32); a provider that
 fails is still timed but its row says correct=false and no speed-up is claimed for it.
 
-Bytes moved (per call; e = bytes per real element, 4 for float32; N = B*C*H*W; full complex
-spectra of 2e bytes per frequency; h = H/s, w = W/s):
-    spectral pass   read v_hat and kty (2 * N * 2e), write the result (N * 2e), read K^ once per
-                    image (B * H*W * 2e), mean_s |K^|^2 once per image (B * h*w * e) and gamma
-                    (B * e)
-    one FFT         read + write of the real image and of its spectrum (N * e + N * 2e); fft2
-                    and ifft2 are counted once each, as if each were a single pass
-    whole prox      spectral pass + 2 FFTs, given to every whole-prox provider, deepinv and
-                    torch-unfused included, so their GB/s is an effective rate on the minimal
-                    traffic of the problem (they do more passes than that)
-    fft-only        2 FFTs
+Bytes moved (per call, from benchmarks/perf_model.py, the one source of these counts; e =
+bytes per real element, 4 for float32; N = B*C*H*W; full complex spectra of 2e bytes per
+frequency; h = H/s, w = W/s; Bk = 1, the kernel being shared by the batch):
+    spectral pass   sr_prox_traffic: read v_hat and kty (2 * N * 2e), write the result (N * 2e),
+                    read K^ once per kernel plane (Bk * H*W * 2e), mean_s |K^|^2 once per kernel
+                    plane (Bk * h*w * e) and gamma (B * e)
+    fft-only        fft2_pair_traffic: fft2 reads the image and writes its spectrum
+                    (N * e + N * 2e), ifft2 reads and writes complex data (2 * N * 2e), each
+                    counted as a single pass
+    whole prox      prox_l2_sr_traffic: fft2, the spectral pass, ifft2 and the copy of the real
+                    part (N * 2e + N * e), 16 N e plus K^, mean_s |K^|^2 and gamma; given to
+                    every whole-prox provider, deepinv and torch-unfused included, so their
+                    GB/s is an effective rate on the traffic of pnpfast's sequence
 
 Dispatch overhead (harness.run_dispatch_part; skipped by --quick, alone with --dispatch-only):
 on a 1x1x8x8 CPU input at factor 2, sr_prox with the automatic backend choice against
@@ -78,6 +80,7 @@ from harness import (
     shapes_to_time,
     time_checked,
 )
+from perf_model import H200, fft2_pair_traffic, prox_l2_sr_traffic, sr_prox_traffic
 
 import pnpfast
 from pnpfast.operators import SuperResolution
@@ -135,40 +138,19 @@ def setup(
     return Inputs(s, kernel, y, z, gamma, fidelity, z_hat, expected, expected_pass)
 
 
-def spectral_pass_bytes(shape: tuple[int, ...], factor: int, elem: int) -> int:
-    B, C, H, W = shape
-    N = B * C * H * W
-    return (
-        3 * N * 2 * elem
-        + B * H * W * 2 * elem
-        + B * (H // factor) * (W // factor) * elem
-        + B * elem
-    )
-
-
-def fft_bytes(shape: tuple[int, ...], elem: int) -> int:
-    """fft2 + ifft2, each one read and one write of the image and of its full spectrum."""
-    B, C, H, W = shape
-    N = B * C * H * W
-    return 2 * (N * elem + N * 2 * elem)
-
-
-def prox_bytes(shape: tuple[int, ...], factor: int, elem: int) -> int:
-    return spectral_pass_bytes(shape, factor, elem) + fft_bytes(shape, elem)
-
-
 def cropped(shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
     """``shape`` with H and W cut down to multiples of ``factor`` (256 -> 255 for s = 3)."""
     B, C, H, W = shape
     return (B, C, H - H % factor, W - W % factor)
 
 
-def nbytes_for(name: str, shape: tuple[int, ...], factor: int, elem: int) -> int:
-    if name.startswith("spectral-pass/"):
-        return spectral_pass_bytes(shape, factor, elem)
+def nbytes_for(name: str, shape: tuple[int, ...], factor: int, elem: int, bk: int = 1) -> int:
+    """Bytes moved by a provider's call (module docstring), from benchmarks/perf_model.py."""
     if name == "fft-only":
-        return fft_bytes(shape, elem)
-    return prox_bytes(shape, factor, elem)
+        return fft2_pair_traffic(shape, elem).bytes
+    # the bytes do not depend on the backend: the Triton and CUDA kernels move the same
+    model = sr_prox_traffic if name.startswith("spectral-pass/") else prox_l2_sr_traffic
+    return model(shape, elem, "triton", H200, factor=factor, bk=bk).bytes
 
 
 def provider(
@@ -241,6 +223,7 @@ def run_shape(
 ) -> list[dict]:
     inp = setup(shape, factor, dtype, device)
     elem = torch.empty((), dtype=dtype).element_size()
+    bk = inp.fidelity._sr[0].shape[0]
     timings, checks, notes = time_checked(
         providers,
         lambda name: provider(name, inp, device),
@@ -257,7 +240,7 @@ def run_shape(
             shape=shape,
             dtype=dtype,
             timing=timings[name],
-            nbytes=nbytes_for(name, shape, factor, elem),
+            nbytes=nbytes_for(name, shape, factor, elem, bk),
             device=device,
             correct=checks[name],
             note="; ".join(n for n in (notes[name], load) if n),
