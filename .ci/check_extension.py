@@ -153,16 +153,20 @@ def _power_step_samples(device, dtype, gen):
 
 
 def _sr_prox_samples(device, dtype, gen):
-    B, C, H, W, s = 2, 3, 6, 9, 3
+    # every compiled factor, on sizes it divides that are neither square nor powers of two
+    # (odd where the factor is), with a kernel shared by the batch and one per image
+    B, C = 2, 3
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
 
-    def spectrum(b, c):
-        return torch.randn(b, c, H, W, device=device, dtype=cdtype, generator=gen)
+    def spectrum(*shape):
+        return torch.randn(*shape, device=device, dtype=cdtype, generator=gen)
 
     gamma = torch.rand(B, device=device, dtype=dtype, generator=gen) + 0.1
-    for bk in (1, B):
-        k2m = torch.rand(bk, 1, H // s, W // s, device=device, dtype=dtype, generator=gen)
-        yield f"k_hat[{bk}]", (spectrum(B, C), spectrum(B, C), spectrum(bk, 1), k2m, gamma, s)
+    for s, H, W in ((1, 5, 7), (2, 6, 10), (3, 9, 15), (4, 8, 12)):
+        for bk in (1, B):
+            k2m = torch.rand(bk, 1, H // s, W // s, device=device, dtype=dtype, generator=gen)
+            v, kty, k_hat = spectrum(B, C, H, W), spectrum(B, C, H, W), spectrum(bk, 1, H, W)
+            yield f"s={s},{H}x{W},k_hat[{bk}]", (v, kty, k_hat, k2m, gamma, s)
 
 
 # Inputs per FusedOp name: generators of (label, args) on (device, dtype, generator). Every fused

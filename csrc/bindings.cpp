@@ -2,6 +2,8 @@
 //
 //   torch.ops.pnpfast_C.fft_prox_out(v, kty, k2, gamma, out)   (csrc/fft_prox.cu)
 //   torch.ops.pnpfast_C.fft_grad_out(v, kty, k2, s, t, out)    (csrc/fft_grad.cu)
+//   torch.ops.pnpfast_C.sr_prox_out(v, kty, k, k2_mean, gamma, factor, out)
+//                                                                (csrc/sr_prox.cu)
 //   torch.ops.pnpfast_C.pnp_update_out(f, z, x, xprev, coef, out, partial)
 //                                                                (csrc/pnp_update.cu)
 //   torch.ops.pnpfast_C.constrained_step_out(denoised, y, h, lifted, mask, factor, projected,
@@ -16,6 +18,11 @@
 // or float64), contiguous. `out` is written and must not overlap any input. The ops are built
 // for pnpfast/ops/fft_prox.py and pnpfast/ops/fft_grad.py, which validate the complex inputs
 // first; the checks here guard direct calls.
+//
+// sr_prox_out: v, kty, out [B, C, H, W, 2] float views of full fft2 spectra, k [Bk, 1, H, W, 2]
+// (the kernel's spectrum K^) and k2_mean [Bk, 1, H / factor, W / factor] with Bk in {1, B},
+// gamma [B], factor in {1, 2, 3, 4} dividing H and W; same device, dtype, contiguity and overlap
+// rules as above. Built for pnpfast/ops/sr_prox.py.
 //
 // pnp_update_out: f, z, out [B, C, H, W], x and xprev [B, C, H, W] or None, coef [B, 4],
 // partial [B, P, 3] with P >= 1 partial-sum slots per image (the caller sums partial over
@@ -63,6 +70,7 @@
 #include "pnp_update.h"
 #include "power_step.h"
 #include "spectral.h"
+#include "sr_prox.h"
 
 namespace {
 
@@ -252,6 +260,47 @@ void fft_grad_out_cuda(const at::Tensor& v, const at::Tensor& kty, const at::Ten
   });
 }
 
+void sr_prox_out_cuda(const at::Tensor& v, const at::Tensor& kty, const at::Tensor& k,
+                      const at::Tensor& k2_mean, const at::Tensor& gamma, int64_t factor,
+                      at::Tensor& out) {
+  constexpr const char* op = "sr_prox_out";
+  CallTensors call(op, "v", v);
+  call.input("kty", kty, kImage).input("k", k).input("k2_mean", k2_mean).input("gamma", gamma);
+  call.output("out", out, kImage);
+  TORCH_CHECK(v.dim() == 5 && v.size(4) == 2, op, ": v must be [B, C, H, W, 2], got shape ",
+              v.sizes());
+  call.check_like();
+  const int64_t B = v.size(0);
+  const int64_t H = v.size(2);
+  const int64_t W = v.size(3);
+  TORCH_CHECK(factor >= 1 && factor <= pnpfast::kSrProxMaxFactor, op,
+              ": factor must be 1, 2, 3 or 4 (the factors compiled), got ", factor);
+  TORCH_CHECK(H % factor == 0 && W % factor == 0, op, ": factor ", factor,
+              " must divide the image size ", H, "x", W);
+  TORCH_CHECK(k.dim() == 5 && (k.size(0) == 1 || k.size(0) == B) && k.size(1) == 1 &&
+                  k.size(2) == H && k.size(3) == W && k.size(4) == 2,
+              op, ": k must be [1 or ", B, ", 1, ", H, ", ", W, ", 2], got shape ", k.sizes());
+  const int64_t Bk = k.size(0);
+  const int64_t h = H / factor;
+  const int64_t w = W / factor;
+  TORCH_CHECK(k2_mean.dim() == 4 && k2_mean.size(0) == Bk && k2_mean.size(1) == 1 &&
+                  k2_mean.size(2) == h && k2_mean.size(3) == w,
+              op, ": k2_mean must be [", Bk, ", 1, ", h, ", ", w, "] (one per kernel, the size ",
+              "divided by the factor), got shape ", k2_mean.sizes());
+  check_per_image(op, B, {{"gamma", &gamma}});
+  call.check_apart();
+
+  const bool shared = Bk == 1;
+  launch_on(op, v, [&](auto zero, cudaStream_t stream) {
+    using T = decltype(zero);
+    return pnpfast::launch_sr_prox(v.const_data_ptr<T>(), kty.const_data_ptr<T>(),
+                                   k.const_data_ptr<T>(), k2_mean.const_data_ptr<T>(),
+                                   gamma.const_data_ptr<T>(), out.mutable_data_ptr<T>(),
+                                   B * v.size(1), v.size(1), H, W, factor,
+                                   shared ? 0 : 2 * H * W, shared ? 0 : h * w, stream);
+  });
+}
+
 void pnp_update_out_cuda(const at::Tensor& f, const at::Tensor& z,
                          const std::optional<at::Tensor>& x,
                          const std::optional<at::Tensor>& xprev, const at::Tensor& coef,
@@ -393,6 +442,9 @@ TORCH_LIBRARY(pnpfast_C, m) {
   m.def(
       "fft_grad_out(Tensor v, Tensor kty, Tensor k2, Tensor s, Tensor t, Tensor(a!) out) -> ()");
   m.def(
+      "sr_prox_out(Tensor v, Tensor kty, Tensor k, Tensor k2_mean, Tensor gamma, int factor, "
+      "Tensor(a!) out) -> ()");
+  m.def(
       "pnp_update_out(Tensor f, Tensor z, Tensor? x, Tensor? xprev, Tensor coef, Tensor(a!) out, "
       "Tensor(b!) partial) -> ()");
   m.def(
@@ -407,6 +459,7 @@ TORCH_LIBRARY(pnpfast_C, m) {
 TORCH_LIBRARY_IMPL(pnpfast_C, CUDA, m) {
   m.impl("fft_prox_out", &fft_prox_out_cuda);
   m.impl("fft_grad_out", &fft_grad_out_cuda);
+  m.impl("sr_prox_out", &sr_prox_out_cuda);
   m.impl("pnp_update_out", &pnp_update_out_cuda);
   m.impl("constrained_step_out", &constrained_step_out_cuda);
   m.impl("constrained_step_noise_", &constrained_step_noise_cuda);

@@ -61,7 +61,7 @@ def test_fast_paths_are_found_from_the_dispatch_table():
     paths = ce.fast_paths()
     names = {p.qualname for p in paths}
     # the FusedOps of pnpfast/ops, each with a cuda and a triton fast path
-    ops = {"fft_prox", "fft_grad", "pnp_update", "constrained_step", "power_step"}
+    ops = {"fft_prox", "fft_grad", "pnp_update", "constrained_step", "power_step", "sr_prox"}
     assert {f"pnpfast::{op}_{b}" for op in ops for b in ("cuda", "triton")} <= names
     assert ce.fake_problems(paths) == []
 

@@ -32,8 +32,10 @@ conj(K^) Y_up^, K^ and mean_s(|K^|^2) depend only on (A, y): ``pnpfast.L2`` comp
 The fused op ``sr_prox`` is exactly this spectral step, between the caller's fft2 and ifft2:
 one pass that, per low-resolution frequency (u, v), gathers its s^2 aliases of V^, conj(K^) Y_up^
 and K^, reduces, divides and scatters X^ back (kernels/sr_prox.py: one Triton program per block
-of low-resolution frequencies of one image plane). It reads 2 spectra and K^ and writes one
-spectrum, where the unfused torch sequence makes about eight passes with temporaries.
+of low-resolution frequencies of one image plane; csrc/sr_prox.cu: one CUDA thread per
+low-resolution frequency of one plane, its s^2 aliases in registers). It reads 2 spectra and K^
+and writes one spectrum, where the unfused torch sequence makes about eight passes with
+temporaries.
 
 Full vs real FFT: the op takes full spectra. With an rfft2 the aliases along the last axis at
 v + q w, q >= 1, mostly lie in the dropped half, so a kernel would read them as conjugates of
@@ -57,7 +59,8 @@ from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
 
-# The factors the Triton kernel is compiled for (one specialisation each; .ci/aot_triton.py)
+# The factors the Triton and CUDA kernels are compiled for (one specialisation each;
+# .ci/aot_triton.py, kSrProxMaxFactor in csrc/sr_prox.h)
 FAST_FACTORS = (1, 2, 3, 4)
 
 
@@ -193,13 +196,38 @@ def _sr_prox_triton(
     return out
 
 
+@torch.library.custom_op("pnpfast::sr_prox_cuda", mutates_args=())
+def _sr_prox_cuda(
+    v_hat: torch.Tensor,
+    kty: torch.Tensor,
+    k_hat: torch.Tensor,
+    k2_mean: torch.Tensor,
+    gamma: torch.Tensor,
+    factor: int,
+) -> torch.Tensor:
+    out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
+    torch.ops.pnpfast_C.sr_prox_out(
+        torch.view_as_real(v_hat),
+        torch.view_as_real(kty),
+        torch.view_as_real(k_hat),
+        k2_mean,
+        gamma,
+        factor,
+        torch.view_as_real(out),
+    )
+    return out
+
+
 @_sr_prox_triton.register_fake
+@_sr_prox_cuda.register_fake
 def _sr_prox_fake(v_hat, kty, k_hat, k2_mean, gamma, factor):
     return torch.empty_like(v_hat)
 
 
 def _fast_path_check(v_hat, kty, k_hat, k2_mean, gamma, factor) -> str | None:
-    """Why the Triton kernel cannot take these inputs (None when it can)."""
+    """Why the Triton or CUDA kernel cannot take these inputs (None when it can)."""
     reason = not_contiguous(v_hat=v_hat, kty=kty, k_hat=k_hat, k2_mean=k2_mean, gamma=gamma)
     if reason:
         return reason
@@ -212,7 +240,11 @@ def _fast_path_check(v_hat, kty, k_hat, k2_mean, gamma, factor) -> str | None:
     return None
 
 
-_op = FusedOp("sr_prox", _sr_prox_unchecked, {"triton": (_sr_prox_triton, _fast_path_check)})
+_op = FusedOp(
+    "sr_prox",
+    _sr_prox_unchecked,
+    {"triton": (_sr_prox_triton, _fast_path_check), "cuda": (_sr_prox_cuda, _fast_path_check)},
+)
 
 
 def sr_prox(
@@ -228,8 +260,7 @@ def sr_prox(
     fastest backend that accepts it: X^ = R^ - conj(K^) spread(gamma mean_s(K^ R^) /
     (1 + gamma k2_mean)), R^ = V^ + gamma kty.
 
-    See the module docstring for shapes. ``backend`` forces "reference" or "triton" (no CUDA
-    kernel yet: asking for "cuda" raises BackendError).
+    See the module docstring for shapes. ``backend`` forces "reference", "triton" or "cuda".
     """
     _check_args("sr_prox", v_hat, kty, k_hat, k2_mean, gamma, factor)
     return _op(v_hat, kty, k_hat, k2_mean, gamma, factor, backend=backend)

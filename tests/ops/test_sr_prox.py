@@ -42,13 +42,68 @@ def test_fast_backends_match_reference(device, case, dtype, per_image_kernel):
     args = sr_inputs(shape, s, dtype, per_image_kernel, device)
     want = sr_prox_reference(*args, s)
     for backend in backends:
-        if backend == "cuda":  # no CUDA kernel yet: an explicit request must say so
-            with pytest.raises(BackendError, match="no cuda implementation"):
-                sr_prox(*args, s, backend=backend)
-            continue
         with poisoned_outputs():
             out = sr_prox(*args, s, backend=backend)
         assert_close(out, want, **TOLERANCES[dtype], what=f"sr_prox {backend} s={s}")
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+def test_fast_backends_on_larger_planes(device, s):
+    """Planes of more low-resolution frequencies than one CUDA block or Triton program covers
+    (h w = 17 x 19 > 256 at every factor), so that several blocks share a plane; per-image
+    kernels."""
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip(f"no fast backend can run on {device} here")
+    args = sr_inputs((2, 1, 17 * s, 19 * s), s, torch.float32, True, device)
+    want = sr_prox_reference(*args, s)
+    for backend in backends:
+        with poisoned_outputs():
+            out = sr_prox(*args, s, backend=backend)
+        assert_close(out, want, **TOLERANCES[torch.float32], what=f"sr_prox {backend} s={s}")
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 4)], ids=["no_images", "empty_images"])
+def test_fast_backends_on_empty_inputs(device, shape):
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip(f"no fast backend can run on {device} here")
+    args = sr_inputs(shape, 2, torch.float32, False, device)
+    for backend in backends:
+        out = sr_prox(*args, 2, backend=backend)
+        assert out.shape == shape and out.dtype == torch.complex64, backend
+
+
+def test_cuda_kernel_takes_unaligned_views():
+    """torch.ops.pnpfast_C.sr_prox_out called directly on float views that start one element
+    into their storage (not aligned to a complex number: the kernel's scalar-access path), and
+    its argument checks naming the argument."""
+    import pnpfast
+
+    if not torch.cuda.is_available() or not pnpfast.backends()["cuda"].available:
+        pytest.skip("needs a CUDA device and the extension pnpfast._C")
+    B, C, H, W, s = 2, 3, 9, 15, 3
+    v, kty, k_hat, k2_mean, gamma = sr_inputs((B, C, H, W), s, torch.float32, True, "cuda")
+    want = sr_prox_reference(v, kty, k_hat, k2_mean, gamma, s)
+
+    def unaligned(z):
+        flat = torch.full((z.numel() * 2 + 1,), float("nan"), device="cuda")[1:]
+        return flat.view(*z.shape, 2).copy_(torch.view_as_real(z))
+
+    out = unaligned(torch.zeros_like(v))
+    torch.ops.pnpfast_C.sr_prox_out(
+        unaligned(v), unaligned(kty), unaligned(k_hat), k2_mean, gamma, s, out
+    )
+    got = torch.view_as_complex(out.contiguous())
+    assert_close(got, want, **TOLERANCES[torch.float32], what="sr_prox_out unaligned")
+
+    real = [torch.view_as_real(t) for t in (v, kty, k_hat)]
+    with pytest.raises(RuntimeError, match="factor must be 1, 2, 3 or 4"):
+        torch.ops.pnpfast_C.sr_prox_out(*real, k2_mean, gamma, 5, torch.empty_like(real[0]))
+    with pytest.raises(RuntimeError, match="k2_mean must be"):
+        torch.ops.pnpfast_C.sr_prox_out(*real, k2_mean[..., :-1].contiguous(), gamma, s, out)
+    with pytest.raises(RuntimeError, match="out must not share memory with v"):
+        torch.ops.pnpfast_C.sr_prox_out(*real, k2_mean, gamma, s, real[0])
 
 
 def dense_oracle(v, kty, k_hat, gamma, s):
@@ -139,45 +194,55 @@ def test_bad_arguments_name_the_argument(change, error, match):
         sr_prox(**args)
 
 
-def test_fast_path_refusals_fall_back_or_raise():
-    """A factor the kernel is not compiled for, and a non-contiguous input: the automatic choice
-    runs the reference (right answer), an explicit triton request raises naming the reason."""
-    v, kty, k_hat, k2_mean, gamma = sr_inputs((1, 1, 10, 10), 5, torch.float64, False)
+def test_fast_path_refusals_fall_back_or_raise(device):
+    """A factor the kernels are not compiled for, and a non-contiguous input: the automatic
+    choice runs the reference (right answer), an explicit fast request raises naming the
+    reason."""
+    v, kty, k_hat, k2_mean, gamma = sr_inputs((1, 1, 10, 10), 5, torch.float64, False, device)
     want = sr_prox_reference(v, kty, k_hat, k2_mean, gamma, 5)
     assert_close(sr_prox(v, kty, k_hat, k2_mean, gamma, 5), want, rtol=1e-12, atol=1e-12)
-    if fast_backends("cpu"):
+    for backend in fast_backends(device):
         with pytest.raises(BackendError, match="factor 5"):
-            sr_prox(v, kty, k_hat, k2_mean, gamma, 5, backend="triton")
-    v, kty, k_hat, k2_mean, gamma = sr_inputs((2, 3, 8, 16), 2, torch.float32, False)
+            sr_prox(v, kty, k_hat, k2_mean, gamma, 5, backend=backend)
+    v, kty, k_hat, k2_mean, gamma = sr_inputs((2, 3, 8, 16), 2, torch.float32, False, device)
     v_nc = v.transpose(-1, -2).contiguous().transpose(-1, -2)
     assert not v_nc.is_contiguous()
     want = sr_prox_reference(v, kty, k_hat, k2_mean, gamma, 2)
     assert_close(sr_prox(v_nc, kty, k_hat, k2_mean, gamma, 2), want, rtol=1e-6, atol=1e-6)
-    if fast_backends("cpu"):
+    for backend in fast_backends(device):
         with pytest.raises(BackendError, match="v_hat is not"):
-            sr_prox(v_nc, kty, k_hat, k2_mean, gamma, 2, backend="triton")
+            sr_prox(v_nc, kty, k_hat, k2_mean, gamma, 2, backend=backend)
+
+
+def test_cuda_backend_asked_by_name_that_cannot_run_raises():
+    args = sr_inputs((2, 3, 8, 8), 2, torch.float32, False)
+    with pytest.raises(BackendError, match="backend 'cuda' cannot run"):
+        sr_prox(*args, 2, backend="cuda")  # not built here, or CPU tensors
 
 
 def test_custom_op_passes_opcheck(device):
-    """The triton fast path is registered correctly (schema, fake kernel, no aliasing) for
+    """The fast paths are registered correctly (schema, fake kernel, no aliasing) for
     torch.compile, checked with the public torch.library.opcheck."""
-    if "triton" not in fast_backends(device):
-        pytest.skip(f"the triton backend cannot run on {device} here")
+    backends = fast_backends(device)
+    if not backends:
+        pytest.skip(f"no fast backend can run on {device} here")
     args = sr_inputs((2, 3, 9, 12), 3, torch.float32, True, device)
-    torch.library.opcheck(
-        torch.ops.pnpfast.sr_prox_triton,
-        (*args, 3),
-        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
-    )
+    for backend in backends:
+        torch.library.opcheck(
+            getattr(torch.ops.pnpfast, f"sr_prox_{backend}"),
+            (*args, 3),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+        )
 
 
 @pytest.mark.parametrize("s", [2, 3])
 def test_l2_prox_takes_the_fast_path(device, s, monkeypatch):
-    """pnpfast.L2 of a SuperResolution runs its prox through sr_prox: the Triton launcher is
-    called and gives the reference's images (per-image kernels and gammas, 2x3x12x12)."""
-    backends = [b for b in fast_backends(device) if b != "cuda"]
+    """pnpfast.L2 of a SuperResolution runs its prox through sr_prox: each fast backend gives the
+    reference's images (per-image kernels and gammas, 2x3x12x12), and the Triton launcher is
+    called once per triton prox."""
+    backends = fast_backends(device)
     if not backends:
-        pytest.skip(f"no fast backend with an sr_prox kernel can run on {device} here")
+        pytest.skip(f"no fast backend can run on {device} here")
     import pnpfast.kernels.sr_prox as launcher
 
     import pnpfast
@@ -203,4 +268,4 @@ def test_l2_prox_takes_the_fast_path(device, s, monkeypatch):
         with poisoned_outputs():
             got = f.prox(v, gamma, backend=backend)
         assert_close(got, want, **TOLERANCES[torch.float64], what=f"L2.prox {backend} s={s}")
-    assert launches == [s] * len(backends)
+    assert launches == [s] * backends.count("triton")
