@@ -14,8 +14,8 @@ Providers (whole prox, all compared with the ``reference`` output):
                          when the L2 object is built, gamma already a [B] tensor, no checks):
                          fft2, the sr_prox spectral step, ifft2
     reference-compiled   the same call under torch.compile (skipped with a note if it fails)
-    triton               the same call with backend="triton", on CUDA tensors only and only where
-                         pnpfast.backends() reports it (sr_prox has no CUDA-extension kernel)
+    triton, cuda         the same call with backend="triton" / "cuda", on CUDA tensors only and
+                         only where pnpfast.backends() reports that backend
     torch-unfused        fft2, pnpfast.ops.sr_prox_reference called directly (the spectral step
                          as separate torch ops, no dispatch), ifft2: the sequence a solver writes
                          without the fused op. On the CPU the reference backend is this same
@@ -28,7 +28,7 @@ Providers (whole prox, all compared with the ``reference`` output):
 Baselines:
     fft-only             ifft2(fft2(z)).real: the floor of any full-FFT prox (checked against z)
     spectral-pass/<b>    pnpfast.ops.sr_prox on precomputed spectra with backend <b> (reference,
-                         triton), checked against spectral-pass/reference
+                         triton, cuda), checked against spectral-pass/reference
 
 Correctness: before timing, each provider's output must satisfy
 max |out - ref| <= 1e-4 * max |ref| (deepinv agrees to about 6e-7 in float32); a provider that
@@ -91,8 +91,8 @@ OP = "sr_prox"
 DEFAULT_SHAPES = "8x3x256x256,32x3x512x512"
 DEFAULT_FACTORS = "2,3,4"
 RTOL = 1e-4
-PROX_PROVIDERS = ("reference", "reference-compiled", "triton", "torch-unfused", "deepinv")
-PASS_BACKENDS = ("reference", "triton")
+PROX_PROVIDERS = ("reference", "reference-compiled", "triton", "cuda", "torch-unfused", "deepinv")
+PASS_BACKENDS = ("reference", "triton", "cuda")
 PROVIDERS = (
     *PROX_PROVIDERS,
     "fft-only",
@@ -159,7 +159,7 @@ def provider(
     """(function to time, expected output, note) for a provider; raises Skip when it cannot run."""
     f, z, y, gamma, s = inp.fidelity, inp.z, inp.y, inp.gamma, inp.factor
     k_hat, k2_mean, _ = f._sr
-    if name in ("reference", "triton"):
+    if name in ("reference", "triton", "cuda"):
         if name != "reference":
             reason = fast_backend_reason(name, device)
             if reason:

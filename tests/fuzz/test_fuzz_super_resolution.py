@@ -637,7 +637,7 @@ CASES = [
     Bad(
         SRD,
         "value",
-        "backend cuda (no CUDA kernel)",
+        "backend cuda on CPU tensors",
         lambda: srd(backend="cuda"),
         BackendError,
         r"sr_prox: backend 'cuda' cannot run this call",
