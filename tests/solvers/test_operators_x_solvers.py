@@ -16,7 +16,14 @@ import torch.nn.functional as F
 
 import pnpfast
 from pnpfast.denoisers import GradientStep
-from pnpfast.operators import BlockAverage, Blur, CompressiveSensing, Inpainting, SpectralLowpass
+from pnpfast.operators import (
+    BlockAverage,
+    Blur,
+    CompressiveSensing,
+    Inpainting,
+    SpectralLowpass,
+    SuperResolution,
+)
 from pnpfast.solvers import METHODS
 
 F64 = torch.float64
@@ -53,12 +60,18 @@ OPERATORS = {
     "block_average": lambda: BlockAverage(2),
     "spectral_lowpass": lambda: SpectralLowpass(0.15, shape=(H, W)),
     "compressive_sensing": lambda: CompressiveSensing(0.3, seed=3, shape=(H, W)),
+    # per-image 3 x 3 kernels, then keeping every second pixel: the closed-form FFT prox
+    "super_resolution": lambda: SuperResolution(blur().kernel, 2),
 }
 SAMPLER = "implicit-prior"
 
 # (operator, method) -> (error, match): the pairs whose maths does not allow them
 ERRORS = {
     ("blur", SAMPLER): (TypeError, "'implicit-prior' needs an operator with an orthonormal view"),
+    ("super_resolution", SAMPLER): (
+        TypeError,
+        "'implicit-prior' needs an operator with an orthonormal view",
+    ),
 }
 # known solver faults, strict: an xfail that starts passing fails, so it is removed with the fix
 KNOWN: dict[tuple[str, str], str] = {}
