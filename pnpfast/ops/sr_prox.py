@@ -40,11 +40,15 @@ temporaries.
 Full vs real FFT: the op takes full spectra. With an rfft2 the aliases along the last axis at
 v + q w, q >= 1, mostly lie in the dropped half, so a kernel would read them as conjugates of
 mirrored frequencies (-u - p h, -v - q w), i.e. a second, scattered gather per alias, and write
-the kept half only. The saving would be the FFTs': on the 2-thread CPU of issue 19, 8x3x256x256
-float32, fft2 + ifft2 took 62 ms and rfft2 + irfft2 35 to 68 ms (noisy), while the unfused
-torch spectral step took 136 to 200 ms; the step, not the FFT, is what fusing removes, and the
-full layout keeps its gather a fixed-stride tile. Kept full until a GPU measurement says
-otherwise.
+the kept half only. The saving would be in the FFTs alone. Measured on this project's 2-core
+CPU (1 thread, 8x3x256x256 float32, issue 19): fft2 of a complex copy 4.4 ms and ifft2 4.4 ms,
+against rfft2 2.0 ms and irfft2 4.1 ms, so 2.7 ms of a 14.4 ms prox whose spectral pass takes
+4.8 ms; at 8x3x255x255 (s = 3) the odd-size FFTs cost 10.6 + 10.7 ms against 8.9 + 10.2 ms.
+A real layout would save at most a fifth of the prox on the CPU, and on a GPU the FFTs of both
+layouts are memory-bound passes of the same order, while the full layout keeps the gather a
+fixed-stride tile that reads each input once and writes each output once. Kept full; the
+fft2 of the real image goes through a complex copy (``fft2_of_real``), which at 256x256 halved
+its cost.
 
 Shapes: v_hat, kty [B, C, H, W] complex; k_hat [Bk, 1, H, W] complex, Bk in {1, B};
 k2_mean [Bk, 1, H / s, W / s] real; gamma [B] real > 0; factor s an int >= 1 dividing H and W.
@@ -58,6 +62,8 @@ import torch
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
+
+COMPLEX_OF_REAL = {real: cplx for cplx, real in REAL_OF_COMPLEX.items()}
 
 # The factors the Triton and CUDA kernels are compiled for (one specialisation each;
 # .ci/aot_triton.py, kSrProxMaxFactor in csrc/sr_prox.h)
@@ -104,17 +110,23 @@ def sr_prox_reference(
 
 
 def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tensor:
-    # the reference after sr_prox has checked the arguments
+    # the reference after sr_prox has checked the arguments; written as five passes over
+    # fresh tensors (addcmul, product, block sums, tiling, in-place update), which on the CPU
+    # took 4.5 ms where the same formula in broadcast 6-d views took 8.9 (8x3x256x256
+    # complex64, s = 2, 1 thread, issue 19)
+    s = factor
     g = gamma.view(-1, 1, 1, 1)
-    r_hat = v_hat + g * kty
-    top = alias_mean(k_hat * r_hat, factor)  # [B, C, h, w]
-    q = top * (g / (1 + g * k2_mean))
-    # spread(q) by broadcasting over the [s, h, s, w] view instead of a tiled copy
-    *lead, H, W = r_hat.shape
-    s, h, w = factor, H // factor, W // factor
-    kc = k_hat.conj().reshape(k_hat.shape[0], 1, s, h, s, w)
-    out = r_hat.reshape(*lead, s, h, s, w) - kc * q.reshape(*q.shape[:-2], 1, h, 1, w)
-    return out.reshape(*lead, H, W)
+    r_hat = torch.addcmul(v_hat, g.to(v_hat.dtype), kty)
+    q = alias_mean(k_hat * r_hat, s).mul_(g / (1 + g * k2_mean))  # [B, C, h, w]
+    return r_hat.sub_(spread(q, s).mul_(k_hat.conj()))
+
+
+def fft2_of_real(x: torch.Tensor) -> torch.Tensor:
+    """The full 2-d FFT of a real [..., H, W] tensor, taken on a complex copy: torch's fft2 of
+    a real tensor completes the conjugate half elementwise, 3 times slower on the CPU (13.9 ms
+    against 4.5 for 8x3x256x256 float32, 1 thread, issue 19)."""
+    complex_dtype = COMPLEX_OF_REAL.get(x.dtype)
+    return torch.fft.fft2(x if complex_dtype is None else x.to(complex_dtype))
 
 
 def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
