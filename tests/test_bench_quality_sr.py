@@ -45,7 +45,25 @@ def test_table_means_each_set_and_method(bench):
     ]
     lines = bench.format_table(rows).splitlines()
     assert lines[0] == "| kernel | s | noise (/255) | Set5 upsample | Set5 hqs | Set5 deepinv-hqs |"
-    assert lines[2] == "| gaussian | 3 | 2.55 | 20.00 / 21.00 | 31.00 / 32.50 | - |"
+    # upsample ran on 1 of the set's 2 images: its count is shown
+    assert lines[2] == "| gaussian | 3 | 2.55 | 20.00 / 21.00 (1) | 31.00 / 32.50 | - |"
+    rows += [row("Set5", "a", "deepinv-hqs", 30.01, 30.98), row("Set5", "b", "upsample", 22, 23)]
+    lines = bench.format_table(rows).splitlines()
+    assert lines[0].endswith("| Set5 deepinv-hqs | Set5 hqs - deepinv-hqs |")
+    # the difference over the images where both ran (a only): 30 - 30.01, 31 - 30.98
+    assert lines[2] == (
+        "| gaussian | 3 | 2.55 | 21.00 / 22.00 | 31.00 / 32.50 | 30.01 / 30.98 (1) "
+        "| -0.010 / +0.020 (1) |"
+    )
+    gaps = bench.image_gaps(rows)
+    assert gaps == {("Set5", "a"): (pytest.approx(0.02), 1)}
+
+
+def test_modcrop_keeps_the_top_left_multiple_of_s(bench):
+    x = torch.arange(7 * 11, dtype=torch.float64).view(1, 1, 7, 11)
+    assert bench.modcrop(x, 3).shape[-2:] == (6, 9)
+    assert bench.modcrop(x, 3)[0, 0, -1, -1].item() == 5 * 11 + 8  # row 5, column 8 of x
+    assert bench.modcrop(x, 1).shape[-2:] == (7, 11)
 
 
 @pytest.mark.shared
