@@ -95,3 +95,31 @@ def test_quality_sr_quick_runs_end_to_end(bench, tmp_path, capsys):
                 mine = ours[tuple(r[k] for k in key)]
                 assert abs(mine["psnr_rgb"] - r["psnr_rgb"]) < 0.05
                 assert abs(mine["psnr_y"] - r["psnr_y"]) < 0.05
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set5, Set14)")
+def test_quality_sr_full_images_are_mod_cropped_and_resume_skips_done_rows(bench, tmp_path):
+    out = tmp_path / "sr_quality.jsonl"
+    argv = ["--quick", "--crop", "0", "--methods", "upsample", "--device", "cpu", "--out", str(out)]
+    assert bench.main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # Set5 baby is 512x512, Set14 baboon 480x500 (H x W): both already even
+    sizes = {(r["image"], r["noise_255"]): (r["height"], r["width"]) for r in rows}
+    assert sizes == {(i, n): hw for i, hw in [("baby", (512, 512)), ("baboon", (480, 500))]
+                     for n in (0.0, 2.55)}  # fmt: skip
+    assert all(r["crop"] == 0 and r["batch_size"] == 1 and r["vs_hqs_db"] is None for r in rows)
+    assert [r["dataset"] for r in rows] == ["Set5", "Set5", "Set14", "Set14"]  # set by set
+    assert bench.main([*argv, "--resume"]) == 0
+    assert len(out.read_text().splitlines()) == len(rows)  # nothing left to do
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set5, Set14)")
+def test_full_images_at_x3_group_by_size_after_the_mod_crop(bench):
+    batches = bench.load_sets(0, 3)
+    sizes = {image: tuple(x.shape[-2:]) for x, names in batches for _, image in names}
+    assert len(sizes) == 19 and all(x.shape[1] == 3 for x, _ in batches)  # bridge made RGB
+    assert sizes["comic"] == (360, 249) and sizes["ppt3"] == (654, 528)  # 361x250, 656x529
+    five = [names for x, names in batches if x.shape[-2:] == (510, 510)]
+    assert [image for _, image in five[0]] == ["baby", "bridge", "lenna", "man", "pepper"]
