@@ -2,6 +2,7 @@
 
     pnpfast demo -o pnpfast-demo                 # a self-contained deblurring demo
     pnpfast deblur a.png b.jpg --kernel k.mat --noise 7.65 -o restored/
+    pnpfast deblur small.png --operator sr:bicubic:x2 --noise 2.55 -o upscaled/
     pnpfast train --recipe conditional-gray --train-dir BSD400 --val-dir Set12 --out runs/cg
     pnpfast export runs/cg/best.pt conditional-gray.pt --meta recipe=conditional-gray
     pnpfast backends                             # which fused-op backends run here, and why not
@@ -33,11 +34,11 @@ from pnpfast.io import (
     ImageReadError,
     KernelReadError,
     read_image,
-    read_kernel,
     side_by_side,
     write_image,
 )
 from pnpfast.metrics import psnr, ssim
+from pnpfast.operators import OperatorSpec
 from pnpfast.train.loop import PRECISIONS, SCHEDULES, TrainConfig, default_arch, train
 from pnpfast.train.recipes import RECIPES, recipe_settings
 
@@ -148,34 +149,42 @@ def _parser() -> argparse.ArgumentParser:
 
     deblur = sub.add_parser(
         "deblur",
-        help="restore blurred, noisy images with a known kernel",
+        help="restore blurred (or downscaled), noisy images with a known kernel",
         description=(
-            "Restore each INPUT (blurred by KERNEL with circular boundaries, plus Gaussian "
-            "noise of standard deviation SIGMA255 / 255) and write DIR/<stem>.png. A file that "
-            "cannot be read or restored is reported and the others still get done."
+            "Restore each INPUT (blurred by KERNEL with circular boundaries, or degraded by the "
+            "--operator SPEC, plus Gaussian noise of standard deviation SIGMA255 / 255) and "
+            "write DIR/<stem>.png. A file that cannot be read or restored is reported and the "
+            "others still get done."
         ),
     )
     deblur.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files")
-    deblur.add_argument(
+    model = deblur.add_mutually_exclusive_group(required=True)
+    model.add_argument(
         "-k",
         "--kernel",
         type=Path,
-        required=True,
         metavar="FILE",
         help="blur kernel: .npy, .png (normalised to sum 1) or .mat",
+    )
+    model.add_argument(
+        "--operator",
+        metavar="SPEC",
+        help="the forward model by name (pnpfast.operators.from_spec): sr:bicubic:x2 "
+        "(super-resolution by 2 with MATLAB's bicubic kernel; the output is 2x larger), "
+        "sr:gaussian:x3:std=1.6, sr:K.npy:x4, blur:K.mat:key=NAME:index=I",
     )
     deblur.add_argument(
         "--kernel-key",
         default=None,
         metavar="K",
-        help="name of the MATLAB variable holding the kernel (.mat)",
+        help="name of the MATLAB variable holding the kernel (.mat; with --kernel)",
     )
     deblur.add_argument(
         "--kernel-index",
         type=int,
-        default=0,
+        default=None,
         metavar="I",
-        help="which kernel of a stack or cell array, from 0 (default: 0)",
+        help="which kernel of a stack or cell array, from 0 (default: 0; with --kernel)",
     )
     deblur.add_argument(
         "--noise",
@@ -483,6 +492,21 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _deblur_operator(args: argparse.Namespace) -> pnpfast.operators.LinearOperator:
+    """The forward model of --kernel (with --kernel-key, --kernel-index) or --operator."""
+    if args.operator is None:
+        index = 0 if args.kernel_index is None else args.kernel_index
+        spec = OperatorSpec("blur", kernel=args.kernel, key=args.kernel_key, index=index)
+    elif args.kernel_key is not None or args.kernel_index is not None:
+        raise ValueError(
+            "--kernel-key and --kernel-index go with --kernel; in SPEC write key=K and index=I, "
+            "e.g. blur:K.mat:key=kernels:index=1"
+        )
+    else:
+        spec = OperatorSpec.parse(args.operator)
+    return spec.build()
+
+
 def _deblur(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -495,11 +519,13 @@ def _deblur(args: argparse.Namespace) -> int:
             )
         by_output[out] = path
     try:
-        kernel = read_kernel(args.kernel, key=args.kernel_key, index=args.kernel_index)
+        operator = _deblur_operator(args)
     except KernelReadError as exc:
         return _usage_error("deblur", str(exc))
-    except (ValueError, TypeError) as exc:  # read_kernel's check of the index
-        return _usage_error("deblur", f"--kernel-index: {exc}")
+    except (ValueError, TypeError) as exc:  # the spec's checks name a field: say its flag
+        field = str(exc).split(" ", 1)[0]
+        flag = {"index": "--kernel-index", "key": "--kernel-key"}.get(field, "--kernel")
+        return _usage_error("deblur", f"{flag if args.operator is None else '--operator'}: {exc}")
     if args.device == "cuda" and not torch.cuda.is_available():
         return _usage_error("deblur", "--device cuda was asked for but CUDA is not available")
     device = torch.device(args.device)
@@ -511,7 +537,6 @@ def _deblur(args: argparse.Namespace) -> int:
     if error:
         return _usage_error("deblur", error)
 
-    operator = pnpfast.operators.Blur(kernel.to(device))
     sigma = args.noise / 255.0
     done, skipped, failed = 0, 0, []
     bar = tqdm(by_output.items(), desc="deblur", unit="image", file=sys.stderr, disable=None)
