@@ -109,7 +109,9 @@ class SuperResolution(LinearOperator):
     @classmethod
     def gaussian(cls, factor: int, std: float | None = None) -> "SuperResolution":
         """A Gaussian blur of ``std`` high-resolution pixels (default: the factor, as deepinv's
-        ``Downsampling(filter="gaussian")``) centred on the kept pixel (``gaussian_kernel``)."""
+        ``Downsampling(filter="gaussian")``) centred on the kept pixel (``gaussian_kernel``).
+        deepinv keeps 2 int(std / 0.3 + 1) + 1 taps where this keeps 2 ceil(3 std) + 1: the
+        same values, a tail of 0.2-0.3% of the mass dropped (A x differs by ~6e-4 relative)."""
         s = _validate.integer("factor", factor, 1, hint="(the decimation factor)")
         return cls(gaussian_kernel(float(s) if std is None else std), s)
 
