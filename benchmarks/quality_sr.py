@@ -302,7 +302,8 @@ def format_table(rows: list[dict]) -> str:
                     cells.append("-")
                     continue
                 count = f" ({len(rgb)})" if len(rgb) != images else ""
-                cells.append(fmt.format(_mean(rgb), _mean(y)) + count)
+                means = (round(_mean(rgb), 3) + 0.0, round(_mean(y), 3) + 0.0)  # no -0.000
+                cells.append(fmt.format(*means) + count)
         lines.append(f"| {kernel} | {s} | {noise} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -332,9 +333,9 @@ def image_gaps(rows: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
     return gaps
 
 
-def readme_block(rows: list[dict]) -> str:
+def readme_block(rows: list[dict], note: str = "") -> str:
     """The README table with lines saying what it covers, how long it took and how far pnpfast's
-    HQS is from deepinv's on the same problems, image by image."""
+    HQS is from deepinv's on the same problems, image by image; ``note`` ends the text."""
     seconds: dict[str, float] = {}  # method -> restoration time, each batch counted once
     for r in rows:
         seconds[r["method"]] = seconds.get(r["method"], 0.0) + r["batch_seconds"] / r.get(
@@ -375,6 +376,7 @@ def readme_block(rows: list[dict]) -> str:
         )
     else:
         text += " deepinv-hqs: not run (no rows; `--methods deepinv-hqs` adds them)."
+    text += note
     return format_table(rows) + "\n\n" + textwrap.fill(text, 100, break_on_hyphens=False)
 
 
@@ -481,8 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     if latest(rows, args.crop):
         print(readme_block(latest(rows, args.crop)))
     if not args.quick:
-        shown = latest(rows, 0) or latest(rows, args.crop)  # full images when there are any
-        if not report.update_readme(args.readme, readme_block(shown), start=START, end=END):
+        shown, note = latest(rows, 0), ""  # full images when there are any
+        crops = sorted({r["crop"] for r in rows if r.get("task") == "sr" and r.get("crop")})
+        if shown and crops:
+            note = (
+                f" The centre-crop rows ({', '.join(f'{c}x{c}' for c in crops)}, `--crop N`) stay "
+                f"in {out.name}; this table shows the full images once they have rows."
+            )
+        shown = shown or latest(rows, args.crop)
+        if not report.update_readme(args.readme, readme_block(shown, note), start=START, end=END):
             print(f"{args.readme}: no {START} ... {END} block, README not updated", file=sys.stderr)
             return 1
         print(f"updated the sr-quality block of {args.readme}", file=sys.stderr)
