@@ -114,10 +114,20 @@ class L2:
 
     @property
     def aty(self) -> torch.Tensor:
-        """A^T y: [B, C, H, W], computed once (the solvers' default start)."""
+        """A^T y: [B, C, H, W], computed once."""
         if self._aty is None:
             self._aty = self.operator.adjoint(self.y)
         return self._aty
+
+    @property
+    def start(self) -> torch.Tensor:
+        """The solvers' default x0 [B, C, H, W]: ``A.upsample(y)`` for a super-resolution
+        operator of factor s >= 2 (the bicubic interpolation of y on the operator's grid, the
+        start of DPIR's and GS-PnP's SR scripts: A^T y is y zero-filled, mostly black), else
+        A^T y."""
+        if self._sr is not None and self._sr[2] > 1:
+            return self.operator.upsample(self.y)
+        return self.aty
 
     def _check(self, name: str, v: torch.Tensor, check: bool, finite: bool = True) -> None:
         if not check:

@@ -91,7 +91,7 @@ def solve(
     float >= 0; method defaults: hqs 8 (24 for SuperResolution) and 0, red-sd and red-gd
     200, gs-pnp 400 and 1e-5 on the relative change of its objective, prox-pnp-* 300 and
     1e-6, pnp-reg 500 and 1e-5, the others 100 or 50, and 1e-4); x0: start, an image
-    (default A^T y; hqs with a SuperResolution: ``A.upsample(y)``, see HQSParams); x_true: ground truth, records PSNR per
+    (default A^T y; with a SuperResolution of factor >= 2, ``A.upsample(y)``: ``L2.start``); x_true: ground truth, records PSNR per
     iteration in ``history``; history: also record the relative change without x_true;
     callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
     Method parameters: see HQSParams, ADMMParams, DRSParams (drs: u = prox_{gamma f}(z),
@@ -164,7 +164,7 @@ def solve(
         data=data,
         denoiser=denoiser,
         sigma=sigma_t,
-        x0=x0 if x0 is not None else cls.start(data) if hasattr(cls, "start") else data.aty,
+        x0=data.start if x0 is None else x0,
         backend=backend,
         tol=float(tol),
     )

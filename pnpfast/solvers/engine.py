@@ -111,9 +111,8 @@ class Method(Protocol):
     * ``measure`` (optional, "rel_change"): the [B] state field the stopping rule, the callback
       (``IterationInfo.rel_change``) and the history read; NaN where the iterate is not finite;
     * ``history_fields`` (optional, ("objective",)): further [B] state fields for the history;
-    * ``max_iter_for(operator)``, ``start(data)`` (optional): the default max_iter and x0 when
-      they depend on the operator (hqs: DPIR's super-resolution recipe); otherwise
-      ``default_max_iter`` and A^T y.
+    * ``max_iter_for(operator)`` (optional): the default max_iter when it depends on the
+      operator (hqs: DPIR's super-resolution recipe); otherwise ``default_max_iter``.
 
     Set by ``init`` (optional): ``threshold``, a [B] tensor: each image stops once its measure
     falls under it, whatever ``tol`` (the sampler's sigma_L).

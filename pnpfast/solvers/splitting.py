@@ -51,7 +51,6 @@ from dataclasses import dataclass
 import torch
 
 from pnpfast import _validate
-from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
 from pnpfast.operators.super_resolution import SuperResolution
 from pnpfast.ops import pnp_update
@@ -102,13 +101,6 @@ class HQS:
     def max_iter_for(cls, operator: LinearOperator) -> int:
         """The default max_iter: 24 for super-resolution (DPIR's SR recipe), else 8."""
         return SR_MAX_ITER if cls._factor(operator) else cls.default_max_iter
-
-    @classmethod
-    def start(cls, data: L2) -> torch.Tensor:
-        """The default x0: ``A.upsample(y)`` for super-resolution (DPIR's SR start), else A^T y."""
-        if cls._factor(data.operator):
-            return data.operator.upsample(data.y)
-        return data.aty
 
     def schedule(self, problem: Problem) -> None:
         """Resolve the per-image schedule: sigma_k = exp(log s_0 + k / (K - 1) log(s_end / s_0))

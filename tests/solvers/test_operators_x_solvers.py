@@ -137,6 +137,17 @@ def test_the_default_start_is_the_adjoint_of_y(op):
     assert not torch.equal(default.x, run("hqs", A, y, max_iter=1, x0=zero).x)
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_super_resolution_starts_from_the_upsampled_measurement(method):
+    """With a SuperResolution of factor >= 2 every method starts from A.upsample(y) (DPIR's and
+    GS-PnP's SR start), not from A^T y, which is y zero-filled."""
+    A = OPERATORS["super_resolution"]()
+    _, y = measure(A)
+    default = run(method, A, y, max_iter=1)
+    assert torch.equal(default.x, run(method, A, y, max_iter=1, x0=A.upsample(y)).x)
+    assert not torch.equal(default.x, run(method, A, y, max_iter=1, x0=A.adjoint(y)).x)
+
+
 @pytest.mark.parametrize("name", ["x0", "x_true"])
 def test_a_start_or_truth_of_the_measurement_shape_is_an_error(name):
     A = BlockAverage(2)
