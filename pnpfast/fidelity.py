@@ -30,8 +30,9 @@ from pnpfast.operators.base import (
     checked_fourier_multiplier,
     spectral_terms,
 )
+from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.ops import fft_grad, fft_prox, sr_prox
-from pnpfast.ops.sr_prox import fft2_of_real
+from pnpfast.ops.sr_prox import fft2_of_real, real_ifft2
 from pnpfast.profiling import nvtx_range
 
 # lipschitz's power iteration: a count above this is a typo, not a need (50 is the default)
@@ -125,7 +126,7 @@ class L2:
         operator of factor s >= 2 (the bicubic interpolation of y on the operator's grid, the
         start of DPIR's and GS-PnP's SR scripts: A^T y is y zero-filled, mostly black), else
         A^T y."""
-        if self._sr is not None and self._sr[2] > 1:
+        if super_resolution_factor(self.operator):
             return self.operator.upsample(self.y)
         return self.aty
 
@@ -169,7 +170,7 @@ class L2:
                 x_hat = sr_prox(
                     fft2_of_real(v), self.sr_kty, k_hat, k2_mean, g, factor, backend=backend
                 )
-                return torch.fft.ifft2(x_hat).real.contiguous()
+                return real_ifft2(x_hat)
             if self._own_prox:
                 return self.operator.prox_l2(v, self.y, g)
             return self.operator.prox_l2_normal(

@@ -38,7 +38,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
 from pnpfast.operators.blur import Blur, centred_padded
-from pnpfast.ops.sr_prox import alias_mean, fft2_of_real, spread
+from pnpfast.ops.sr_prox import alias_mean, fft2_of_real, real_ifft2, spread
 
 
 def _cubic(t: np.ndarray) -> np.ndarray:
@@ -255,4 +255,13 @@ class SuperResolution(LinearOperator):
         H, W = x.shape[-2:]
         k_hat, _ = self._terms(H, W, x.device, x.dtype)
         q = alias_mean(k_hat * fft2_of_real(x), self.factor)
-        return torch.fft.ifft2(k_hat.conj() * spread(q, self.factor)).real
+        return real_ifft2(k_hat.conj() * spread(q, self.factor))
+
+
+def super_resolution_factor(operator: LinearOperator) -> int:
+    """s for a ``SuperResolution`` of factor s >= 2, else 0: what selects the solvers'
+    super-resolution defaults (the start ``A.upsample(y)``, hqs's DPIR recipe, prox-pnp's
+    denoiser level)."""
+    if isinstance(operator, SuperResolution) and operator.factor > 1:
+        return operator.factor
+    return 0

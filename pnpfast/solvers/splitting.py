@@ -52,7 +52,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
-from pnpfast.operators.super_resolution import SuperResolution
+from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
@@ -90,17 +90,10 @@ class HQS:
         self.params = params
         self.max_iter = max_iter
 
-    @staticmethod
-    def _factor(operator: LinearOperator) -> int:
-        """The super-resolution factor s that selects DPIR's SR recipe, or 0 (deblurring's)."""
-        if isinstance(operator, SuperResolution) and operator.factor > 1:
-            return operator.factor
-        return 0
-
     @classmethod
     def max_iter_for(cls, operator: LinearOperator) -> int:
         """The default max_iter: 24 for super-resolution (DPIR's SR recipe), else 8."""
-        return SR_MAX_ITER if cls._factor(operator) else cls.default_max_iter
+        return SR_MAX_ITER if super_resolution_factor(operator) else cls.default_max_iter
 
     def schedule(self, problem: Problem) -> None:
         """Resolve the per-image schedule: sigma_k = exp(log s_0 + k / (K - 1) log(s_end / s_0))
@@ -111,7 +104,7 @@ class HQS:
         start = _validate.per_image("sigma_start", self.params.sigma_start, B, y, positive=True)
         end_value = self.params.sigma_end
         if end_value is None:
-            s = self._factor(problem.data.operator)
+            s = super_resolution_factor(problem.data.operator)
             end_value = problem.sigma.clamp_min(s / 255) if s else problem.sigma
         end = _validate.per_image("sigma_end", end_value, B, y, nonnegative=True).clamp_min(
             SIGMA_FLOOR
