@@ -245,27 +245,30 @@ def prox_l2_fft_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic
 
 
 def _fft2(shape: Shape, elem: int) -> Traffic:
-    """torch.fft.fft2 of a real [B, C, H, W] image: one read of the image, one write of its full
-    complex spectrum, 2.5 n log2 n FLOPs per plane of n = H W (a real-input transform)."""
-    B, C, H, W = shape
-    n = B * C * H * W
-    flops = int(2.5 * n * math.log2(max(H * W, 2)))
-    return _kernel("fft2", n * elem, 2 * n * elem, flops=flops)
-
-
-def _ifft2(shape: Shape, elem: int) -> Traffic:
-    """torch.fft.ifft2 of a full [B, C, H, W] spectrum: one read and one write of complex data
-    (the result is complex), 5 n log2 n FLOPs per plane of n = H W."""
+    """``fft2_of_real`` (pnpfast/ops/sr_prox.py) of a real [B, C, H, W] image: the copy to
+    complex (image in, complex out), then the complex transform (complex in and out),
+    5 n log2 n FLOPs per plane of n = H W."""
     B, C, H, W = shape
     n = B * C * H * W
     flops = int(5 * n * math.log2(max(H * W, 2)))
-    return _kernel("ifft2", 2 * n * elem, 2 * n * elem, flops=flops)
+    to_complex = _kernel("to complex", n * elem, 2 * n * elem)
+    return to_complex + _kernel("fft2", 2 * n * elem, 2 * n * elem, flops=flops)
+
+
+def _real_ifft2(shape: Shape, elem: int) -> Traffic:
+    """``real_ifft2`` of a full [B, C, H, W] spectrum: irfft2 of its first W // 2 + 1 columns
+    (complex in), the real image out, 2.5 n log2 n FLOPs per plane of n = H W."""
+    B, C, H, W = shape
+    n = B * C * H * W
+    half = B * C * H * (W // 2 + 1)
+    flops = int(2.5 * n * math.log2(max(H * W, 2)))
+    return _kernel("irfft2", half * 2 * elem, n * elem, flops=flops)
 
 
 def fft2_pair_traffic(shape: Shape, elem: int) -> Traffic:
-    """fft2 of a real image, then ifft2 of the spectrum: the floor of any full-FFT prox (each
-    FFT one pass: a lower bound, as in ``prox_l2_fft_traffic``)."""
-    return _fft2(shape, elem) + _ifft2(shape, elem)
+    """``fft2_of_real`` of a real image, then ``real_ifft2`` of the spectrum: the floor of any
+    full-FFT prox (each FFT one pass: a lower bound, as in ``prox_l2_fft_traffic``)."""
+    return _fft2(shape, elem) + _real_ifft2(shape, elem)
 
 
 def _check_factor(shape: Shape, factor: int) -> None:
@@ -301,17 +304,16 @@ def sr_prox_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -
 
 
 def prox_l2_sr_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -> Traffic:
-    """The whole SR prox (``L2.prox`` with a SuperResolution: fft2 of v, the sr_prox pass,
-    ifft2, and its real part copied out by ``.real.contiguous()``): fft2 reads the image and
-    writes the full spectrum (N e + N 2e), ifft2 reads and writes complex data (2 * N 2e), the
-    copy reads the complex result (its real parts sit every other value, so every sector is
-    loaded: N 2e) and writes the image (N e); each FFT counted as one pass, a lower bound as
-    in ``prox_l2_fft_traffic``. In all, 16 N e plus the pass's K^, mean_s |K^|^2 and gamma."""
+    """The whole SR prox (``L2.prox`` with a SuperResolution: ``fft2_of_real`` of v, the
+    sr_prox pass, ``real_ifft2``): the copy of v to complex (N e in, N 2e out), the complex
+    fft2 (N 2e in and out), the pass, and irfft2 of the spectrum's first W // 2 + 1 columns
+    (about N e in, N e out); each FFT counted as one pass, a lower bound as in
+    ``prox_l2_fft_traffic``. In all, about 15 N e plus the pass's K^, mean_s |K^|^2 and
+    gamma."""
     B, C, H, W = shape
     n = B * C * H * W
     pass_ = sr_prox_traffic(shape, elem, backend, device, factor=factor, bk=bk)
-    real = _kernel("torch real copy", n * 2 * elem, n * elem)
-    total = _fft2(shape, elem) + pass_ + _ifft2(shape, elem) + real
+    total = _fft2(shape, elem) + pass_ + _real_ifft2(shape, elem)
     low = (H // factor) * (W // factor)
     # the op's own inputs and outputs: v, kty, K^, mean_s |K^|^2, gamma in; x out
     io = n * elem + n * 2 * elem + bk * H * W * 2 * elem + bk * low * elem + B * elem + n * elem

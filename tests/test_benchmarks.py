@@ -219,10 +219,11 @@ def test_bench_sr_prox_quick_runs_end_to_end(tmp_path):
             continue
         # spectral pass: 2 spectra in, 1 out, the shared K^ and mean_s |K^|^2 once, gamma
         spectral = 3 * N * 2 * e + 32 * 32 * 2 * e + 16 * 16 * e + 2 * e
-        # fft2: image in, spectrum out; ifft2: complex in and out
-        ffts = (N * e + N * 2 * e) + 2 * N * 2 * e
-        if r["provider"] == "reference":  # and the copy of ifft2's real part
-            assert r["bytes"] == spectral + ffts + (N * 2 * e + N * e)
+        # fft2_of_real: image in, complex copy out, then complex in and out; real_ifft2:
+        # W // 2 + 1 = 17 of 32 columns of complex in, the image out
+        ffts = (N * e + N * 2 * e) + 2 * N * 2 * e + (N // 32 * 17 * 2 * e + N * e)
+        if r["provider"] == "reference":
+            assert r["bytes"] == spectral + ffts
         elif r["provider"] == "fft-only":
             assert r["bytes"] == ffts
         elif r["provider"] == "spectral-pass/reference":
@@ -681,3 +682,66 @@ def test_bench_defaults_report_and_table(tmp_path, monkeypatch, capsys):
     assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
     assert "| hqs | conditional |" in text and "| pnp-reg | - |" in text
     assert "| hqs | conditional |" in capsys.readouterr().out
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (Set12)")
+def test_bench_defaults_sr_report_and_table(tmp_path, monkeypatch, capsys):
+    """--part sr-report on one 24x24 Set12 crop with hqs (DPIR's 24 iterations): one row per
+    problem, the start is bicubic upsampling of the seeded, unrounded y, and --part sr-table
+    writes its own README block."""
+    bench = _load("bench_defaults")
+    from pnpfast.operators import SuperResolution
+
+    before = torch.get_num_threads()
+    out = tmp_path / "defaults_sr.jsonl"
+    args = ["--part", "sr-report", "--datasets", "Set12", "--images", "1", "--crop", "24"]
+    args += ["--noise", "7.65", "--methods", "hqs", "--threads", "1"]
+    try:
+        assert bench.main([*args, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["kernel"], r["factor"]) for r in rows] == [
+        ("bicubic", 2),
+        ("gaussian 1.5", 3),
+        ("bicubic", 4),
+    ]
+    x = bench._centre(SHARED_DATA / "images" / "Set12" / "01.png", 24)
+    A = SuperResolution.bicubic(2)
+    y = A(x)
+    g = torch.Generator().manual_seed(0)
+    y = y + 7.65 / 255 * torch.randn(y.shape, generator=g, dtype=torch.float64)
+    mse = (A.upsample(y).clamp(0, 1) - x).pow(2).mean()
+    assert rows[0]["psnr_input"] == pytest.approx(-10 * math.log10(mse), abs=1e-3)
+    for r in rows:
+        assert list(r) == list(bench.SR_COLUMNS)
+        assert r["part"] == "sr-report" and r["image"] == "01" and r["crop"] == 24
+        assert r["iterations"] == 24 and r["denoiser"] == "conditional" and r["error"] is None
+        assert r["gain_db"] == pytest.approx(r["psnr"] - r["psnr_input"], abs=2e-3)
+        assert math.isfinite(r["psnr"]) and not r["diverged"]
+    assert rows[0]["psnr"] > rows[0]["psnr_input"] + 1  # x2 (at x4 a 6x6 y is too little)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{bench.START}\nkeep\n{bench.END}\n{bench.SR_START}\nold\n{bench.SR_END}\n")
+    monkeypatch.setattr(bench, "README", readme)
+    assert bench.main(["--part", "sr-table", "--out", str(out), "--update-readme"]) == 0
+    text = readme.read_text()
+    assert "keep" in text and "old" not in text
+    assert "| bicubic upsampling (the start) |" in text and "| hqs | conditional |" in text
+    assert "bicubic x2 7.65" in capsys.readouterr().out
+
+
+def test_bench_defaults_diverged_is_nonfinite_or_a_drift_from_the_best_iterate():
+    """The report's definition: non-finite, or more than DRIFT_DB under the best iterate;
+    ending under the start alone is below_input, not a divergence."""
+    bench = _load("bench_defaults")
+    final = torch.tensor([20.0, 20.0, float("nan"), 10.0])
+    best = torch.tensor([24.0, 22.0, 22.0, 11.0])
+    finite = torch.tensor([True, True, False, True])
+    its, conv = torch.ones(4, dtype=torch.int64), torch.ones(4, dtype=torch.bool)
+    at = {"psnr": {}, "rel_change": {}}
+    got = [bench.outcome(b, [None] * 4, final, finite, best, its, conv, at, 15.0) for b in range(4)]
+    assert [g["diverged"] for g in got] == [True, False, True, False]
+    assert [g["below_input"] for g in got] == [False, False, False, True]
+    err = bench.outcome(0, ["FloatingPointError: x"], final, finite, best, its, conv, at, 15.0)
+    assert err["diverged"] and err["psnr"] is None

@@ -129,6 +129,15 @@ def fft2_of_real(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.fft2(x if complex_dtype is None else x.to(complex_dtype))
 
 
+def real_ifft2(x_hat: torch.Tensor) -> torch.Tensor:
+    """The real image [..., H, W] whose full spectrum x_hat [..., H, W] is (Hermitian up to
+    rounding): irfft2 of its first W // 2 + 1 columns, which on the CPU took half the time of
+    ``ifft2(x_hat).real.contiguous()`` at 8x3x256x256 complex64 (issue 19) and never forms the
+    complex result."""
+    H, W = x_hat.shape[-2:]
+    return torch.fft.irfft2(x_hat[..., : W // 2 + 1], s=(H, W))
+
+
 def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
     named = {"v_hat": v_hat, "kty": kty, "k_hat": k_hat, "k2_mean": k2_mean, "gamma": gamma}
     for name, t in named.items():
