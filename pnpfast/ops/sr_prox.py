@@ -191,6 +191,16 @@ def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
     require(gamma.shape == (B,), f"{op}: gamma must have shape ({B},), got {tuple(gamma.shape)}")
 
 
+def _launch(launcher, v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tensor:
+    # a fast backend's launcher on interleaved (re, im) float views, into a fresh output
+    out = empty_output(v_hat)
+    if out.numel() == 0:  # nothing to launch: a grid with no programs
+        return out
+    views = [torch.view_as_real(t) for t in (v_hat, kty, k_hat)]
+    launcher(*views, k2_mean, gamma, factor, torch.view_as_real(out))
+    return out
+
+
 @torch.library.custom_op("pnpfast::sr_prox_triton", mutates_args=())
 def _sr_prox_triton(
     v_hat: torch.Tensor,
@@ -202,19 +212,7 @@ def _sr_prox_triton(
 ) -> torch.Tensor:
     from pnpfast.kernels.sr_prox import sr_prox_triton
 
-    out = empty_output(v_hat)
-    if out.numel() == 0:  # nothing to launch: a grid with no programs
-        return out
-    sr_prox_triton(
-        torch.view_as_real(v_hat),
-        torch.view_as_real(kty),
-        torch.view_as_real(k_hat),
-        k2_mean,
-        gamma,
-        factor,
-        torch.view_as_real(out),
-    )
-    return out
+    return _launch(sr_prox_triton, v_hat, kty, k_hat, k2_mean, gamma, factor)
 
 
 @torch.library.custom_op("pnpfast::sr_prox_cuda", mutates_args=())
@@ -226,19 +224,7 @@ def _sr_prox_cuda(
     gamma: torch.Tensor,
     factor: int,
 ) -> torch.Tensor:
-    out = empty_output(v_hat)
-    if out.numel() == 0:  # nothing to launch: a grid with no programs
-        return out
-    torch.ops.pnpfast_C.sr_prox_out(
-        torch.view_as_real(v_hat),
-        torch.view_as_real(kty),
-        torch.view_as_real(k_hat),
-        k2_mean,
-        gamma,
-        factor,
-        torch.view_as_real(out),
-    )
-    return out
+    return _launch(torch.ops.pnpfast_C.sr_prox_out, v_hat, kty, k_hat, k2_mean, gamma, factor)
 
 
 @_sr_prox_triton.register_fake
