@@ -49,12 +49,14 @@ def _sr_prox_kernel(
     g = tl.load(gamma_ptr + b)
     base = plane.to(tl.int64) * H * W * 2
     kbase = b.to(tl.int64) * k_stride * 2
-    vr = tl.load(v_ptr + base + 2 * pix, mask=mask, other=0.0)
-    vi = tl.load(v_ptr + base + 2 * pix + 1, mask=mask, other=0.0)
-    yr = tl.load(kty_ptr + base + 2 * pix, mask=mask, other=0.0)
-    yi = tl.load(kty_ptr + base + 2 * pix + 1, mask=mask, other=0.0)
-    kr = tl.load(k_ptr + kbase + 2 * pix, mask=mask, other=0.0)
-    ki = tl.load(k_ptr + kbase + 2 * pix + 1, mask=mask, other=0.0)
+    # [S2, BLOCK, 2] tiles of (re, im) pairs: one 64-bit (128-bit in float64) access per
+    # complex value instead of two scalar ones
+    pair = tl.arange(0, 2)
+    off = (2 * pix)[:, :, None] + pair[None, None, :]
+    mask2 = mask[:, :, None] & (pair[None, None, :] < 2)
+    vr, vi = tl.split(tl.load(v_ptr + base + off, mask=mask2, other=0.0))
+    yr, yi = tl.split(tl.load(kty_ptr + base + off, mask=mask2, other=0.0))
+    kr, ki = tl.split(tl.load(k_ptr + kbase + off, mask=mask2, other=0.0))
     rr = vr + g * yr
     ri = vi + g * yi
     # mean over the aliases of K^ R^ (masked rows load K^ = 0 and add nothing)
@@ -67,8 +69,7 @@ def _sr_prox_kernel(
     # X^ = R^ - conj(K^) Q
     xr = rr - (kr * qr + ki * qi)
     xi = ri - (kr * qi - ki * qr)
-    tl.store(out_ptr + base + 2 * pix, xr, mask=mask)
-    tl.store(out_ptr + base + 2 * pix + 1, xi, mask=mask)
+    tl.store(out_ptr + base + off, tl.join(xr, xi), mask=mask2)
 
 
 def sr_prox_triton(
