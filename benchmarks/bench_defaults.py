@@ -17,8 +17,8 @@ parameters (``pnpfast.solve`` takes a length-B tensor for each of them).
 
 PSNR on the [0, 1] scale of the clamped output against the clean crop (no border cropping),
 ``psnr_input`` the same for A^T y, ``best_psnr`` the best iterate the engine recorded.
-``diverged``: a non-finite output, a final PSNR under ``psnr_input``, or a final PSNR more than
-``DRIFT_DB`` under the best iterate. ``seconds`` is the batch's wall time divided by its size
+``diverged``: a non-finite output or a final PSNR more than ``DRIFT_DB`` under the best iterate
+(``below_input``: a final PSNR under ``psnr_input``). ``seconds`` is the batch's wall time divided by its size
 (CPU runs use the thread count in "device"). Rows: ``benchmarks/results/defaults.jsonl``.
 
     python benchmarks/bench_defaults.py --part report --crop 128 --threads 1
@@ -44,7 +44,7 @@ import report
 
 import pnpfast
 from pnpfast.io import read_image
-from pnpfast.operators import Blur
+from pnpfast.operators import Blur, SuperResolution
 
 DATA = harness.DATA
 NOISE_LEVELS = (2.55, 7.65)
@@ -52,6 +52,7 @@ DRIFT_DB = 3.0
 CHECKPOINTS = (10, 25, 50, 100, 200, 400)  # iterations at which psnr_at and rel_at are kept
 README = harness.ROOT / "README.md"
 START, END = "<!-- defaults:start -->", "<!-- defaults:end -->"
+SR_START, SR_END = "<!-- defaults-sr:start -->", "<!-- defaults-sr:end -->"
 
 COLUMNS = (
     "part",
@@ -80,6 +81,21 @@ COLUMNS = (
     "git_sha",
     "timestamp",
 )
+
+# --part sr-report: "factor" after "kernel" ("bicubic" or "gaussian <std>"), "psnr_input" is
+# bicubic upsampling A.upsample(y) (every method's start), "gain_db" = psnr - psnr_input
+SR_COLUMNS = (
+    *COLUMNS[: COLUMNS.index("kernel") + 1],
+    "factor",
+    *COLUMNS[COLUMNS.index("kernel") + 1 : COLUMNS.index("psnr_input") + 1],
+    "gain_db",
+    *COLUMNS[COLUMNS.index("psnr_input") + 1 :],
+)
+# (kernel, factor, std): MATLAB's bicubic at x2 and x4, a Gaussian of std 1.5 at x3
+SR_PROBLEMS = (("bicubic", 2, None), ("gaussian", 3, 1.5), ("bicubic", 4, None))
+SR_IMAGES = {"Set12": ("01", "05", "08"), "Set3C": ("butterfly", "leaves", "starfish")}
+SR_SETS = ("Set12",)
+SR_CROP = 72  # divisible by 2, 3 and 4
 
 # The shipped denoiser each method is meant for (pnpfast.denoisers.load names).
 INTENDED = {
@@ -183,8 +199,9 @@ def degrade(x: torch.Tensor, kernels: torch.Tensor, noise: float) -> torch.Tenso
     return quality_deblur.degrade(x, Blur(kernels), noise)
 
 
-def run_batch(method, denoiser, x, y, kernels, noise, params, solve_kw):
-    """Solve one batch; per-image params are [B] tensors. Returns (x_hat, iterations,
+def run_batch(method, denoiser, x, y, operator, noise, params, solve_kw):
+    """Solve one batch; per-image params are [B] tensors; ``operator(keep)`` builds the forward
+    model of the images ``keep`` (a [K] index tensor). Returns (x_hat, iterations,
     converged, best PSNR per image, seconds, errors). When the engine stops the batch for
     images gone NaN or Inf (FloatingPointError naming them), those images get the error and
     the rest of the batch runs again without them (their x_hat is NaN)."""
@@ -206,7 +223,7 @@ def run_batch(method, denoiser, x, y, kernels, noise, params, solve_kw):
             with torch.no_grad():
                 res = pnpfast.solve(
                     y[keep],
-                    Blur(kernels[keep].to(x.dtype)),
+                    operator(keep),
                     denoiser,
                     method,
                     sigma=noise,
@@ -239,6 +256,38 @@ def run_batch(method, denoiser, x, y, kernels, noise, params, solve_kw):
                     ].float()
         break
     return xh, its, conv, best, time.perf_counter() - start, errors, at
+
+
+def outcome(b, err, final, finite, best, its, conv, at, psnr_input) -> dict:
+    """The measured columns of image b of a batch run by ``run_batch``: ``final`` its clamped
+    output's PSNR, ``finite`` whether that output is finite; ``diverged`` as the module says
+    (non-finite, or more than DRIFT_DB under the best iterate)."""
+    if err[b] is not None:
+        return dict(
+            psnr=None,
+            best_psnr=None,
+            iterations=None,
+            converged=False,
+            diverged=True,
+            below_input=None,
+            psnr_at=None,
+            rel_at=None,
+            error=err[b][:300],
+        )
+    p = float(final[b]) if bool(finite[b]) else float("nan")
+    bp = float(best[b])
+    div = (not math.isfinite(p)) or p < bp - DRIFT_DB
+    return dict(
+        psnr_at={it: round(float(v[b]), 3) for it, v in at["psnr"].items()},
+        rel_at={it: float(f"{float(v[b]):.3g}") for it, v in at["rel_change"].items()},
+        below_input=p < psnr_input,
+        psnr=round(p, 3) if math.isfinite(p) else None,
+        best_psnr=round(bp, 3),
+        iterations=int(its[b]),
+        converged=bool(conv[b]),
+        diverged=bool(div),
+        error=None,
+    )
 
 
 def expand_grid(grid: dict[str, list]) -> list[dict]:
@@ -308,8 +357,16 @@ def evaluate(
                         v = max(v * sigma, c.get("sigma_d_floor", 0) / 255)
                     vals += [v] * n
                 params[name] = torch.tensor(vals, dtype=torch.float32, device=device)
+            kd = kb.to(device=device, dtype=xb.dtype)
             xh, its, conv, best, seconds, err, at = run_batch(
-                method, denoiser, xb, yb, kb.to(device), sigma, params, solve_kw
+                method,
+                denoiser,
+                xb,
+                yb,
+                lambda keep, kd=kd: Blur(kd[keep]),
+                sigma,
+                params,
+                solve_kw,
             )
             B = len(cfgs) * n
             final = pnpfast.metrics.psnr(xh.clamp(0, 1), xb).cpu()
@@ -337,35 +394,7 @@ def evaluate(
                         timespec="seconds"
                     ),
                 }
-                if err[b] is not None:
-                    row.update(
-                        psnr=None,
-                        best_psnr=None,
-                        iterations=None,
-                        converged=False,
-                        diverged=True,
-                        below_input=None,
-                        psnr_at=None,
-                        rel_at=None,
-                        error=err[b][:300],
-                    )
-                else:
-                    p = float(final[b]) if bool(finite[b]) else float("nan")
-                    bp = float(best[b])
-                    div = (not math.isfinite(p)) or p < bp - DRIFT_DB
-                    row.update(
-                        psnr_at={it: round(float(v[b]), 3) for it, v in at["psnr"].items()},
-                        rel_at={
-                            it: float(f"{float(v[b]):.3g}") for it, v in at["rel_change"].items()
-                        },
-                        below_input=p < row["psnr_input"],
-                        psnr=round(p, 3) if math.isfinite(p) else None,
-                        best_psnr=round(bp, 3),
-                        iterations=int(its[b]),
-                        converged=bool(conv[b]),
-                        diverged=bool(div),
-                        error=None,
-                    )
+                row.update(outcome(b, err, final, finite, best, its, conv, at, row["psnr_input"]))
                 batch_rows.append({c: row[c] for c in COLUMNS})
             with out.open("a") as f:
                 f.writelines(json.dumps(r) + "\n" for r in batch_rows)
@@ -373,6 +402,91 @@ def evaluate(
             summary = summarise(batch_rows, by=("params",))
             for line in summary:
                 print(f"{method} {dataset} {noise}: {line}", flush=True)
+    return rows
+
+
+def sr_operator(kernel: str, factor: int, std: float | None) -> SuperResolution:
+    if kernel == "bicubic":
+        return SuperResolution.bicubic(factor)
+    return SuperResolution.gaussian(factor, std)
+
+
+def sr_kernel_name(kernel: str, std: float | None) -> str:
+    return kernel if std is None else f"{kernel} {std:g}"
+
+
+def degrade_sr(x: torch.Tensor, A: SuperResolution, noise: float) -> torch.Tensor:
+    """quality_sr's degradation: y = A x (float64) plus AWGN of std noise/255 from
+    ``torch.Generator().manual_seed(0)``, no 8-bit rounding."""
+    y = A(x.double())
+    g = torch.Generator().manual_seed(0)
+    return y + noise / 255 * torch.randn(y.shape, generator=g, dtype=torch.float64)
+
+
+def evaluate_sr(
+    method: str,
+    denoiser_name: str,
+    dataset: str,
+    *,
+    names: tuple[str, ...],
+    crop: int,
+    problems: tuple[tuple, ...],
+    noises: tuple[float, ...],
+    device: str,
+    out: Path,
+    max_iter: int | None = None,
+) -> list[dict]:
+    """``method`` at its defaults on the centre crops ``names`` of ``dataset``, one batch per
+    (problem, noise); rows (SR_COLUMNS, part "sr-report") appended to ``out`` after each."""
+    clean = torch.cat([_centre(_sr_path(dataset, n), crop) for n in names])
+    denoiser = pnpfast.denoisers.load(denoiser_name, device=device)
+    env = harness.environment(device)
+    solve_kw = {} if max_iter is None else {"max_iter": max_iter}
+    rows = []
+    for kernel, factor, std in problems:
+        if crop % factor:
+            raise ValueError(f"--crop {crop} is not divisible by the factor {factor}")
+        A = sr_operator(kernel, factor, std)
+        Ad = SuperResolution(A.kernel.to(device=device, dtype=torch.float32), factor)
+        for noise in noises:
+            y = degrade_sr(clean, A, noise)
+            start = pnpfast.metrics.psnr(A.upsample(y).clamp(0, 1), clean)
+            xb, yb = clean.float().to(device), y.float().to(device)
+            xh, its, conv, best, seconds, err, at = run_batch(
+                method, denoiser, xb, yb, lambda keep, Ad=Ad: Ad, noise / 255, {}, solve_kw
+            )
+            final = pnpfast.metrics.psnr(xh.clamp(0, 1), xb).cpu()
+            finite = torch.isfinite(xh.flatten(1)).all(1).cpu()
+            stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            batch_rows = []
+            for b, name in enumerate(names):
+                row = {
+                    "part": "sr-report",
+                    "method": method,
+                    "denoiser": denoiser_name,
+                    "dataset": dataset,
+                    "image": name,
+                    "kernel": sr_kernel_name(kernel, std),
+                    "factor": factor,
+                    "noise_255": noise,
+                    "crop": crop,
+                    "params": {},
+                    "psnr_input": round(float(start[b]), 3),
+                    "seconds": round(seconds / len(names), 4),
+                    **env,
+                    "pnpfast": pnpfast.__version__,
+                    "timestamp": stamp,
+                }
+                row.update(outcome(b, err, final, finite, best, its, conv, at, row["psnr_input"]))
+                ok = row["psnr"] is not None
+                row["gain_db"] = round(row["psnr"] - row["psnr_input"], 3) if ok else None
+                batch_rows.append({c: row[c] for c in SR_COLUMNS})
+            with out.open("a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in batch_rows)
+            rows += batch_rows
+            label = f"{method} {dataset} {sr_kernel_name(kernel, std)} x{factor} {noise}"
+            for line in summarise(batch_rows, by=("params",)):
+                print(f"{label}: {line}", flush=True)
     return rows
 
 
@@ -393,18 +507,18 @@ def summarise(rows: list[dict], by: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def latest_report(rows: list[dict]) -> list[dict]:
-    """The report rows of the latest run of each (method, dataset, noise)."""
-    report = [r for r in rows if r.get("part") == "report"]
+def latest_report(
+    rows: list[dict],
+    part: str = "report",
+    by: tuple[str, ...] = ("method", "dataset", "noise_255"),
+) -> list[dict]:
+    """The rows of ``part`` of the latest run (to the minute) of each ``by`` key."""
+    report = [r for r in rows if r.get("part") == part]
     last: dict[tuple, str] = {}
     for r in report:
-        key = (r["method"], r["dataset"], r["noise_255"])
+        key = tuple(r[b] for b in by)
         last[key] = max(last.get(key, ""), r["timestamp"][:16])
-    return [
-        r
-        for r in report
-        if r["timestamp"][:16] == last[(r["method"], r["dataset"], r["noise_255"])]
-    ]
+    return [r for r in report if r["timestamp"][:16] == last[tuple(r[b] for b in by)]]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -459,14 +573,115 @@ def update_readme(table: str, rows: list[dict]) -> bool:
     return report.update_readme(README, f"{table}\n{note.rstrip()}", start=START, end=END)
 
 
+SR_BY = ("method", "dataset", "kernel", "factor", "noise_255")
+
+
+def _sr_set_order(dataset: str) -> tuple:
+    sets = (*SR_SETS, *sorted(set(SR_IMAGES) - set(SR_SETS)))
+    return (sets.index(dataset) if dataset in sets else 9, dataset)
+
+
+def _sr_column(r: dict) -> tuple:
+    return (r["factor"], r["kernel"], r["noise_255"])
+
+
+def _mean(values: list) -> float | None:
+    """The mean, or None when a value is missing (a run that failed)."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def format_sr_table(rows: list[dict]) -> str:
+    """Markdown, one table per dataset (``_sr_table``) under a line naming it and its images."""
+    rows = latest_report(rows, "sr-report", SR_BY)
+    blocks = []
+    for d in sorted({r["dataset"] for r in rows}, key=_sr_set_order):
+        rs = [r for r in rows if r["dataset"] == d]
+        names = ", ".join(sorted({r["image"] for r in rs}))
+        kind = {1: "gray", 3: "color"}.get(read_image(_sr_path(d, rs[0]["image"])).shape[1], "")
+        blocks.append(f"{d} ({kind}: {names}):\n\n{_sr_table(rs)}")
+    return "\n\n".join(blocks)
+
+
+def _sr_path(dataset: str, name: str) -> Path:
+    folder, pattern = DATASETS[dataset]
+    return DATA / folder / f"{name}{pattern.lstrip('*')}"
+
+
+def _sr_table(rows: list[dict]) -> str:
+    """Markdown for the rows of one dataset: bicubic upsampling (the start) on the first line,
+    then one line per method: mean PSNR and in brackets mean gain over bicubic upsampling per
+    (problem, noise), the gain averaged over every run, mean iterations, seconds per image,
+    divergences."""
+    cols = sorted({_sr_column(r) for r in rows})
+    head = "| method | denoiser | "
+    head += " | ".join(f"{k} x{s} {n}" for s, k, n in cols)
+    head += " | mean gain | iterations | s/image | diverged |"
+    lines = [head, "|---|---|" + "---|" * (len(cols) + 4)]
+    methods = [m for m in pnpfast.solvers.METHODS if any(r["method"] == m for r in rows)]
+    if methods:
+        first = [r for r in rows if r["method"] == methods[0]]
+        starts = [_mean([r["psnr_input"] for r in first if _sr_column(r) == c]) for c in cols]
+        lines.append(
+            "| bicubic upsampling (the start) | - | "
+            + " | ".join("-" if v is None else f"{v:.2f}" for v in starts)
+            + " | - | - | - | - |"
+        )
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m]
+        cells = []
+        for c in cols:
+            cr = [r for r in rs if _sr_column(r) == c]
+            p, g = _mean([r["psnr"] for r in cr]), _mean([r["gain_db"] for r in cr])
+            cells.append("-" if p is None else f"{p:.2f} ({g:+.2f})")
+        gain = _mean([r["gain_db"] for r in rs])
+        its = [r["iterations"] for r in rs if r["iterations"] is not None]
+        sec = [r["seconds"] for r in rs]
+        div = sum(r["diverged"] for r in rs)
+        lines.append(
+            f"| {m} | {rs[0]['denoiser']} | "
+            + " | ".join(cells)
+            + f" | {'-' if gain is None else f'{gain:+.2f}'}"
+            + f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f}"
+            + f" | {div}/{len(rs)} |"
+        )
+    for m, why in NOT_RUN.items():
+        lines.append(f"| {m} | - | " + " | ".join("-" for _ in cols) + f" | - | - | - | {why} |")
+    return "\n".join(lines)
+
+
+def update_readme_sr(table: str, rows: list[dict]) -> bool:
+    if SR_START not in README.read_text():
+        print(f"README.md has no {SR_START} ... {SR_END} block", file=sys.stderr)
+        return False
+    rows = latest_report(rows, "sr-report", SR_BY)
+    sets = sorted({r["dataset"] for r in rows}, key=_sr_set_order)
+    imgs = {d: sorted({r["image"] for r in rows if r["dataset"] == d}) for d in sets}
+    crops = sorted({r["crop"] for r in rows})
+    devices = sorted({r["device"] for r in rows})
+    images = " and ".join(f"{d} images {', '.join(imgs[d])}" for d in sets)
+    note = (
+        f"PSNR (dB) of the clamped output, mean over the {images} "
+        f"({', '.join(f'{c}x{c}' for c in crops)} centre crops), and in brackets its gain over "
+        f"bicubic upsampling A.upsample(y); SuperResolution.bicubic(2), .gaussian(3, 1.5) and "
+        f".bicubic(4), AWGN 2.55 and 7.65 /255 (seeded, no 8-bit rounding); iterations and "
+        f"seconds per image averaged over every run; measured on {'; '.join(devices)}."
+    )
+    note = textwrap.fill(note, width=100)
+    return report.update_readme(README, f"{table}\n\n{note}", start=SR_START, end=SR_END)
+
+
 def parse_ints(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("tune", "report", "table"), default="report")
-    p.add_argument("--crop", type=int, default=128)
+    p.add_argument(
+        "--part", choices=("tune", "report", "table", "sr-report", "sr-table"), default="report"
+    )
+    p.add_argument("--crop", type=int, default=None, help=f"128; {SR_CROP} for sr-report")
     p.add_argument("--images", type=int, default=None, help="images per dataset (tune 3, report 3)")
     p.add_argument("--kernels", type=parse_ints, default=None, help="Levin kernel numbers, 1-8")
     p.add_argument(
@@ -487,14 +702,26 @@ def main(argv: list[str] | None = None) -> int:
         help="tuning images: evenly spaced, or those with the sharpest edges",
     )
     p.add_argument("--denoiser", default=None, help="a load() name instead of the intended one")
-    p.add_argument("--max-iter", type=int, default=None, help="cap every run (tune only)")
+    p.add_argument("--max-iter", type=int, default=None, help="cap every run (tune, sr-report)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, default=harness.results_path("defaults"))
+    p.add_argument(
+        "--out", type=Path, default=None, help="defaults.jsonl; defaults_sr.jsonl for sr-*"
+    )
     p.add_argument("--update-readme", action="store_true")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    sr = args.part.startswith("sr-")
+    if args.out is None:
+        args.out = harness.results_path("defaults_sr" if sr else "defaults")
+    if args.part == "sr-table":
+        rows = harness.read_jsonl(args.out)
+        table = format_sr_table(rows)
+        print(table)
+        if args.update_readme and not update_readme_sr(table, rows):
+            return 1
+        return 0
     if args.part == "table":
         rows = harness.read_jsonl(args.out)
         table = format_table(rows)
@@ -509,6 +736,32 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in INTENDED]
     if unknown:
         p.error(f"unknown or not benchmarked methods {unknown}; choose from {', '.join(INTENDED)}")
+    if sr:
+        datasets = args.datasets or list(SR_SETS)
+        bad = [d for d in datasets if d not in SR_IMAGES]
+        if bad:
+            p.error(f"--datasets {bad}: sr-report knows {', '.join(SR_IMAGES)}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for method in methods:
+            for dataset in datasets:
+                evaluate_sr(
+                    method,
+                    args.denoiser or INTENDED[method],
+                    dataset,
+                    names=SR_IMAGES[dataset][: args.images or 3],
+                    crop=args.crop or SR_CROP,
+                    problems=SR_PROBLEMS,
+                    noises=args.noise,
+                    device=args.device,
+                    out=args.out,
+                    max_iter=args.max_iter,
+                )
+        if args.update_readme:
+            rows = harness.read_jsonl(args.out)
+            if not update_readme_sr(format_sr_table(rows), rows):
+                return 1
+        return 0
+    args.crop = args.crop or 128
     kernels = args.kernels or ([1, 4, 8] if args.part == "tune" else [1, 3, 5, 8])
     n_images = args.images or 3
     datasets = args.datasets or list(TUNE_SETS if args.part == "tune" else REPORT_SETS)
