@@ -24,6 +24,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.fidelity import L2
 from pnpfast.operators.base import LinearOperator
+from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.solvers import convergent, implicit_prior, red
 from pnpfast.solvers.convergent import GSPnPParams, PnPReGParams, ProxPnPParams
 from pnpfast.solvers.engine import (
@@ -89,8 +90,10 @@ def solve(
     data term ||A x - y||^2 / (2 sigma_n^2), floored at 0.255/255); max_iter, tol: iteration cap
     and per-image relative-change tolerance (max_iter an int in [1, 2**63 - 1], tol a finite
     float >= 0; method defaults: hqs 8 (24 for SuperResolution) and 0, red-sd and red-gd
-    200, gs-pnp 400 and 1e-5 on the relative change of its objective, prox-pnp-* 300 and
-    1e-6, pnp-reg 500 and 1e-5, the others 100 or 50, and 1e-4); x0: start, an image
+    200, gs-pnp 400 (40 for SuperResolution) and 1e-5 on the relative change of its objective,
+    prox-pnp-* 300 (prox-pnp-pgd 40 for SuperResolution) and
+    1e-6, pnp-reg 500 and 1e-5, the others 100 (pgd, fista: 40 for SuperResolution) or 50,
+    and 1e-4); x0: start, an image
     (default A^T y; with a SuperResolution of factor >= 2, ``A.upsample(y)``: ``L2.start``); x_true: ground truth, records PSNR per
     iteration in ``history``; history: also record the relative change without x_true;
     callback: called with an IterationInfo after every iteration; backend: force "reference", "triton" or "cuda" for the fused ops.
@@ -144,9 +147,11 @@ def solve(
     # past these bounds that overflows and a default the caller never set is blamed
     upper = SIGMA_MAX[y.dtype]
     sigma_t = _validate.per_image("sigma", sigma, B, y, nonnegative=True, upper=upper)
-    if max_iter is None:  # a method may default by operator (hqs: DPIR's SR recipe)
-        max_iter = cls.max_iter_for(operator) if hasattr(cls, "max_iter_for") else None
-    max_iter = check_max_iter(cls.default_max_iter if max_iter is None else max_iter)
+    if max_iter is None:  # a method may have its own for super-resolution (engine.Method)
+        max_iter = cls.default_max_iter
+        if getattr(cls, "sr_max_iter", None) and super_resolution_factor(operator):
+            max_iter = cls.sr_max_iter
+    max_iter = check_max_iter(max_iter)
     tol = cls.default_tol if tol is None else tol
     # tol = inf would stop every image after one iteration: max_iter=1 says that
     tol = _validate.number("tol", tol, 0)

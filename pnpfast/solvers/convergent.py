@@ -59,7 +59,7 @@ methods minimise F = f + phi / lam:
   2.55/255 and 1.3 dB worse at 7.65/255, benchmarks/results/defaults.jsonl), with sigma_d =
   sigma, alpha = 0.5, beta = 1.
   Super-resolution (a ``SuperResolution`` of factor >= 2): both floor sigma_d at 15/255
-  (``SR_SIGMA_D``: at the deblurring levels the unmeasured aliased frequencies grow).
+  (``engine.SR_SIGMA_D``: at the deblurring levels the unmeasured part of the image drifts).
   Both: up to 300 iterations, tol = 1e-6 (the paper runs up to 1000 with 1e-8; on the tuning
   crops the PSNR after 100 iterations was within 0.05 dB of that after 200, where the relative
   change was about 1e-5, so 1000 iterations bought nothing and cost 8 minutes for one 256x256
@@ -83,9 +83,8 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.denoisers import ByChannels
-from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.profiling import nvtx_range
-from pnpfast.solvers.engine import Problem
+from pnpfast.solvers.engine import SR_MAX_ITER, Problem, sigma_d_floor
 from pnpfast.solvers.proximal_gradient import step_size
 
 PerImage = float | torch.Tensor
@@ -119,14 +118,6 @@ class GSPnPState:
 
 #: eta^1000 < 1e-45 for the default eta = 0.9: more retries only burn denoiser calls
 MAX_BACKTRACKS = 1000
-# prox-pnp's denoiser level floor for super-resolution (factor >= 2). At the deblurring
-# defaults (max(sigma / 2, 5/255) for PGD, sigma for DRS) the shipped proximal denoiser lets
-# the aliased frequencies that SR leaves unmeasured grow: on Set12 crops (72x72, x2 bicubic,
-# x3 Gaussian, x4 bicubic, noise 2.55 and 7.65 /255) the PSNR peaked within 20 iterations
-# and then fell, for PGD from 26.4 to 13.7 dB over 300 at x2 (bicubic upsampling: 24.5), DRS
-# ending 1.4 dB under bicubic upsampling on average; floored at 15/255 they end 0.99 (PGD) and
-# 0.92 dB (DRS) above it, where 10/255 left PGD 1.3 dB under it (issue 19)
-SR_SIGMA_D = 15 / 255
 
 
 def _check_scalar(
@@ -179,6 +170,7 @@ class GSPnP:
     default_tol = 1e-5
     default_denoiser = "gradient-step"
     takes_active = True
+    sr_max_iter = SR_MAX_ITER  # engine.SR_MAX_ITER
 
     def __init__(self, params: GSPnPParams, max_iter: int):
         self.params = params
@@ -300,7 +292,7 @@ class ProxPnPParams:
     """lam: the data weight (also the data step of PGD; default 0.99 / ||A^T A|| for PGD,
     (12.75/255) / max(sigma, 2.55/255) for DRS, following the paper's per-level settings);
     sigma_d: the denoiser's noise level (default max(sigma / 2, 5/255) for PGD, sigma for DRS;
-    floored at 15/255 for a SuperResolution of factor >= 2, SR_SIGMA_D);
+    floored at 15/255 for a SuperResolution of factor >= 2, engine.SR_SIGMA_D);
     alpha in (0, 1]: the relaxed denoiser I - alpha grad g (default 1 for PGD, 0.5 for DRS);
     beta in (0, 2): the DRS relaxation (default 1; prox-pnp-pgd refuses it rather than ignore it). lam and sigma_d may be floats
     or length-B tensors."""
@@ -324,6 +316,7 @@ class ProxPnPPGD:
     default_max_iter = 300
     default_tol = 1e-6
     default_denoiser = "proximal"
+    sr_max_iter: int | None = SR_MAX_ITER
     default_lam = 0.99
     default_alpha = 1.0
     relaxed = False  # takes beta
@@ -341,10 +334,8 @@ class ProxPnPPGD:
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
         # the paper floors at 1.9/255; the shipped proximal denoiser's ||Hess g|| < 1 is
-        # checked from 5/255 up (README "Convergent PnP"); super-resolution: see SR_SIGMA_D
-        if super_resolution_factor(problem.data.operator):
-            return (0.5 * problem.sigma).clamp_min(SR_SIGMA_D)
-        return (0.5 * problem.sigma).clamp_min(5 / 255)
+        # checked from 5/255 up (README "Convergent PnP"); super-resolution: SR_SIGMA_D
+        return (0.5 * problem.sigma).clamp_min(sigma_d_floor(problem, 5 / 255))
 
     def _lam(self, problem: Problem) -> torch.Tensor:
         return step_size("lam", self.params.lam, problem, default=self.default_lam)
@@ -392,12 +383,11 @@ class ProxDRSState:
 class ProxPnPDRS(ProxPnPPGD):
     name = "prox-pnp-drs"
     default_alpha = 0.5
+    sr_max_iter = None  # its iterates stayed at their best with SR_SIGMA_D (issue 19)
     relaxed = True
 
     def _sigma_d(self, problem: Problem) -> torch.Tensor:
-        if super_resolution_factor(problem.data.operator):
-            return problem.sigma.clamp_min(SR_SIGMA_D)
-        return problem.sigma
+        return problem.sigma.clamp_min(sigma_d_floor(problem, 0.0))
 
     def _lam(self, problem: Problem) -> torch.Tensor:
         lam = self.params.lam

@@ -42,6 +42,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.fidelity import L2
+from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.profiling import nvtx_range
 
 
@@ -111,8 +112,9 @@ class Method(Protocol):
     * ``measure`` (optional, "rel_change"): the [B] state field the stopping rule, the callback
       (``IterationInfo.rel_change``) and the history read; NaN where the iterate is not finite;
     * ``history_fields`` (optional, ("objective",)): further [B] state fields for the history;
-    * ``max_iter_for(operator)`` (optional): the default max_iter when it depends on the
-      operator (hqs: DPIR's super-resolution recipe); otherwise ``default_max_iter``.
+    * ``sr_max_iter`` (optional): the default max_iter for super-resolution (a
+      ``SuperResolution`` of factor >= 2) where it differs: hqs 24 (DPIR's SR recipe), pgd,
+      fista, gs-pnp and prox-pnp-pgd 40 (SR_MAX_ITER).
 
     Set by ``init`` (optional): ``threshold``, a [B] tensor: each image stops once its measure
     falls under it, whatever ``tol`` (the sampler's sigma_L).
@@ -217,6 +219,37 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 #: the engine counts iterations per image in int64
 MAX_ITER_LIMIT = 2**63 - 1
+
+# The lowest default denoiser level of the fixed-level methods (RED, prox-pnp) for
+# super-resolution (a SuperResolution of factor >= 2). Decimation leaves (s^2 - 1) / s^2 of the
+# image unmeasured, constrained by the denoiser alone, and at their deblurring levels (down to
+# 5/255 or 7.65/255) the shipped denoisers let it drift: on 72x72 Set12 and Set3C crops at
+# 2.55/255 the PSNR peaked within 10 to 35 iterations and then fell for the rest of the run
+# (red-dpg on Set3C butterfly x2 from 30.4 to 24.3 dB, bicubic upsampling 26.2; prox-pnp-pgd
+# on a Set12 crop x2 from 26.4 to 13.7 dB). Floored at 15/255 they stay at their best: red-dpg
+# ends at 30.6 dB there, red-apg at 30.7 (issue 19).
+SR_SIGMA_D = 15 / 255
+
+
+# The default max_iter of the forward-backward methods (pgd, fista, gs-pnp, prox-pnp-pgd) for
+# super-resolution. Their data step moves nothing in the unmeasured part of the image, which
+# the denoiser alone shapes, and with the shipped networks the iterates keep drifting there long
+# after the PSNR peaked (at 5 to 45 iterations) on textured crops: on a 72x72 Set12 crop (01.png,
+# x2 bicubic, 2.55/255) gs-pnp rose to 22.8 dB by iteration 10 and fell to 15.0 by 400, and
+# prox-pnp-pgd (sigma_d 15/255) from 23.0 to 18.1 by 300 (bicubic upsampling: 21.6); on a
+# CBSD68 crop pgd fell from 24.5 to 22.5 by 100. Stopped at 40, the mean gain over bicubic
+# upsampling on three Set12 crops (x2 bicubic, x3 Gaussian, x4 bicubic at 2.55 and 7.65 /255)
+# went from 0.06 to 0.92 dB (gs-pnp) and from 0.99 to 1.47 dB (prox-pnp-pgd), better on every
+# problem (issue 19).
+SR_MAX_ITER = 40
+
+
+def sigma_d_floor(problem: "Problem", floor: float) -> float:
+    """The floor of a method's default denoiser level: ``floor``, raised to SR_SIGMA_D for a
+    super-resolution problem."""
+    if super_resolution_factor(problem.data.operator):
+        return max(floor, SR_SIGMA_D)
+    return floor
 
 
 def check_max_iter(max_iter) -> int:

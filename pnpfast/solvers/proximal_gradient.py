@@ -39,7 +39,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.ops import pnp_update
-from pnpfast.solvers.engine import Problem, rel_change_from_sums
+from pnpfast.solvers.engine import SR_MAX_ITER, Problem, rel_change_from_sums
 
 
 @dataclass
@@ -130,6 +130,7 @@ class PGD:
     Params = PGDParams
     default_denoiser = "conditional"
     default_max_iter = 100
+    sr_max_iter = SR_MAX_ITER  # engine.SR_MAX_ITER
     default_tol = 1e-4
     momentum = False
 

@@ -48,7 +48,8 @@ IEEE TCI 2019 (their code: github.com/edward-reehorst/On_RED, minimizers/Run{PG,
 Defaults. The step parameters follow the papers' deblurring experiments: L = 1, L0 = 0.2,
 Lf = 2, inner_iter = 1, and beta = lam / 20 (their beta = 0.001 for lam = 0.02 on the [0, 255]
 scale). The denoiser strength and the weight are rules, for the shipped noise-conditional
-denoiser (``pnpfast.denoisers.load()``): sigma_d = max(1.5 sigma, 7.65/255) (tuned here on
+denoiser (``pnpfast.denoisers.load()``): sigma_d = max(1.5 sigma, 7.65/255) (15/255 for
+super-resolution, ``engine.SR_SIGMA_D``; tuned here on
 CBSD432 crops, benchmarks/results/defaults.jsonl: at sigma_d = sigma the trained denoiser
 expands at 2.55/255 and the iterates drift away from their best), and lam = 1 / sigma_d^2
 (Tweedie's formula: an MMSE denoiser has x - f(x) = sigma_d^2 grad(-log p_sigma_d)(x), so
@@ -74,7 +75,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.ops import pnp_update
-from pnpfast.solvers.engine import Problem, rel_change_from_sums
+from pnpfast.solvers.engine import Problem, rel_change_from_sums, sigma_d_floor
 from pnpfast.solvers.proximal_gradient import check_restart, restarted
 from pnpfast.solvers.splitting import SIGMA_FLOOR
 
@@ -110,8 +111,9 @@ def _per_image(problem: Problem, name: str, value, default=None, **bounds) -> to
 
 
 def _sigma_d(problem: Problem, sigma_d) -> torch.Tensor:
-    """sigma_d, default max(SIGMA_D_FACTOR sigma, SIGMA_D_MIN) per image: [B]."""
-    default = (SIGMA_D_FACTOR * problem.sigma).clamp_min(SIGMA_D_MIN)
+    """sigma_d, default max(SIGMA_D_FACTOR sigma, SIGMA_D_MIN) per image (SIGMA_D_MIN raised to
+    engine.SR_SIGMA_D for super-resolution): [B]."""
+    default = (SIGMA_D_FACTOR * problem.sigma).clamp_min(sigma_d_floor(problem, SIGMA_D_MIN))
     return _per_image(problem, "sigma_d", sigma_d, default, nonnegative=True)
 
 

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.base import LinearOperator
 from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
@@ -84,16 +83,12 @@ class HQS:
     Params = HQSParams
     default_denoiser = "conditional"
     default_max_iter = 8
+    sr_max_iter = SR_MAX_ITER  # DPIR's super-resolution recipe
     default_tol = 0.0
 
     def __init__(self, params: HQSParams, max_iter: int):
         self.params = params
         self.max_iter = max_iter
-
-    @classmethod
-    def max_iter_for(cls, operator: LinearOperator) -> int:
-        """The default max_iter: 24 for super-resolution (DPIR's SR recipe), else 8."""
-        return SR_MAX_ITER if super_resolution_factor(operator) else cls.default_max_iter
 
     def schedule(self, problem: Problem) -> None:
         """Resolve the per-image schedule: sigma_k = exp(log s_0 + k / (K - 1) log(s_end / s_0))
