@@ -93,7 +93,11 @@ SR_COLUMNS = (
 )
 # (kernel, factor, std): MATLAB's bicubic at x2 and x4, a Gaussian of std 1.5 at x3
 SR_PROBLEMS = (("bicubic", 2, None), ("gaussian", 3, 1.5), ("bicubic", 4, None))
-SR_IMAGES = {"Set12": ("01", "05", "08"), "Set3C": ("butterfly", "leaves", "starfish")}
+SR_IMAGES = {
+    "Set12": ("01", "05", "08"),
+    "Set3C": ("butterfly", "leaves", "starfish"),
+    "CBSD68": ("108070", "119082", "134035"),  # held out: no SR default was looked at on them
+}
 SR_SETS = ("Set12",)
 SR_CROP = 72  # divisible by 2, 3 and 4
 
