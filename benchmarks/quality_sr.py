@@ -326,7 +326,7 @@ def image_gaps(rows: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
     ours = {tuple(r[k] for k in key): r for r in rows if r["method"] == "hqs"}
     theirs = {tuple(r[k] for k in key): r for r in rows if r["method"] == "deepinv-hqs"}
     gaps: dict[tuple[str, str], tuple[float, int]] = {}
-    for c in sorted(ours.keys() & theirs.keys()):
+    for c in sorted(ours.keys() & theirs.keys(), key=lambda c: (SETS.index(c[0]), c)):
         gap = max(abs(ours[c][m] - theirs[c][m]) for m in ("psnr_rgb", "psnr_y"))
         old, n = gaps.get(c[:2], (0.0, 0))
         gaps[c[:2]] = (max(old, gap), n + 1)
