@@ -12,7 +12,7 @@ Providers (whole prox, all compared with the ``reference`` output):
                          backend="reference", check=False): the bound prox as a solver
                          iteration calls it (A^T y, its spectrum, K^ and mean_s |K^|^2 cached
                          when the L2 object is built, gamma already a [B] tensor, no checks):
-                         fft2_of_real, the sr_prox spectral step, real_ifft2
+                         fft2, the sr_prox spectral step, real_ifft2
     reference-compiled   the same call under torch.compile (skipped with a note if it fails)
     triton, cuda         the same call with backend="triton" / "cuda", on CUDA tensors only and
                          only where pnpfast.backends() reports that backend
@@ -26,7 +26,7 @@ Providers (whole prox, all compared with the ``reference`` output):
                          convention; both centre an odd kernel at its middle tap, and the
                          bicubic kernels of factors 2-4 are 9x9, 13x13, 19x19)
 Baselines:
-    fft-only             real_ifft2(fft2_of_real(z)), the prox's own FFTs: the floor of any
+    fft-only             real_ifft2(fft2(z)), the prox's own FFTs: the floor of any
                          full-FFT prox (checked against z)
     spectral-pass/<b>    pnpfast.ops.sr_prox on precomputed spectra with backend <b> (reference,
                          triton, cuda), checked against spectral-pass/reference
@@ -41,10 +41,10 @@ frequency; h = H/s, w = W/s; Bk = 1, the kernel being shared by the batch):
     spectral pass   sr_prox_traffic: read v_hat and kty (2 * N * 2e), write the result (N * 2e),
                     read K^ once per kernel plane (Bk * H*W * 2e), mean_s |K^|^2 once per kernel
                     plane (Bk * h*w * e) and gamma (B * e)
-    fft-only        fft2_pair_traffic: the copy to complex (N * e + N * 2e), fft2 (2 * N * 2e),
-                    irfft2 of the first W // 2 + 1 columns (about N * e + N * e), each FFT
-                    counted as a single pass
-    whole prox      prox_l2_sr_traffic: those and the spectral pass, about 15 N e plus K^,
+    fft-only        fft2_pair_traffic: fft2 reads the image and writes its spectrum
+                    (N * e + N * 2e), irfft2 reads the first W // 2 + 1 columns and writes the
+                    image (about N * e + N * e), each FFT counted as a single pass
+    whole prox      prox_l2_sr_traffic: those and the spectral pass, about 11 N e plus K^,
                     mean_s |K^|^2 and gamma; given to
                     every whole-prox provider, deepinv and torch-unfused included, so their
                     GB/s is an effective rate on the traffic of pnpfast's sequence
@@ -87,7 +87,7 @@ import pnpfast
 from pnpfast.operators import SuperResolution
 from pnpfast.ops import sr_prox, sr_prox_reference
 from pnpfast.ops.sr_prox import _op as sr_prox_op
-from pnpfast.ops.sr_prox import fft2_of_real, real_ifft2
+from pnpfast.ops.sr_prox import real_ifft2
 
 OP = "sr_prox"
 DEFAULT_SHAPES = "8x3x256x256,32x3x512x512"
@@ -201,7 +201,7 @@ def provider(
         note = f"{note}; {gamma_note}" if note else gamma_note
         return (lambda: physics.prox_l2(z, y, g4)), inp.expected, note
     if name == "fft-only":
-        return (lambda: real_ifft2(fft2_of_real(z))), z, "checked against z"
+        return (lambda: real_ifft2(torch.fft.fft2(z))), z, "checked against z"
     if name.startswith("spectral-pass/"):
         backend = name.split("/", 1)[1]
         if backend != "reference":

@@ -245,14 +245,12 @@ def prox_l2_fft_traffic(shape, elem, backend, device, *, bk: int = 1) -> Traffic
 
 
 def _fft2(shape: Shape, elem: int) -> Traffic:
-    """``fft2_of_real`` (pnpfast/ops/sr_prox.py) of a real [B, C, H, W] image: the copy to
-    complex (image in, complex out), then the complex transform (complex in and out),
-    5 n log2 n FLOPs per plane of n = H W."""
+    """torch.fft.fft2 of a real [B, C, H, W] image: one read of the image, one write of its full
+    complex spectrum, 2.5 n log2 n FLOPs per plane of n = H W (a real-input transform)."""
     B, C, H, W = shape
     n = B * C * H * W
-    flops = int(5 * n * math.log2(max(H * W, 2)))
-    to_complex = _kernel("to complex", n * elem, 2 * n * elem)
-    return to_complex + _kernel("fft2", 2 * n * elem, 2 * n * elem, flops=flops)
+    flops = int(2.5 * n * math.log2(max(H * W, 2)))
+    return _kernel("fft2", n * elem, 2 * n * elem, flops=flops)
 
 
 def _real_ifft2(shape: Shape, elem: int) -> Traffic:
@@ -266,7 +264,7 @@ def _real_ifft2(shape: Shape, elem: int) -> Traffic:
 
 
 def fft2_pair_traffic(shape: Shape, elem: int) -> Traffic:
-    """``fft2_of_real`` of a real image, then ``real_ifft2`` of the spectrum: the floor of any
+    """fft2 of a real image, then ``real_ifft2`` of the spectrum: the floor of any
     full-FFT prox (each FFT one pass: a lower bound, as in ``prox_l2_fft_traffic``)."""
     return _fft2(shape, elem) + _real_ifft2(shape, elem)
 
@@ -304,12 +302,11 @@ def sr_prox_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -
 
 
 def prox_l2_sr_traffic(shape, elem, backend, device, *, factor: int, bk: int = 1) -> Traffic:
-    """The whole SR prox (``L2.prox`` with a SuperResolution: ``fft2_of_real`` of v, the
-    sr_prox pass, ``real_ifft2``): the copy of v to complex (N e in, N 2e out), the complex
-    fft2 (N 2e in and out), the pass, and irfft2 of the spectrum's first W // 2 + 1 columns
-    (about N e in, N e out); each FFT counted as one pass, a lower bound as in
-    ``prox_l2_fft_traffic``. In all, about 15 N e plus the pass's K^, mean_s |K^|^2 and
-    gamma."""
+    """The whole SR prox (``L2.prox`` with a SuperResolution: fft2 of v, the sr_prox pass,
+    ``real_ifft2``): fft2 reads the image and writes its full spectrum (N e + N 2e), the pass,
+    and irfft2 reads the spectrum's first W // 2 + 1 columns and writes the image (about
+    N e + N e); each FFT counted as one pass, a lower bound as in ``prox_l2_fft_traffic``. In
+    all, about 11 N e plus the pass's K^, mean_s |K^|^2 and gamma."""
     B, C, H, W = shape
     n = B * C * H * W
     pass_ = sr_prox_traffic(shape, elem, backend, device, factor=factor, bk=bk)

@@ -32,7 +32,7 @@ from pnpfast.operators.base import (
 )
 from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.ops import fft_grad, fft_prox, sr_prox
-from pnpfast.ops.sr_prox import fft2_of_real, real_ifft2
+from pnpfast.ops.sr_prox import real_ifft2
 from pnpfast.profiling import nvtx_range
 
 # lipschitz's power iteration: a count above this is a typo, not a need (50 is the default)
@@ -101,7 +101,7 @@ class L2:
             shape = self.image_shape[-2:]
             self._sr = operator.decimated_fourier_multiplier(shape, y.device, y.dtype)
         if self._sr is not None:
-            self.sr_kty = fft2_of_real(self.aty)  # [B, C, H, W] complex: fft2(A^T y)
+            self.sr_kty = torch.fft.fft2(self.aty)  # [B, C, H, W] complex: fft2(A^T y)
             if not bool(torch.isfinite(torch.view_as_real(self.sr_kty)).all()):
                 raise ValueError(
                     f"operator {type(operator).__name__}: fft2(A^T y) overflows {y.dtype}: the "
@@ -168,7 +168,7 @@ class L2:
             if self._sr is not None:
                 k_hat, k2_mean, factor = self._sr
                 x_hat = sr_prox(
-                    fft2_of_real(v), self.sr_kty, k_hat, k2_mean, g, factor, backend=backend
+                    torch.fft.fft2(v), self.sr_kty, k_hat, k2_mean, g, factor, backend=backend
                 )
                 return real_ifft2(x_hat)
             if self._own_prox:

@@ -38,7 +38,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.operators.base import LinearOperator
 from pnpfast.operators.blur import Blur, centred_padded
-from pnpfast.ops.sr_prox import alias_mean, fft2_of_real, real_ifft2, spread
+from pnpfast.ops.sr_prox import alias_mean, real_ifft2, spread
 
 
 def _cubic(t: np.ndarray) -> np.ndarray:
@@ -254,7 +254,7 @@ class SuperResolution(LinearOperator):
         self.check_input("x", x)
         H, W = x.shape[-2:]
         k_hat, _ = self._terms(H, W, x.device, x.dtype)
-        q = alias_mean(k_hat * fft2_of_real(x), self.factor)
+        q = alias_mean(k_hat * torch.fft.fft2(x), self.factor)
         return real_ifft2(k_hat.conj() * spread(q, self.factor))
 
 

@@ -41,14 +41,13 @@ Full vs real FFT: the op takes full spectra. With an rfft2 the aliases along the
 v + q w, q >= 1, mostly lie in the dropped half, so a kernel would read them as conjugates of
 mirrored frequencies (-u - p h, -v - q w), i.e. a second, scattered gather per alias, and write
 the kept half only. The saving would be in the FFTs alone. Measured on this project's 2-core
-CPU (1 thread, 8x3x256x256 float32, issue 19): fft2 of a complex copy 4.4 ms and ifft2 4.4 ms,
-against rfft2 2.0 ms and irfft2 4.1 ms, so 2.7 ms of a 14.4 ms prox whose spectral pass takes
-4.8 ms; at 8x3x255x255 (s = 3) the odd-size FFTs cost 10.6 + 10.7 ms against 8.9 + 10.2 ms.
-A real layout would save at most a fifth of the prox on the CPU, and on a GPU the FFTs of both
-layouts are memory-bound passes of the same order, while the full layout keeps the gather a
-fixed-stride tile that reads each input once and writes each output once. Kept full; the
-fft2 of the real image goes through a complex copy (``fft2_of_real``), which at 256x256 halved
-its cost.
+CPU (1 thread, quiet, issue 19), 8x3x256x256 float32: fft2 of the real image 4.4 ms and rfft2
+2.0 ms; the inverse as ``real_ifft2`` (irfft2 of the first W // 2 + 1 columns) serves both
+layouts; the whole prox took 14.1 ms, its spectral pass 4.9. At 8x3x255x255 (s = 3) the
+odd-size fft2 takes 10.3 ms against 8.9 for rfft2. A real layout would save at most a sixth
+of the prox on the CPU, and on a GPU the FFTs of both layouts are memory-bound passes of the
+same order, while the full layout keeps the gather a fixed-stride tile that reads each input
+once and writes each output once. Kept full.
 
 Shapes: v_hat, kty [B, C, H, W] complex; k_hat [Bk, 1, H, W] complex, Bk in {1, B};
 k2_mean [Bk, 1, H / s, W / s] real; gamma [B] real > 0; factor s an int >= 1 dividing H and W.
@@ -62,8 +61,6 @@ import torch
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
-
-COMPLEX_OF_REAL = {real: cplx for cplx, real in REAL_OF_COMPLEX.items()}
 
 # The factors the Triton and CUDA kernels are compiled for (one specialisation each;
 # .ci/aot_triton.py, kSrProxMaxFactor in csrc/sr_prox.h)
@@ -112,7 +109,7 @@ def sr_prox_reference(
 def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tensor:
     # the reference after sr_prox has checked the arguments; written as five passes over
     # fresh tensors (addcmul, product, block sums, tiling, in-place update), which on the CPU
-    # took 4.5 ms where the same formula in broadcast 6-d views took 8.9 (8x3x256x256
+    # took 4.7 ms where the same formula in broadcast 6-d views took 5.4 (8x3x256x256
     # complex64, s = 2, 1 thread, issue 19)
     s = factor
     g = gamma.view(-1, 1, 1, 1)
@@ -121,19 +118,11 @@ def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tenso
     return r_hat.sub_(spread(q, s).mul_(k_hat.conj()))
 
 
-def fft2_of_real(x: torch.Tensor) -> torch.Tensor:
-    """The full 2-d FFT of a real [..., H, W] tensor, taken on a complex copy: torch's fft2 of
-    a real tensor completes the conjugate half elementwise, 3 times slower on the CPU (13.9 ms
-    against 4.5 for 8x3x256x256 float32, 1 thread, issue 19)."""
-    complex_dtype = COMPLEX_OF_REAL.get(x.dtype)
-    return torch.fft.fft2(x if complex_dtype is None else x.to(complex_dtype))
-
-
 def real_ifft2(x_hat: torch.Tensor) -> torch.Tensor:
     """The real image [..., H, W] whose full spectrum x_hat [..., H, W] is (Hermitian up to
-    rounding): irfft2 of its first W // 2 + 1 columns, which on the CPU took half the time of
-    ``ifft2(x_hat).real.contiguous()`` at 8x3x256x256 complex64 (issue 19) and never forms the
-    complex result."""
+    rounding): irfft2 of its first W // 2 + 1 columns, which never forms the complex result
+    (on the CPU 4.1 ms against 4.8 for ``ifft2(x_hat).real.contiguous()`` at 8x3x256x256
+    complex64, 1 thread, issue 19)."""
     H, W = x_hat.shape[-2:]
     return torch.fft.irfft2(x_hat[..., : W // 2 + 1], s=(H, W))
 
