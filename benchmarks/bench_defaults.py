@@ -544,18 +544,19 @@ def format_table(rows: list[dict]) -> str:
             ps = [r["psnr"] for r in rs if (r["dataset"], r["noise_255"]) == c]
             ok = [p for p in ps if p is not None]
             cells.append(f"{sum(ok) / len(ok):.2f}" if ok and len(ok) == len(ps) else "-")
-        its = [r["iterations"] for r in rs if r["iterations"] is not None]
-        sec = [r["seconds"] for r in rs]
-        div = sum(r["diverged"] for r in rs)
-        lines.append(
-            f"| {m} | {rs[0]['denoiser']} | "
-            + " | ".join(cells)
-            + f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f}"
-            + f" | {div}/{len(rs)} |"
-        )
+        lines.append(f"| {m} | {rs[0]['denoiser']} | " + " | ".join(cells) + _run_cells(rs))
     for m, why in NOT_RUN.items():
         lines.append(f"| {m} | - | " + " | ".join("-" for _ in cols) + f" | - | - | {why} |")
     return "\n".join(lines)
+
+
+def _run_cells(rs: list[dict]) -> str:
+    """The table's last cells for one method's runs: mean iterations, seconds per image, and
+    how many diverged."""
+    its = [r["iterations"] for r in rs if r["iterations"] is not None]
+    sec = [r["seconds"] for r in rs]
+    div = sum(r["diverged"] for r in rs)
+    return f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f} | {div}/{len(rs)} |"
 
 
 def update_readme(table: str, rows: list[dict]) -> bool:
@@ -640,16 +641,8 @@ def _sr_table(rows: list[dict]) -> str:
             p, g = _mean([r["psnr"] for r in cr]), _mean([r["gain_db"] for r in cr])
             cells.append("-" if p is None else f"{p:.2f} ({g:+.2f})")
         gain = _mean([r["gain_db"] for r in rs])
-        its = [r["iterations"] for r in rs if r["iterations"] is not None]
-        sec = [r["seconds"] for r in rs]
-        div = sum(r["diverged"] for r in rs)
-        lines.append(
-            f"| {m} | {rs[0]['denoiser']} | "
-            + " | ".join(cells)
-            + f" | {'-' if gain is None else f'{gain:+.2f}'}"
-            + f" | {sum(its) / max(len(its), 1):.0f} | {sum(sec) / len(sec):.2f}"
-            + f" | {div}/{len(rs)} |"
-        )
+        cells.append("-" if gain is None else f"{gain:+.2f}")
+        lines.append(f"| {m} | {rs[0]['denoiser']} | " + " | ".join(cells) + _run_cells(rs))
     for m, why in NOT_RUN.items():
         lines.append(f"| {m} | - | " + " | ".join("-" for _ in cols) + f" | - | - | - | {why} |")
     return "\n".join(lines)
