@@ -168,7 +168,14 @@ class L2:
             if self._sr is not None:
                 k_hat, k2_mean, factor = self._sr
                 x_hat = sr_prox(
-                    torch.fft.fft2(v), self.sr_kty, k_hat, k2_mean, g, factor, backend=backend
+                    torch.fft.fft2(v),
+                    self.sr_kty,
+                    k_hat,
+                    k2_mean,
+                    g,
+                    factor,
+                    backend=backend,
+                    overwrite_v=True,  # fft2(v) is this call's own temporary
                 )
                 return real_ifft2(x_hat)
             if self._own_prox:

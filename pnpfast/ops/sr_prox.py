@@ -58,6 +58,7 @@ import math
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import empty_output
 from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
@@ -106,14 +107,17 @@ def sr_prox_reference(
     return _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor)
 
 
-def _sr_prox_unchecked(v_hat, kty, k_hat, k2_mean, gamma, factor) -> torch.Tensor:
-    # the reference after sr_prox has checked the arguments; written as five passes over
-    # fresh tensors (addcmul, product, block sums, tiling, in-place update), which on the CPU
-    # took 4.7 ms where the same formula in broadcast 6-d views took 5.4 (8x3x256x256
-    # complex64, s = 2, 1 thread, issue 19)
+def _sr_prox_unchecked(
+    v_hat, kty, k_hat, k2_mean, gamma, factor, overwrite_v: bool = False
+) -> torch.Tensor:
+    # the reference after sr_prox has checked the arguments; written as five passes (addcmul,
+    # product, block sums, tiling, in-place update), which on the CPU took 4.7 ms where the
+    # same formula in broadcast 6-d views took 5.4 (8x3x256x256 complex64, s = 2, 1 thread,
+    # issue 19); overwrite_v: R^ and then X^ are written into v_hat
     s = factor
     g = gamma.view(-1, 1, 1, 1)
-    r_hat = torch.addcmul(v_hat, g.to(v_hat.dtype), kty)
+    gc = g.to(v_hat.dtype)
+    r_hat = v_hat.addcmul_(gc, kty) if overwrite_v else torch.addcmul(v_hat, gc, kty)
     q = alias_mean(k_hat * r_hat, s).mul_(g / (1 + g * k2_mean))  # [B, C, h, w]
     return r_hat.sub_(spread(q, s).mul_(k_hat.conj()))
 
@@ -251,12 +255,20 @@ def sr_prox(
     gamma: torch.Tensor,
     factor: int,
     backend: str | None = None,
+    *,
+    overwrite_v: bool = False,
 ) -> torch.Tensor:
     """The spectral step of the super-resolution prox (``sr_prox_reference``'s formula) on the
     fastest backend that accepts it: X^ = R^ - conj(K^) spread(gamma mean_s(K^ R^) /
     (1 + gamma k2_mean)), R^ = V^ + gamma kty.
 
     See the module docstring for shapes. ``backend`` forces "reference", "triton" or "cuda".
+    ``overwrite_v=True`` lets the reference backend write X^ into v_hat and return it (for a
+    caller's own temporary, as ``L2.prox``'s fft2(v)): on the CPU the result's allocation
+    cost 0.8 of 26 ms at 8x3x255x255 (issue 19); the fast backends return a new tensor.
     """
     _check_args("sr_prox", v_hat, kty, k_hat, k2_mean, gamma, factor)
-    return _op(v_hat, kty, k_hat, k2_mean, gamma, factor, backend=backend)
+    args = (v_hat, kty, k_hat, k2_mean, gamma, factor)
+    if _validate.flag("overwrite_v", overwrite_v) and _op.select(args, backend) == "reference":
+        return _sr_prox_unchecked(*args, overwrite_v=True)
+    return _op(*args, backend=backend)

@@ -269,3 +269,29 @@ def test_l2_prox_takes_the_fast_path(device, s, monkeypatch):
             got = f.prox(v, gamma, backend=backend)
         assert_close(got, want, **TOLERANCES[torch.float64], what=f"L2.prox {backend} s={s}")
     assert launches == [s] * backends.count("triton")
+
+
+def test_overwrite_v_writes_the_reference_result_into_v_hat_only():
+    """overwrite_v=True: the reference returns X^ in v_hat's own memory, equal to the result of
+    a call that leaves v_hat alone; a fast backend (Triton, under the interpreter here) returns
+    a new tensor and leaves v_hat unchanged; a non-bool is a TypeError."""
+    g = torch.Generator().manual_seed(11)
+    B, C, H, W, s = 2, 3, 6, 9, 3
+
+    def cplx(*shape):
+        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+    v, kty, k_hat = cplx(B, C, H, W), cplx(B, C, H, W), cplx(B, 1, H, W)
+    k2_mean = torch.rand(B, 1, H // s, W // s, generator=g)
+    gamma = torch.rand(B, generator=g) + 0.5
+    expected = sr_prox_reference(v, kty, k_hat, k2_mean, gamma, s)
+    v_work = v.clone()
+    out = sr_prox(v_work, kty, k_hat, k2_mean, gamma, s, backend="reference", overwrite_v=True)
+    assert out.data_ptr() == v_work.data_ptr()
+    torch.testing.assert_close(out, expected)
+    v_fast = v.clone()
+    out = sr_prox(v_fast, kty, k_hat, k2_mean, gamma, s, backend="triton", overwrite_v=True)
+    assert out.data_ptr() != v_fast.data_ptr() and torch.equal(v_fast, v)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="overwrite_v must be True or False, not int 1"):
+        sr_prox(v, kty, k_hat, k2_mean, gamma, s, overwrite_v=1)
