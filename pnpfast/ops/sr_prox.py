@@ -111,14 +111,19 @@ def _sr_prox_unchecked(
     v_hat, kty, k_hat, k2_mean, gamma, factor, overwrite_v: bool = False
 ) -> torch.Tensor:
     # the reference after sr_prox has checked the arguments; written as five passes (addcmul,
-    # product, block sums, tiling, in-place update), which on the CPU took 4.7 ms where the
-    # same formula in broadcast 6-d views took 5.4 (8x3x256x256 complex64, s = 2, 1 thread,
-    # issue 19); overwrite_v: R^ and then X^ are written into v_hat
+    # product, block sums, tiling, update), in place where autograd does not record them: on
+    # the CPU 4.7 ms where the same formula in broadcast 6-d views took 5.4 (8x3x256x256
+    # complex64, s = 2, 1 thread, issue 19); overwrite_v: R^ and then X^ are written into v_hat
     s = factor
     g = gamma.view(-1, 1, 1, 1)
     gc = g.to(v_hat.dtype)
+    tensors = (v_hat, kty, k_hat, k2_mean, gamma)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        r_hat = torch.addcmul(v_hat, gc, kty)
+        q = alias_mean(k_hat * r_hat, s) * (g / (1 + g * k2_mean))  # [B, C, h, w]
+        return r_hat - spread(q, s) * k_hat.conj()
     r_hat = v_hat.addcmul_(gc, kty) if overwrite_v else torch.addcmul(v_hat, gc, kty)
-    q = alias_mean(k_hat * r_hat, s).mul_(g / (1 + g * k2_mean))  # [B, C, h, w]
+    q = alias_mean(k_hat * r_hat, s).mul_(g / (1 + g * k2_mean))
     return r_hat.sub_(spread(q, s).mul_(k_hat.conj()))
 
 
