@@ -50,18 +50,17 @@ import torch
 from harness import (
     DISPATCH_SHAPE,
     add_dispatch_options,
-    append_rows,
     check_close,
     common_parser,
     copy_bw_line,
     fast_backend_reason,
-    format_table,
     load_note,
     make_row,
     measure_many,
     parse_common,
     parse_list,
     parse_shapes,
+    report_rows,
     run_dispatch_part,
     shapes_to_time,
 )
@@ -250,11 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         for form in args.forms:
             case = Case(form, shape, torch.float32, device)
             rows = run_case(case, device, providers, warmup=warmup, reps=reps)
-            append_rows(args.out, rows)
-            print(f"\n{OP}/{form}")
-            print(format_table(rows))
-            for line in target_lines(rows, device):
-                print("  " + line)
+            report_rows(args.out, rows, f"{OP}/{form}", target_lines(rows, device))
     run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0

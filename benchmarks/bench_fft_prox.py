@@ -54,15 +54,15 @@ from harness import (
     DISPATCH_SHAPE,
     Skip,
     add_dispatch_options,
-    append_rows,
+    bound_prox_provider,
     common_parser,
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    format_table,
     load_note,
     make_row,
     parse_common,
+    report_rows,
     run_dispatch_part,
     shapes_to_time,
     time_checked,
@@ -143,21 +143,9 @@ def provider(
     """(function to time, expected output, note) for a provider; raises Skip when it cannot run."""
     f, v, y, gamma = inp.fidelity, inp.v, inp.y, inp.gamma
     H, W = v.shape[-2:]
-    if name in ("reference", "triton", "cuda"):
-        if name != "reference":
-            reason = fast_backend_reason(name, device)
-            if reason:
-                raise Skip(reason)
-        return (lambda: f.prox(v, gamma, backend=name, check=False)), inp.expected, ""
-    if name == "reference-compiled":
-        compiled = torch.compile(
-            lambda v_, g_: f.prox(v_, g_, backend="reference", check=False), dynamic=False
-        )
-        try:
-            compiled(v, gamma)
-        except Exception as exc:
-            raise Skip(f"torch.compile failed: {type(exc).__name__}: {exc}") from None
-        return (lambda: compiled(v, gamma)), inp.expected, ""
+    bound = bound_prox_provider(name, f.prox, v, gamma, device)
+    if bound is not None:
+        return bound, inp.expected, ""
     if name == "deepinv":
         dinv, note = import_deepinv()
         if dinv is None:
@@ -290,11 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
     for shape in shapes_to_time(args, OP, args.shapes, reps, warmup):
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
-        append_rows(args.out, rows)
-        print()
-        print(format_table(rows))
-        for line in target_lines(rows, device):
-            print("  " + line)
+        report_rows(args.out, rows, "", target_lines(rows, device))
     run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0

@@ -44,18 +44,17 @@ import torch
 from harness import (
     DISPATCH_SHAPE,
     add_dispatch_options,
-    append_rows,
     check_close,
     common_parser,
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    format_table,
     load_note,
     make_row,
     measure_many,
     parse_common,
     parse_shapes,
+    report_rows,
     run_dispatch_part,
     shapes_to_time,
 )
@@ -220,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
     for shape in shapes_to_time(args, OP, shapes, reps, warmup):
         rows = run_shape(shape, torch.float32, device, providers, warmup=warmup, reps=reps)
-        append_rows(args.out, rows)
-        print()
-        print(format_table(rows))
-        for line in target_lines(rows, device):
-            print("  " + line)
+        report_rows(args.out, rows, "", target_lines(rows, device))
     run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0

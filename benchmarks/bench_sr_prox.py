@@ -67,16 +67,16 @@ from deepinv_compat import import_deepinv
 from harness import (
     Skip,
     add_dispatch_options,
-    append_rows,
+    bound_prox_provider,
     common_parser,
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    format_table,
     load_note,
     make_row,
     parse_common,
     parse_list,
+    report_rows,
     run_dispatch_part,
     shapes_to_time,
     time_checked,
@@ -161,21 +161,9 @@ def provider(
     """(function to time, expected output, note) for a provider; raises Skip when it cannot run."""
     f, z, y, gamma, s = inp.fidelity, inp.z, inp.y, inp.gamma, inp.factor
     k_hat, k2_mean, _ = f._sr
-    if name in ("reference", "triton", "cuda"):
-        if name != "reference":
-            reason = fast_backend_reason(name, device)
-            if reason:
-                raise Skip(reason)
-        return (lambda: f.prox(z, gamma, backend=name, check=False)), inp.expected, ""
-    if name == "reference-compiled":
-        compiled = torch.compile(
-            lambda z_, g_: f.prox(z_, g_, backend="reference", check=False), dynamic=False
-        )
-        try:
-            compiled(z, gamma)
-        except Exception as exc:
-            raise Skip(f"torch.compile failed: {type(exc).__name__}: {exc}") from None
-        return (lambda: compiled(z, gamma)), inp.expected, ""
+    bound = bound_prox_provider(name, f.prox, z, gamma, device)
+    if bound is not None:
+        return bound, inp.expected, ""
     if name == "torch-unfused":
         kty = f.sr_kty
 
@@ -323,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=warmup,
                 reps=reps,
             )
-            append_rows(args.out, rows)
-            print()
-            print(format_table(rows))
-            for line in target_lines(rows, device):
-                print("  " + line)
+            report_rows(args.out, rows, "", target_lines(rows, device))
     run_dispatch_part(args, OP, dispatch_calls)
     print(f"\nrows appended to {args.out}")
     return 0

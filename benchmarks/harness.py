@@ -569,6 +569,41 @@ def fast_backend_reason(name: str, device: str) -> str | None:
     return None
 
 
+def bound_prox_provider(
+    name: str, prox: Callable, x: torch.Tensor, gamma: torch.Tensor, device: str
+) -> Callable[[], torch.Tensor] | None:
+    """The call a whole-prox benchmark times for the providers that share one bound prox
+    (``prox(x, gamma, backend=..., check=False)``, e.g. ``pnpfast.L2(A, y).prox``): "reference",
+    "triton", "cuda" and "reference-compiled" (torch.compile of the reference call); None for
+    any other provider. Raises Skip when a fast backend or the compile cannot run."""
+    if name in ("reference", "triton", "cuda"):
+        if name != "reference":
+            reason = fast_backend_reason(name, device)
+            if reason:
+                raise Skip(reason)
+        return lambda: prox(x, gamma, backend=name, check=False)
+    if name == "reference-compiled":
+        compiled = torch.compile(
+            lambda x_, g_: prox(x_, g_, backend="reference", check=False), dynamic=False
+        )
+        try:
+            compiled(x, gamma)
+        except Exception as exc:
+            raise Skip(f"torch.compile failed: {type(exc).__name__}: {exc}") from None
+        return lambda: compiled(x, gamma)
+    return None
+
+
+def report_rows(path: str | Path, rows: list[dict], title: str, lines: Iterable[str]) -> None:
+    """Append one measurement's rows to ``path`` and print them: a blank line or the title, the
+    table and the target lines."""
+    append_rows(path, rows)
+    print(f"\n{title}" if title else "")
+    print(format_table(rows))
+    for line in lines:
+        print("  " + line)
+
+
 def copy_bw_line(label: str, frac: float, target: float) -> str:
     """One verdict line of a bandwidth target: "<label>: 87% of copy bw (target >= 85%: met)"."""
     verdict = "met" if frac >= target else "MISSED"

@@ -188,8 +188,10 @@ class FusedOp:
             self._logged.add(key)
             log.info("pnpfast: %s skips the %s backend: %s", self.name, backend, reason)
 
-    def __call__(self, *args, backend: str | None = None):
+    def __call__(self, *args, backend: str | None = None, **reference_options):
+        """Run the call on the selected backend; ``reference_options`` are keyword options that
+        only the reference takes (sr_prox's overwrite_v), dropped on a fast path."""
         chosen = self.select(args, backend)
         if chosen == "reference":
-            return self.reference(*args)
+            return self.reference(*args, **reference_options)
         return self.impls[chosen][0](*args)

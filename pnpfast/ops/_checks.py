@@ -22,36 +22,45 @@ def require_not_meta(op: str, name: str, t: torch.Tensor) -> None:
     )
 
 
-def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]) -> None:
-    """Validate the arguments of a spectral op; raise TypeError/ValueError naming the argument.
-
-    v_hat, kty: [B, C, H, Wr] complex; k2: [Bk, 1, H, Wr] real with Bk in {1, B};
-    every tensor in ``coeffs``: [B] real.
-    """
-    named = {"v_hat": v_hat, "kty": kty, "k2": k2, **coeffs}
+def check_spectra(
+    op: str, complex_args: dict[str, torch.Tensor], real_args: dict[str, torch.Tensor], layout: str
+) -> None:
+    """The checks every spectral op starts with: all tensors, the first complex argument
+    (v_hat) complex64 or complex128, the other complex ones of its dtype, the real ones of the
+    matching real dtype, one device, v_hat of rank 4 (``layout`` names its axes) and not meta."""
+    named = {**complex_args, **real_args}
     for name, t in named.items():
         require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
+    v_hat = complex_args["v_hat"]
     require(
         v_hat.dtype in REAL_OF_COMPLEX,
         f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}",
         TypeError,
     )
     real = REAL_OF_COMPLEX[v_hat.dtype]
-    require(
-        kty.dtype == v_hat.dtype,
-        f"{op}: kty has dtype {kty.dtype}, v_hat has {v_hat.dtype}",
-        TypeError,
-    )
-    for name in ("k2", *coeffs):
+    for name, t in complex_args.items():
         require(
-            named[name].dtype == real,
-            f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}",
+            t.dtype == v_hat.dtype,
+            f"{op}: {name} has dtype {t.dtype}, v_hat has {v_hat.dtype}",
             TypeError,
+        )
+    for name, t in real_args.items():
+        require(
+            t.dtype == real, f"{op}: {name} must be {real} to match v_hat, not {t.dtype}", TypeError
         )
     devices = {name: t.device for name, t in named.items()}
     require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
-    require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, Wr], got shape {tuple(v_hat.shape)}")
+    require(v_hat.dim() == 4, f"{op}: v_hat must be {layout}, got shape {tuple(v_hat.shape)}")
     require_not_meta(op, "v_hat", v_hat)
+
+
+def check_spectral_args(op: str, v_hat, kty, k2, coeffs: dict[str, torch.Tensor]) -> None:
+    """Validate the arguments of a spectral op; raise TypeError/ValueError naming the argument.
+
+    v_hat, kty: [B, C, H, Wr] complex; k2: [Bk, 1, H, Wr] real with Bk in {1, B};
+    every tensor in ``coeffs``: [B] real.
+    """
+    check_spectra(op, {"v_hat": v_hat, "kty": kty}, {"k2": k2, **coeffs}, "[B, C, H, Wr]")
     require(
         kty.shape == v_hat.shape,
         f"{op}: kty shape {tuple(kty.shape)} != v_hat shape {tuple(v_hat.shape)}",

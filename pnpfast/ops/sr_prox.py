@@ -61,7 +61,7 @@ import torch
 from pnpfast import _validate
 from pnpfast.dispatch import FusedOp
 from pnpfast.ops._alloc import empty_output
-from pnpfast.ops._checks import REAL_OF_COMPLEX, not_contiguous, require, require_not_meta
+from pnpfast.ops._checks import check_spectra, not_contiguous, require
 
 # The factors the Triton and CUDA kernels are compiled for (one specialisation each;
 # .ci/aot_triton.py, kSrProxMaxFactor in csrc/sr_prox.h)
@@ -137,36 +137,16 @@ def real_ifft2(x_hat: torch.Tensor) -> torch.Tensor:
 
 
 def _check_args(op, v_hat, kty, k_hat, k2_mean, gamma, factor) -> None:
-    named = {"v_hat": v_hat, "kty": kty, "k_hat": k_hat, "k2_mean": k2_mean, "gamma": gamma}
-    for name, t in named.items():
+    complex_args = {"v_hat": v_hat, "kty": kty, "k_hat": k_hat}
+    real_args = {"k2_mean": k2_mean, "gamma": gamma}
+    for name, t in {**complex_args, **real_args}.items():  # before the factor, as always
         require(isinstance(t, torch.Tensor), f"{op}: {name} must be a tensor", TypeError)
     require(
         isinstance(factor, int) and not isinstance(factor, bool) and factor >= 1,
         f"{op}: factor must be an int >= 1, not {factor!r}",
         TypeError if not isinstance(factor, int) or isinstance(factor, bool) else ValueError,
     )
-    require(
-        v_hat.dtype in REAL_OF_COMPLEX,
-        f"{op}: v_hat must be complex64 or complex128, not {v_hat.dtype}",
-        TypeError,
-    )
-    real = REAL_OF_COMPLEX[v_hat.dtype]
-    for name in ("kty", "k_hat"):
-        require(
-            named[name].dtype == v_hat.dtype,
-            f"{op}: {name} has dtype {named[name].dtype}, v_hat has {v_hat.dtype}",
-            TypeError,
-        )
-    for name in ("k2_mean", "gamma"):
-        require(
-            named[name].dtype == real,
-            f"{op}: {name} must be {real} to match v_hat, not {named[name].dtype}",
-            TypeError,
-        )
-    devices = {name: t.device for name, t in named.items()}
-    require(len(set(devices.values())) == 1, f"{op}: tensors on different devices: {devices}")
-    require(v_hat.dim() == 4, f"{op}: v_hat must be [B, C, H, W], got shape {tuple(v_hat.shape)}")
-    require_not_meta(op, "v_hat", v_hat)
+    check_spectra(op, complex_args, real_args, "[B, C, H, W]")
     B, _, H, W = v_hat.shape
     require(
         H % factor == 0 and W % factor == 0,
@@ -273,7 +253,5 @@ def sr_prox(
     cost 0.8 of 26 ms at 8x3x255x255 (issue 19); the fast backends return a new tensor.
     """
     _check_args("sr_prox", v_hat, kty, k_hat, k2_mean, gamma, factor)
-    args = (v_hat, kty, k_hat, k2_mean, gamma, factor)
-    if _validate.flag("overwrite_v", overwrite_v) and _op.select(args, backend) == "reference":
-        return _sr_prox_unchecked(*args, overwrite_v=True)
-    return _op(*args, backend=backend)
+    overwrite_v = _validate.flag("overwrite_v", overwrite_v)
+    return _op(v_hat, kty, k_hat, k2_mean, gamma, factor, backend=backend, overwrite_v=overwrite_v)

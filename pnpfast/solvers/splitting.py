@@ -56,7 +56,7 @@ from pnpfast.ops import pnp_update
 from pnpfast.solvers.engine import Problem, rel_change_from_sums
 
 SIGMA_FLOOR = 0.255 / 255  # DPIR's floor on the noise level in alpha_k
-SR_MAX_ITER = 24  # DPIR's super-resolution iterations (main_dpir_sisr.py)
+DPIR_SR_MAX_ITER = 24  # DPIR's super-resolution iterations (main_dpir_sisr.py)
 ADMM_SIGMA_D_FACTOR = 5.0  # ADMM's default sigma_d / sigma, tuned here (see ADMMParams)
 
 
@@ -83,7 +83,7 @@ class HQS:
     Params = HQSParams
     default_denoiser = "conditional"
     default_max_iter = 8
-    sr_max_iter = SR_MAX_ITER  # DPIR's super-resolution recipe
+    sr_max_iter = DPIR_SR_MAX_ITER
     default_tol = 0.0
 
     def __init__(self, params: HQSParams, max_iter: int):
