@@ -28,6 +28,7 @@ from pnpfast.operators.base import (
     LinearOperator,
     check_cg_args,
     checked_fourier_multiplier,
+    require_linear_operator,
     spectral_terms,
 )
 from pnpfast.operators.super_resolution import super_resolution_factor
@@ -58,10 +59,7 @@ class L2:
         cg_max_iter: int = 100,
         cg_tol: float = 1e-6,
     ):
-        if not isinstance(operator, LinearOperator):
-            raise TypeError(
-                f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}"
-            )
+        require_linear_operator(operator)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor (a measurement), not {type(y).__name__}")
         check_cg_args(cg_max_iter, cg_tol, names=("cg_max_iter", "cg_tol"))

@@ -315,3 +315,18 @@ def batched_cg(
         p = r + beta * p
         rr = rr_new
     return x
+
+
+def require_linear_operator(operator) -> None:
+    """TypeError unless ``operator`` is a pnpfast LinearOperator; a deepinv physics is pointed
+    at its conversion (deepinv itself is not imported: its type's module says where it is from)."""
+    if isinstance(operator, LinearOperator):
+        return
+    kind = type(operator)
+    message = f"operator must be a pnpfast LinearOperator, not {kind.__name__}"
+    if (kind.__module__ or "").split(".")[0] == "deepinv":
+        message += (
+            " (a deepinv physics: convert it with pnpfast.interop.deepinv.to_pnpfast(physics), "
+            "or keep deepinv's solvers and pass pnpfast.interop.deepinv.accelerate(physics))"
+        )
+    raise TypeError(message)

@@ -23,7 +23,7 @@ import torch
 
 from pnpfast import _validate
 from pnpfast.fidelity import L2
-from pnpfast.operators.base import LinearOperator
+from pnpfast.operators.base import LinearOperator, require_linear_operator
 from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.solvers import convergent, implicit_prior, red
 from pnpfast.solvers.convergent import GSPnPParams, PnPReGParams, ProxPnPParams
@@ -138,8 +138,7 @@ def solve(
             f"method {method!r} does not take {', '.join(unknown)}; its parameters are "
             f"{', '.join(sorted(accepted))}"
         )
-    if not isinstance(operator, LinearOperator):
-        raise TypeError(f"operator must be a pnpfast LinearOperator, not {type(operator).__name__}")
+    require_linear_operator(operator)
     data = L2(operator, y)  # checks y against the operator: A x has y's shape
     denoiser = _denoiser_for(cls, denoiser, y)
     B = y.shape[0]
