@@ -1,0 +1,311 @@
+"""pnpfast.interop.deepinv's accelerated physics against deepinv itself (issue 20).
+
+Every override (A, A_adjoint, A_adjoint_A, prox_l2) of FastBlurFFT, FastDownsampling,
+FastInpainting and FastDenoising is compared with the original deepinv class on the same
+inputs: float64 at 1e-10 relative (the same maths, FFT rounding only), float32 at 1e-5; gamma as
+a float, an int, a 0-d tensor, [1], [B, 1, 1, 1] and [B] (the last against deepinv given the
+[B, 1, 1, 1] form it accepts), float32 gamma with float64 images (deepinv's DPIR does that);
+shared and per-image filters, odd, even and non-square sizes. Each test also checks which path
+ran (the cache says whether a fast operator was built), so that a fallback cannot pass for the
+fast path. The fallbacks (per-channel filters, soft masks, padding, kwargs, z None, autograd,
+other dtypes) must give deepinv's answer. The y cache is checked against the stale answers it
+could give: y changed in place in every way torch counts, a new y, a view, inference tensors.
+
+deepinv is an optional extra: every test skips, saying why, when it cannot be imported. Where
+torchvision cannot be imported beside the installed torch, deepinv is imported with the
+torchvision stub of benchmarks/deepinv_compat.py (the physics compared here never call it).
+"""
+
+import importlib
+import importlib.util
+
+import pytest
+import torch
+from pnpfast_test_utils import load_benchmark
+
+F32, F64 = torch.float32, torch.float64
+RTOL = {F64: 1e-10, F32: 1e-5}  # f64: FFT rounding ~1e-15; f32: ~1e-7 amplified by 1/(1+g|K|^2)
+
+
+def _import():
+    if importlib.util.find_spec("deepinv") is None:
+        return None, "deepinv is not installed (an optional extra: pip install pnpfast[deepinv])"
+    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
+    if deepinv is None:
+        return None, note
+    return deepinv, ""
+
+
+@pytest.fixture(scope="module")
+def dinv():
+    """deepinv, or a skip that says why not."""
+    deepinv, why = _import()
+    if deepinv is None:
+        pytest.skip(why)
+    return deepinv
+
+
+@pytest.fixture(scope="module")
+def fast(dinv):
+    """pnpfast.interop.deepinv (imported after deepinv, which the compat loader may need)."""
+    return importlib.import_module("pnpfast.interop.deepinv")
+
+
+def rand(*shape, seed: int, dtype=F64) -> torch.Tensor:
+    return torch.rand(*shape, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def kernel(bk: int, h: int, w: int, seed: int, dtype=F64, channels: int = 1) -> torch.Tensor:
+    k = rand(bk, 1, h, w, seed=seed, dtype=dtype) + 0.05
+    return (k / k.sum(dim=(-2, -1), keepdim=True)).repeat(1, channels, 1, 1)
+
+
+def assert_close(got, want, what: str, rtol: float) -> None:
+    assert isinstance(got, torch.Tensor), f"{what}: got {type(got).__name__}"
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    err = (got - want).abs()
+    scale = want.abs().max().item()
+    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    assert err.max().item() <= rtol * scale, (
+        f"{what}: max error {err.max().item():.3g} at {where} (scale {scale:.3g}, "
+        f"{int((err > rtol * scale).sum())} of {err.numel()} elements over {rtol:g} relative)"
+    )
+
+
+def fast_op(physics):
+    """The accelerated operator the physics built, or the reason it has none."""
+    return physics._pnpfast_cache().op
+
+
+def assert_fast(physics) -> None:
+    op = fast_op(physics)
+    assert op is not None and not isinstance(op, str), f"the fast path did not run: {op!r}"
+
+
+def assert_fallback(physics) -> None:
+    op = fast_op(physics)
+    assert op is None or isinstance(op, str), f"expected deepinv's code, got {op!r}"
+
+
+def gammas(B: int, dtype):
+    """(name, gamma given to the accelerated physics, the same gamma as deepinv accepts it)."""
+    per = torch.linspace(0.2, 3.0, B, dtype=dtype)
+    return [
+        ("float", 0.7, 0.7),
+        ("int", 2, 2),
+        ("0-d", torch.tensor(0.4, dtype=dtype), torch.tensor(0.4, dtype=dtype)),
+        ("0-d f32", torch.tensor(0.4, dtype=F32), torch.tensor(0.4, dtype=F32)),
+        ("[1]", torch.tensor([1.3], dtype=dtype), torch.tensor([1.3], dtype=dtype)),
+        ("[B,1,1,1]", per.view(B, 1, 1, 1), per.view(B, 1, 1, 1)),
+        ("[B,1,1,1] f32", per.to(F32).view(B, 1, 1, 1), per.to(F32).view(B, 1, 1, 1)),
+        ("[B]", per, per.view(B, 1, 1, 1)),
+    ]
+
+
+# ------------------------------------------------------------------------------- BlurFFT
+
+BLUR_CASES = [  # (batch, channels, H, W, kernel batch, kh, kw, filter channels)
+    pytest.param(2, 3, 32, 40, 1, 5, 5, 1, id="shared-odd-2x3x32x40"),
+    pytest.param(2, 3, 32, 40, 2, 4, 6, 1, id="per-image-even-nonsquare"),
+    pytest.param(1, 3, 17, 23, 1, 3, 3, 3, id="odd-size-3ch-filter"),
+    pytest.param(2, 1, 16, 21, 2, 7, 2, 1, id="gray-odd-width"),
+]
+
+
+def blur_pair(dinv, fast, C, H, W, bk, kh, kw, fc, dtype, seed=0):
+    k = kernel(bk, kh, kw, seed, dtype, channels=fc)
+    original = dinv.physics.BlurFFT((C, H, W), filter=k)
+    return original, fast.accelerate(original)
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B,C,H,W,bk,kh,kw,fc", BLUR_CASES)
+def test_blur_overrides_match_deepinv(dinv, fast, B, C, H, W, bk, kh, kw, fc, dtype):
+    original, accel = blur_pair(dinv, fast, C, H, W, bk, kh, kw, fc, dtype)
+    x = rand(B, C, H, W, seed=1, dtype=dtype)
+    y = original.A(x) + 0.02 * rand(B, C, H, W, seed=2, dtype=dtype)
+    z = rand(B, C, H, W, seed=3, dtype=dtype)
+    tol = RTOL[dtype]
+    assert_close(accel.A(x), original.A(x), "A", tol)
+    assert_fast(accel)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
+    assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
+    for name, g, g_deepinv in gammas(B, dtype):
+        got = accel.prox_l2(z, y, g)
+        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
+    assert_fast(accel)
+
+
+def test_blur_per_image_gamma_is_per_image(dinv, fast):
+    """gamma [B] gives image b the prox with gamma_b alone (deepinv's [B] fails; the oracle is
+    one deepinv call per image)."""
+    original, accel = blur_pair(dinv, fast, 3, 16, 20, 1, 3, 3, 1, F64)
+    y, z = rand(3, 3, 16, 20, seed=4), rand(3, 3, 16, 20, seed=5)
+    g = torch.tensor([0.1, 1.0, 10.0], dtype=F64)
+    got = accel.prox_l2(z, y, g)
+    for b in range(3):
+        want = original.prox_l2(z[b : b + 1], y[b : b + 1], float(g[b]))
+        assert_close(got[b : b + 1], want, f"image {b}", RTOL[F64])
+
+
+def test_blur_fallbacks_give_deepinvs_answer(dinv, fast):
+    # a filter whose channels differ: pnpfast blurs every channel alike, so deepinv's code runs
+    k = torch.cat([kernel(1, 3, 3, s) for s in (1, 2, 3)], dim=1)
+    original = dinv.physics.BlurFFT((3, 16, 18), filter=k)
+    accel = fast.accelerate(original)
+    x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (6, 7, 8))
+    assert_close(accel.A(x), original.A(x), "per-channel A", RTOL[F64])
+    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "per-channel", 1e-12)
+    assert_fallback(accel)
+    assert "channels" in fast_op(accel)
+
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F64)
+    # z None, images of another dtype than the buffers, a gamma shape deepinv broadcasts its
+    # own way, an unknown keyword: deepinv's answers, whatever they are
+    assert_close(accel.prox_l2(None, y, 0.5), original.prox_l2(None, y, 0.5), "z None", 1e-12)
+    xf, yf, zf = x.float(), y.float(), z.float()
+    assert_close(accel.A(xf), original.A(xf), "float32 images, float64 filter", 1e-12)
+    assert_close(accel.prox_l2(zf, yf, 0.5), original.prox_l2(zf, yf, 0.5), "f32 prox", 1e-12)
+    g11 = torch.tensor([[0.5]], dtype=F64)
+    assert_close(accel.prox_l2(z, y, g11), original.prox_l2(z, y, g11), "gamma [1, 1]", 1e-12)
+    want = original.prox_l2(z, y, 0.5, solver="CG")
+    assert_close(accel.prox_l2(z, y, 0.5, solver="CG"), want, "kwargs", 1e-12)
+
+
+def test_blur_autograd_falls_back_and_differentiates(dinv, fast):
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F64)
+    y = rand(2, 3, 16, 18, seed=9)
+    z1 = rand(2, 3, 16, 18, seed=10).requires_grad_()
+    z2 = z1.detach().clone().requires_grad_()
+    accel.prox_l2(z1, y, 0.3).square().sum().backward()
+    original.prox_l2(z2, y, 0.3).square().sum().backward()
+    assert_close(z1.grad, z2.grad, "gradient", RTOL[F64])
+
+
+def test_blur_is_a_drop_in(dinv, fast):
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 2, 3, 3, 1, F64)
+    assert type(accel) is fast.FastBlurFFT
+    assert isinstance(accel, dinv.physics.BlurFFT)
+    assert isinstance(accel, dinv.physics.DecomposablePhysics)
+    assert type(original) is dinv.physics.BlurFFT, "accelerate must not change its argument"
+    assert accel.noise_model is not original.noise_model  # a clone, as deepinv's clone()
+    assert type(accel.noise_model) is type(original.noise_model)
+    twin = accel.clone()
+    assert type(twin) is fast.FastBlurFFT and fast_op(twin) is None
+    x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (11, 12, 13))
+    assert_close(twin.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "clone", RTOL[F64])
+    composed = accel * accel  # deepinv's LinearPhysics.__mul__
+    assert_close(composed.A(x), original.A(original.A(x)), "A A", RTOL[F64])
+    # deepinv's own constructor works on the class
+    built = fast.FastBlurFFT(img_size=(3, 16, 18), filter=original.filter)
+    assert_close(built.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "built", RTOL[F64])
+    assert_fast(built)
+    same = fast.accelerate(original, inplace=True)
+    assert same is original and type(original) is fast.FastBlurFFT
+    assert fast.accelerate(same) is not same and type(fast.accelerate(same)) is fast.FastBlurFFT
+
+
+def test_blur_to_and_double_follow_deepinv(dinv, fast):
+    # deepinv's .to(float64) casts the complex phase buffer to real (a deepinv quirk): the
+    # accelerated copy must drop its cache and give deepinv's answer, whatever it is
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F32)
+    x, y, z = (rand(2, 3, 16, 18, seed=s, dtype=F32) for s in (14, 15, 16))
+    accel.prox_l2(z, y, 0.5)
+    assert_fast(accel)
+    with pytest.warns(UserWarning):
+        accel = accel.to(F64)
+        original = original.to(F64)
+    x, y, z = x.double(), y.double(), z.double()
+    assert_close(accel.A(x), original.A(x), "A after .to(float64)", 1e-12)
+    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), ".to", 1e-12)
+    assert_fallback(accel)
+
+
+def test_blur_new_filter_invalidates(dinv, fast):
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F64)
+    x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (17, 18, 19))
+    accel.prox_l2(z, y, 0.5)
+    accel.A_adjoint(y)
+    new = kernel(1, 5, 5, seed=20)
+    accel.update_parameters(filter=new)
+    original.update_parameters(filter=new)
+    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "updated", RTOL[F64])
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "updated A^T", RTOL[F64])
+    other = kernel(2, 3, 4, seed=21)
+    assert_close(accel.A(x, filter=other), original.A(x, filter=other), "A(filter)", 1e-12)
+    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "after A", RTOL[F64])
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A^T after A", RTOL[F64])
+    assert_fast(accel)
+    # the buffers changed in place (deepinv's mask and phase are what its A reads)
+    with torch.no_grad():
+        accel.mask.mul_(0.5)
+        original.mask.mul_(0.5)
+    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "mask.mul_", RTOL[F64])
+
+
+def test_blur_y_cache_sees_every_change(dinv, fast):
+    original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F64)
+    z = rand(2, 3, 16, 18, seed=22)
+    y = rand(2, 3, 16, 18, seed=23)
+
+    def check(what, yy=None):
+        yy = y if yy is None else yy
+        assert_close(accel.prox_l2(z, yy, 0.5), original.prox_l2(z, yy, 0.5), what, RTOL[F64])
+        assert_close(accel.A_adjoint(yy), original.A_adjoint(yy), what + " A^T", RTOL[F64])
+
+    check("first")
+    check("hit")
+    y.add_(0.25)
+    check("y.add_")
+    y[0] = rand(3, 16, 18, seed=24)
+    check("y[0] =")
+    with torch.no_grad():
+        y.mul_(2)
+    check("no_grad mul_")
+    y[:, :, 1:3].zero_()  # through a view of y
+    check("write through a view")
+    y.data.mul_(3)  # not counted by torch: documented, needs clear_cache()
+    accel.clear_cache()
+    check("after .data and clear_cache")
+    first = y
+    del y
+    y = torch.empty_like(first).copy_(rand(2, 3, 16, 18, seed=25))
+    check("a new y")
+    check("a view of y", y.view(2, 3, 16, 18))
+    check("a slice of y", y[:, :, :, :])
+    check("y as float32 (other dtype: fallback)", y.float())
+    out = accel.A_adjoint(y)
+    out.fill_(7.0)  # the caller owns what A_adjoint returns
+    check("after writing into A_adjoint's output")
+    with torch.inference_mode():
+        yi, zi = y.clone(), z.clone()
+        got = accel.prox_l2(zi, yi, 0.5)
+        assert_close(got, original.prox_l2(zi, yi, 0.5), "inference y", RTOL[F64])
+        yi.add_(1.0)
+        got = accel.prox_l2(zi, yi, 0.5)
+        assert_close(got, original.prox_l2(zi, yi, 0.5), "inference y add_", RTOL[F64])
+        assert_close(accel.A_adjoint(yi), original.A_adjoint(yi), "inference A^T", RTOL[F64])
+
+
+def test_blur_adjointness(dinv, fast):
+    _, accel = blur_pair(dinv, fast, 3, 17, 20, 2, 4, 5, 1, F64)
+    u = rand(2, 3, 17, 20, seed=26)
+    assert abs(float(accel.adjointness_test(u))) < 1e-10
+
+
+def test_accelerate_refuses_other_types(dinv, fast):
+    up = dinv.physics.Upsampling(img_size=(3, 16, 16), filter="bicubic", factor=2)
+    with pytest.raises(TypeError, match=r"BlurFFT.*Upsampling"):
+        fast.accelerate(up)
+
+    class MyBlur(dinv.physics.BlurFFT):
+        pass
+
+    with pytest.raises(TypeError, match="subclasses"):
+        fast.accelerate(MyBlur((3, 8, 8), filter=kernel(1, 3, 3, 0)))
+    with pytest.raises(TypeError, match=r"not torch\.Tensor"):
+        fast.accelerate(torch.zeros(3))
+    with pytest.raises(TypeError, match="inplace"):
+        fast.accelerate(dinv.physics.BlurFFT((3, 8, 8), filter=kernel(1, 3, 3, 0)), inplace=1)
