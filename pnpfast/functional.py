@@ -124,9 +124,11 @@ def _per_image(
         return t.expand(batch).contiguous()
     t = _validate.per_image(name, value, batch, like, positive=True)
     if reciprocal:
-        t = 1 / t
-        if not bool(torch.isfinite(t).all()):  # a Python number: t was made here, no sync of note
+        # checked on the host, in the images' dtype (no device read): 1 / 1e-40 is Inf in float32
+        inverse = torch.tensor(1 / float(value), dtype=like.dtype).item()
+        if not math.isfinite(inverse):
             raise ValueError(f"{name} = {value} is too small: 1 / {name} overflows {like.dtype}")
+        t = 1 / t
     return t
 
 
@@ -542,6 +544,7 @@ def constrained_sample(
     sigma_t <= sig_L; an image still above it after max_iter is returned as it is). callback:
     called with an ``IterationInfo`` (x = y_t, rel_change = sigma_t) after every iteration, e.g.
     to keep every freq-th y_t as their intermediate list. backend: for the fused step.
+    The loop runs under ``torch.no_grad()`` (theirs calls the network so inside the loop).
     Returns the final denoised y - model(y), [B, C, H, W] (theirs returns it with the list).
     Unlike theirs the loop takes at least one step (theirs skips the loop when the start's
     residual is already under sig_L; pnpfast requires sig_L < sig_0).
@@ -591,17 +594,18 @@ def constrained_sample(
         seed=seed,
     )
     try:
-        res = solve_constrained(
-            x_c,
-            _Measurements(M_T, M),
-            denoiser,
-            params=params,
-            max_iter=max_iter,
-            history=False,
-            x_true=None,
-            callback=callback,
-            backend=backend,
-        )
+        with torch.no_grad():  # as theirs: the loop records no graph through the network
+            res = solve_constrained(
+                x_c,
+                _Measurements(M_T, M),
+                denoiser,
+                params=params,
+                max_iter=max_iter,
+                history=False,
+                x_true=None,
+                callback=callback,
+                backend=backend,
+            )
     except (TypeError, ValueError) as err:  # the sampler's names for the arguments: theirs
         if type(err) not in (TypeError, ValueError):
             raise
