@@ -23,8 +23,8 @@ theirs                                         here
 =============================================  ===============================================
 p2o(psf, shape)                                ``p2o(psf, shape)``
 upsample(x, sf), downsample(x, sf) (st = 0)    ``upsample(x, sf)``, ``downsample(x, sf)``
-pre_calculate(x, k, sf) (DPIR, KAIR);          ``pre_calculate(x, k, sf)``
-pre_calculate_prox(x, k, sf) (GS-PnP, Prox)
+pre_calculate(x, k, sf) (DPIR, KAIR, GS-PnP)   ``pre_calculate(x, k, sf)``
+pre_calculate_prox(x, k, sf) (GS-PnP, Prox)    ``pre_calculate_prox`` (the same function)
 data_solution(x, FB, FBC, F2B, FBFy, alpha,    ``data_solution(x, FB, FBC, F2B, FBFy, alpha,
 sf) (DPIR, KAIR, GS-PnP's calculate_prox)      sf)``
 prox_solution(...) (Prox-PnP, same arguments)  ``prox_solution`` (the same function)
@@ -51,6 +51,12 @@ stepsize, tau, sig_0, ...) is a Python number, a 0-d tensor, a [1] or [B] tensor
 [B, 1, 1, 1] (or [1, 1, 1, 1]) tensor their code builds. The per-iteration functions
 (``data_solution``, ``data_grad``, ``grad_step``) read only tensor metadata: no host
 synchronisation, so the values of a tensor alpha are not checked (a Python number is).
+
+Speed (this project's 2-core CPU, 1 thread, 8x3x256x256 float32, interleaved runs, medians; the
+machine was shared, so ranges over runs): ``data_solution`` took 10-12 ms for sf = 1 (rfft2
+half spectra; the full-FFT ``sr_prox`` path took 16.5) and 14.6-15 ms for sf = 2, against
+28-57 ms and 21-48 ms for DPIR's formula written with torch's complex FFTs (median paired
+speed-ups 3.8x and 1.8x in the longest run).
 """
 
 import math
@@ -323,6 +329,9 @@ def pre_calculate(
     F2B = FB.real.square() + FB.imag.square()
     FBFy = FBC * torch.fft.fft2(upsample(x, sf))
     return FB, FBC, F2B, FBFy
+
+
+pre_calculate_prox = pre_calculate  # GS-PnP's and Prox-PnP's name, same arguments
 
 
 def data_solution(
@@ -638,6 +647,7 @@ __all__ = [
     "grad_step",
     "p2o",
     "pre_calculate",
+    "pre_calculate_prox",
     "prox_solution",
     "prox_solution_L2",
     "upsample",

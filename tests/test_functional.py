@@ -184,6 +184,7 @@ def test_pre_calculate_against_the_dense_operator(form, sf):
         want = pad_roll_fft(per_image_kernels(k, Bk)[b].numpy(), H, W)
         assert np.abs(FB[b, 0].numpy() - want).max() < 1e-14
     assert torch.equal(FBC, FB.conj())
+    assert F.pre_calculate_prox is F.pre_calculate  # GS-PnP's and Prox-PnP's name
     assert_close(F2B, FB.abs() ** 2, 1e-14, "F2B")
     for b, kb in enumerate(per_image_kernels(k, B)):
         A = dense_A(kb, sf, H, W)

@@ -23,6 +23,7 @@ P2O = "pnpfast.functional.p2o"
 UP = "pnpfast.functional.upsample"
 DOWN = "pnpfast.functional.downsample"
 PRE = "pnpfast.functional.pre_calculate"
+PREP = "pnpfast.functional.pre_calculate_prox"
 DS = "pnpfast.functional.data_solution"
 PS = "pnpfast.functional.prox_solution"
 PSL2 = "pnpfast.functional.prox_solution_L2"
@@ -236,6 +237,12 @@ CASES = [
         PRE, "size", "1x1 kernel, sf 1: F2B = k^2 everywhere",
         lambda: F.pre_calculate(rand(1, 1, 3, 3), torch.full((1, 1), 2.0, dtype=F64), 1)[2],
         lambda: torch.full((1, 1, 3, 3), 4.0, dtype=F64), atol=1e-14,
+    ),
+    Bad(PREP, "rank", "k [1, 1, 1, kh, kw]", lambda: F.pre_calculate_prox(rand(1, 1, 4, 4), kern()[None, None, None], 1), ValueError, r"k must have shape \[kh, kw\]"),
+    Good(
+        PREP, "mismatch", "Prox-PnP's k [N, 1, h, w], one kernel per image: F2B = |pad-roll-FFT|^2",
+        lambda: F.pre_calculate_prox(rand(2, 1, 3, 3), torch.stack([kern(), kern(seed=2)])[:, None], 1)[2][1, 0],
+        lambda: pad_roll_fft(kern(seed=2), 3, 3).abs() ** 2, atol=1e-14,
     ),
     # -- data_solution (= prox_solution) -------------------------------------------------------
     Bad(DS, "dtype", "FB complex128 with float32 x", lambda: ds(*with_(spectra(dtype=torch.float32), 1, spectra()[1])), TypeError, r"FB must be torch\.complex64 to match x \(torch\.float32\)"),
