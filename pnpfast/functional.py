@@ -428,6 +428,8 @@ def data_grad(
 
     Arguments as ``data_solution``'s; returns [B, C, H, W]. No host synchronisation."""
     sf = _check_spectra(x, FB, FBC, F2B, FBFy, sf)
+    if sf > 1:
+        return _affine_grad(x, FB, F2B, FBFy, None, None, sf, backend)
     one = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     return _affine_grad(x, FB, F2B, FBFy, one, torch.zeros_like(one), sf, backend)
 
@@ -436,16 +438,19 @@ grad_solution = data_grad  # Prox-PnP's name, same arguments
 
 
 def _affine_grad(x, FB, F2B, FBFy, s, t, sf, backend) -> torch.Tensor:
-    """(s A^T A + t I) x - s A^T y per image (s, t [B])."""
-    H, W = x.shape[-2:]
+    """(s A^T A + t I) x - s A^T y per image (s, t [B]): the gradient for s = 1, t = 0, the
+    gradient step for s = -tau, t = 1."""
     if sf == 1:
+        H, W = x.shape[-2:]
         kty, k2 = _half_terms(FBFy, F2B)
         out = fft_grad(torch.fft.rfft2(x), kty, k2, s, t, backend)
         return torch.fft.irfft2(out, s=(H, W))
-    x_hat = torch.fft.fft2(x)
-    gram = FB.conj() * spread(alias_mean(FB * x_hat, sf), sf)
-    s4, t4 = s.view(-1, 1, 1, 1), t.view(-1, 1, 1, 1)
-    return real_ifft2(s4 * (gram - FBFy) + t4 * x_hat)
+    # A^T A x - A^T y: S^T S averages the sf^2 aliases of each frequency
+    q = alias_mean(FB * torch.fft.fft2(x), sf)
+    grad = real_ifft2(torch.addcmul(FBFy, FB.conj(), spread(q, sf), value=-1).neg_())
+    if s is None:
+        return grad
+    return torch.addcmul(t.view(-1, 1, 1, 1) * x, s.view(-1, 1, 1, 1), grad)
 
 
 def grad_step(
