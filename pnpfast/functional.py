@@ -52,11 +52,11 @@ stepsize, tau, sig_0, ...) is a Python number, a 0-d tensor, a [1] or [B] tensor
 (``data_solution``, ``data_grad``, ``grad_step``) read only tensor metadata: no host
 synchronisation, so the values of a tensor alpha are not checked (a Python number is).
 
-Speed (this project's 2-core CPU, 1 thread, 8x3x256x256 float32, interleaved runs, medians; the
-machine was shared, so ranges over runs): ``data_solution`` took 10-12 ms for sf = 1 (rfft2
-half spectra; the full-FFT ``sr_prox`` path took 16.5) and 14.6-15 ms for sf = 2, against
-28-57 ms and 21-48 ms for DPIR's formula written with torch's complex FFTs (median paired
-speed-ups 3.8x and 1.8x in the longest run).
+Speed (this project's 2-core CPU, 1 thread, 8x3x256x256 float32, 9x9 kernel, interleaved runs
+of 15-41 calls, medians; the machine was shared, so ranges over five runs): ``data_solution``
+took 10-12 ms for sf = 1 (rfft2 half spectra; the full-FFT ``sr_prox`` path took 16.5) and
+14.6-15.2 ms for sf = 2, against 28-57 ms and 21-64 ms for DPIR's formula written with torch's
+complex FFTs (its many temporaries make it the noisy one): 2.7-4.7x and 1.5-3.6x.
 """
 
 import math
