@@ -54,9 +54,9 @@ synchronisation, so the values of a tensor alpha are not checked (a Python numbe
 
 Speed (this project's 2-core CPU, 1 thread, 8x3x256x256 float32, 9x9 kernel, interleaved runs
 of 15-41 calls, medians; the machine was shared, so ranges over five runs): ``data_solution``
-took 10-12 ms for sf = 1 (rfft2 half spectra; the full-FFT ``sr_prox`` path took 16.5) and
-14.6-15.2 ms for sf = 2, against 28-57 ms and 21-64 ms for DPIR's formula written with torch's
-complex FFTs (its many temporaries make it the noisy one): 2.7-4.7x and 1.5-3.6x.
+took 10-14 ms for sf = 1 (rfft2 half spectra; the full-FFT ``sr_prox`` path took 16.5-31) and
+14.6-28 ms for sf = 2, against 28-57 ms and 21-64 ms for DPIR's formula written with torch's
+complex FFTs in the same runs: 2.7-4.7x and 1.5-3.6x.
 """
 
 import math
