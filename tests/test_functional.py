@@ -509,3 +509,26 @@ def test_sampler_with_beta_1_is_their_loop_and_solve(task):
         sigma_0=sig_0, sigma_L=sig_L, h0=h0, beta=1.0, seed=seed,
     )  # fmt: skip
     assert_close(got, res.x - residual_model(res.x), 1e-10, "solve + final denoise")
+
+
+@pytest.mark.parametrize("sf", [1, 2])
+def test_data_solution_and_grad_step_are_differentiable(sf):
+    y, k, x = problem(sf, 4, 4, B=2, C=1)
+    FB, FBC, F2B, FBFy = F.pre_calculate(y, k, sf)
+    x = x.requires_grad_()
+    alpha = torch.tensor([0.5, 2.0], dtype=F64, requires_grad=True)
+    FBFy = FBFy.requires_grad_()  # a gradient with respect to y flows through FBFy
+    assert torch.autograd.gradcheck(
+        lambda x, a, f: F.data_solution(x, FB, FBC, F2B, f, a, sf), (x, alpha, FBFy)
+    )
+    assert torch.autograd.gradcheck(
+        lambda x, a, f: F.grad_step(x, FB, FBC, F2B, f, a, sf), (x, alpha, FBFy)
+    )
+
+
+def test_inference_mode_spectra_are_not_cached_but_work():
+    y, k, x = problem(1, 8, 8, per_image=False)
+    with torch.inference_mode():
+        spectra = F.pre_calculate(y, k, 1)
+        got = F.data_solution(x, *spectra, 0.5, 1)
+    assert_close(got, dense_prox(k, 1, x, y, [0.5, 0.5]), 1e-12, "inference mode")
