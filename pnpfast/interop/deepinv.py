@@ -13,10 +13,15 @@ the object goes wherever the original went (deepinv's optim iterators, ``DPIR``,
 ``optim_builder``, the ``L2`` data fidelity) and answers the same maths. Only these methods are
 overridden, each with a fast path and deepinv's own code (``super()``) as the fallback:
 
-    prox_l2(z, y, gamma) = argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2
-    A_adjoint(y)         = A^T y           (a copy of the cached A^T y when y is the cached y)
-    A_adjoint_A(x)       = A^T A x         (BlurFFT: 2 FFTs; Downsampling: 2 FFTs)
-    A(x)                 = A x             (BlurFFT, Downsampling: one FFT pass fewer)
+    prox_l2(z, y, gamma) = argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2   (all four)
+    A_adjoint(y)         = A^T y    (BlurFFT, Downsampling: a copy of the cached A^T y when y
+                                     is the cached y, e.g. the second call of deepinv's
+                                     x_init, z_init = A_adjoint(y), A_adjoint(y))
+    A_adjoint_A(x)       = A^T A x  (BlurFFT: irfft2(|K^|^2 rfft2(x)), 2 FFTs; Downsampling:
+                                     deepinv's A then A_adjoint, kept off the y cache)
+
+A itself stays deepinv's (measured no faster through pnpfast on the CPU: the FFTs dominate for
+BlurFFT, and deepinv's spatial convolution beats an FFT for Downsampling's small filters).
 
 Shapes as deepinv's: images z, x [B, C, H, W]; y [B, C, H, W] (blur, mask, identity) or
 [B, C, H / s, W / s] (Downsampling by s). ``gamma`` may be a Python float or int, a 0-d tensor,
@@ -74,12 +79,29 @@ pnpfast operator. ``PnpfastDenoiser`` makes a pnpfast denoiser (any ``D(x, sigma
 
 import math
 
+import deepinv
 import torch
-from deepinv.physics import BlurFFT
+from deepinv.physics import BlurFFT, Denoising, Downsampling, Inpainting
 
-from pnpfast.ops import fft_prox
+from pnpfast import _validate
+from pnpfast.denoisers.base import Denoiser
+from pnpfast.operators import Blur, LinearOperator, SuperResolution
+from pnpfast.operators import Inpainting as PnpInpainting
+from pnpfast.ops import fft_prox, sr_prox
+from pnpfast.ops.sr_prox import real_ifft2
 
-__all__ = ["FastBlurFFT", "accelerate"]
+__all__ = [
+    "DeepinvDenoiser",
+    "FastBlurFFT",
+    "FastDenoising",
+    "FastDownsampling",
+    "FastInpainting",
+    "Identity",
+    "PnpfastDenoiser",
+    "accelerate",
+    "from_pnpfast",
+    "to_pnpfast",
+]
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -252,6 +274,16 @@ class _Fast:
             cache.op_key, cache.op_refs = key, tensors
         return None if isinstance(cache.op, str) else cache.op
 
+    def _pointwise_args(self, z, y, gamma):
+        """(operator, gamma) when the one-pass prox of a mask or the identity applies."""
+        op = self._op()
+        if op is None or not op.accepts(z) or not isinstance(y, torch.Tensor):
+            return None
+        if y.shape != z.shape or y.dtype != z.dtype or _needs_grad(z, y, gamma):
+            return None
+        gm = _gamma(gamma, z)
+        return None if gm is None else (op, gm)
+
     def _y_entry(self, y: torch.Tensor, op) -> _Cache | None:
         """The cache, holding A^T y and its spectrum for this y (computed by the caller when
         None), or None when y cannot be tracked (an inference tensor: recompute)."""
@@ -324,14 +356,6 @@ class FastBlurFFT(_Fast, BlurFFT):
         k2 = mask[:, :1, ..., 0] * mask[:, :1, ..., 0]
         return _Spectrum(k_hat[:, :1].contiguous(), k2.contiguous(), mask.shape[1], H, W)
 
-    def A(self, x, filter=None, **kwargs):
-        """A x = irfft2(K^ rfft2(x)), deepinv's maths in one spectral pass fewer."""
-        if filter is None and not kwargs:
-            op = self._op()
-            if op is not None and op.accepts(x) and not _needs_grad(x):
-                return op.apply(x, op.k_hat)
-        return super().A(x, filter=filter, **kwargs)
-
     def A_adjoint(self, y, filter=None, **kwargs):
         """A^T y = irfft2(conj(K^) rfft2(y)); for the cached y, a copy of the cached A^T y."""
         if filter is None and not kwargs:
@@ -384,10 +408,268 @@ class FastBlurFFT(_Fast, BlurFFT):
         return torch.fft.irfft2(x_hat, s=(op.H, op.W))
 
 
+# ------------------------------------------------------------------------------ Downsampling
+
+
+class _Decimation:
+    """A ``SuperResolution`` equal to a deepinv ``Downsampling`` with circular padding whose
+    filter [Bf, Cf, h, w] has equal channels, and what the images must look like for it."""
+
+    def __init__(self, sr: SuperResolution, filt: torch.Tensor, imsize):
+        self.sr, self.factor = sr, sr.factor
+        self.Bf, self.Cf, self.kh, self.kw = filt.shape
+        self.dtype, self.device = filt.dtype, filt.device
+        self.imsize = None if imsize is None else tuple(imsize)
+
+    def accepts_size(self, x: torch.Tensor, H: int, W: int) -> bool:
+        s = self.factor
+        return (
+            _image(x, self.dtype, self.device)
+            and H % s == 0
+            and W % s == 0
+            and self.kh <= H
+            and self.kw <= W
+            and self.Cf in (1, x.shape[1])
+            and self.Bf in (1, x.shape[0])
+            and (self.imsize is None or self.imsize[-3:] == (x.shape[1], H, W))
+        )
+
+    def accepts(self, x) -> bool:
+        return isinstance(x, torch.Tensor) and self.accepts_size(x, *x.shape[-2:])
+
+    def accepts_measurement(self, y) -> bool:
+        s = self.factor
+        return isinstance(y, torch.Tensor) and self.accepts_size(
+            y, y.shape[-2] * s, y.shape[-1] * s
+        )
+
+
+class FastDownsampling(_Fast, Downsampling):
+    """deepinv's ``Downsampling`` (filter, then keep the top-left pixel of each s x s block)
+    with pnpfast's cached closed-form prox; see the module docstring. Constructed as deepinv's
+    (``FastDownsampling(img_size, filter=..., factor=..., padding="circular")``) or by
+    ``accelerate``.
+
+    Fast with ``padding="circular"``, a filter tensor whose channels are equal, images of the
+    filter's dtype and device with H and W divisible by the factor (and matching ``img_size``
+    when one was given); deepinv's code otherwise (``filter=None``, other paddings,
+    ``use_fft=False``). A and A^T A are deepinv's (its spatial convolution is faster than an FFT
+    for small filters on the CPU); A_adjoint is pnpfast's ``SuperResolution.adjoint`` (the same
+    speed) so that its result can be cached for y.
+    """
+
+    _original = Downsampling
+
+    def _op_sources(self):
+        filt = self._buffers.get("filter")
+        if filt is None or self.padding != "circular":
+            return None
+        return (filt,), (self.factor, self.padding, self.imsize)
+
+    def _build_op(self):
+        filt = self.filter
+        if filt.dtype not in _FLOATS or filt.dim() != 4:
+            return f"the filter is {filt.dtype} {tuple(filt.shape)}, not a float [B, C, h, w]"
+        if not torch.equal(filt, filt[:, :1].expand_as(filt)):
+            return "the filter differs between channels (pnpfast blurs every channel alike)"
+        return _Decimation(SuperResolution(filt[:, 0], int(self.factor)), filt, self.imsize)
+
+    def A_adjoint(self, y, filter=None, factor=None, **kwargs):
+        """A^T y: y zero-filled at the kept pixels, correlated with k (by FFT); for the cached y,
+        a copy of the cached A^T y."""
+        if filter is None and factor is None and not kwargs:
+            op = self._op()
+            if op is not None and op.accepts_measurement(y) and not _needs_grad(y):
+                s = op.factor
+                self.imsize_dynamic = (y.shape[-3], y.shape[-2] * s, y.shape[-1] * s)
+                entry = self._y_entry(y, op)
+                if entry is None:
+                    return op.sr.adjoint(y)
+                if entry.aty is None:
+                    entry.aty = op.sr.adjoint(y)
+                return entry.aty.clone()
+        return super().A_adjoint(y, filter=filter, factor=factor, **kwargs)
+
+    def A_adjoint_A(self, x, **kwargs):
+        """A^T A x by deepinv's own A and A_adjoint (its spatial convolutions beat the FFT on the
+        CPU here), bypassing the y cache so that A x never evicts the cached y."""
+        return Downsampling.A_adjoint(self, Downsampling.A(self, x, **kwargs), **kwargs)
+
+    def prox_l2(self, z, y, gamma, use_fft=True, **kwargs):
+        """argmin_x 1/2 ||A x - y||^2 + 1/(2 gamma) ||x - z||^2 in closed form (Zhao et al.,
+        IEEE TIP 2016) by ``pnpfast.ops.sr_prox``, fft2(A^T y) cached for y."""
+        if use_fft is True and not kwargs:
+            out = self._fast_prox(z, y, gamma)
+            if out is not None:
+                return out
+        return super().prox_l2(z, y, gamma, use_fft=use_fft, **kwargs)
+
+    def _fast_prox(self, z, y, gamma):
+        op = self._op()
+        if op is None or not op.accepts(z) or not op.accepts_measurement(y):
+            return None
+        s = op.factor
+        if tuple(y.shape) != (*z.shape[:2], z.shape[2] // s, z.shape[3] // s):
+            return None
+        if _needs_grad(z, y, gamma):
+            return None
+        gm = _gamma(gamma, z)
+        if gm is None:
+            return None
+        B, H, W = z.shape[0], z.shape[-2], z.shape[-1]
+        self.imsize_dynamic = z.shape[-3:]
+        k_hat, k2_mean, _ = op.sr.decimated_fourier_multiplier((H, W), z.device, z.dtype)
+        entry = self._y_entry(y, op)
+        aty = kty = None
+        if entry is not None:
+            aty, kty = entry.aty, entry.kty
+        if kty is None:
+            aty = op.sr.adjoint(y) if aty is None else aty
+            kty = torch.fft.fft2(aty)
+            if entry is not None:
+                entry.aty, entry.kty = aty, kty
+        g, post = gm.g, None
+        if gm.mixed:  # deepinv: gamma ((A^T y + c z) - r) with c = 1 / gamma in float32
+            c = gm.c.expand(B)
+            g, post = (1 / c).contiguous(), (gm.g * c).view(-1, 1, 1, 1)
+        x_hat = sr_prox(torch.fft.fft2(z), kty, k_hat, k2_mean, g, s, overwrite_v=True)
+        x = real_ifft2(x_hat)
+        return x if post is None else x.mul_(post)
+
+
+# -------------------------------------------------------------------------------- Inpainting
+
+
+class _Mask:
+    """A 0/1 mask buffer [Bm, Cm, H, W] of float32/64 (deepinv's Inpainting mask)."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask, self.dtype, self.device = mask, mask.dtype, mask.device
+
+    def accepts(self, z) -> bool:
+        m = self.mask
+        return (
+            _image(z, self.dtype, self.device)
+            and m.shape[0] in (1, z.shape[0])
+            and m.shape[1] in (1, z.shape[1])
+            and tuple(m.shape[-2:]) == tuple(z.shape[-2:])
+        )
+
+
+def _binary(mask) -> bool:
+    return bool(((mask == 0) | (mask == 1)).all())
+
+
+class FastInpainting(_Fast, Inpainting):
+    """deepinv's ``Inpainting`` (y = m x) with a one-pass prox for a 0/1 mask m:
+
+        prox_l2(z, y, gamma) = (m y + z / gamma) / (m + 1 / gamma) = lerp(z, y, m / (1 + 1 / gamma))
+
+    (``torch.lerp``: one pass where deepinv makes four). Per-channel and per-image 0/1 masks
+    are fast too; a soft mask (values other than 0 and 1), images of another dtype or device
+    than the mask, and everything the module docstring lists fall back to deepinv's code.
+    A, A_adjoint and A^T A are deepinv's (one multiplication each already).
+    """
+
+    _original = Inpainting
+
+    def _op_sources(self):
+        mask = self._buffers.get("mask")
+        return None if mask is None else ((mask,), None)
+
+    def _build_op(self):
+        mask = self.mask
+        if mask.dtype not in _FLOATS or mask.dim() != 4:
+            return f"the mask is {mask.dtype} {tuple(mask.shape)}, not a float [B, C, H, W]"
+        if not _binary(mask):
+            return "the mask is soft (values other than 0 and 1)"
+        return _Mask(mask)
+
+    def prox_l2(self, z, y, gamma, **kwargs):
+        """argmin_x 1/2 ||m x - y||^2 + 1/(2 gamma) ||x - z||^2 = lerp(z, y, m / (1 + 1/gamma))."""
+        args = None if kwargs else self._pointwise_args(z, y, gamma)
+        if args is not None:
+            return self._lerp_prox(args[0].mask, z, y, args[1])
+        return super().prox_l2(z, y, gamma, **kwargs)
+
+    @staticmethod
+    def _lerp_prox(mask, z, y, gm: _Gamma) -> torch.Tensor:
+        # deepinv: (m y + c1 z) / (m^2 + c2), c1 = 1 / gamma in gamma's dtype; c2 the same, or
+        # 1 / (gamma cast to the mask's dtype) when gamma has fewer dimensions than the mask
+        B = z.shape[0]
+        c1 = gm.c.expand(B)
+        v, c2 = z, c1
+        if gm.mixed and gm.dim < mask.dim():
+            c2 = 1 / gm.g
+            v = z * (c1 * gm.g).view(-1, 1, 1, 1)  # so that (y + c2 v) = (y + c1 z)
+        w = mask * (1 / (1 + c2)).view(-1, 1, 1, 1)
+        return torch.lerp(v, y, w)
+
+
+# --------------------------------------------------------------------------------- Denoising
+
+
+class _Unit:
+    """Denoising's mask, a 0-d tensor equal to 1."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.dtype, self.device = mask.dtype, mask.device
+
+    def accepts(self, z) -> bool:
+        return _image(z, self.dtype, self.device)
+
+
+class FastDenoising(_Fast, Denoising):
+    """deepinv's ``Denoising`` (A = I) with a one-pass prox:
+
+        prox_l2(z, y, gamma) = (y + z / gamma) / (1 + 1 / gamma) = lerp(z, y, 1 / (1 + 1 / gamma))
+
+    (``torch.lerp``: one pass where deepinv makes three). Fast for images of the dtype and
+    device of the physics' 0-d ``mask`` buffer (float32 unless the physics was moved with
+    ``.to()``) while that mask is 1; deepinv's code otherwise.
+    """
+
+    _original = Denoising
+
+    def _op_sources(self):
+        mask = self._buffers.get("mask")
+        return None if mask is None else ((mask,), None)
+
+    def _build_op(self):
+        mask = self.mask
+        if mask.dtype not in _FLOATS or mask.dim() != 0 or not bool(mask == 1):
+            return f"the mask is {mask.dtype} {tuple(mask.shape)} and not the scalar 1"
+        return _Unit(mask)
+
+    def prox_l2(self, z, y, gamma, **kwargs):
+        """argmin_x 1/2 ||x - y||^2 + 1/(2 gamma) ||x - z||^2 = lerp(z, y, 1 / (1 + 1/gamma))."""
+        args = None if kwargs else self._pointwise_args(z, y, gamma)
+        if args is not None:
+            return self._lerp_prox(z, y, gamma, args[1])
+        return super().prox_l2(z, y, gamma, **kwargs)
+
+    @staticmethod
+    def _lerp_prox(z, y, gamma, gm: _Gamma) -> torch.Tensor:
+        # deepinv: (y + c z) / (1 + c), c = 1 / gamma in gamma's dtype; the 0-d mask leaves
+        # 1 + c in gamma's dtype when gamma has dimensions (float32 with float64 images)
+        B = z.shape[0]
+        c = gm.c.expand(B)
+        v, s = z, 1 + c
+        if gm.mixed and gm.dim >= 1:
+            s = (1 + 1 / gamma.reshape(-1)).to(z.dtype).expand(B)
+            v = z * (c / (s - 1)).view(-1, 1, 1, 1)  # so that (y + (s - 1) v) = (y + c z)
+        return torch.lerp(v, y, (1 / s).view(-1, 1, 1, 1))
+
+
 # ------------------------------------------------------------------------------ registry
 
 
-_FAST: dict[type, type] = {BlurFFT: FastBlurFFT}
+_FAST: dict[type, type] = {
+    BlurFFT: FastBlurFFT,
+    Downsampling: FastDownsampling,
+    Inpainting: FastInpainting,
+    Denoising: FastDenoising,
+}
 
 
 def _supported() -> str:
@@ -419,3 +701,230 @@ def accelerate(physics, *, inplace: bool = False):
     new.__class__ = _FAST[kind]
     new._pnpfast_cache().clear()
     return new
+
+
+# ------------------------------------------------------------------------------ conversions
+
+
+class Identity(LinearOperator):
+    """A = I on images [B, C, H, W] (deepinv's ``Denoising``): forward and adjoint return a
+    copy of their argument; a partial isometry, so prox_l2(v, y, gamma) = (v + gamma y) /
+    (1 + gamma) in closed form."""
+
+    partial_isometry = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input("x", x)
+        return x.clone()
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        self.check_input("y", y)
+        return y.clone()
+
+
+def _equal_channels(t: torch.Tensor) -> bool:
+    return bool(torch.equal(t, t[:, :1].expand_as(t)))
+
+
+def to_pnpfast(physics) -> LinearOperator:
+    """The pnpfast operator of a deepinv physics (accelerated or not), with the same A:
+
+    * ``BlurFFT`` with a filter [Bf, C, h, w] whose channels are equal -> ``Blur(filter[:, 0])``
+      ([Bf, h, w]: one kernel per image, or shared when Bf = 1);
+    * ``Downsampling`` with ``padding="circular"`` -> ``SuperResolution(filter[:, 0], factor)``
+      (no filter: the kernel [[1]]);
+    * ``Inpainting`` with a 0/1 mask [Bm, C, H, W] whose channels are equal ->
+      ``Inpainting(mask[:, :1] != 0)``;
+    * ``Denoising`` (mask 1) -> ``Identity()``.
+
+    The noise model is not part of a pnpfast operator and is dropped. ValueError, saying why,
+    when the parameters have no pnpfast form (no filter or mask, per-channel filters or masks,
+    a soft mask, another padding); TypeError for any other type (subclasses included).
+    """
+    kind = type(physics)
+    original = getattr(kind, "_original", kind) if issubclass(kind, _Fast) else kind
+    name = f"deepinv.physics.{original.__name__}"
+    if original is BlurFFT:
+        filt = physics.filter
+        if filt is None:
+            raise ValueError(f"physics is a {name} without a filter: set one first")
+        if filt.dim() != 4 or not _equal_channels(filt):
+            raise ValueError(
+                f"physics is a {name} whose filter {tuple(filt.shape)} differs between channels; "
+                "pnpfast's Blur blurs every channel with the same kernel"
+            )
+        return Blur(filt[:, 0])
+    if original is Downsampling:
+        if physics.padding != "circular":
+            raise ValueError(
+                f"physics is a {name} with padding={physics.padding!r}; pnpfast's "
+                "SuperResolution is circular (padding='circular')"
+            )
+        filt = physics.filter
+        if filt is None:
+            return SuperResolution(torch.ones(1, 1), int(physics.factor))
+        if filt.dim() != 4 or not _equal_channels(filt):
+            raise ValueError(
+                f"physics is a {name} whose filter {tuple(filt.shape)} differs between channels; "
+                "pnpfast's SuperResolution blurs every channel with the same kernel"
+            )
+        return SuperResolution(filt[:, 0], int(physics.factor))
+    if original is Inpainting:
+        mask = physics.mask
+        if mask is None:
+            raise ValueError(f"physics is a {name} without a mask: set one first")
+        if mask.dim() != 4 or not _equal_channels(mask):
+            raise ValueError(
+                f"physics is a {name} whose mask {tuple(mask.shape)} differs between channels; "
+                "pnpfast's Inpainting masks every channel alike"
+            )
+        if not _binary(mask):
+            raise ValueError(
+                f"physics is a {name} with a soft mask (values other than 0 and 1); pnpfast's "
+                "Inpainting takes a 0/1 mask"
+            )
+        return PnpInpainting(mask[:, :1] != 0)
+    if original is Denoising:
+        if not bool(physics.mask == 1):
+            raise ValueError(f"physics is a {name} whose mask is not 1")
+        return Identity()
+    raise TypeError(
+        f"physics must be exactly one of {_supported()} (or its accelerated class), not "
+        f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _img_size(img_size) -> tuple[int, int, int]:
+    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) != 3:
+        raise ValueError(f"img_size must be deepinv's image size (C, H, W), got {img_size!r}")
+    return tuple(_validate.integer(f"img_size[{i}]", n, 1) for i, n in enumerate(img_size))
+
+
+def from_pnpfast(operator: LinearOperator, img_size):
+    """The accelerated deepinv physics of a pnpfast operator, for images of size
+    ``img_size = (C, H, W)``:
+
+    * ``Blur`` (kernel [Bk, h, w]) -> ``FastBlurFFT(img_size, filter=kernel[:, None])``;
+    * ``SuperResolution`` -> ``FastDownsampling(img_size, filter=kernel[:, None], factor,
+      padding="circular")``;
+    * ``Inpainting`` (mask [H, W] or [Bm, 1, H, W]) -> ``FastInpainting(img_size, mask)``
+      with the mask as float32 0/1 [Bm, C, H, W];
+    * ``Identity`` -> ``FastDenoising()``.
+
+    deepinv's default noise model comes with each (noiseless ``A``; ``forward`` adds deepinv's
+    noise). TypeError for any other operator; ValueError for a bad img_size or one that the
+    operator cannot take.
+    """
+    C, H, W = _img_size(img_size)
+    if isinstance(operator, SuperResolution):
+        s = operator.factor
+        if H % s or W % s:
+            raise ValueError(f"img_size {(C, H, W)} is not divisible by the factor {s}")
+        return FastDownsampling(
+            (C, H, W), filter=operator.kernel[:, None], factor=s, padding="circular"
+        )
+    if isinstance(operator, Blur):
+        kh, kw = operator.kernel.shape[-2:]
+        if kh > H or kw > W:
+            raise ValueError(f"img_size {(C, H, W)} is smaller than the kernel {kh}x{kw}")
+        return FastBlurFFT((C, H, W), filter=operator.kernel[:, None])
+    if isinstance(operator, PnpInpainting):
+        mask = operator.mask
+        mask = mask.view(1, 1, *mask.shape) if mask.dim() == 2 else mask
+        if tuple(mask.shape[-2:]) != (H, W):
+            raise ValueError(
+                f"img_size {(C, H, W)} does not match the mask's size "
+                f"{mask.shape[-2]}x{mask.shape[-1]}"
+            )
+        mask = mask.to(torch.float32).expand(mask.shape[0], C, H, W).contiguous()
+        return FastInpainting((C, H, W), mask=mask)
+    if isinstance(operator, Identity):
+        return FastDenoising()
+    raise TypeError(
+        "operator must be a pnpfast Blur, SuperResolution, Inpainting or "
+        f"pnpfast.interop.deepinv.Identity, not {type(operator).__name__}"
+    )
+
+
+# -------------------------------------------------------------------------------- denoisers
+
+
+def _sigma_for(sigma, x: torch.Tensor):
+    """deepinv's noise level (float, 0-d, [1], [B], [B, 1, 1, 1]) as pnpfast takes it: a Python
+    float, or a [B] tensor of x's dtype and device."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+        raise TypeError(
+            f"sigma must be a float or a tensor of one level per image, not {type(sigma).__name__}"
+        )
+    if not isinstance(sigma, torch.Tensor):
+        return float(sigma)
+    B = x.shape[0]
+    if sigma.numel() not in (1, B) or any(n != 1 for n in sigma.shape[1:]):
+        raise ValueError(
+            f"sigma has shape {tuple(sigma.shape)}: a pnpfast denoiser takes one noise level per "
+            f"image (a float, or a tensor of 1 or {B} values such as deepinv's [B, 1, 1, 1]), "
+            "not a noise map"
+        )
+    if sigma.is_complex() or sigma.dtype == torch.bool:
+        raise TypeError(f"sigma must be a real tensor, not {sigma.dtype}")
+    return sigma.reshape(-1).to(device=x.device, dtype=x.dtype).expand(B).contiguous()
+
+
+class PnpfastDenoiser(deepinv.models.Denoiser):
+    """A pnpfast denoiser (any ``D(x, sigma)``, sigma a float or a [B] tensor) as a
+    ``deepinv.models.Denoiser``, for deepinv's priors (``PnP``, ``RED``), ``DPIR`` and
+    ``optim_builder``.
+
+    ``forward(x, sigma)``: x [B, C, H, W]; sigma a float, or a tensor of 1 or B values in any
+    of deepinv's shapes (0-d, [1], [B], [B, 1, 1, 1]; deepinv's DPIR passes a float32 0-d
+    tensor), cast to x's dtype and device (no host synchronisation). A noise map (a sigma with
+    spatial extent) is a ValueError: pnpfast denoisers take one level per image. Extra keyword
+    arguments of deepinv's interface are accepted and ignored. A ``torch.nn.Module`` denoiser
+    is registered as a submodule, so ``.to()`` moves it.
+    """
+
+    def __init__(self, denoiser, device=None):
+        if not callable(denoiser):
+            raise TypeError(
+                f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}"
+            )
+        super().__init__(device="cpu")
+        self.denoiser = denoiser
+        if device is not None:
+            self.to(device)
+
+    def forward(self, x, sigma, *args, **kwargs):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(
+                f"x must be a [B, C, H, W] tensor, got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+        return self.denoiser(x, _sigma_for(sigma, x))
+
+
+class DeepinvDenoiser(Denoiser):
+    """A deepinv denoiser (``model(x, sigma)``, e.g. ``deepinv.models.DRUNet``) as a pnpfast
+    ``Denoiser``, for ``pnpfast.solve`` and anything taking ``D(x, sigma)``.
+
+    ``forward(x, sigma)``: x [B, C, H, W]; sigma a float or a [B] tensor, checked and passed
+    to the model as a [B] tensor of x's dtype and device (deepinv's denoisers take that form).
+    ``blind=True`` for a model that ignores sigma (its values are then not checked);
+    ``channels``: the channel count the model takes, checked on x (None: any). The model is
+    called as is: deepinv's networks are mostly float32, so give them float32 images.
+    """
+
+    def __init__(self, model, *, blind: bool = False, channels: int | None = None):
+        super().__init__()
+        if not callable(model):
+            raise TypeError(
+                f"model must be callable as model(x, sigma), not {type(model).__name__}"
+            )
+        self.model = model
+        self.blind = _validate.flag("blind", blind)
+        if channels is not None:
+            channels = _validate.integer("channels", channels, 1)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        x, s = self.check_input(x, sigma)
+        return self.model(x, s)

@@ -83,9 +83,40 @@ def assert_fast(physics) -> None:
     assert op is not None and not isinstance(op, str), f"the fast path did not run: {op!r}"
 
 
-def assert_fallback(physics) -> None:
-    op = fast_op(physics)
-    assert op is None or isinstance(op, str), f"expected deepinv's code, got {op!r}"
+@pytest.fixture
+def prox_calls(dinv, monkeypatch):
+    """A list that grows on every call of deepinv's own prox_l2 code (DecomposablePhysics',
+    Downsampling's, LinearPhysics'), so a test can tell the fast path from the fallback."""
+    calls = []
+    for owner in (
+        dinv.physics.LinearPhysics,
+        dinv.physics.DecomposablePhysics,
+        dinv.physics.Downsampling,
+    ):
+        original = owner.__dict__["prox_l2"]
+
+        def counted(self, *args, _original=original, _name=owner.__name__, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(owner, "prox_l2", counted)
+    return calls
+
+
+def fast_prox(calls, physics, *args, **kwargs):
+    """physics.prox_l2(...), asserting that deepinv's prox code did not run."""
+    n = len(calls)
+    out = physics.prox_l2(*args, **kwargs)
+    assert len(calls) == n, f"deepinv's prox_l2 ran ({calls[n:]}): the fast path did not"
+    return out
+
+
+def slow_prox(calls, physics, *args, **kwargs):
+    """physics.prox_l2(...), asserting that deepinv's prox code ran (a fallback)."""
+    n = len(calls)
+    out = physics.prox_l2(*args, **kwargs)
+    assert len(calls) > n, "the fast path ran where deepinv's code must"
+    return out
 
 
 def gammas(B: int, dtype):
@@ -121,57 +152,62 @@ def blur_pair(dinv, fast, C, H, W, bk, kh, kw, fc, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("B,C,H,W,bk,kh,kw,fc", BLUR_CASES)
-def test_blur_overrides_match_deepinv(dinv, fast, B, C, H, W, bk, kh, kw, fc, dtype):
+def test_blur_overrides_match_deepinv(dinv, fast, prox_calls, B, C, H, W, bk, kh, kw, fc, dtype):
     original, accel = blur_pair(dinv, fast, C, H, W, bk, kh, kw, fc, dtype)
     x = rand(B, C, H, W, seed=1, dtype=dtype)
     y = original.A(x) + 0.02 * rand(B, C, H, W, seed=2, dtype=dtype)
     z = rand(B, C, H, W, seed=3, dtype=dtype)
     tol = RTOL[dtype]
     assert_close(accel.A(x), original.A(x), "A", tol)
-    assert_fast(accel)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
+    assert_fast(accel)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
     assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
     for name, g, g_deepinv in gammas(B, dtype):
-        got = accel.prox_l2(z, y, g)
+        got = fast_prox(prox_calls, accel, z, y, g)
         assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
     assert_fast(accel)
 
 
-def test_blur_per_image_gamma_is_per_image(dinv, fast):
+def test_blur_per_image_gamma_is_per_image(dinv, fast, prox_calls):
     """gamma [B] gives image b the prox with gamma_b alone (deepinv's [B] fails; the oracle is
     one deepinv call per image)."""
     original, accel = blur_pair(dinv, fast, 3, 16, 20, 1, 3, 3, 1, F64)
     y, z = rand(3, 3, 16, 20, seed=4), rand(3, 3, 16, 20, seed=5)
     g = torch.tensor([0.1, 1.0, 10.0], dtype=F64)
-    got = accel.prox_l2(z, y, g)
+    got = fast_prox(prox_calls, accel, z, y, g)
     for b in range(3):
         want = original.prox_l2(z[b : b + 1], y[b : b + 1], float(g[b]))
         assert_close(got[b : b + 1], want, f"image {b}", RTOL[F64])
 
 
-def test_blur_fallbacks_give_deepinvs_answer(dinv, fast):
+def test_blur_fallbacks_give_deepinvs_answer(dinv, fast, prox_calls):
     # a filter whose channels differ: pnpfast blurs every channel alike, so deepinv's code runs
     k = torch.cat([kernel(1, 3, 3, s) for s in (1, 2, 3)], dim=1)
     original = dinv.physics.BlurFFT((3, 16, 18), filter=k)
     accel = fast.accelerate(original)
     x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (6, 7, 8))
     assert_close(accel.A(x), original.A(x), "per-channel A", RTOL[F64])
-    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "per-channel", 1e-12)
-    assert_fallback(accel)
+    got = slow_prox(prox_calls, accel, z, y, 0.5)
+    assert_close(got, original.prox_l2(z, y, 0.5), "per-channel", 1e-12)
     assert "channels" in fast_op(accel)
 
     original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F64)
     # z None, images of another dtype than the buffers, a gamma shape deepinv broadcasts its
     # own way, an unknown keyword: deepinv's answers, whatever they are
-    assert_close(accel.prox_l2(None, y, 0.5), original.prox_l2(None, y, 0.5), "z None", 1e-12)
+    want = original.prox_l2(None, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, None, y, 0.5), want, "z None", 1e-12)
     xf, yf, zf = x.float(), y.float(), z.float()
     assert_close(accel.A(xf), original.A(xf), "float32 images, float64 filter", 1e-12)
-    assert_close(accel.prox_l2(zf, yf, 0.5), original.prox_l2(zf, yf, 0.5), "f32 prox", 1e-12)
+    want = original.prox_l2(zf, yf, 0.5)
+    assert_close(slow_prox(prox_calls, accel, zf, yf, 0.5), want, "f32 prox", 1e-12)
     g11 = torch.tensor([[0.5]], dtype=F64)
-    assert_close(accel.prox_l2(z, y, g11), original.prox_l2(z, y, g11), "gamma [1, 1]", 1e-12)
+    want = original.prox_l2(z, y, g11)
+    assert_close(slow_prox(prox_calls, accel, z, y, g11), want, "gamma [1, 1]", 1e-12)
     want = original.prox_l2(z, y, 0.5, solver="CG")
-    assert_close(accel.prox_l2(z, y, 0.5, solver="CG"), want, "kwargs", 1e-12)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5, solver="CG"), want, "kwargs", 1e-12)
+    want = original.prox_l2(z, y, -0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, -0.5), want, "gamma < 0", 1e-12)
 
 
 def test_blur_autograd_falls_back_and_differentiates(dinv, fast):
@@ -207,7 +243,7 @@ def test_blur_is_a_drop_in(dinv, fast):
     assert fast.accelerate(same) is not same and type(fast.accelerate(same)) is fast.FastBlurFFT
 
 
-def test_blur_to_and_double_follow_deepinv(dinv, fast):
+def test_blur_to_and_double_follow_deepinv(dinv, fast, prox_calls):
     # deepinv's .to(float64) casts the complex phase buffer to real (a deepinv quirk): the
     # accelerated copy must drop its cache and give deepinv's answer, whatever it is
     original, accel = blur_pair(dinv, fast, 3, 16, 18, 1, 3, 3, 1, F32)
@@ -219,8 +255,8 @@ def test_blur_to_and_double_follow_deepinv(dinv, fast):
         original = original.to(F64)
     x, y, z = x.double(), y.double(), z.double()
     assert_close(accel.A(x), original.A(x), "A after .to(float64)", 1e-12)
-    assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), ".to", 1e-12)
-    assert_fallback(accel)
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, ".to", 1e-12)
 
 
 def test_blur_new_filter_invalidates(dinv, fast):
@@ -309,3 +345,273 @@ def test_accelerate_refuses_other_types(dinv, fast):
         fast.accelerate(torch.zeros(3))
     with pytest.raises(TypeError, match="inplace"):
         fast.accelerate(dinv.physics.BlurFFT((3, 8, 8), filter=kernel(1, 3, 3, 0)), inplace=1)
+
+
+# -------------------------------------------------------------------------- Downsampling
+
+DOWN_CASES = [  # (batch, channels, H, W, factor, kernel batch, kh, kw, img_size given)
+    pytest.param(2, 3, 32, 40, 2, 1, 5, 5, True, id="x2-shared-2x3x32x40"),
+    pytest.param(2, 3, 24, 36, 3, 2, 6, 6, True, id="x3-per-image-even"),
+    pytest.param(2, 1, 32, 24, 4, 1, 5, 8, False, id="x4-nonsquare-dynamic-size"),
+]
+
+
+def down_pair(dinv, fast, C, H, W, s, bk, kh, kw, sized, dtype, seed=0):
+    k = kernel(bk, kh, kw, seed, dtype)
+    original = dinv.physics.Downsampling(
+        (C, H, W) if sized else None, filter=k, factor=s, padding="circular"
+    )
+    return original, fast.accelerate(original)
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B,C,H,W,s,bk,kh,kw,sized", DOWN_CASES)
+def test_downsampling_overrides_match_deepinv(
+    dinv, fast, prox_calls, B, C, H, W, s, bk, kh, kw, sized, dtype
+):
+    original, accel = down_pair(dinv, fast, C, H, W, s, bk, kh, kw, sized, dtype)
+    x = rand(B, C, H, W, seed=1, dtype=dtype)
+    y = original.A(x) + 0.02 * rand(B, C, H // s, W // s, seed=2, dtype=dtype)
+    z = rand(B, C, H, W, seed=3, dtype=dtype)
+    tol = RTOL[dtype]
+    assert_close(accel.A(x), original.A(x), "A", tol)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
+    assert_fast(accel)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
+    assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
+    for name, g, g_deepinv in gammas(B, dtype):
+        got = fast_prox(prox_calls, accel, z, y, g)
+        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
+    assert_fast(accel)
+
+
+def test_downsampling_fallbacks_give_deepinvs_answer(dinv, fast, prox_calls):
+    x, z = rand(2, 3, 16, 16, seed=30), rand(2, 3, 16, 16, seed=31)
+    k3 = torch.cat([kernel(1, 3, 3, s) for s in (1, 2, 3)], dim=1)
+    for what, kwargs in [
+        ("reflect padding", {"filter": kernel(1, 3, 3, 4), "padding": "reflect"}),
+        ("per-channel filter", {"filter": k3, "padding": "circular"}),
+    ]:
+        original = dinv.physics.Downsampling((3, 16, 16), factor=2, **kwargs)
+        accel = fast.accelerate(original)
+        y = original.A(x)
+        assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", 1e-12)
+        want = original.prox_l2(z, y, 0.5)
+        got = slow_prox(prox_calls, accel, z, y, 0.5)
+        assert_close(got, want, what, 1e-8)  # CG: both run the same iterations
+    original, accel = down_pair(dinv, fast, 3, 16, 16, 2, 1, 3, 3, True, F64)
+    y = original.A(x)
+    want = original.prox_l2(z, y, 0.5, use_fft=False)
+    got = slow_prox(prox_calls, accel, z, y, 0.5, use_fft=False)
+    assert_close(got, want, "use_fft=False", 1e-8)
+    # an image of another size than img_size: deepinv's own error
+    with pytest.raises(RuntimeError):
+        original.prox_l2(rand(2, 3, 8, 8, seed=32), y[..., :4, :4], 0.5)
+    with pytest.raises(RuntimeError):
+        accel.prox_l2(rand(2, 3, 8, 8, seed=32), y[..., :4, :4], 0.5)
+    # no filter: deepinv's prox cannot run (Fh is None); the accelerated one says the same
+    bare = dinv.physics.Downsampling((3, 16, 16), filter=None, factor=2)
+    with pytest.raises(TypeError):
+        bare.prox_l2(z, bare.A(x), 0.5)
+    with pytest.raises(TypeError):
+        fast.accelerate(bare).prox_l2(z, bare.A(x), 0.5)
+
+
+def test_downsampling_cache_and_parameters(dinv, fast):
+    original, accel = down_pair(dinv, fast, 3, 16, 20, 2, 1, 3, 3, True, F64)
+    x, z = rand(2, 3, 16, 20, seed=33), rand(2, 3, 16, 20, seed=34)
+    y = original.A(x)
+
+    def check(what):
+        assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), what, RTOL[F64])
+        assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", RTOL[F64])
+
+    check("first")
+    cached = accel._pnpfast_cache().y
+    accel.A_adjoint_A(x)  # A^T (A x) must not take the cached y's place
+    assert accel._pnpfast_cache().y is cached
+    y.mul_(0.5)
+    check("y.mul_")
+    new = kernel(1, 5, 5, seed=35)
+    accel.update_parameters(filter=new)
+    original.update_parameters(filter=new)
+    check("new filter")
+    other = kernel(1, 4, 4, seed=36)
+    assert_close(accel.A(x, filter=other), original.A(x, filter=other), "A(filter)", 1e-12)
+    check("after A(x, filter=other)")
+    assert_fast(accel)
+    # deepinv's .to(float32) casts its complex Fh buffer to real (torch's Module.to) and every
+    # later Fh with it, so the original is wrong from then on; the accelerated one computes from
+    # the filter: the oracle is a physics built in float32
+    accel = accel.to(F32)
+    oracle = dinv.physics.Downsampling((3, 16, 20), filter=other.float(), factor=2)
+    x, y, z = x.float(), y.float(), z.float()
+    assert_close(accel.prox_l2(z, y, 0.5), oracle.prox_l2(z, y, 0.5), ".to(f32)", RTOL[F32])
+    assert_fast(accel)
+    u = rand(2, 3, 16, 20, seed=37, dtype=F32)
+    assert abs(float(accel.adjointness_test(u))) < 1e-5
+
+
+# ---------------------------------------------------------------------------- Inpainting
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("mask_kind", ["shared", "per-image", "per-channel"])
+def test_inpainting_prox_matches_deepinv(dinv, fast, prox_calls, mask_kind, dtype):
+    B, C, H, W = 2, 3, 17, 23
+    shape = {"shared": (1, 1, H, W), "per-image": (B, 1, H, W), "per-channel": (1, C, H, W)}
+    mask = (rand(*shape[mask_kind], seed=40) > 0.4).to(dtype).expand(-1, C, -1, -1)
+    original = dinv.physics.Inpainting((C, H, W), mask=mask.contiguous())
+    accel = fast.accelerate(original)
+    x, z = rand(B, C, H, W, seed=41, dtype=dtype), rand(B, C, H, W, seed=42, dtype=dtype)
+    y = original.A(x) + 0.01
+    assert_close(accel.A(x), original.A(x), "A", 0)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", 0)
+    for name, g, g_deepinv in gammas(B, dtype):
+        got = fast_prox(prox_calls, accel, z, y, g)
+        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", RTOL[dtype])
+    assert_fast(accel)
+
+
+def test_inpainting_fallbacks_and_drop_in(dinv, fast, prox_calls):
+    B, C, H, W = 2, 3, 16, 16
+    x, z = rand(B, C, H, W, seed=43), rand(B, C, H, W, seed=44)
+    soft = rand(1, C, H, W, seed=45)
+    original = dinv.physics.Inpainting((C, H, W), mask=soft)
+    accel = fast.accelerate(original)
+    y = original.A(x)
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, "soft mask", 1e-12)
+    assert "soft" in fast_op(accel)
+    # deepinv's random mask (a float split ratio), and its __mul__ that builds self.__class__
+    original = dinv.physics.Inpainting((C, H, W), mask=0.6, rng=torch.Generator().manual_seed(0))
+    original = original.to(F64)
+    accel = fast.accelerate(original)
+    y = original.A(x)
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(fast_prox(prox_calls, accel, z, y, 0.5), want, "ratio", RTOL[F64])
+    product = accel * fast.accelerate(original)
+    assert type(product) is fast.FastInpainting
+    want = original * original
+    want = want.prox_l2(z, y, 0.5)
+    assert_close(fast_prox(prox_calls, product, z, y, 0.5), want, "mask product", RTOL[F64])
+    with torch.no_grad():
+        accel.mask[:, :, :4] = 0.25  # the mask turned soft in place: deepinv's code again
+        original.mask[:, :, :4] = 0.25
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, "soft in place", 1e-12)
+    demosaic = dinv.physics.Demosaicing((3, 8, 8))
+    with pytest.raises(TypeError, match="Demosaicing"):
+        fast.accelerate(demosaic)
+
+
+# ----------------------------------------------------------------------------- Denoising
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+def test_denoising_prox_matches_deepinv(dinv, fast, prox_calls, dtype):
+    B, C, H, W = 2, 3, 16, 20
+    original = dinv.physics.Denoising().to(dtype)
+    accel = fast.accelerate(original)
+    y, z = rand(B, C, H, W, seed=50, dtype=dtype), rand(B, C, H, W, seed=51, dtype=dtype)
+    for name, g, g_deepinv in gammas(B, dtype):
+        got = fast_prox(prox_calls, accel, z, y, g)
+        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", RTOL[dtype])
+    assert_fast(accel)
+    assert_close(accel.A_adjoint_A(z), original.A_adjoint_A(z), "A^T A", 0)
+
+
+def test_denoising_fallbacks(dinv, fast, prox_calls):
+    y, z = rand(2, 3, 8, 8, seed=52), rand(2, 3, 8, 8, seed=53)
+    original = dinv.physics.Denoising()  # a float32 mask with float64 images: deepinv's code
+    accel = fast.accelerate(original)
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, "f32 mask", 0)
+    original, accel = original.to(F64), accel.to(F64)
+    accel.update_parameters(mask=torch.tensor(2.0, dtype=F64))
+    original.update_parameters(mask=torch.tensor(2.0, dtype=F64))
+    want = original.prox_l2(z, y, 0.5)
+    assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, "mask 2", 0)
+    assert accel.noise_model.sigma == original.noise_model.sigma
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def test_to_pnpfast_gives_the_same_operator(dinv, fast):
+    import pnpfast
+
+    B, C, H, W = 2, 3, 24, 20
+    x, z = rand(B, C, H, W, seed=60), rand(B, C, H, W, seed=61)
+    mask = (rand(B, 1, H, W, seed=62) > 0.5).to(F64).expand(-1, C, -1, -1).contiguous()
+    cases = [
+        (dinv.physics.BlurFFT((C, H, W), filter=kernel(2, 4, 5, 63)), pnpfast.operators.Blur),
+        (
+            dinv.physics.Downsampling((C, H, W), filter=kernel(1, 5, 5, 64), factor=2),
+            pnpfast.operators.SuperResolution,
+        ),
+        (dinv.physics.Inpainting((C, H, W), mask=mask), pnpfast.operators.Inpainting),
+        (dinv.physics.Denoising().to(F64), fast.Identity),
+    ]
+    for physics, kind in cases:
+        for source in (physics, fast.accelerate(physics)):
+            op = fast.to_pnpfast(source)
+            what = type(source).__name__
+            assert type(op) is kind, what
+            y = physics.A(x)
+            assert_close(op.forward(x), physics.A(x), what + " forward", RTOL[F64])
+            assert_close(op.adjoint(y), physics.A_adjoint(y), what + " adjoint", RTOL[F64])
+            want = physics.prox_l2(z, y, 0.5)
+            assert_close(op.prox_l2(z, y, 0.5), want, what + " prox_l2", RTOL[F64])
+            got = pnpfast.L2(op, y).prox(z, torch.full((B,), 0.5, dtype=F64))
+            assert_close(got, want, what + " L2.prox", RTOL[F64])
+    bare = dinv.physics.Downsampling((C, H, W), filter=None, factor=2)
+    got = fast.to_pnpfast(bare).forward(x.float())
+    assert_close(got, bare.A(x.float()), "no filter", RTOL[F32])
+
+
+def test_to_pnpfast_says_why_not(dinv, fast):
+    k3 = torch.cat([kernel(1, 3, 3, s) for s in (1, 2, 3)], dim=1)
+    with pytest.raises(ValueError, match=r"filter .* differs between channels"):
+        fast.to_pnpfast(dinv.physics.BlurFFT((3, 8, 8), filter=k3))
+    with pytest.raises(ValueError, match="without a filter"):
+        fast.to_pnpfast(dinv.physics.BlurFFT((3, 8, 8)))
+    with pytest.raises(ValueError, match="padding='reflect'"):
+        fast.to_pnpfast(dinv.physics.Downsampling((3, 8, 8), filter=k3, padding="reflect"))
+    soft = rand(1, 8, 8, seed=0).expand(3, 8, 8)
+    with pytest.raises(ValueError, match="soft mask"):
+        fast.to_pnpfast(dinv.physics.Inpainting((3, 8, 8), mask=soft))
+    with pytest.raises(ValueError, match=r"mask .* differs between channels"):
+        bayer = dinv.physics.Demosaicing((3, 8, 8)).mask
+        fast.to_pnpfast(dinv.physics.Inpainting((3, 8, 8), mask=bayer))
+    with pytest.raises(TypeError, match="Upsampling"):
+        fast.to_pnpfast(dinv.physics.Upsampling((3, 8, 8), filter="bicubic", factor=2))
+
+
+def test_from_pnpfast_round_trip(dinv, fast):
+    import pnpfast
+
+    C, H, W = 3, 24, 20
+    x = rand(2, C, H, W, seed=70)
+    ops = [
+        pnpfast.operators.Blur(kernel(2, 4, 5, 71)[:, 0]),
+        pnpfast.operators.SuperResolution(kernel(1, 5, 5, 72)[:, 0], 2),
+        pnpfast.operators.Inpainting(rand(H, W, seed=73) > 0.5),
+        fast.Identity(),
+    ]
+    kinds = [fast.FastBlurFFT, fast.FastDownsampling, fast.FastInpainting, fast.FastDenoising]
+    for op, kind in zip(ops, kinds, strict=True):
+        physics = fast.from_pnpfast(op, (C, H, W))
+        assert type(physics) is kind
+        if kind is fast.FastInpainting or kind is fast.FastDenoising:
+            physics = physics.to(F64)
+        assert_close(physics.A(x), op.forward(x), kind.__name__, RTOL[F64])
+        back = fast.to_pnpfast(physics)
+        assert type(back) is type(op)
+        assert_close(back.forward(x), op.forward(x), kind.__name__ + " round trip", RTOL[F64])
+    with pytest.raises(ValueError, match="img_size"):
+        fast.from_pnpfast(ops[0], (24, 20))
+    with pytest.raises(ValueError, match="divisible"):
+        fast.from_pnpfast(ops[1], (3, 25, 20))
+    with pytest.raises(TypeError, match="BlockAverage"):
+        fast.from_pnpfast(pnpfast.operators.BlockAverage(2), (3, 8, 8))
