@@ -4,8 +4,8 @@ One table per op, built from the latest row of each (op, provider, shape, dtype,
 speed-up of a provider is the median of its reference divided by its own median, measured on
 the same device, shape and dtype: the reference of ``reference-compiled``, ``triton``,
 ``deepinv`` or ``fft-only`` is ``reference``; the reference of ``<family>/<backend>`` (e.g.
-``spectral-pass/triton``) is ``<family>/reference``. A row whose correctness check failed gets
-no speed-up.
+``spectral-pass/triton``) is ``<family>/reference``, and that of ``<problem>/accelerated``
+(bench_deepinv) is ``<problem>/original``. A row whose correctness check failed gets no speed-up.
 
     python benchmarks/report.py                    print the tables
     python benchmarks/report.py --update-readme    also rewrite the block between
@@ -50,6 +50,8 @@ def latest(rows: list[dict]) -> list[dict]:
 
 
 def reference_of(provider: str) -> str:
+    if provider.endswith("/accelerated"):  # bench_deepinv: <problem>/accelerated vs /original
+        return provider.removesuffix("accelerated") + "original"
     if "/" in provider:
         return provider.split("/", 1)[0] + "/reference"
     return "reference"

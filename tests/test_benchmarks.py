@@ -230,6 +230,33 @@ def test_bench_sr_prox_quick_runs_end_to_end(tmp_path):
             assert r["bytes"] == spectral
 
 
+def test_bench_deepinv_quick_runs_end_to_end(report, tmp_path):
+    out = tmp_path / "deepinv.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_deepinv.py"), "--quick", "--shapes", "2x3x32x32"]
+    cmd += ["--problems", "dpir/blur,pgd/blur", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    if "deepinv benchmark skipped" in done.stderr:
+        pytest.skip(done.stderr.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by = {(r["op"], r["provider"]): r for r in rows}
+    for algorithm in ("dpir", "pgd"):
+        for denoiser in ("identity", "conditional"):
+            for physics in ("original", "accelerated"):
+                r = by[("deepinv", f"{algorithm}/blur/{denoiser}/{physics}")]
+                assert r["correct"] is True and r["median_ms"] > 0 and r["shape"] == "2x3x32x32"
+    phases = {p for op, p in by if op == "deepinv-phases"}
+    assert {"prox_l2/blur/accelerated", "A_adjoint/blur/original"} <= phases
+    assert "relaxation/blur/deepinv" in phases
+    assert "dpir/blur/identity:" in done.stdout and "x (target >= 1.5x" in done.stdout
+    # the report's speed-up of <problem>/accelerated is against <problem>/original
+    table = report.render(report.load_rows(tmp_path))
+    line = next(x for x in table.splitlines() if "| dpir/blur/identity/accelerated |" in x)
+    orig = by[("deepinv", "dpir/blur/identity/original")]["median_ms"]
+    acc = by[("deepinv", "dpir/blur/identity/accelerated")]["median_ms"]
+    assert f"| {orig / acc:.2f}x |" in line
+
+
 def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "pnp_update.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_pnp_update.py"), "--quick", "--device", "cpu"]

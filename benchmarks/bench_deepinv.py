@@ -1,0 +1,410 @@
+"""Benchmark of deepinv's own algorithms with deepinv's physics and pnpfast's drop-in (op ``deepinv``).
+
+Problem: images cut from ``pnpfast.data`` (the astronaut, or the cameraman for one channel), one
+crop per image at seeded offsets, of the requested shape (default 8x3x256x256, float32, the
+CPU, one thread: ``--threads``, default 1), degraded by
+
+    blur   deepinv.physics.BlurFFT(img_size, filter=motion_kernel()[None, None]) (15x15, 30 deg)
+    sr2    deepinv.physics.Downsampling(img_size, filter=<x2 bicubic>[None, None], factor=2,
+           padding="circular")
+
+plus white Gaussian noise of std 0.03. Each problem runs with deepinv's physics (provider
+``.../original``) and with ``pnpfast.interop.deepinv.accelerate(physics)`` (``.../accelerated``),
+the same y, the same model object type, under ``torch.no_grad()``:
+
+    dpir   deepinv.optim.DPIR(sigma=0.03, denoiser=D): HQS, 8 iterations, deepinv's schedule
+    pgd    deepinv.optim.PGD(data_fidelity=L2(), prior=PnP(D), stepsize=1.0, g_param=0.05,
+           max_iter=8, early_stop=False): the gradient path (L2.grad = A^T A x - A^T y)
+
+and two denoisers D: ``identity`` (a deepinv Denoiser returning its input: the time of
+everything that is not the denoiser, what the accelerated physics can change) and
+``conditional`` (pnpfast's shipped noise-conditional DRUNet through
+``pnpfast.interop.deepinv.PnpfastDenoiser``: end to end). Rows: op ``deepinv``, provider
+``<algorithm>/<problem>/<denoiser>/<original|accelerated>``; the default runs dpir/blur,
+dpir/sr2 and pgd/blur (``--problems``) with both denoisers (``--denoisers``).
+
+Correctness: before timing, the two outputs must agree to max |out - ref| <= 1e-4 * max |ref|
+(float32; with the identity denoiser DPIR's x-update amplifies FFT rounding where the kernel's
+spectrum nearly vanishes, ~2e-5; tests/interop/test_deepinv_algorithms.py checks every iterate);
+an accelerated row that fails is timed but marked incorrect, and no speed-up is claimed.
+
+Timing: ``harness.measure_many``, the two providers of a problem interleaved call by call
+(``--reps``, default 20 for identity rows, ``--e2e-reps`` for the conditional ones, default 5;
+warm-up calls first, never timed), median and p20/p80 per provider. The machine is shared: only
+ratios within one run mean something, and every row notes the load average.
+
+Phases (op ``deepinv-phases``, skipped by ``--no-phases``), the calls deepinv's loops make,
+timed alone and interleaved on the same inputs, provider ``<call>/<problem>/<original|accelerated>``:
+
+    prox_l2       physics.prox_l2(z, y, gamma), gamma a 0-d float32 tensor as DPIR passes it
+                  (accelerated: y's terms cached by the first call, as in the loop)
+    A_adjoint     physics.A_adjoint(y) (DPIR's init calls it twice; accelerated: a copy of the
+                  cached A^T y)
+    A_adjoint_A   physics.A_adjoint_A(x) (PGD's gradient)
+    grad          deepinv.optim.data_fidelity.L2().grad(x, y, physics) = A^T A x - A^T y
+    relaxation    the iterator's relaxation_step(u, v, beta=1) = 1 u + 0 v, which deepinv's HQS
+                  and PGD run every iteration (not the physics': the same in both; provider
+                  ``relaxation/<problem>/deepinv``)
+
+and the printed budget of one DPIR and one PGD run with the identity denoiser: 2 A_adjoint + 8
+(prox_l2 + relaxation) for DPIR, 2 A_adjoint + 8 (grad + axpy + relaxation) for PGD, against
+the measured total (the rest is deepinv's Python bookkeeping and the denoiser call).
+
+Targets (issue 20, CPU): accelerated >= 1.5x faster than original with the identity denoiser,
+and no slower end to end (conditional denoiser).
+
+    python benchmarks/bench_deepinv.py                  # 8x3x256x256, 1 thread, ~10 minutes
+    python benchmarks/bench_deepinv.py --quick --shapes 2x3x32x32 --out /tmp/deepinv.jsonl
+"""
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from deepinv_compat import import_deepinv
+from harness import (
+    check_close,
+    common_parser,
+    load_note,
+    make_row,
+    measure_many,
+    parse_common,
+    parse_list,
+    report_rows,
+)
+
+import pnpfast
+
+OP = "deepinv"
+PHASES_OP = "deepinv-phases"
+DEFAULT_SHAPES = "8x3x256x256"
+NOISE = 0.03
+PGD_STEPSIZE = 1.0
+PGD_SIGMA = 0.05
+PGD_ITERS = 8
+RTOL = 1e-4
+PROVIDERS = ("original", "accelerated")
+PROBLEMS = ("dpir/blur", "dpir/sr2", "pgd/blur")
+DENOISERS = ("identity", "conditional")
+PHYSICS = ("blur", "sr2")
+TARGETS = {"identity": 1.5, "conditional": 1.0}
+E2E_REPS = 5
+
+
+def images(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """[B, C, H, W] float32 on [0, 1]: B crops of the astronaut (C = 3) or the cameraman
+    (C = 1) at seeded offsets; C = 2 or > 3 repeats the gray image."""
+    B, C, H, W = shape
+    source = pnpfast.data.astronaut() if C == 3 else pnpfast.data.camera()
+    if C not in (1, 3):
+        source = source.expand(-1, C, -1, -1)
+    full_h, full_w = source.shape[-2:]
+    if not (full_h >= H and full_w >= W):
+        raise ValueError(f"shape {shape}: H and W must be at most {full_h}x{full_w}")
+    g = torch.Generator().manual_seed(seed)
+    crops = []
+    for _ in range(B):
+        i = int(torch.randint(0, full_h - H + 1, (1,), generator=g))
+        j = int(torch.randint(0, full_w - W + 1, (1,), generator=g))
+        crops.append(source[:, :, i : i + H, j : j + W])
+    return torch.cat(crops).contiguous()
+
+
+def make_physics(dinv, kind: str, shape: tuple[int, ...]):
+    """deepinv's physics of ``kind`` for images of ``shape`` (module docstring)."""
+    img = tuple(shape[1:])
+    if kind == "blur":
+        k = pnpfast.data.motion_kernel()
+        return dinv.physics.BlurFFT(img_size=img, filter=k[None, None])
+    if kind == "sr2":
+        k = pnpfast.operators.SuperResolution.bicubic(2).kernel[0].float()
+        return dinv.physics.Downsampling(
+            img_size=img, filter=k[None, None], factor=2, padding="circular"
+        )
+    raise ValueError(f"unknown physics {kind!r}; choose from {', '.join(PHYSICS)}")
+
+
+def measurement(physics, x: torch.Tensor, seed: int = 1) -> torch.Tensor:
+    with torch.no_grad():
+        ax = physics.A(x)
+    g = torch.Generator().manual_seed(seed)
+    return ax + NOISE * torch.randn(ax.shape, generator=g, dtype=ax.dtype)
+
+
+def make_denoiser(dinv, interop, name: str):
+    if name == "identity":
+
+        class Identity(dinv.models.Denoiser):
+            """D(x, sigma) = x: a run with it times everything but the denoiser."""
+
+            def forward(self, x, sigma, *args, **kwargs):
+                return x
+
+        return Identity()
+    if name == "conditional":
+        return interop.PnpfastDenoiser(pnpfast.denoisers.load())
+    raise ValueError(f"unknown denoiser {name!r}; choose from {', '.join(DENOISERS)}")
+
+
+def make_model(dinv, algorithm: str, denoiser):
+    if algorithm == "dpir":
+        return dinv.optim.DPIR(sigma=NOISE, denoiser=denoiser)
+    if algorithm == "pgd":
+        return dinv.optim.PGD(
+            data_fidelity=dinv.optim.data_fidelity.L2(),
+            prior=dinv.optim.prior.PnP(denoiser=denoiser),
+            stepsize=PGD_STEPSIZE,
+            g_param=PGD_SIGMA,
+            max_iter=PGD_ITERS,
+            early_stop=False,
+        )
+    raise ValueError(f"unknown algorithm {algorithm!r}")
+
+
+@dataclass
+class Problem:
+    """One physics on one batch: deepinv's physics, the accelerated one, x, y."""
+
+    kind: str
+    shape: tuple[int, ...]
+    original: object
+    accelerated: object
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def physics(self, provider: str):
+        return self.original if provider == "original" else self.accelerated
+
+
+def setup(dinv, interop, kind: str, shape: tuple[int, ...]) -> Problem:
+    x = images(shape)
+    original = make_physics(dinv, kind, shape)
+    accelerated = interop.accelerate(original)
+    return Problem(kind, shape, original, accelerated, x, measurement(original, x))
+
+
+def note_for(parts: list[str]) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def rows_of(op, timings, correct, notes, shape, device) -> list[dict]:
+    load = load_note(device)
+    return [
+        make_row(
+            op=op,
+            provider=name,
+            shape=shape,
+            dtype=torch.float32,
+            timing=timing,
+            nbytes=None,
+            device=device,
+            correct=correct[name],
+            note=note_for([notes.get(name, ""), load]),
+        )
+        for name, timing in timings.items()
+    ]
+
+
+def run_algorithm(
+    dinv, interop, problem: Problem, algorithm: str, denoiser: str, providers, *, warmup, reps
+) -> list[dict]:
+    """The rows of one (algorithm, problem, denoiser): each provider checked, then timed
+    interleaved."""
+    den = make_denoiser(dinv, interop, denoiser)
+    prefix = f"{algorithm}/{problem.kind}/{denoiser}"
+    fns, correct, notes = {}, {}, {}
+    expected = None
+    for provider in ("original", "accelerated"):
+        model = make_model(dinv, algorithm, den)
+        physics = problem.physics(provider)
+
+        def call(model=model, physics=physics) -> torch.Tensor:
+            with torch.no_grad():
+                return model(problem.y, physics)
+
+        out = call()
+        if provider == "original":
+            expected = out
+        ok, err = check_close(out, expected, RTOL)
+        if provider in providers:
+            name = f"{prefix}/{provider}"
+            fns[name], correct[name] = call, ok
+            if provider == "accelerated":
+                notes[name] = f"max rel diff {err:.1e} vs original" + ("" if ok else ", WRONG")
+    timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
+    return rows_of(OP, timings, correct, notes, problem.shape, "cpu")
+
+
+def phase_calls(dinv, problem: Problem, provider: str) -> dict[str, Callable[[], torch.Tensor]]:
+    """The calls of deepinv's loops on ``provider``'s physics (module docstring)."""
+    physics, x, y = problem.physics(provider), problem.x, problem.y
+    z = x + 0.01
+    gamma = torch.tensor(2.5)  # 0-d float32, as DPIR passes its stepsize
+    fidelity = dinv.optim.data_fidelity.L2()
+    return {
+        f"prox_l2/{problem.kind}/{provider}": lambda: physics.prox_l2(z, y, gamma),
+        f"A_adjoint/{problem.kind}/{provider}": lambda: physics.A_adjoint(y),
+        f"A_adjoint_A/{problem.kind}/{provider}": lambda: physics.A_adjoint_A(x),
+        f"grad/{problem.kind}/{provider}": lambda: fidelity.grad(x, y, physics),
+    }
+
+
+def run_phases(dinv, problem: Problem, providers, *, warmup, reps) -> list[dict]:
+    """Per-call timings of the phases, both providers interleaved, outputs checked."""
+    calls = {p: phase_calls(dinv, problem, p) for p in providers}
+    fns, correct, notes = {}, {}, {}
+    reference = phase_calls(dinv, problem, "original")
+    with torch.no_grad():
+        for p in providers:
+            for (name, fn), ref_fn in zip(calls[p].items(), reference.values(), strict=True):
+                ok, err = check_close(fn(), ref_fn(), RTOL)
+                fns[name], correct[name] = fn, ok
+                if p == "accelerated":
+                    notes[name] = f"max rel diff {err:.1e} vs original"
+        iterator = dinv.optim.optim_iterators.HQSIteration()
+        u, v = problem.x, problem.x + 0.01
+        relax = f"relaxation/{problem.kind}/deepinv"
+        fns[relax] = lambda: iterator.relaxation_step(u, v, 1.0)
+        correct[relax] = True
+        notes[relax] = "deepinv's relaxation_step(u, v, 1.0), run by HQS and PGD every iteration"
+        timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
+    return rows_of(PHASES_OP, timings, correct, notes, problem.shape, "cpu")
+
+
+def _ms(row: dict) -> str:
+    return f"{row['median_ms']:.4g} ms ({row['p20_ms']:.4g}-{row['p80_ms']:.4g})"
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """original / accelerated per problem, with the target verdicts."""
+    by = {r["provider"]: r for r in rows}
+    lines = []
+    for name, acc in by.items():
+        if not name.endswith("/accelerated"):
+            continue
+        orig = by.get(name.removesuffix("accelerated") + "original")
+        if orig is None:
+            continue
+        prefix = name.removesuffix("/accelerated")
+        denoiser = prefix.rsplit("/", 1)[-1]
+        if not acc["correct"]:
+            lines.append(f"{prefix}: accelerated output differs from the original, no speed-up")
+            continue
+        ratio = orig["median_ms"] / acc["median_ms"]
+        spread = f"original {_ms(orig)}, accelerated {_ms(acc)}"
+        target = TARGETS.get(denoiser)
+        verdict = ""
+        if target is not None:
+            verdict = f" (target >= {target:.1f}x: {'met' if ratio >= target else 'MISSED'})"
+        lines.append(f"{prefix}: {ratio:.2f}x{verdict}; {spread}")
+    return lines
+
+
+def budget_lines(phase_rows: list[dict], algo_rows: list[dict], kind: str) -> list[str]:
+    """Where the identity-denoiser time of DPIR and PGD goes, from the phase medians."""
+    med = {r["provider"]: r["median_ms"] for r in phase_rows}
+    tot = {r["provider"]: r["median_ms"] for r in algo_rows}
+    lines = []
+    relax = med.get(f"relaxation/{kind}/deepinv")
+    for provider in PROVIDERS:
+        adj = med.get(f"A_adjoint/{kind}/{provider}")
+        prox = med.get(f"prox_l2/{kind}/{provider}")
+        grad = med.get(f"grad/{kind}/{provider}")
+        for algorithm, step, step_name in (("dpir", prox, "prox_l2"), ("pgd", grad, "grad")):
+            total = tot.get(f"{algorithm}/{kind}/identity/{provider}")
+            if None in (adj, step, relax, total):
+                continue
+            # PGD's f-step is x - stepsize * grad: one more pass, about a relaxation's cost
+            extra = relax if algorithm == "pgd" else 0.0
+            iters = 8
+            parts = 2 * adj + iters * (step + relax + extra)
+            lines.append(
+                f"{algorithm}/{kind}/identity/{provider}: total {total:.3g} ms = init 2 x "
+                f"A_adjoint {2 * adj:.3g} + {iters} x ({step_name} {step:.3g} + relaxation "
+                f"{relax:.3g}{f' + axpy {extra:.3g}' if extra else ''}) = {parts:.3g} ms "
+                f"+ rest {total - parts:.3g} ms (deepinv's bookkeeping, the identity call)"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
+    parser.set_defaults(threads=1, device="cpu")
+    parser.add_argument(
+        "--problems",
+        type=parse_list,
+        default=list(PROBLEMS),
+        help=f"algorithm/physics pairs (default {','.join(PROBLEMS)})",
+    )
+    parser.add_argument(
+        "--denoisers",
+        type=parse_list,
+        default=list(DENOISERS),
+        help=f"denoisers (default {','.join(DENOISERS)})",
+    )
+    parser.add_argument(
+        "--e2e-reps",
+        type=int,
+        default=None,
+        help=f"timed calls of the conditional-denoiser rows (default {E2E_REPS}, quick 1)",
+    )
+    parser.add_argument("--no-phases", action="store_true", help="skip the per-phase timings")
+    args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS)
+    if args.device != "cpu":
+        parser.error("this benchmark runs on the CPU (deepinv's physics as a CPU user runs them)")
+    bad = [p for p in args.problems if p not in PROBLEMS]
+    if bad:
+        parser.error(f"unknown problems {bad}; choose from {', '.join(PROBLEMS)}")
+    bad = [d for d in args.denoisers if d not in DENOISERS]
+    if bad:
+        parser.error(f"unknown denoisers {bad}; choose from {', '.join(DENOISERS)}")
+    for shape in args.shapes:
+        if len(shape) != 4 or shape[2] % 2 or shape[3] % 2:
+            parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW with even H and W")
+    e2e_reps = args.e2e_reps or (1 if args.quick else E2E_REPS)
+    dinv, note = import_deepinv()
+    if dinv is None:
+        print(f"deepinv benchmark skipped: {note}", file=sys.stderr)
+        return 0
+    import pnpfast.interop.deepinv as interop
+
+    if note:
+        print(note)
+    threads = torch.get_num_threads()
+    print(
+        f"{OP} on the CPU, {threads} thread(s): {reps} reps ({e2e_reps} end to end) after {warmup} warmup"
+    )
+    for shape in args.shapes:
+        kinds = [k for k in PHYSICS if any(p.endswith("/" + k) for p in args.problems)]
+        for kind in kinds:
+            problem = setup(dinv, interop, kind, shape)
+            algo_rows = []
+            for name in args.problems:
+                algorithm, pkind = name.split("/")
+                if pkind != kind:
+                    continue
+                for denoiser in args.denoisers:
+                    n = e2e_reps if denoiser == "conditional" else reps
+                    rows = run_algorithm(
+                        dinv,
+                        interop,
+                        problem,
+                        algorithm,
+                        denoiser,
+                        providers,
+                        warmup=warmup,
+                        reps=n,
+                    )
+                    report_rows(args.out, rows, "", ratio_lines(rows))
+                    algo_rows += rows
+            if not args.no_phases:
+                rows = run_phases(dinv, problem, providers, warmup=warmup, reps=reps)
+                lines = ratio_lines(rows) + budget_lines(rows, algo_rows, kind)
+                report_rows(args.out, rows, f"phases of {kind}", lines)
+    print(f"\nrows appended to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
