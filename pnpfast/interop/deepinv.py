@@ -795,7 +795,12 @@ def to_pnpfast(physics) -> LinearOperator:
 
 
 def _img_size(img_size) -> tuple[int, int, int]:
-    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) != 3:
+    if not isinstance(img_size, (tuple, list, torch.Size)):
+        raise TypeError(
+            f"img_size must be a tuple (C, H, W) (deepinv's image size), not "
+            f"{type(img_size).__name__}"
+        )
+    if len(img_size) != 3:
         raise ValueError(f"img_size must be deepinv's image size (C, H, W), got {img_size!r}")
     return tuple(_validate.integer(f"img_size[{i}]", n, 1) for i, n in enumerate(img_size))
 
@@ -894,11 +899,10 @@ class PnpfastDenoiser(deepinv.models.Denoiser):
             self.to(device)
 
     def forward(self, x, sigma, *args, **kwargs):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ValueError(
-                f"x must be a [B, C, H, W] tensor, got "
-                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
-            )
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a [B, C, H, W] tensor, not {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape [B, C, H, W], got {tuple(x.shape)}")
         return self.denoiser(x, _sigma_for(sigma, x))
 
 
