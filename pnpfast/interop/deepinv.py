@@ -67,6 +67,13 @@ under ``torch.inference_mode()`` have no version counter, so nothing is cached f
 recomputed on every call). The cache holds one y (an image and a spectrum of memory);
 ``clear_cache()`` frees it.
 
+deepinv's own ``.to(dtype)`` casts its complex buffers to real (torch's ``Module.to`` does so,
+with a warning), which breaks deepinv's ``BlurFFT`` (the phase ``angle``) and ``Downsampling``
+(``Fh``) from then on: build a physics with a filter of the dtype you want instead. The
+accelerated ``BlurFFT`` reads deepinv's (then broken) spectrum buffers and falls back to deepinv's
+code, so it gives deepinv's answer; the accelerated ``Downsampling`` reads the filter, which
+``.to`` keeps intact, so it gives the right answer where deepinv's no longer does.
+
 Conversions and denoisers
 -------------------------
 ``to_pnpfast(physics)`` gives the pnpfast ``LinearOperator`` of a deepinv physics (``Blur``,
@@ -591,6 +598,19 @@ class FastInpainting(_Fast, Inpainting):
         if args is not None:
             return self._lerp_prox(args[0].mask, z, y, args[1])
         return super().prox_l2(z, y, gamma, **kwargs)
+
+    def __mul__(self, other):
+        """deepinv's mask product (an Inpainting of mask * other.mask) for any other Inpainting:
+        deepinv tests ``isinstance(other, self.__class__)``, which the accelerated class would
+        fail for a plain Inpainting and compose the two as a general (CG) physics instead."""
+        if isinstance(other, Inpainting) and not isinstance(other, FastInpainting):
+            return FastInpainting(
+                img_size=self.img_size,
+                mask=self.mask * other.mask,
+                noise_model=self.noise_model,
+                device=self.mask.device if self.mask is not None else None,
+            )
+        return super().__mul__(other)
 
     @staticmethod
     def _lerp_prox(mask, z, y, gm: _Gamma) -> torch.Tensor:

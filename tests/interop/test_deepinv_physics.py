@@ -495,6 +495,10 @@ def test_inpainting_fallbacks_and_drop_in(dinv, fast, prox_calls):
     want = original * original
     want = want.prox_l2(z, y, 0.5)
     assert_close(fast_prox(prox_calls, product, z, y, 0.5), want, "mask product", RTOL[F64])
+    mixed = accel * original  # a plain Inpainting on the right: still deepinv's mask product
+    assert type(mixed) is fast.FastInpainting
+    assert_close(fast_prox(prox_calls, mixed, z, y, 0.5), want, "mixed product", RTOL[F64])
+    assert type(original * accel) is dinv.physics.Inpainting  # deepinv's own __mul__
     with torch.no_grad():
         accel.mask[:, :, :4] = 0.25  # the mask turned soft in place: deepinv's code again
         original.mask[:, :, :4] = 0.25
