@@ -257,6 +257,37 @@ def test_bench_deepinv_quick_runs_end_to_end(report, tmp_path):
     assert f"| {orig / acc:.2f}x |" in line
 
 
+def test_bench_functional_quick_runs_end_to_end(report, tmp_path):
+    out = tmp_path / "functional.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_functional.py"), "--quick", "--device", "cpu"]
+    cmd += ["--threads", "1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by = {r["provider"]: r for r in rows}
+    problems = ("dpir-deblur", "dpir-sr", "dpir-deblur-loop", "dpir-sr-loop", "gspnp-prox")
+    problems += ("proxpnp-grad", "proxpnp-grad-sr", "sampler")
+    for problem in problems:
+        for variant in ("original", "accelerated"):
+            r = by[f"{problem}/{variant}"]
+            assert r["op"] == "functional" and r["correct"] is True and r["median_ms"] > 0
+            assert r["shape"] == ("2x3x16x16" if problem == "sampler" else "2x3x32x32")
+        assert f"{problem}/accelerated vs {problem}/original: " in done.stdout
+    assert {"gspnp-prox/original-batched", "sampler/original-batched", "sampler/network"} <= set(by)
+    assert "without the network" in done.stdout
+    # rfft2 (image in, half spectrum out), the spectral pass (two half spectra and |K^|^2's half
+    # plane in, alpha per image, one out), irfft2: N = 2*3*32*32 reals, 17 of 32 columns
+    e, image, half = 4, 2 * 3 * 32 * 32 * 4, 2 * 2 * 3 * 32 * 17 * 4
+    prox = 2 * image + 5 * half + 32 * 17 * e + 2 * e
+    assert by["dpir-deblur/original"]["bytes"] == by["dpir-deblur/accelerated"]["bytes"] == prox
+    assert by["proxpnp-grad/accelerated"]["bytes"] == prox + 2 * e  # s and t per image
+    assert by["sampler/accelerated"]["bytes"] is None
+    table = report.render(report.load_rows(tmp_path))
+    line = next(x for x in table.splitlines() if "| dpir-sr/accelerated |" in x)
+    orig, acc = by["dpir-sr/original"]["median_ms"], by["dpir-sr/accelerated"]["median_ms"]
+    assert f"| {orig / acc:.2f}x |" in line
+
+
 def test_bench_pnp_update_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "pnp_update.jsonl"
     cmd = [sys.executable, str(BENCH / "bench_pnp_update.py"), "--quick", "--device", "cpu"]
