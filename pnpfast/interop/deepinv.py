@@ -174,21 +174,22 @@ def _gamma(gamma, z: torch.Tensor) -> _Gamma | None:
         value = float(gamma)
         if not (math.isfinite(value) and value > 0):
             return None
-        flat = torch.full((1,), value, dtype=torch.float64, device=z.device)
-        dim, mixed = 0, False
-    elif isinstance(gamma, torch.Tensor):
-        if gamma.dtype not in _FLOATS or gamma.device != z.device:
-            return None
-        if tuple(gamma.shape) not in {(), (1,), (B,), (1, 1, 1, 1), (B, 1, 1, 1)}:
-            return None
-        flat = gamma.reshape(-1)
-        dim = gamma.dim()
-        mixed = gamma.dtype == torch.float32 and z.dtype == torch.float64
-    else:
+        # deepinv's 1 / gamma is a Python (double) number, rounded to z's dtype when it
+        # multiplies z; no float64 tensor is made (some devices have none)
+        g = torch.full((B,), value, dtype=z.dtype, device=z.device)
+        c = torch.full((1,), 1.0 / value, dtype=z.dtype, device=z.device)
+        return _Gamma(g, c, False, 0)
+    if not isinstance(gamma, torch.Tensor):
         return None
+    if gamma.dtype not in _FLOATS or gamma.device != z.device:
+        return None
+    if tuple(gamma.shape) not in {(), (1,), (B,), (1, 1, 1, 1), (B, 1, 1, 1)}:
+        return None
+    flat = gamma.reshape(-1)
     g = flat.to(z.dtype).expand(B).contiguous()
     c = (1 / flat).to(z.dtype)
-    return _Gamma(g, c, mixed, dim)
+    mixed = gamma.dtype == torch.float32 and z.dtype == torch.float64
+    return _Gamma(g, c, mixed, gamma.dim())
 
 
 class _Cache:
@@ -825,34 +826,38 @@ def _img_size(img_size) -> tuple[int, int, int]:
     return tuple(_validate.integer(f"img_size[{i}]", n, 1) for i, n in enumerate(img_size))
 
 
-def from_pnpfast(operator: LinearOperator, img_size):
+def from_pnpfast(operator: LinearOperator, img_size, *, dtype: torch.dtype = torch.float32):
     """The accelerated deepinv physics of a pnpfast operator, for images of size
-    ``img_size = (C, H, W)``:
+    ``img_size = (C, H, W)`` and dtype ``dtype`` (float32, deepinv's default, or float64; a
+    deepinv physics holds its buffers in one dtype, and images of another dtype take deepinv's
+    own, slower code):
 
     * ``Blur`` (kernel [Bk, h, w]) -> ``FastBlurFFT(img_size, filter=kernel[:, None])``;
     * ``SuperResolution`` -> ``FastDownsampling(img_size, filter=kernel[:, None], factor,
       padding="circular")``;
     * ``Inpainting`` (mask [H, W] or [Bm, 1, H, W]) -> ``FastInpainting(img_size, mask)``
-      with the mask as float32 0/1 [Bm, C, H, W];
+      with the mask as 0/1 [Bm, C, H, W];
     * ``Identity`` -> ``FastDenoising()``.
 
-    deepinv's default noise model comes with each (noiseless ``A``; ``forward`` adds deepinv's
-    noise). TypeError for any other operator; ValueError for a bad img_size or one that the
-    operator cannot take.
+    The buffers are on the device of the kernel or mask (the CPU for Identity; move the physics
+    with ``.to(device)``). deepinv's default noise model comes with each (``A`` is noiseless,
+    ``forward`` adds deepinv's noise). TypeError for any other operator or dtype; ValueError for
+    a bad img_size or one that the operator cannot take.
     """
     C, H, W = _img_size(img_size)
+    if dtype not in _FLOATS:
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, not {dtype}")
     if isinstance(operator, SuperResolution):
         s = operator.factor
         if H % s or W % s:
             raise ValueError(f"img_size {(C, H, W)} is not divisible by the factor {s}")
-        return FastDownsampling(
-            (C, H, W), filter=operator.kernel[:, None], factor=s, padding="circular"
-        )
+        filt = operator.kernel[:, None].to(dtype)
+        return FastDownsampling((C, H, W), filter=filt, factor=s, padding="circular")
     if isinstance(operator, Blur):
         kh, kw = operator.kernel.shape[-2:]
         if kh > H or kw > W:
             raise ValueError(f"img_size {(C, H, W)} is smaller than the kernel {kh}x{kw}")
-        return FastBlurFFT((C, H, W), filter=operator.kernel[:, None])
+        return FastBlurFFT((C, H, W), filter=operator.kernel[:, None].to(dtype))
     if isinstance(operator, PnpInpainting):
         mask = operator.mask
         mask = mask.view(1, 1, *mask.shape) if mask.dim() == 2 else mask
@@ -861,10 +866,10 @@ def from_pnpfast(operator: LinearOperator, img_size):
                 f"img_size {(C, H, W)} does not match the mask's size "
                 f"{mask.shape[-2]}x{mask.shape[-1]}"
             )
-        mask = mask.to(torch.float32).expand(mask.shape[0], C, H, W).contiguous()
-        return FastInpainting((C, H, W), mask=mask)
+        mask = mask.to(dtype).expand(mask.shape[0], C, H, W).contiguous()
+        return FastInpainting((C, H, W), mask=mask, device=mask.device)
     if isinstance(operator, Identity):
-        return FastDenoising()
+        return FastDenoising().to(dtype)
     raise TypeError(
         "operator must be a pnpfast Blur, SuperResolution, Inpainting or "
         f"pnpfast.interop.deepinv.Identity, not {type(operator).__name__}"

@@ -605,17 +605,23 @@ def test_from_pnpfast_round_trip(dinv, fast):
     ]
     kinds = [fast.FastBlurFFT, fast.FastDownsampling, fast.FastInpainting, fast.FastDenoising]
     for op, kind in zip(ops, kinds, strict=True):
-        physics = fast.from_pnpfast(op, (C, H, W))
+        physics = fast.from_pnpfast(op, (C, H, W), dtype=F64)
         assert type(physics) is kind
-        if kind is fast.FastInpainting or kind is fast.FastDenoising:
-            physics = physics.to(F64)
         assert_close(physics.A(x), op.forward(x), kind.__name__, RTOL[F64])
         back = fast.to_pnpfast(physics)
         assert type(back) is type(op)
         assert_close(back.forward(x), op.forward(x), kind.__name__ + " round trip", RTOL[F64])
+        single = fast.from_pnpfast(op, (C, H, W))  # float32, deepinv's default
+        got = single.A(x.float())
+        assert got.dtype == F32, f"{kind.__name__}: float32 images gave {got.dtype}"
+        assert_close(got, op.forward(x).float(), kind.__name__ + " float32", RTOL[F32])
     with pytest.raises(ValueError, match="img_size"):
         fast.from_pnpfast(ops[0], (24, 20))
     with pytest.raises(ValueError, match="divisible"):
         fast.from_pnpfast(ops[1], (3, 25, 20))
     with pytest.raises(TypeError, match="BlockAverage"):
         fast.from_pnpfast(pnpfast.operators.BlockAverage(2), (3, 8, 8))
+    with pytest.raises(
+        TypeError, match=r"dtype must be torch\.float32 or torch\.float64, not torch\.float16"
+    ):
+        fast.from_pnpfast(ops[0], (C, H, W), dtype=torch.float16)
