@@ -29,7 +29,8 @@ a [1] tensor or a [B, 1, 1, 1] tensor (the forms deepinv broadcasts), and here a
 tensor (one value per image; deepinv's own prox_l2 fails on it or, for ``Denoising`` with
 B == W, broadcasts it along the image width). gamma is never read on the host (no ``.item()``);
 1 / gamma is computed in gamma's own dtype, as deepinv does (deepinv's DPIR passes a float32
-0-d gamma even for float64 images), so float64 results agree with deepinv's to about 1e-13.
+0-d gamma even for float64 images), so float64 results agree with deepinv's to rounding
+(1e-15 relative in the tests).
 
 The fast paths, per class:
 
@@ -41,7 +42,7 @@ The fast paths, per class:
   (filter[:, 0], factor); A^T y and fft2(A^T y) cached; prox_l2 = Zhao et al.'s closed form
   (IEEE TIP 2016) by ``pnpfast.ops.sr_prox``, 2 FFTs where deepinv's takes 4 plus a
   recomputation of its filter spectrum.
-* ``Inpainting`` with a 0/1 mask m (soft and per-channel masks are fine too where 0/1):
+* ``Inpainting`` with a 0/1 mask m (shared, per image or per channel):
   prox_l2 = (m y + z / gamma) / (m + 1 / gamma) = lerp(z, y, m / (1 + 1 / gamma)), one pass.
 * ``Denoising`` (mask 1): prox_l2 = (y + z / gamma) / (1 + 1 / gamma) = lerp(z, y, 1 /
   (1 + 1 / gamma)), one pass.
@@ -61,8 +62,9 @@ y (A^T y and its spectrum), kept only while y is the same tensor object with the
 pointer, version counter, shape, strides, dtype and device. A strong reference to y is held, so
 no new tensor can take its memory. Every in-place change of y through torch (``y.add_()``,
 ``y[0] = ...``, ``y.copy_()``, under ``torch.no_grad()`` too, through a view) bumps its version
-and is seen. Writes that torch does not count, through ``y.data`` or a numpy view
-(``y.numpy()[...] = ...``), are not: call ``physics.clear_cache()`` after them. Tensors made
+and is seen. Writes that torch does not count, through ``y.data``, a numpy view
+(``y.numpy()[...] = ...``) or an extension kernel writing into y's memory behind torch's back,
+are not: call ``physics.clear_cache()`` after them. Tensors made
 under ``torch.inference_mode()`` have no version counter, so nothing is cached for them (they are
 recomputed on every call). The cache holds one y (an image and a spectrum of memory);
 ``clear_cache()`` frees it.
