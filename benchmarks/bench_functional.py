@@ -101,14 +101,18 @@ B C H W, each FFT counted as one pass, the same count given to every provider of
                               and alpha)
     proxpnp-grad              prox_l2_fft_traffic with the fft_grad pass in place of fft_prox's
                               (one more per-image scalar)
-    proxpnp-grad-sr, the loops, sampler   no model: bytes left empty (the grad at sf > 1 is
-                              torch ops around the FFTs; a loop moves --loop-iters data steps
-                              plus pre_calculate; the sampler's step is perf_model's
-                              constrained_step "mask" form per iteration plus the network)
+    proxpnp-grad-sr, the loops, sampler   no whole-call model, bytes left empty: the grad at
+                              sf > 1 is torch ops around the FFTs (at least fft2, the alias
+                              mean and real_ifft2, about 8 N e); a loop moves --loop-iters data
+                              steps (at 8x3x256x256, 8 x 44.4 = 355 MB for sf = 1, 8 x 69.8 =
+                              559 MB for sf = 2) plus pre_calculate; the sampler moves per
+                              iteration perf_model's constrained_step "mask" form (2.5 MB at
+                              8x3x64x64) plus the network's reads and writes
 
-Targets: none set by issue 20 for this script; on the CPU the module docstring of
-pnpfast.functional quotes 2.7-4.7x (sf = 1) and 1.5-3.6x (sf = 2) for the data step, which
-the rows here replace.
+Targets: none set by issue 20 for this script. pnpfast.functional's module docstring quotes,
+from helper runs on this CPU, 2.7-4.7x (sf = 1) and 1.5-3.6x (sf = 2) for the data step against
+DPIR's formula under glibc's default allocator; the dpir-deblur and dpir-sr rows measure the
+same comparison, and their note says which allocator ran.
 """
 
 import ctypes
@@ -337,7 +341,7 @@ class Inputs:
 
 
 def setup(shape: tuple[int, ...], sf: int, dtype: torch.dtype, device: str, seed: int = 0):
-    """Seeded inputs: y = S(k * x0) + noise from a smooth-ish random x0, an iterate x, per-image
+    """Seeded inputs: y = S(k * x0) + noise from a uniform random x0, an iterate x, per-image
     stepsizes, and both sets of spectra (theirs and functional.pre_calculate's)."""
     B, C, H, W = shape
     gen = torch.Generator().manual_seed(seed)
@@ -379,8 +383,7 @@ def step_provider(
     x, sf = inp.x, inp.sf
     FB, FBC, F2Bc, FBFy = inp.theirs
     oFB, oFBC, oF2B, oFBFy = inp.ours
-    alpha = torch.tensor(dpir_rhos(loop_iters, x.dtype)[2].item(), dtype=x.dtype)
-    alpha = alpha.repeat(1, 1, 1, 1).to(x.device)  # DPIR's tau at iteration 3 of 8
+    alpha = dpir_rhos(8, x.dtype)[2].repeat(1, 1, 1, 1).to(x.device)  # iteration 3 of DPIR's 8
     if problem in ("dpir-deblur", "dpir-sr"):
         if variant == "original":
             return lambda: their_data_solution(x, FB, FBC, F2Bc, FBFy, alpha, sf)
