@@ -39,7 +39,8 @@ The fast paths, per class:
   ``pnpfast.ops.fft_prox`` (X^ = (Z^ + gamma conj(K^) Y^) / (1 + gamma |K^|^2)): 2 FFTs where
   deepinv's recomputes A^T y and takes 4.
 * ``Downsampling`` with ``padding="circular"`` and a filter: ``pnpfast.operators.SuperResolution``
-  (filter[:, 0], factor); A^T y and fft2(A^T y) cached; prox_l2 = Zhao et al.'s closed form
+  (filter[:, 0], factor)'s spectra; A^T y (deepinv's) and fft2(A^T y) cached; prox_l2 = Zhao et
+  al.'s closed form
   (IEEE TIP 2016) by ``pnpfast.ops.sr_prox``, 2 FFTs where deepinv's takes 4 plus a
   recomputation of its filter spectrum.
 * ``Inpainting`` with a 0/1 mask m (shared, per image or per channel):
@@ -463,9 +464,9 @@ class FastDownsampling(_Fast, Downsampling):
     Fast with ``padding="circular"``, a filter tensor whose channels are equal, images of the
     filter's dtype and device with H and W divisible by the factor (and matching ``img_size``
     when one was given); deepinv's code otherwise (``filter=None``, other paddings,
-    ``use_fft=False``). A and A^T A are deepinv's (its spatial convolution is faster than an FFT
-    for small filters on the CPU); A_adjoint is pnpfast's ``SuperResolution.adjoint`` (the same
-    speed) so that its result can be cached for y.
+    ``use_fft=False``). A, A^T A and A^T y itself are deepinv's (its spatial convolutions beat
+    an FFT for small filters on the CPU); A_adjoint returns a copy of the cached A^T y for the
+    cached y.
     """
 
     _original = Downsampling
@@ -485,18 +486,19 @@ class FastDownsampling(_Fast, Downsampling):
         return _Decimation(SuperResolution(filt[:, 0], int(self.factor)), filt, self.imsize)
 
     def A_adjoint(self, y, filter=None, factor=None, **kwargs):
-        """A^T y: y zero-filled at the kept pixels, correlated with k (by FFT); for the cached y,
-        a copy of the cached A^T y."""
+        """A^T y: y zero-filled at the kept pixels, correlated with k (deepinv's own code, the
+        faster here); for the cached y, a copy of the cached A^T y."""
         if filter is None and factor is None and not kwargs:
             op = self._op()
             if op is not None and op.accepts_measurement(y) and not _needs_grad(y):
-                s = op.factor
-                self.imsize_dynamic = (y.shape[-3], y.shape[-2] * s, y.shape[-1] * s)
                 entry = self._y_entry(y, op)
                 if entry is None:
-                    return op.sr.adjoint(y)
+                    return Downsampling.A_adjoint(self, y)
                 if entry.aty is None:
-                    entry.aty = op.sr.adjoint(y)
+                    entry.aty = Downsampling.A_adjoint(self, y)
+                    return entry.aty.clone()
+                s = op.factor
+                self.imsize_dynamic = (y.shape[-3], y.shape[-2] * s, y.shape[-1] * s)
                 return entry.aty.clone()
         return super().A_adjoint(y, filter=filter, factor=factor, **kwargs)
 
@@ -534,7 +536,7 @@ class FastDownsampling(_Fast, Downsampling):
         if entry is not None:
             aty, kty = entry.aty, entry.kty
         if kty is None:
-            aty = op.sr.adjoint(y) if aty is None else aty
+            aty = Downsampling.A_adjoint(self, y) if aty is None else aty
             kty = torch.fft.fft2(aty)
             if entry is not None:
                 entry.aty, entry.kty = aty, kty
