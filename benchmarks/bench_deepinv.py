@@ -58,8 +58,9 @@ and no slower end to end (conditional denoiser).
 """
 
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from deepinv_compat import import_deepinv
@@ -71,6 +72,7 @@ from harness import (
     measure_many,
     parse_common,
     parse_list,
+    quantile,
     report_rows,
 )
 
@@ -164,7 +166,9 @@ def make_model(dinv, algorithm: str, denoiser):
 
 @dataclass
 class Problem:
-    """One physics on one batch: deepinv's physics, the accelerated one, x, y."""
+    """One physics on one batch: deepinv's physics, the accelerated one, x, y, and two more
+    copies of y (``fresh_y`` alternates them, so that every call sees a y the accelerated
+    physics has not cached, as when a user restores a new measurement)."""
 
     kind: str
     shape: tuple[int, ...]
@@ -172,16 +176,24 @@ class Problem:
     accelerated: object
     x: torch.Tensor
     y: torch.Tensor
+    copies: tuple[torch.Tensor, torch.Tensor]
+    turns: dict[str, int] = field(default_factory=dict)
 
     def physics(self, provider: str):
         return self.original if provider == "original" else self.accelerated
+
+    def fresh_y(self, caller: str) -> torch.Tensor:
+        """The copy of y that ``caller`` did not get last time."""
+        self.turns[caller] = turn = self.turns.get(caller, 0) + 1
+        return self.copies[turn % 2]
 
 
 def setup(dinv, interop, kind: str, shape: tuple[int, ...]) -> Problem:
     x = images(shape)
     original = make_physics(dinv, kind, shape)
     accelerated = interop.accelerate(original)
-    return Problem(kind, shape, original, accelerated, x, measurement(original, x))
+    y = measurement(original, x)
+    return Problem(kind, shape, original, accelerated, x, y, (y.clone(), y.clone()))
 
 
 def note_for(parts: list[str]) -> str:
@@ -219,9 +231,9 @@ def run_algorithm(
         model = make_model(dinv, algorithm, den)
         physics = problem.physics(provider)
 
-        def call(model=model, physics=physics) -> torch.Tensor:
+        def call(model=model, physics=physics, provider=provider) -> torch.Tensor:
             with torch.no_grad():
-                return model(problem.y, physics)
+                return model(problem.fresh_y(provider), physics)
 
         out = call()
         if provider == "original":
@@ -239,12 +251,18 @@ def run_algorithm(
 def phase_calls(dinv, problem: Problem, provider: str) -> dict[str, Callable[[], torch.Tensor]]:
     """The calls of deepinv's loops on ``provider``'s physics (module docstring)."""
     physics, x, y = problem.physics(provider), problem.x, problem.y
+    # a copy of its own for the new-y calls, so that they never evict y from the cache the
+    # other calls use
+    other = physics.clone()
     z = x + 0.01
     gamma = torch.tensor(2.5)  # 0-d float32, as DPIR passes its stepsize
     fidelity = dinv.optim.data_fidelity.L2()
     return {
         f"prox_l2/{problem.kind}/{provider}": lambda: physics.prox_l2(z, y, gamma),
         f"A_adjoint/{problem.kind}/{provider}": lambda: physics.A_adjoint(y),
+        f"A_adjoint-new-y/{problem.kind}/{provider}": lambda: other.A_adjoint(
+            problem.fresh_y(provider)
+        ),
         f"A_adjoint_A/{problem.kind}/{provider}": lambda: physics.A_adjoint_A(x),
         f"grad/{problem.kind}/{provider}": lambda: fidelity.grad(x, y, physics),
     }
@@ -301,29 +319,76 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def budget_lines(phase_rows: list[dict], algo_rows: list[dict], kind: str) -> list[str]:
-    """Where the identity-denoiser time of DPIR and PGD goes, from the phase medians."""
-    med = {r["provider"]: r["median_ms"] for r in phase_rows}
-    tot = {r["provider"]: r["median_ms"] for r in algo_rows}
+class _Clock:
+    """Wall time of calls, summed per name (CPU, one thread: calls are synchronous); a call
+    made inside another timed call is also summed as "<name> in <outer>"."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self.stack: list[str] = []
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            keys = [name] + [f"{name} in {outer}" for outer in self.stack[-1:]]
+            self.stack.append(name)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = (time.perf_counter() - t0) * 1e3
+                self.stack.pop()
+                for key in keys:
+                    self.ms[key] = self.ms.get(key, 0.0) + dt
+
+        return timed
+
+
+def profile_run(dinv, interop, problem: Problem, algorithm: str, provider: str, reps: int):
+    """Median per run (ms) of where one identity-denoiser run's time goes, measured inside
+    deepinv's loop by wrapping its steps: ``init`` (init_iterate_fn: A^T y twice), ``f-step``
+    (the data step: fStepHQS = L2.prox, fStepPGD = x - stepsize L2.grad), of which ``physics in
+    f-step`` (the calls of prox_l2 / A_adjoint / A_adjoint_A made inside it), ``g-step`` (the PnP prior:
+    the identity call), ``relaxation`` (relaxation_step) and ``rest`` (the total less those:
+    deepinv's Python bookkeeping)."""
+    model = make_model(dinv, algorithm, make_denoiser(dinv, interop, "identity"))
+    physics = problem.physics(provider).clone()  # instance attributes below stay off the bench's
+    fixed, it = model.fixed_point, model.fixed_point.iterator
+    runs = []
+    for _ in range(max(1, reps) + 1):
+        clock = _Clock()
+        fixed.init_iterate_fn = clock.wrap("init", model.init_iterate_fn)
+        it.f_step.forward = clock.wrap("f-step", type(it.f_step).forward.__get__(it.f_step))
+        it.g_step.forward = clock.wrap("g-step", type(it.g_step).forward.__get__(it.g_step))
+        it.relaxation_step = clock.wrap("relaxation", type(it).relaxation_step.__get__(it))
+        for name in ("prox_l2", "A_adjoint", "A_adjoint_A"):
+            setattr(
+                physics, name, clock.wrap("physics", getattr(type(physics), name).__get__(physics))
+            )
+        y = problem.fresh_y(f"profile/{provider}")
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model(y, physics)
+        total = (time.perf_counter() - t0) * 1e3
+        ms = clock.ms
+        ms["rest"] = total - sum(ms.get(k, 0.0) for k in ("init", "f-step", "g-step", "relaxation"))
+        ms["total"] = total
+        runs.append(ms)
+    runs = runs[1:]  # the first run is a warm-up
+    keys = ("total", "init", "f-step", "physics in f-step", "g-step", "relaxation", "rest")
+    return {k: quantile([r.get(k, 0.0) for r in runs], 0.5) for k in keys}
+
+
+def profile_lines(dinv, interop, problem: Problem, algorithms, providers, reps: int) -> list[str]:
+    """The in-loop profile of ``algorithms`` with the identity denoiser, both providers."""
     lines = []
-    relax = med.get(f"relaxation/{kind}/deepinv")
-    for provider in PROVIDERS:
-        adj = med.get(f"A_adjoint/{kind}/{provider}")
-        prox = med.get(f"prox_l2/{kind}/{provider}")
-        grad = med.get(f"grad/{kind}/{provider}")
-        for algorithm, step, step_name in (("dpir", prox, "prox_l2"), ("pgd", grad, "grad")):
-            total = tot.get(f"{algorithm}/{kind}/identity/{provider}")
-            if None in (adj, step, relax, total):
-                continue
-            # PGD's f-step is x - stepsize * grad: one more pass, about a relaxation's cost
-            extra = relax if algorithm == "pgd" else 0.0
-            iters = 8
-            parts = 2 * adj + iters * (step + relax + extra)
+    for algorithm in algorithms:
+        for provider in providers:
+            m = profile_run(dinv, interop, problem, algorithm, provider, reps)
             lines.append(
-                f"{algorithm}/{kind}/identity/{provider}: total {total:.3g} ms = init 2 x "
-                f"A_adjoint {2 * adj:.3g} + {iters} x ({step_name} {step:.3g} + relaxation "
-                f"{relax:.3g}{f' + axpy {extra:.3g}' if extra else ''}) = {parts:.3g} ms "
-                f"+ rest {total - parts:.3g} ms (deepinv's bookkeeping, the identity call)"
+                f"{algorithm}/{problem.kind}/identity/{provider} in-loop, median of {reps} runs: "
+                f"total {m['total']:.1f} ms = init {m['init']:.1f} + f-step {m['f-step']:.1f} "
+                f"(physics calls {m['physics in f-step']:.1f}) + g-step {m['g-step']:.1f} + relaxation "
+                f"{m['relaxation']:.1f} + rest {m['rest']:.1f}"
             )
     return lines
 
@@ -379,11 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         kinds = [k for k in PHYSICS if any(p.endswith("/" + k) for p in args.problems)]
         for kind in kinds:
             problem = setup(dinv, interop, kind, shape)
-            algo_rows = []
-            for name in args.problems:
-                algorithm, pkind = name.split("/")
-                if pkind != kind:
-                    continue
+            algorithms = [p.split("/")[0] for p in args.problems if p.endswith("/" + kind)]
+            for algorithm in algorithms:
                 for denoiser in args.denoisers:
                     n = e2e_reps if denoiser == "conditional" else reps
                     rows = run_algorithm(
@@ -397,10 +459,10 @@ def main(argv: list[str] | None = None) -> int:
                         reps=n,
                     )
                     report_rows(args.out, rows, "", ratio_lines(rows))
-                    algo_rows += rows
             if not args.no_phases:
                 rows = run_phases(dinv, problem, providers, warmup=warmup, reps=reps)
-                lines = ratio_lines(rows) + budget_lines(rows, algo_rows, kind)
+                profile = profile_lines(dinv, interop, problem, algorithms, providers, reps)
+                lines = ratio_lines(rows) + profile
                 report_rows(args.out, rows, f"phases of {kind}", lines)
     print(f"\nrows appended to {args.out}")
     return 0
