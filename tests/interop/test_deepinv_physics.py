@@ -324,6 +324,7 @@ def test_blur_y_cache_sees_every_change(dinv, fast):
         got = accel.prox_l2(zi, yi, 0.5)
         assert_close(got, original.prox_l2(zi, yi, 0.5), "inference y add_", RTOL[F64])
         assert_close(accel.A_adjoint(yi), original.A_adjoint(yi), "inference A^T", RTOL[F64])
+    assert accel._pnpfast_cache().y is not yi, "an inference tensor has no version: never cached"
 
 
 def test_blur_adjointness(dinv, fast):
