@@ -187,11 +187,17 @@ def _gamma(gamma, z: torch.Tensor) -> _Gamma | None:
         return _Gamma(g, c, False, 0)
     if not isinstance(gamma, torch.Tensor):
         return None
-    if gamma.dtype not in _FLOATS or gamma.device != z.device:
+    if gamma.dtype not in _FLOATS:
         return None
     if tuple(gamma.shape) not in {(), (1,), (B,), (1, 1, 1, 1), (B, 1, 1, 1)}:
         return None
     flat = gamma.reshape(-1)
+    if gamma.device != z.device:
+        # a 0-d CPU tensor is a scalar to torch on any device, and deepinv's DPIR makes its
+        # steps on the CPU unless given a device: copied over, it is not read on the host
+        if gamma.dim() != 0 or gamma.device.type != "cpu":
+            return None
+        flat = flat.to(z.device)
     g = flat.to(z.dtype).expand(B).contiguous()
     c = (1 / flat).to(z.dtype)
     mixed = gamma.dtype == torch.float32 and z.dtype == torch.float64

@@ -627,3 +627,37 @@ def test_from_pnpfast_round_trip(dinv, fast):
         TypeError, match=r"dtype must be torch\.float32 or torch\.float64, not torch\.float16"
     ):
         fast.from_pnpfast(ops[0], (C, H, W), dtype=torch.float16)
+
+
+# ------------------------------------------------------------------------------- devices
+
+
+def test_every_class_on_every_device(dinv, fast, device, prox_calls):
+    """float32 on each device (on a GPU the fused Triton/CUDA kernels run), gamma a float32
+    0-d CPU tensor as deepinv's DPIR makes it when not given a device."""
+    B, C, H, W = 2, 3, 16, 20
+    x = rand(B, C, H, W, seed=80, dtype=F32).to(device)
+    z = rand(B, C, H, W, seed=81, dtype=F32).to(device)
+    mask = (rand(1, C, H, W, seed=82, dtype=F32) > 0.5).to(F32)
+    physics = [
+        dinv.physics.BlurFFT((C, H, W), filter=kernel(2, 5, 4, 83, F32), device=device),
+        dinv.physics.Downsampling(
+            (C, H, W), filter=kernel(1, 4, 4, 84, F32), factor=2, device=device
+        ),
+        dinv.physics.Inpainting((C, H, W), mask=mask, device=device),
+        dinv.physics.Denoising(device=device),
+    ]
+    per = torch.tensor([0.3, 2.0], dtype=F32)
+    for original in physics:
+        accel = fast.accelerate(original)
+        what = type(original).__name__
+        y = original.A(x)
+        for name, g in [
+            ("0-d cpu", torch.tensor(0.7)),
+            ("float", 0.7),
+            ("[B,1,1,1]", per.to(device).view(B, 1, 1, 1)),
+        ]:
+            want = original.prox_l2(z, y, g)
+            got = fast_prox(prox_calls, accel, z, y, g)
+            assert_close(got, want, f"{what} gamma {name} on {device}", RTOL[F32])
+        assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", RTOL[F32])
