@@ -158,7 +158,6 @@ def test_blur_overrides_match_deepinv(dinv, fast, prox_calls, B, C, H, W, bk, kh
     y = original.A(x) + 0.02 * rand(B, C, H, W, seed=2, dtype=dtype)
     z = rand(B, C, H, W, seed=3, dtype=dtype)
     tol = RTOL[dtype]
-    assert_close(accel.A(x), original.A(x), "A", tol)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
     assert_fast(accel)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
@@ -186,8 +185,7 @@ def test_blur_fallbacks_give_deepinvs_answer(dinv, fast, prox_calls):
     k = torch.cat([kernel(1, 3, 3, s) for s in (1, 2, 3)], dim=1)
     original = dinv.physics.BlurFFT((3, 16, 18), filter=k)
     accel = fast.accelerate(original)
-    x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (6, 7, 8))
-    assert_close(accel.A(x), original.A(x), "per-channel A", RTOL[F64])
+    y, z = (rand(2, 3, 16, 18, seed=s) for s in (7, 8))
     got = slow_prox(prox_calls, accel, z, y, 0.5)
     assert_close(got, original.prox_l2(z, y, 0.5), "per-channel", 1e-12)
     assert "channels" in fast_op(accel)
@@ -197,8 +195,7 @@ def test_blur_fallbacks_give_deepinvs_answer(dinv, fast, prox_calls):
     # own way, an unknown keyword: deepinv's answers, whatever they are
     want = original.prox_l2(None, y, 0.5)
     assert_close(slow_prox(prox_calls, accel, None, y, 0.5), want, "z None", 1e-12)
-    xf, yf, zf = x.float(), y.float(), z.float()
-    assert_close(accel.A(xf), original.A(xf), "float32 images, float64 filter", 1e-12)
+    yf, zf = y.float(), z.float()
     want = original.prox_l2(zf, yf, 0.5)
     assert_close(slow_prox(prox_calls, accel, zf, yf, 0.5), want, "f32 prox", 1e-12)
     g11 = torch.tensor([[0.5]], dtype=F64)
@@ -254,7 +251,6 @@ def test_blur_to_and_double_follow_deepinv(dinv, fast, prox_calls):
         accel = accel.to(F64)
         original = original.to(F64)
     x, y, z = x.double(), y.double(), z.double()
-    assert_close(accel.A(x), original.A(x), "A after .to(float64)", 1e-12)
     want = original.prox_l2(z, y, 0.5)
     assert_close(slow_prox(prox_calls, accel, z, y, 0.5), want, ".to", 1e-12)
 
@@ -270,7 +266,8 @@ def test_blur_new_filter_invalidates(dinv, fast):
     assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "updated", RTOL[F64])
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "updated A^T", RTOL[F64])
     other = kernel(2, 3, 4, seed=21)
-    assert_close(accel.A(x, filter=other), original.A(x, filter=other), "A(filter)", 1e-12)
+    accel.A(x, filter=other)  # deepinv's A, which stores the new filter
+    original.A(x, filter=other)
     assert_close(accel.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "after A", RTOL[F64])
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A^T after A", RTOL[F64])
     assert_fast(accel)
@@ -376,7 +373,6 @@ def test_downsampling_overrides_match_deepinv(
     y = original.A(x) + 0.02 * rand(B, C, H // s, W // s, seed=2, dtype=dtype)
     z = rand(B, C, H, W, seed=3, dtype=dtype)
     tol = RTOL[dtype]
-    assert_close(accel.A(x), original.A(x), "A", tol)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
     assert_fast(accel)
     assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
@@ -439,7 +435,8 @@ def test_downsampling_cache_and_parameters(dinv, fast):
     original.update_parameters(filter=new)
     check("new filter")
     other = kernel(1, 4, 4, seed=36)
-    assert_close(accel.A(x, filter=other), original.A(x, filter=other), "A(filter)", 1e-12)
+    accel.A(x, filter=other)  # deepinv's A, which stores the new filter
+    original.A(x, filter=other)
     check("after A(x, filter=other)")
     assert_fast(accel)
     # deepinv's .to(float32) casts its complex Fh buffer to real (torch's Module.to) and every
@@ -467,8 +464,6 @@ def test_inpainting_prox_matches_deepinv(dinv, fast, prox_calls, mask_kind, dtyp
     accel = fast.accelerate(original)
     x, z = rand(B, C, H, W, seed=41, dtype=dtype), rand(B, C, H, W, seed=42, dtype=dtype)
     y = original.A(x) + 0.01
-    assert_close(accel.A(x), original.A(x), "A", 0)
-    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", 0)
     for name, g, g_deepinv in gammas(B, dtype):
         got = fast_prox(prox_calls, accel, z, y, g)
         assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", RTOL[dtype])
@@ -524,7 +519,6 @@ def test_denoising_prox_matches_deepinv(dinv, fast, prox_calls, dtype):
         got = fast_prox(prox_calls, accel, z, y, g)
         assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", RTOL[dtype])
     assert_fast(accel)
-    assert_close(accel.A_adjoint_A(z), original.A_adjoint_A(z), "A^T A", 0)
 
 
 def test_denoising_fallbacks(dinv, fast, prox_calls):
@@ -660,4 +654,5 @@ def test_every_class_on_every_device(dinv, fast, device, prox_calls):
             want = original.prox_l2(z, y, g)
             got = fast_prox(prox_calls, accel, z, y, g)
             assert_close(got, want, f"{what} gamma {name} on {device}", RTOL[F32])
-        assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", RTOL[F32])
+        if isinstance(accel, fast.FastBlurFFT | fast.FastDownsampling):  # overridden there
+            assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", RTOL[F32])
