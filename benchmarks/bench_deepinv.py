@@ -50,6 +50,14 @@ and the printed budget of one DPIR and one PGD run with the identity denoiser: 2
 (prox_l2 + relaxation) for DPIR, 2 A_adjoint + 8 (grad + axpy + relaxation) for PGD, against
 the measured total (the rest is deepinv's Python bookkeeping and the denoiser call).
 
+Memory (``--keep-memory``): on this workplace's VM a page fault costs ~1.6 us, and glibc gives
+every freed block above its mmap threshold back to the system, so each fresh image-sized tensor
+faults its pages in again (the shipped denoiser's call on 8x3x256x256 spends 1.0 of its 1.7 s in
+the kernel). ``--keep-memory`` sets glibc's M_MMAP_THRESHOLD to 1 GiB and M_TRIM_THRESHOLD to
+2 GiB - 1 (``mallopt``) before anything is allocated, so freed memory is reused without faults; its
+rows have ops ``deepinv/kept-memory`` and ``deepinv-phases/kept-memory``. The default keeps
+glibc's behaviour, what a user of this machine gets.
+
 Targets (issue 20, CPU): accelerated >= 1.5x faster than original with the identity denoiser,
 and no slower end to end (conditional denoiser).
 
@@ -57,6 +65,8 @@ and no slower end to end (conditional denoiser).
     python benchmarks/bench_deepinv.py --quick --shapes 2x3x32x32 --out /tmp/deepinv.jsonl
 """
 
+import ctypes
+import ctypes.util
 import sys
 import time
 from collections.abc import Callable
@@ -219,7 +229,7 @@ def rows_of(op, timings, correct, notes, shape, device) -> list[dict]:
 
 
 def run_algorithm(
-    dinv, interop, problem: Problem, algorithm: str, denoiser: str, providers, *, warmup, reps
+    dinv, interop, problem: Problem, algorithm: str, denoiser: str, providers, *, warmup, reps, op
 ) -> list[dict]:
     """The rows of one (algorithm, problem, denoiser): each provider checked, then timed
     interleaved."""
@@ -245,7 +255,7 @@ def run_algorithm(
             if provider == "accelerated":
                 notes[name] = f"max rel diff {err:.1e} vs original" + ("" if ok else ", WRONG")
     timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
-    return rows_of(OP, timings, correct, notes, problem.shape, "cpu")
+    return rows_of(op, timings, correct, notes, problem.shape, "cpu")
 
 
 def phase_calls(dinv, problem: Problem, provider: str) -> dict[str, Callable[[], torch.Tensor]]:
@@ -268,7 +278,7 @@ def phase_calls(dinv, problem: Problem, provider: str) -> dict[str, Callable[[],
     }
 
 
-def run_phases(dinv, problem: Problem, providers, *, warmup, reps) -> list[dict]:
+def run_phases(dinv, problem: Problem, providers, *, warmup, reps, op) -> list[dict]:
     """Per-call timings of the phases, both providers interleaved, outputs checked."""
     calls = {p: phase_calls(dinv, problem, p) for p in providers}
     fns, correct, notes = {}, {}, {}
@@ -287,7 +297,7 @@ def run_phases(dinv, problem: Problem, providers, *, warmup, reps) -> list[dict]
         correct[relax] = True
         notes[relax] = "deepinv's relaxation_step(u, v, 1.0), run by HQS and PGD every iteration"
         timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
-    return rows_of(PHASES_OP, timings, correct, notes, problem.shape, "cpu")
+    return rows_of(op, timings, correct, notes, problem.shape, "cpu")
 
 
 def _ms(row: dict) -> str:
@@ -393,6 +403,16 @@ def profile_lines(dinv, interop, problem: Problem, algorithms, providers, reps: 
     return lines
 
 
+def keep_memory() -> None:
+    """glibc: serve large blocks from the heap and never trim it (module docstring)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (
+        libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+    ):
+        raise RuntimeError("glibc's mallopt refused the thresholds of --keep-memory")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__.splitlines()[0], default_shapes=DEFAULT_SHAPES, name=OP)
     parser.set_defaults(threads=1, device="cpu")
@@ -415,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"timed calls of the conditional-denoiser rows (default {E2E_REPS}, quick 1)",
     )
     parser.add_argument("--no-phases", action="store_true", help="skip the per-phase timings")
+    parser.add_argument(
+        "--keep-memory",
+        action="store_true",
+        help="glibc keeps freed memory (mallopt; see the module docstring)",
+    )
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS)
     if args.device != "cpu":
         parser.error("this benchmark runs on the CPU (deepinv's physics as a CPU user runs them)")
@@ -428,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(shape) != 4 or shape[2] % 2 or shape[3] % 2:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW with even H and W")
     e2e_reps = args.e2e_reps or (1 if args.quick else E2E_REPS)
+    ops = (OP, PHASES_OP)
+    if args.keep_memory:
+        keep_memory()
+        ops = (f"{OP}/kept-memory", f"{PHASES_OP}/kept-memory")
     dinv, note = import_deepinv()
     if dinv is None:
         print(f"deepinv benchmark skipped: {note}", file=sys.stderr)
@@ -437,8 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(note)
     threads = torch.get_num_threads()
+    memory = "glibc keeps freed memory" if args.keep_memory else "glibc's default allocator"
     print(
-        f"{OP} on the CPU, {threads} thread(s): {reps} reps ({e2e_reps} end to end) after {warmup} warmup"
+        f"{ops[0]} on the CPU, {threads} thread(s), {memory}: {reps} reps ({e2e_reps} end to end)"
     )
     for shape in args.shapes:
         kinds = [k for k in PHYSICS if any(p.endswith("/" + k) for p in args.problems)]
@@ -457,10 +487,11 @@ def main(argv: list[str] | None = None) -> int:
                         providers,
                         warmup=warmup,
                         reps=n,
+                        op=ops[0],
                     )
                     report_rows(args.out, rows, "", ratio_lines(rows))
             if not args.no_phases:
-                rows = run_phases(dinv, problem, providers, warmup=warmup, reps=reps)
+                rows = run_phases(dinv, problem, providers, warmup=warmup, reps=reps, op=ops[1])
                 profile = profile_lines(dinv, interop, problem, algorithms, providers, reps)
                 lines = ratio_lines(rows) + profile
                 report_rows(args.out, rows, f"phases of {kind}", lines)
