@@ -142,6 +142,13 @@ CASES = [
     Good(BLUR, "mismatch", "per-channel-filter-falls-back",
          lambda: fast().accelerate(per_channel_blur()).prox_l2(Z, Y, 0.5),
          lambda: per_channel_blur().prox_l2(Z, Y, 0.5), atol=1e-12),
+    # gray images through a 3-channel physics: deepinv broadcasts them to 3 channels
+    Good(BLUR, "mismatch", "gray-images-3-channel-physics",
+         lambda: fast().accelerate(blur()).prox_l2(Z[:, :1], Y[:, :1], 0.5),
+         lambda: blur().prox_l2(Z[:, :1], Y[:, :1], 0.5), atol=1e-12),
+    Good(f"{M}.FastBlurFFT.A_adjoint", "mismatch", "gray-y-3-channel-physics",
+         lambda: fast().accelerate(blur()).A_adjoint(Y[:, :1]),
+         lambda: blur().A_adjoint(Y[:, :1]), atol=1e-12),
     Good(BLUR, "dtype", "float32-images-float64-filter-falls-back",
          lambda: fast().accelerate(blur()).prox_l2(Z.float(), Y.float(), 0.5),
          lambda: blur().prox_l2(Z.float(), Y.float(), 0.5), atol=1e-6),
