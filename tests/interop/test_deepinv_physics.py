@@ -229,6 +229,15 @@ def test_blur_is_a_drop_in(dinv, fast):
     assert type(twin) is fast.FastBlurFFT and fast_op(twin) is None
     x, y, z = (rand(2, 3, 16, 18, seed=s) for s in (11, 12, 13))
     assert_close(twin.prox_l2(z, y, 0.5), original.prox_l2(z, y, 0.5), "clone", RTOL[F64])
+    # the noise model travels too: a seeded generator is cloned in its state, so the noisy
+    # forward of both draws the same noise
+    noisy = dinv.physics.BlurFFT(
+        (3, 16, 18),
+        filter=original.filter,
+        noise_model=dinv.physics.GaussianNoise(0.1, rng=torch.Generator().manual_seed(3)),
+    )
+    noisy_fast = fast.accelerate(noisy)
+    assert_close(noisy_fast(x), noisy(x), "noisy forward", RTOL[F64])
     composed = accel * accel  # deepinv's LinearPhysics.__mul__
     assert_close(composed.A(x), original.A(original.A(x)), "A A", RTOL[F64])
     # deepinv's own constructor works on the class
