@@ -1,4 +1,4 @@
-"""Benchmark of deepinv's own algorithms with deepinv's physics and pnpfast's drop-in (op ``deepinv``).
+"""deepinv's own DPIR and PGD with deepinv's physics and with pnpfast's drop-in (op ``deepinv``).
 
 Problem: images cut from ``pnpfast.data`` (the astronaut, or the cameraman for one channel), one
 crop per image at seeded offsets, of the requested shape (default 8x3x256x256, float32, the
@@ -29,34 +29,41 @@ spectrum nearly vanishes, ~2e-5; tests/interop/test_deepinv_algorithms.py checks
 an accelerated row that fails is timed but marked incorrect, and no speed-up is claimed.
 
 Timing: ``harness.measure_many``, the two providers of a problem interleaved call by call
-(``--reps``, default 20 for identity rows, ``--e2e-reps`` for the conditional ones, default 5;
-warm-up calls first, never timed), median and p20/p80 per provider. The machine is shared: only
-ratios within one run mean something, and every row notes the load average.
+(``--reps``, default 20 for identity rows after ``--warmup`` calls; ``--e2e-reps`` for the
+conditional ones, default 5, after one; the correctness call comes first, never timed), median
+and p20/p80 per provider. Every call gets a y that the accelerated physics has not cached (two
+copies of y alternate), as when a user restores a new measurement, so its first A^T y is paid
+each time. The machine is shared: only ratios within one run mean something, and every row
+notes the load average.
 
 Phases (op ``deepinv-phases``, skipped by ``--no-phases``), the calls deepinv's loops make,
-timed alone and interleaved on the same inputs, provider ``<call>/<problem>/<original|accelerated>``:
+timed alone and interleaved on the same inputs, provider
+``<call>/<problem>/<original|accelerated>``:
 
     prox_l2       physics.prox_l2(z, y, gamma), gamma a 0-d float32 tensor as DPIR passes it
                   (accelerated: y's terms cached by the first call, as in the loop)
     A_adjoint     physics.A_adjoint(y) (DPIR's init calls it twice; accelerated: a copy of the
                   cached A^T y)
+    A_adjoint-new-y   the same for a y the physics has not cached (two copies alternate; the
+                  accelerated provider on a clone of its own, so the other calls keep their y)
     A_adjoint_A   physics.A_adjoint_A(x) (PGD's gradient)
     grad          deepinv.optim.data_fidelity.L2().grad(x, y, physics) = A^T A x - A^T y
     relaxation    the iterator's relaxation_step(u, v, beta=1) = 1 u + 0 v, which deepinv's HQS
                   and PGD run every iteration (not the physics': the same in both; provider
                   ``relaxation/<problem>/deepinv``)
 
-and the printed budget of one DPIR and one PGD run with the identity denoiser: 2 A_adjoint + 8
-(prox_l2 + relaxation) for DPIR, 2 A_adjoint + 8 (grad + axpy + relaxation) for PGD, against
-the measured total (the rest is deepinv's Python bookkeeping and the denoiser call).
+and a printed in-loop profile of each algorithm with the identity denoiser (``profile_run``):
+deepinv's steps wrapped with timers inside a real run (init = A^T y twice, the f-step and the
+physics calls inside it, the g-step, relaxation_step, the rest = deepinv's Python bookkeeping),
+the median of ``--reps`` runs per provider, a new y each run.
 
 Memory (``--keep-memory``): on this workplace's VM a page fault costs ~1.6 us, and glibc gives
 every freed block above its mmap threshold back to the system, so each fresh image-sized tensor
 faults its pages in again (the shipped denoiser's call on 8x3x256x256 spends 1.0 of its 1.7 s in
 the kernel). ``--keep-memory`` sets glibc's M_MMAP_THRESHOLD to 1 GiB and M_TRIM_THRESHOLD to
-2 GiB - 1 (``mallopt``) before anything is allocated, so freed memory is reused without faults; its
-rows have ops ``deepinv/kept-memory`` and ``deepinv-phases/kept-memory``. The default keeps
-glibc's behaviour, what a user of this machine gets.
+2 GiB - 1 (``mallopt``) before the benchmark's tensors are made, so freed memory is reused
+without faults; its rows have ops ``deepinv/kept-memory`` and ``deepinv-phases/kept-memory``.
+The default keeps glibc's behaviour, what a user of this machine gets.
 
 Targets (issue 20, CPU): accelerated >= 1.5x faster than original with the identity denoiser,
 and no slower end to end (conditional denoiser).
@@ -357,9 +364,9 @@ def profile_run(dinv, interop, problem: Problem, algorithm: str, provider: str, 
     """Median per run (ms) of where one identity-denoiser run's time goes, measured inside
     deepinv's loop by wrapping its steps: ``init`` (init_iterate_fn: A^T y twice), ``f-step``
     (the data step: fStepHQS = L2.prox, fStepPGD = x - stepsize L2.grad), of which ``physics in
-    f-step`` (the calls of prox_l2 / A_adjoint / A_adjoint_A made inside it), ``g-step`` (the PnP prior:
-    the identity call), ``relaxation`` (relaxation_step) and ``rest`` (the total less those:
-    deepinv's Python bookkeeping)."""
+    f-step`` (the calls of prox_l2 / A_adjoint / A_adjoint_A made inside it), ``g-step`` (the
+    PnP prior: the identity call), ``relaxation`` (relaxation_step) and ``rest`` (the total
+    less those: deepinv's Python bookkeeping)."""
     model = make_model(dinv, algorithm, make_denoiser(dinv, interop, "identity"))
     physics = problem.physics(provider).clone()  # instance attributes below stay off the bench's
     fixed, it = model.fixed_point, model.fixed_point.iterator
@@ -397,8 +404,8 @@ def profile_lines(dinv, interop, problem: Problem, algorithms, providers, reps: 
             lines.append(
                 f"{algorithm}/{problem.kind}/identity/{provider} in-loop, median of {reps} runs: "
                 f"total {m['total']:.1f} ms = init {m['init']:.1f} + f-step {m['f-step']:.1f} "
-                f"(physics calls {m['physics in f-step']:.1f}) + g-step {m['g-step']:.1f} + relaxation "
-                f"{m['relaxation']:.1f} + rest {m['rest']:.1f}"
+                f"(physics calls {m['physics in f-step']:.1f}) + g-step {m['g-step']:.1f} "
+                f"+ relaxation {m['relaxation']:.1f} + rest {m['rest']:.1f}"
             )
     return lines
 
@@ -477,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             algorithms = [p.split("/")[0] for p in args.problems if p.endswith("/" + kind)]
             for algorithm in algorithms:
                 for denoiser in args.denoisers:
-                    n = e2e_reps if denoiser == "conditional" else reps
+                    # the conditional rows take seconds per call: one warm-up call (after the
+                    # correctness call) is enough
+                    n, w = (e2e_reps, 1) if denoiser == "conditional" else (reps, warmup)
                     rows = run_algorithm(
                         dinv,
                         interop,
@@ -485,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                         algorithm,
                         denoiser,
                         providers,
-                        warmup=warmup,
+                        warmup=w,
                         reps=n,
                         op=ops[0],
                     )
