@@ -98,7 +98,7 @@ from deepinv.physics import BlurFFT, Denoising, Downsampling, Inpainting
 
 from pnpfast import _validate
 from pnpfast.denoisers.base import Denoiser
-from pnpfast.operators import Blur, LinearOperator, SuperResolution
+from pnpfast.operators import Blur, Identity, LinearOperator, SuperResolution
 from pnpfast.operators import Inpainting as PnpInpainting
 from pnpfast.ops import fft_prox, sr_prox
 from pnpfast.ops.sr_prox import real_ifft2
@@ -109,7 +109,6 @@ __all__ = [
     "FastDenoising",
     "FastDownsampling",
     "FastInpainting",
-    "Identity",
     "PnpfastDenoiser",
     "accelerate",
     "from_pnpfast",
@@ -740,22 +739,6 @@ def accelerate(physics, *, inplace: bool = False):
 # ------------------------------------------------------------------------------ conversions
 
 
-class Identity(LinearOperator):
-    """A = I on images [B, C, H, W] (deepinv's ``Denoising``): forward and adjoint return a
-    copy of their argument; a partial isometry, so prox_l2(v, y, gamma) = (v + gamma y) /
-    (1 + gamma) in closed form."""
-
-    partial_isometry = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input("x", x)
-        return x.clone()
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        self.check_input("y", y)
-        return y.clone()
-
-
 def _equal_channels(t: torch.Tensor) -> bool:
     return bool(torch.equal(t, t[:, :1].expand_as(t)))
 
@@ -885,7 +868,7 @@ def from_pnpfast(operator: LinearOperator, img_size, *, dtype: torch.dtype = tor
         return FastDenoising().to(dtype)
     raise TypeError(
         "operator must be a pnpfast Blur, SuperResolution, Inpainting or "
-        f"pnpfast.interop.deepinv.Identity, not {type(operator).__name__}"
+        f"pnpfast.operators.Identity, not {type(operator).__name__}"
     )
 
 

@@ -5,6 +5,7 @@ from pnpfast.operators.base import LinearOperator, batched_cg
 from pnpfast.operators.block_average import BlockAverage
 from pnpfast.operators.blur import Blur
 from pnpfast.operators.compressive_sensing import CompressiveSensing
+from pnpfast.operators.identity import Identity
 from pnpfast.operators.inpainting import Inpainting
 from pnpfast.operators.orthonormal import OrthonormalOperator
 from pnpfast.operators.spec import OperatorSpec, from_spec
@@ -15,6 +16,7 @@ __all__ = [
     "BlockAverage",
     "Blur",
     "CompressiveSensing",
+    "Identity",
     "Inpainting",
     "LinearOperator",
     "OperatorSpec",

@@ -3,11 +3,14 @@ row for each public function and class of pnpfast, each solve method, each comma
 every category of tests/fuzz_cases.py appears. A new public name without a row fails here."""
 
 import argparse
+import importlib
 import importlib.util
 import pathlib
 import re
 
+import pytest
 from fuzz_cases import CATEGORIES, Bad, Good
+from pnpfast_test_utils import load_benchmark
 
 import pnpfast
 import pnpfast.cli
@@ -27,7 +30,10 @@ MODULES = (
     "train",
     "dispatch",
     "profiling",
+    "functional",
 )
+# modules that import an optional library: covered where it imports (see the test below)
+OPTIONAL_MODULES = ("interop.deepinv",)
 
 # Public names that take no user input to fuzz, with why.
 NOT_ENTRY_POINTS = {
@@ -61,10 +67,10 @@ NOT_ENTRY_POINTS = {
 PARAMS_THROUGH_SOLVE = "Params"
 
 
-def public_entry_points() -> set[str]:
+def public_entry_points(modules=MODULES) -> set[str]:
     names = set()
-    for m in MODULES:
-        module = getattr(pnpfast, m)
+    for m in modules:
+        module = importlib.import_module(f"pnpfast.{m}")
         listed = getattr(module, "__all__", None)
         for n in listed if listed is not None else dir(module):
             obj = getattr(module, n)
@@ -113,6 +119,18 @@ def _aliases(entry: str) -> set[str]:
 def test_every_public_entry_point_has_rows():
     covered = set().union(*(_aliases(r.entry) for r in all_rows()))
     missing = sorted(public_entry_points() - covered)
+    assert not missing, f"public entry points without a fuzz row: {missing}"
+
+
+def test_every_interop_entry_point_has_rows():
+    """pnpfast.interop.deepinv imports deepinv, an extra that CI does not install."""
+    if importlib.util.find_spec("deepinv") is None:
+        pytest.skip("deepinv is not installed: pnpfast.interop.deepinv cannot be imported")
+    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
+    if deepinv is None:
+        pytest.skip(note)
+    covered = set().union(*(_aliases(r.entry) for r in all_rows()))
+    missing = sorted(public_entry_points(OPTIONAL_MODULES) - covered)
     assert not missing, f"public entry points without a fuzz row: {missing}"
 
 

@@ -18,6 +18,7 @@ from pnpfast.operators import (
     BlockAverage,
     Blur,
     CompressiveSensing,
+    Identity,
     Inpainting,
     SpectralLowpass,
     batched_cg,
@@ -2340,6 +2341,71 @@ CASES += [
         lambda: blur_l2().lipschitz("50"),
         TypeError,
         r"iters must be an int in \[1, 10000\], not str",
+    ),
+]
+
+
+# Identity (denoising; deepinv's Denoising physics converts to it)
+ID = "pnpfast.operators.Identity"
+CASES += [
+    Bad(
+        f"{ID}.forward",
+        "rank",
+        "x 3-d",
+        lambda: Identity().forward(rand(2, 2, 2)),
+        ValueError,
+        r"x must have shape \[B, C, H, W\] \(4 dimensions\), got shape \(2, 2, 2\)",
+    ),
+    Bad(
+        f"{ID}.adjoint",
+        "dtype",
+        "y int64",
+        lambda: Identity().adjoint(torch.ones(1, 1, 2, 2, dtype=torch.int64)),
+        TypeError,
+        r"y must have dtype float32, float64, not int64",
+    ),
+    Bad(
+        f"{ID}.prox_l2",
+        "mismatch",
+        "v and y shapes",
+        lambda: Identity().prox_l2(rand(1, 1, 2, 2), rand(1, 1, 2, 3), 1.0),
+        ValueError,
+        r"v has shape \(1, 1, 2, 2\) but the images measured by y",
+    ),
+    Bad(
+        f"{ID}.prox_l2",
+        "value",
+        "gamma negative",
+        lambda: Identity().prox_l2(rand(1, 1, 2, 2), rand(1, 1, 2, 2), -1.0),
+        ValueError,
+        r"gamma must be > 0, got -1.0",
+    ),
+    Good(
+        f"{ID}.prox_l2",
+        "value",
+        "per-image gamma, closed form",
+        lambda: Identity().prox_l2(
+            rand(2, 3, 5, 7, dtype=F64),
+            rand(2, 3, 5, 7, seed=1, dtype=F64),
+            torch.tensor([0.5, 4.0], dtype=F64),
+        ),
+        lambda: (
+            (
+                rand(2, 3, 5, 7, dtype=F64)
+                + torch.tensor([0.5, 4.0], dtype=F64).view(2, 1, 1, 1)
+                * rand(2, 3, 5, 7, seed=1, dtype=F64)
+            )
+            / (1 + torch.tensor([0.5, 4.0], dtype=F64).view(2, 1, 1, 1))
+        ),
+        atol=1e-12,
+    ),
+    Good(
+        f"{ID}.forward",
+        "size",
+        "1x1 image copied",
+        lambda: Identity()(rand(1, 1, 1, 1, dtype=F64)),
+        lambda: rand(1, 1, 1, 1, dtype=F64),
+        atol=0,
     ),
 ]
 

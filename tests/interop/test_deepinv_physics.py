@@ -23,6 +23,8 @@ import pytest
 import torch
 from pnpfast_test_utils import load_benchmark
 
+import pnpfast
+
 F32, F64 = torch.float32, torch.float64
 RTOL = {F64: 1e-10, F32: 1e-5}  # f64: FFT rounding ~1e-15; f32: ~1e-7 amplified by 1/(1+g|K|^2)
 
@@ -548,7 +550,6 @@ def test_denoising_fallbacks(dinv, fast, prox_calls):
 
 
 def test_to_pnpfast_gives_the_same_operator(dinv, fast):
-    import pnpfast
 
     B, C, H, W = 2, 3, 24, 20
     x, z = rand(B, C, H, W, seed=60), rand(B, C, H, W, seed=61)
@@ -560,7 +561,7 @@ def test_to_pnpfast_gives_the_same_operator(dinv, fast):
             pnpfast.operators.SuperResolution,
         ),
         (dinv.physics.Inpainting((C, H, W), mask=mask), pnpfast.operators.Inpainting),
-        (dinv.physics.Denoising().to(F64), fast.Identity),
+        (dinv.physics.Denoising().to(F64), pnpfast.operators.Identity),
     ]
     for physics, kind in cases:
         for source in (physics, fast.accelerate(physics)):
@@ -598,7 +599,6 @@ def test_to_pnpfast_says_why_not(dinv, fast):
 
 
 def test_from_pnpfast_round_trip(dinv, fast):
-    import pnpfast
 
     C, H, W = 3, 24, 20
     x = rand(2, C, H, W, seed=70)
@@ -606,7 +606,7 @@ def test_from_pnpfast_round_trip(dinv, fast):
         pnpfast.operators.Blur(kernel(2, 4, 5, 71)[:, 0]),
         pnpfast.operators.SuperResolution(kernel(1, 5, 5, 72)[:, 0], 2),
         pnpfast.operators.Inpainting(rand(H, W, seed=73) > 0.5),
-        fast.Identity(),
+        pnpfast.operators.Identity(),
     ]
     kinds = [fast.FastBlurFFT, fast.FastDownsampling, fast.FastInpainting, fast.FastDenoising]
     for op, kind in zip(ops, kinds, strict=True):

@@ -14,6 +14,7 @@ from pnpfast.operators import (
     BlockAverage,
     Blur,
     CompressiveSensing,
+    Identity,
     Inpainting,
     LinearOperator,
     SpectralLowpass,
@@ -35,6 +36,7 @@ OPERATORS = {
     "spectral_lowpass": lambda: SpectralLowpass(0.2, shape=(H, W)),
     "cs_fast": lambda: CompressiveSensing(0.3, seed=3, shape=(H, W), method="fast"),
     "cs_dense": lambda: CompressiveSensing(0.3, seed=3, shape=(H, W), method="dense"),
+    "identity": Identity,
 }
 MEASUREMENT_SHAPES = {
     "blur": (B, C, H, W),
@@ -43,6 +45,7 @@ MEASUREMENT_SHAPES = {
     "spectral_lowpass": (B, C, SpectralLowpass(0.2, shape=(H, W)).kept),
     "cs_fast": (B, C, 58),  # round(0.3 * 192)
     "cs_dense": (B, C, 58),
+    "identity": (B, C, H, W),
 }
 
 operators = pytest.mark.parametrize("name", list(OPERATORS))

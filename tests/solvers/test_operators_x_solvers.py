@@ -20,6 +20,7 @@ from pnpfast.operators import (
     BlockAverage,
     Blur,
     CompressiveSensing,
+    Identity,
     Inpainting,
     SpectralLowpass,
     SuperResolution,
@@ -31,6 +32,10 @@ B, C, H, W = 2, 1, 16, 16
 S = 4  # the block size of the truth and of the prior
 SIGMA = 0.02  # the noise level of the measurements
 GAIN_DB = 3.0
+# Denoising (A = I) with the RED and PnP-ReG weightings of a projection prior shrinks the part of
+# y off the prior's range by 1 / (1 + lam sigma^2), about 0.7 at their defaults: a gain of 1.7 to
+# 2.9 dB, by design of the objective (the other methods gain over 3 dB)
+GAIN_DB_FOR = {"identity": 1.0}
 
 
 class BlockProjection(torch.nn.Module):
@@ -62,6 +67,7 @@ OPERATORS = {
     "compressive_sensing": lambda: CompressiveSensing(0.3, seed=3, shape=(H, W)),
     # per-image 3 x 3 kernels, then keeping every second pixel: the closed-form FFT prox
     "super_resolution": lambda: SuperResolution(blur().kernel, 2),
+    "identity": Identity,  # denoising
 }
 SAMPLER = "implicit-prior"
 
@@ -69,6 +75,10 @@ SAMPLER = "implicit-prior"
 ERRORS = {
     ("blur", SAMPLER): (TypeError, "'implicit-prior' needs an operator with an orthonormal view"),
     ("super_resolution", SAMPLER): (
+        TypeError,
+        "'implicit-prior' needs an operator with an orthonormal view",
+    ),
+    ("identity", SAMPLER): (
         TypeError,
         "'implicit-prior' needs an operator with an orthonormal view",
     ),
@@ -124,7 +134,9 @@ def test_every_operator_with_every_method(op, method):
     assert res.x.shape == x.shape and res.x.dtype == x.dtype
     assert torch.isfinite(res.x).all()
     gain = pnpfast.metrics.psnr(res.x, x) - pnpfast.metrics.psnr(A.adjoint(y), x)
-    assert (gain > GAIN_DB).all(), f"PSNR gain over A^T y per image: {gain.tolist()} dB"
+    assert (gain > GAIN_DB_FOR.get(op, GAIN_DB)).all(), (
+        f"PSNR gain over A^T y per image: {gain.tolist()} dB"
+    )
 
 
 @pytest.mark.parametrize("op", ["block_average", "compressive_sensing"])
