@@ -1,13 +1,19 @@
 # Common tasks. `make test` is the README's test command and what CI runs.
 PYTHON ?= python3
 
-.PHONY: install test lint format check-cuda check-triton check-extension check-wheel bench report gpu-check demo
+.PHONY: install deepinv test lint format check-cuda check-triton check-extension check-wheel bench report gpu-check demo
 
 install:
 	$(PYTHON) -m pip install -c constraints.txt -e ".[test]"
 
 test:
 	pytest -q -p no:cacheprovider
+
+# deepinv 0.5, the oracle of the interop tests (tests/interop/), with only what its import needs:
+# its torchvision requirement would pull a CUDA torch, so the tests load it beside a stub of
+# torchvision (benchmarks/deepinv_compat.py); without it those tests skip, saying so
+deepinv:
+	$(PYTHON) -m pip install -c constraints.txt --no-deps deepinv requests urllib3 idna certifi charset-normalizer natsort
 
 lint:
 	ruff check .
