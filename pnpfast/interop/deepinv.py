@@ -293,8 +293,9 @@ class _Fast:
             cache.op_key, cache.op_refs = key, tensors
         return None if isinstance(cache.op, str) else cache.op
 
-    def _pointwise_args(self, z, y, gamma):
-        """(operator, gamma) when the one-pass prox of a mask or the identity applies."""
+    def _same_shape_args(self, z, y, gamma):
+        """(operator, gamma) when the fast prox of an operator whose measurements have the
+        image's shape (blur, mask, identity) takes (z, y, gamma); None: deepinv's code."""
         op = self._op()
         if op is None or not op.accepts(z) or not isinstance(y, torch.Tensor):
             return None
@@ -406,14 +407,10 @@ class FastBlurFFT(_Fast, BlurFFT):
         return super().prox_l2(z, y, gamma, **kwargs)
 
     def _fast_prox(self, z, y, gamma):
-        op = self._op()
-        if op is None or not op.accepts(z) or not isinstance(y, torch.Tensor):
+        args = self._same_shape_args(z, y, gamma)
+        if args is None:
             return None
-        if y.shape != z.shape or y.dtype != z.dtype or _needs_grad(z, y, gamma):
-            return None
-        gm = _gamma(gamma, z)
-        if gm is None:
-            return None
+        op, gm = args
         entry = self._y_entry(y, op)
         kty = None if entry is None else entry.kty
         if kty is None:
@@ -607,7 +604,7 @@ class FastInpainting(_Fast, Inpainting):
 
     def prox_l2(self, z, y, gamma, **kwargs):
         """argmin_x 1/2 ||m x - y||^2 + 1/(2 gamma) ||x - z||^2 = lerp(z, y, m / (1 + 1/gamma))."""
-        args = None if kwargs else self._pointwise_args(z, y, gamma)
+        args = None if kwargs else self._same_shape_args(z, y, gamma)
         if args is not None:
             return self._lerp_prox(args[0].mask, z, y, args[1])
         return super().prox_l2(z, y, gamma, **kwargs)
@@ -676,7 +673,7 @@ class FastDenoising(_Fast, Denoising):
 
     def prox_l2(self, z, y, gamma, **kwargs):
         """argmin_x 1/2 ||x - y||^2 + 1/(2 gamma) ||x - z||^2 = lerp(z, y, 1 / (1 + 1/gamma))."""
-        args = None if kwargs else self._pointwise_args(z, y, gamma)
+        args = None if kwargs else self._same_shape_args(z, y, gamma)
         if args is not None:
             return self._lerp_prox(z, y, gamma, args[1])
         return super().prox_l2(z, y, gamma, **kwargs)
