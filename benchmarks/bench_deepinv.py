@@ -332,7 +332,9 @@ def ratio_lines(rows: list[dict]) -> list[str]:
         verdict = ""
         if target is not None:
             verdict = f" (target >= {target:.1f}x: {'met' if ratio >= target else 'MISSED'})"
-        lines.append(f"{prefix}: {ratio:.2f}x{verdict}; {spread}")
+        overlap = acc["p20_ms"] <= orig["p80_ms"] and orig["p20_ms"] <= acc["p80_ms"]
+        noise = "; the p20-p80 ranges overlap (a difference within the noise)" if overlap else ""
+        lines.append(f"{prefix}: {ratio:.2f}x{verdict}; {spread}{noise}")
     return lines
 
 
