@@ -30,9 +30,15 @@ def fft_prox_reference(
 
 
 def _fft_prox_unchecked(v_hat, kty, k2, gamma) -> torch.Tensor:
-    # the reference after fft_prox has checked the arguments
+    # the reference after fft_prox has checked the arguments; in place where autograd does not
+    # record it: one image-sized allocation and a product by the real reciprocal on k2's grid,
+    # where the readable form makes three and a complex division (the same values; on the CPU
+    # 1.0 ms against 2.5 at 8x3x256x256 complex64, 1 thread; deepinv's DPIR through
+    # pnpfast.interop.deepinv 1.86x faster than deepinv's BlurFFT instead of 1.54x, issue 20)
     g = gamma.view(-1, 1, 1, 1)
-    return (v_hat + g * kty) / (1 + g * k2)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (v_hat, kty, k2, gamma)):
+        return (v_hat + g * kty) / (1 + g * k2)
+    return (kty * g).add_(v_hat).mul_(1 / (1 + g * k2))
 
 
 @torch.library.custom_op("pnpfast::fft_prox_triton", mutates_args=())
