@@ -126,3 +126,30 @@ def load_benchmark(name: str):
     sys.modules[key] = module
     spec.loader.exec_module(module)
     return module
+
+
+DEEPINV_MISSING = (
+    "deepinv is not installed (the interop tests' oracle: `make deepinv` installs it as CI does)"
+)
+
+
+def load_deepinv():
+    """(deepinv, "") or (None, why not). deepinv imports torchvision at import time; where
+    torchvision cannot load beside the installed torch, benchmarks/deepinv_compat.py puts a stub
+    in its place (the physics, optim and models used in the tests never call it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepinv") is None:
+        return None, DEEPINV_MISSING
+    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
+    return (deepinv, "") if deepinv is not None else (None, note)
+
+
+def deepinv_or_skip():
+    """deepinv, or a pytest skip that says why it cannot be imported."""
+    import pytest
+
+    deepinv, why = load_deepinv()
+    if deepinv is None:
+        pytest.skip(why)
+    return deepinv

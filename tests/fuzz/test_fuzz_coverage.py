@@ -8,9 +8,8 @@ import importlib.util
 import pathlib
 import re
 
-import pytest
 from fuzz_cases import CATEGORIES, Bad, Good
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 import pnpfast.cli
@@ -123,12 +122,9 @@ def test_every_public_entry_point_has_rows():
 
 
 def test_every_interop_entry_point_has_rows():
-    """pnpfast.interop.deepinv imports deepinv, an extra that CI does not install."""
-    if importlib.util.find_spec("deepinv") is None:
-        pytest.skip("deepinv is not installed: pnpfast.interop.deepinv cannot be imported")
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    if deepinv is None:
-        pytest.skip(note)
+    """pnpfast.interop.deepinv imports deepinv, an extra: covered where deepinv imports (CI
+    installs it with make deepinv)."""
+    deepinv_or_skip()
     covered = set().union(*(_aliases(r.entry) for r in all_rows()))
     missing = sorted(public_entry_points(OPTIONAL_MODULES) - covered)
     assert not missing, f"public entry points without a fuzz row: {missing}"

@@ -18,7 +18,7 @@ import importlib.util
 import pytest
 import torch
 from fuzz_cases import Bad, Good, check, params, transposed
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import load_deepinv
 
 import pnpfast
 
@@ -35,11 +35,7 @@ PD = f"{M}.PnpfastDenoiser"
 DD = f"{M}.DeepinvDenoiser"
 
 
-def _deepinv():
-    if importlib.util.find_spec("deepinv") is None:
-        return None, "deepinv is not installed (an optional extra: pip install pnpfast[deepinv])"
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    return deepinv, note
+_deepinv = load_deepinv
 
 
 def dp():

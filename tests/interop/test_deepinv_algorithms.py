@@ -26,10 +26,10 @@ holding a [B, 1, 1, 1] tensor) against each image run alone with its scalar step
 between calls on the same accelerated physics (a new y, the same y mutated in place); and a
 deliberately wrong gamma convention that the comparison must catch.
 
-deepinv is an extra (``pip install pnpfast[deepinv]``) that CI does not install: every test here
-skips, saying why, when it cannot be imported. Where torchvision cannot be imported beside the
-installed torch, deepinv is imported with the torchvision stub of benchmarks/deepinv_compat.py
-(the algorithms and physics used here never call torchvision).
+deepinv is an extra (``pip install pnpfast[deepinv]``; CI installs it with ``make deepinv``):
+where it cannot be imported every test here skips, saying why (``pnpfast_test_utils.
+deepinv_or_skip``, which loads it beside a torchvision stub where torchvision cannot load; the
+algorithms and physics used here never call torchvision).
 """
 
 import importlib
@@ -38,7 +38,7 @@ import math
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 
@@ -65,12 +65,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def dinv():
     """deepinv, or a skip that says why not."""
-    if importlib.util.find_spec("deepinv") is None:
-        pytest.skip("deepinv is not installed (an optional extra: pip install pnpfast[deepinv])")
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    if deepinv is None:
-        pytest.skip(note)
-    return deepinv
+    return deepinv_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import importlib.util
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 from pnpfast.denoisers import GaussianSmoothing
@@ -25,12 +25,7 @@ F32, F64 = torch.float32, torch.float64
 @pytest.fixture(scope="module")
 def dinv():
     """deepinv, or a skip that says why not."""
-    if importlib.util.find_spec("deepinv") is None:
-        pytest.skip("deepinv is not installed (an optional extra: pip install pnpfast[deepinv])")
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    if deepinv is None:
-        pytest.skip(note)
-    return deepinv
+    return deepinv_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import importlib.util
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 
@@ -29,22 +29,10 @@ F32, F64 = torch.float32, torch.float64
 RTOL = {F64: 1e-10, F32: 1e-5}  # f64: FFT rounding ~1e-15; f32: ~1e-7 amplified by 1/(1+g|K|^2)
 
 
-def _import():
-    if importlib.util.find_spec("deepinv") is None:
-        return None, "deepinv is not installed (an optional extra: pip install pnpfast[deepinv])"
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    if deepinv is None:
-        return None, note
-    return deepinv, ""
-
-
 @pytest.fixture(scope="module")
 def dinv():
     """deepinv, or a skip that says why not."""
-    deepinv, why = _import()
-    if deepinv is None:
-        pytest.skip(why)
-    return deepinv
+    return deepinv_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,15 @@ kernels, even and non-square kernels (where the centring conventions could part)
 per-image kernels, batch 2, one gamma per image; and deepinv's named "bicubic" and "gaussian"
 filters against ours.
 
-deepinv is an extra oracle that CI does not install: every test here skips, saying why, when it
-cannot be imported (the dense float64 oracle of test_super_resolution.py runs everywhere). Where
-torchvision cannot be imported beside the installed torch, deepinv is imported with the
-torchvision stub of benchmarks/deepinv_compat.py (deepinv imports torchvision at import time;
-the operators compared here never call it).
+deepinv is an extra oracle (CI installs it with ``make deepinv``): where it cannot be imported
+every test here skips, saying why (the dense float64 oracle of test_super_resolution.py runs
+everywhere); ``pnpfast_test_utils.deepinv_or_skip`` loads it beside a torchvision stub where
+torchvision cannot load (the operators compared here never call it).
 """
-
-import importlib.util
 
 import pytest
 import torch
-from pnpfast_test_utils import load_benchmark
+from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 from pnpfast.operators import SuperResolution
@@ -29,15 +26,7 @@ RTOL = 1e-10  # float64 FFTs of images of a few hundred pixels: errors ~1e-15 re
 @pytest.fixture(scope="module")
 def physics():
     """deepinv.physics, or a skip that says why not."""
-    if importlib.util.find_spec("deepinv") is None:
-        pytest.skip(
-            "deepinv is not installed (an extra oracle; test_super_resolution.py's dense float64 "
-            "oracle covers the same maths)"
-        )
-    deepinv, note = load_benchmark("deepinv_compat").import_deepinv()
-    if deepinv is None:
-        pytest.skip(note)
-    return deepinv.physics
+    return deepinv_or_skip().physics
 
 
 def rand(*shape, seed: int) -> torch.Tensor:
