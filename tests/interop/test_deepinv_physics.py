@@ -653,3 +653,18 @@ def test_every_class_on_every_device(dinv, fast, device, prox_calls):
             assert_close(got, want, f"{what} gamma {name} on {device}", RTOL[F32])
         if isinstance(accel, fast.FastBlurFFT | fast.FastDownsampling):  # overridden there
             assert_close(accel.A_adjoint(y), original.A_adjoint(y), what + " A^T", RTOL[F32])
+
+
+def test_solve_and_l2_point_a_deepinv_physics_at_its_conversion(dinv):
+    """pnpfast.solve(y, physics, ...) with a deepinv physics: a TypeError that names the
+    conversion, from pnpfast.solve and from pnpfast.L2 alike (neither imports deepinv)."""
+    physics = dinv.physics.BlurFFT(img_size=(1, 8, 8), filter=torch.ones(1, 1, 3, 3) / 9)
+    y = torch.rand(1, 1, 8, 8)
+    for call in (
+        lambda: pnpfast.solve(y, physics, lambda x, s: x, "hqs", sigma=0.1),
+        lambda: pnpfast.L2(physics, y),
+    ):
+        with pytest.raises(TypeError, match=r"not BlurFFT \(a deepinv physics: convert it with "):
+            call()
+    with pytest.raises(TypeError, match=r"^operator must be a pnpfast LinearOperator, not str$"):
+        pnpfast.L2("blur", y)
