@@ -260,6 +260,32 @@ def test_per_image_stepsize(dinv, interop, shipped, kind):
         assert_same_iterates([out_ref[b : b + 1]], [alone], RTOL[F32], f"image {b} alone")
 
 
+@pytest.mark.parametrize("iteration", ("HQS", "PGD"))
+def test_optim_builder(dinv, interop, shipped, iteration):
+    """deepinv's optim_builder (the generic entry point) with the accelerated blur: the same
+    iterates as with deepinv's physics, through its L2 data fidelity."""
+    x = images(F32)
+    physics = make_physics(dinv, "blur", F32)
+    y = measure(physics, x)
+
+    def model():
+        return dinv.optim.optim_builder(
+            iteration=iteration,
+            max_iter=ITERS,
+            params_algo={"stepsize": 0.9, "g_param": 0.05, "lambda": 1.0},
+            data_fidelity=dinv.optim.data_fidelity.L2(),
+            prior=dinv.optim.prior.PnP(denoiser=shipped),
+            early_stop=False,
+        )
+
+    out_ref, it_ref = run(model(), y, physics)
+    out_new, it_new = run(model(), y, interop.accelerate(physics))
+    assert len(it_ref) == ITERS
+    assert_same_iterates(it_ref, it_new, RTOL[F32], f"optim_builder {iteration}")
+    gap = pnpfast.metrics.psnr(out_new, x) - pnpfast.metrics.psnr(out_ref, x)
+    assert (gap.abs() < PSNR_DB).all(), gap
+
+
 def test_y_changing_between_calls(dinv, interop, shipped):
     """The same accelerated physics reused: a new y, then that y mutated in place, each run
     equal to deepinv's on the current y (a stale cache of A^T y fails, as a write through
