@@ -8,8 +8,8 @@
 Every public module is an attribute: the solver API (``denoisers``, ``operators``, ``ops``,
 ``solvers``, ``metrics``, ``fidelity``, ``dispatch``, ``profiling``) is imported with the
 package; ``cli``, ``data``, ``diagnostics``, ``functional`` (plain-tensor steps for hand-written
-loops), ``interop`` (other PnP libraries), ``io``, ``kernels`` and ``train`` on first use
-(module ``__getattr__``, PEP 562). Importing pnpfast, or touching any of these namespaces,
+loops), ``interop`` (other PnP libraries), ``io``, ``kernels``, ``runner`` (production runs)
+and ``train`` on first use (module ``__getattr__``, PEP 562). Importing pnpfast, or touching any of these namespaces,
 never imports triton and never touches CUDA: triton is imported by the modules inside
 ``pnpfast.kernels`` only, when the triton backend runs.
 """
@@ -24,7 +24,17 @@ from pnpfast.solvers import Result, SampleResult, sample, solve
 __version__ = "0.1.0"
 
 # public modules imported on first attribute access
-_LAZY_SUBMODULES = ("cli", "data", "diagnostics", "functional", "interop", "io", "kernels", "train")
+_LAZY_SUBMODULES = (
+    "cli",
+    "data",
+    "diagnostics",
+    "functional",
+    "interop",
+    "io",
+    "kernels",
+    "runner",
+    "train",
+)
 
 __all__ = [
     "L2",
@@ -46,6 +56,7 @@ __all__ = [
     "operators",
     "ops",
     "profiling",
+    "runner",
     "sample",
     "solve",
     "solvers",
