@@ -4,9 +4,19 @@ Images are [1, C, H, W] float32 tensors on the [0, 1] scale, C = 1 (gray) or 3 (
 pixel order stored in the file (EXIF orientation tags are not applied). Kernels are [h, w]
 float32 tensors with row index first. Files that cannot be read raise ``ImageReadError`` or
 ``KernelReadError`` (both ValueError), whose message names the path and the reason.
+
+``read_image``/``write_image`` give and take the pixels alone, 8 bits on writing;
+``read_image_file``/``write_image_file`` keep the bit depth (8 or 16) and the alpha channel, so
+that a production run writes what it read: ``write_image_file(out, x, alpha=f.alpha,
+bit_depth=f.bit_depth)`` of ``f = read_image_file(src)`` gives back ``src``'s integer samples
+exactly when ``x`` is ``f.pixels``.
 """
 
+import io
 import os
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +27,15 @@ from pnpfast._atomic import atomic_open
 from pnpfast._validate import not_empty
 
 __all__ = [
+    "ImageFile",
     "ImageReadError",
     "KernelReadError",
     "read_image",
+    "read_image_file",
     "read_kernel",
     "side_by_side",
     "write_image",
+    "write_image_file",
 ]
 
 PathLike = str | os.PathLike
@@ -193,6 +206,354 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
             raise OSError(
                 f"cannot write {path} as {fmt}: {exc}; PNG holds any gray or RGB image"
             ) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# images with their bit depth and alpha
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image as read from a file, with what ``write_image_file`` needs to write it back.
+
+    Attributes:
+        pixels: [1, C, H, W] float32 on [0, 1], C = 1 (gray) or 3 (RGB): the integer samples
+            divided by 2**bit_depth - 1.
+        alpha: [1, 1, H, W] float32 on [0, 1] (unassociated: the colour samples are not
+            premultiplied), or None when the file has no alpha channel.
+        bit_depth: 8 or 16, the bits per sample stored in the file.
+        format: the file's format as Pillow names it, lower case ("png", "tiff", "jpeg", ...).
+    """
+
+    pixels: torch.Tensor
+    alpha: torch.Tensor | None
+    bit_depth: int
+    format: str
+
+    def __post_init__(self):
+        x = self.pixels
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"pixels must be a [1, C, H, W] tensor, not {type(x).__name__}")
+        if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            raise ValueError(
+                f"pixels must have shape [1, C, H, W] with C = 1 or 3, got {tuple(x.shape)}"
+            )
+        if self.alpha is not None:
+            a = self.alpha
+            if not isinstance(a, torch.Tensor):
+                raise TypeError(
+                    f"alpha must be a [1, 1, H, W] tensor or None, not {type(a).__name__}"
+                )
+            if tuple(a.shape) != (1, 1, *x.shape[2:]):
+                raise ValueError(
+                    f"alpha must have shape (1, 1, {x.shape[2]}, {x.shape[3]}) like pixels, "
+                    f"got {tuple(a.shape)}"
+                )
+        if isinstance(self.bit_depth, bool) or self.bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, not {self.bit_depth!r}")
+        if not isinstance(self.format, str):
+            raise TypeError(f"format must be a str, not {type(self.format).__name__}")
+
+
+def _to_file(pixels: np.ndarray, alpha: np.ndarray | None, depth: int, fmt: str) -> ImageFile:
+    """[H, W, C] and [H, W] integer samples as an ImageFile (divided by 2**depth - 1)."""
+    top = float(2**depth - 1)
+    x = torch.from_numpy(np.ascontiguousarray((pixels / top).astype(np.float32).transpose(2, 0, 1)))
+    a = None
+    if alpha is not None:
+        a = torch.from_numpy(np.ascontiguousarray((alpha / top).astype(np.float32)))[None, None]
+    return ImageFile(x.unsqueeze(0), a, depth, fmt)
+
+
+def _split_alpha(a: np.ndarray, path: PathLike):
+    """[H, W, S] samples, S = 1..4, as (colour [H, W, C], alpha [H, W] or None)."""
+    s = a.shape[-1]
+    if s in (1, 3):
+        return a, None
+    if s in (2, 4):
+        return a[..., :-1], a[..., -1]
+    raise ImageReadError(
+        path, f"{s} samples per pixel; expected gray or RGB, with or without alpha"
+    )
+
+
+def _png16_samples(path: PathLike, img) -> np.ndarray | None:
+    """The 16-bit samples [H, W, S] of a 16-bit gray+alpha, RGB or RGBA PNG, or None when ``img``
+    is none of those. Pillow decodes these only to 8 bits (the high byte). Its PNG decoder undoes
+    the row filters before it unpacks the samples, so the same stream decoded with the
+    little-endian raw mode yields the low byte of each big-endian sample: two decodes give all 16
+    bits. Gray+alpha has no such raw mode; its 4 bytes per pixel are read whole as 8-bit RGBA."""
+    from PIL import Image
+
+    if len(img.tile) != 1:
+        return None
+    tile = img.tile[0]
+    args = tile[3]
+    rawmode = args[0] if isinstance(args, tuple) else args
+    if tile[0] != "zip" or rawmode not in ("RGB;16B", "RGBA;16B", "LA;16B"):
+        return None
+
+    def decode(raw: str) -> np.ndarray:
+        with Image.open(path) as im:
+            t = im.tile[0]
+            new = (raw, *args[1:]) if isinstance(args, tuple) else raw
+            im.tile = [t._replace(args=new) if hasattr(t, "_replace") else (*t[:3], new)]
+            im.load()
+            return np.asarray(im).astype(np.uint16)
+
+    if rawmode == "LA;16B":
+        b = decode("RGBA")
+        return np.stack([b[..., 0] << 8 | b[..., 1], b[..., 2] << 8 | b[..., 3]], axis=-1)
+    hi, lo = decode(rawmode), decode(rawmode.replace(";16B", ";16L"))
+    return hi << 8 | lo
+
+
+def _pillow_samples(path: PathLike, img) -> tuple[np.ndarray, int]:
+    """(samples [H, W, S] as stored, bit depth) of an image Pillow decodes in full."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageReadError(path, "32-bit integer samples outside the 16-bit range")
+        return a.astype(np.uint16)[..., None], 16
+    if mode == "F":
+        raise ImageReadError(
+            path,
+            "floating-point samples; bit depth and alpha are kept for 8- and 16-bit integer "
+            "images only (read_image reads this file, clipped to [0, 1])",
+        )
+    transparent = "transparency" in img.info
+    if mode in ("1", "L"):
+        # a gray value marked transparent (tRNS) becomes an alpha channel; the image stays gray
+        a = np.asarray(img.convert("RGBA"))[..., [0, 3]] if transparent else np.asarray(img)
+        a = a.astype(np.uint8) if mode == "1" else a
+        if mode == "1" and not transparent:
+            a = np.asarray(img.convert("L"))
+    elif mode in ("LA", "La"):
+        a = np.asarray(img.convert("LA"))
+    elif mode in ("P", "PA", "RGB"):
+        a = np.asarray(img.convert("RGBA" if transparent or mode == "PA" else "RGB"))
+    elif mode in ("RGBA", "RGBa"):
+        a = np.asarray(img.convert("RGBA"))
+    else:  # CMYK, YCbCr, LAB, HSV, ...
+        a = np.asarray(img.convert("RGB"))
+    return (a[..., None] if a.ndim == 2 else a), 8
+
+
+def _tiff_samples(path: PathLike) -> tuple[np.ndarray, int] | None:
+    """(samples [H, W, S], bit depth) of an 8- or 16-bit gray or RGB TIFF's first page, or None
+    for a photometric interpretation read through Pillow (palette, CMYK, YCbCr, ...)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+                return None
+            a = page.asarray()
+            axes = page.axes
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
+        raise ImageReadError(path, f"corrupt or truncated TIFF ({exc})") from exc
+    if a.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(
+            path,
+            f"{a.dtype} samples; bit depth and alpha are kept for 8- and 16-bit integer "
+            "images only (read_image reads this file)",
+        )
+    if "S" in axes and axes.index("S") == 0:
+        a = np.moveaxis(a, 0, -1)  # planar: one plane per sample
+    a = a.reshape(a.shape[-3:] if a.ndim >= 3 and "S" in axes else a.shape[-2:])
+    return (a[..., None] if a.ndim == 2 else a), 8 * a.dtype.itemsize
+
+
+def read_image_file(path: PathLike) -> ImageFile:
+    """Read an image file keeping its bit depth and alpha channel.
+
+    PNG: 8- and 16-bit gray, gray+alpha, RGB, RGBA; palette and 1-, 2-, 4-bit images come as
+    8-bit, a palette or gray value marked transparent (tRNS) as an alpha channel. TIFF (first
+    page, read with tifffile): 8- and 16-bit gray or RGB with an optional extra sample, read as
+    alpha. Other formats (JPEG, BMP, WebP, ...) through Pillow, 8-bit. Samples are divided by
+    2**bit_depth - 1, so ``write_image_file`` with the same bit depth writes them back exactly.
+
+    Returns:
+        ImageFile(pixels [1, C, H, W] float32, alpha [1, 1, H, W] float32 or None, bit_depth 8
+        or 16, format "png" / "tiff" / ...).
+
+    Raises:
+        ImageReadError: the file is missing, empty, not an image, truncated or corrupt, or holds
+            floating-point or 32-bit samples (``read_image`` reads those).
+        TypeError: ``path`` is not a str or os.PathLike.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    _path("path", path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        samples = None
+        fmt = "tiff"
+        # tifffile first: Pillow neither identifies 16-bit gray+alpha TIFFs nor keeps 16-bit RGB
+        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            samples = _tiff_samples(path)
+        if samples is None:
+            with Image.open(path) as img:
+                fmt = (img.format or "").lower()
+                if fmt == "png":
+                    a16 = _png16_samples(path, img)
+                    if a16 is not None:
+                        samples = (a16, 16)
+                if samples is None:
+                    img.load()
+                    samples = _pillow_samples(path, img)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory") from None
+    except UnidentifiedImageError:
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(path, "the file is empty") from None
+        raise ImageReadError(
+            path, "not an image file, or a format Pillow cannot identify (or a damaged header)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            path,
+            f"too large for Pillow's guard against decompression bombs ({exc}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS to read it",
+        ) from exc
+    except (OSError, SyntaxError, ValueError, zlib.error) as exc:
+        raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
+    a, depth = samples
+    colour, alpha = _split_alpha(a, path)
+    return _to_file(colour, alpha, depth, fmt)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png16(a: np.ndarray) -> bytes:
+    """A 16-bit PNG of [H, W, S] uint16 samples, S = 1 (gray), 2 (gray+alpha), 3 (RGB) or 4
+    (RGBA): signature, IHDR, one zlib-compressed IDAT with filter type 0 (none) on every row,
+    IEND (PNG specification, ISO/IEC 15948). Pillow cannot write 16-bit colour PNGs."""
+    h, w, s = a.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[s]
+    rows = np.ascontiguousarray(a, dtype=">u2").view(np.uint8).reshape(h, w * s * 2)
+    scanlines = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter byte 0
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _image_argument(name: str, x, channels: tuple[int, ...]) -> torch.Tensor:
+    """[1, C, H, W] or [C, H, W] floating, finite, C in ``channels``: as [C, H, W]."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [1, C, H, W], not {type(x).__name__}"
+        )
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"{name} must hold one image ([1, C, H, W]), got shape {tuple(x.shape)}"
+            )
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] not in channels:
+        want = " or ".join(str(c) for c in channels)
+        raise ValueError(
+            f"{name} must have shape [1, C, H, W] or [C, H, W] with C = {want}, got "
+            f"{tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be floating point on the [0, 1] scale, not {x.dtype}")
+    not_empty(name, x)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return x
+
+
+def _quantise(x: torch.Tensor, depth: int) -> np.ndarray:
+    """round((2**depth - 1) clip(x, 0, 1)) as [H, W, C] unsigned integers (float64 product, so
+    that k / 65535 read as float32 comes back to k)."""
+    top = 2**depth - 1
+    q = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * top).round()
+    return q.permute(1, 2, 0).numpy().astype(np.uint16 if depth == 16 else np.uint8)
+
+
+_TIFF = (".tif", ".tiff")
+
+
+def write_image_file(
+    path: PathLike, pixels: torch.Tensor, *, alpha: torch.Tensor | None = None, bit_depth: int = 8
+) -> None:
+    """Write an image with its bit depth and alpha channel, atomically (``pnpfast._atomic``: a
+    crash leaves the old file or none, never a part).
+
+    Samples are ``round((2**bit_depth - 1) clip(x, 0, 1))``. PNG (.png): 8- or 16-bit gray,
+    gray+alpha, RGB, RGBA (16-bit by pnpfast's own encoder, the rest by Pillow). TIFF (.tif,
+    .tiff, by tifffile, zlib-compressed): the same, alpha as an unassociated extra sample.
+    Other extensions Pillow writes (.jpg, .bmp, ...) take 8 bits and no alpha (``write_image``).
+
+    Args:
+        path: output file; its folder must exist.
+        pixels: [1, C, H, W] or [C, H, W] floating tensor, C = 1 or 3, finite.
+        alpha: None, or [1, 1, H, W] / [1, H, W] floating tensor on [0, 1], finite.
+        bit_depth: 8 or 16.
+
+    Raises:
+        TypeError: an argument of the wrong type or dtype.
+        ValueError: a bad shape, NaN or Inf, ``bit_depth`` not 8 or 16, or 16 bits or alpha for
+            a format that holds neither.
+        FileNotFoundError, NotADirectoryError, IsADirectoryError, OSError: as ``write_image``.
+    """
+    p = _path("path", path)
+    x = _image_argument("pixels", pixels, (1, 3))
+    depth = _validate.integer("bit_depth", bit_depth, 1)
+    if depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, not {depth}")
+    a = None
+    if alpha is not None:
+        a = _image_argument("alpha", alpha, (1,))
+        if a.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"alpha must have the height and width of pixels {tuple(x.shape[1:])}, got "
+                f"{tuple(a.shape[1:])}"
+            )
+    ext = p.suffix.lower()
+    if ext != ".png" and ext not in _TIFF:
+        if depth != 8 or a is not None:
+            raise ValueError(
+                f"cannot write {p} with {'16 bits' if depth == 16 else 'alpha'}: only .png and "
+                ".tif/.tiff hold 16-bit samples and alpha"
+            )
+        write_image(p, x)
+        return
+    samples = _quantise(torch.cat([x, a.to(x.dtype)]) if a is not None else x, depth)
+    if ext in _TIFF:
+        import tifffile
+
+        kwargs = {"extrasamples": ("unassalpha",)} if a is not None else {}
+        photometric = "rgb" if x.shape[0] == 3 else "minisblack"
+        buffer = io.BytesIO()  # tifffile wants a named file or a buffer, not a bare descriptor
+        tifffile.imwrite(buffer, samples, photometric=photometric, compression="zlib", **kwargs)
+        with atomic_open(p) as f:
+            f.write(buffer.getvalue())
+        return
+    if depth == 16:
+        data = _png16(samples)
+        with atomic_open(p) as f:
+            f.write(data)
+        return
+    from PIL import Image
+
+    img = Image.fromarray(samples[..., 0] if samples.shape[-1] == 1 else samples)
+    with atomic_open(p) as f:
+        img.save(f, format="PNG")
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 4) -> torch.Tensor:
