@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pnpfast._validate import integer
-from pnpfast.denoisers.base import Denoiser, check_image
+from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
 
 __all__ = ["TiledDenoiser", "group", "is_out_of_memory", "run_halving"]
 
@@ -41,8 +41,8 @@ def group(
     per-image parameters of one shape. ``max_batch=None``: no limit.
 
     Errors: TypeError when ``items`` is not a sequence (list, tuple), ``key`` is not callable,
-    ``key`` returns an unhashable value, or ``max_batch`` is not an int; ValueError for
-    ``max_batch`` < 1.
+    ``key`` returns an unhashable value or a tensor, or ``max_batch`` is not an int;
+    ValueError for ``max_batch`` < 1.
     """
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise TypeError(f"items must be a sequence (list or tuple), not {type(items).__name__}")
@@ -52,6 +52,11 @@ def group(
     groups: dict[Hashable, list] = {}
     for i, item in enumerate(items):
         k = key(item)
+        if isinstance(k, torch.Tensor):  # hashed by identity: every item would be alone
+            raise TypeError(
+                f"key must return a hashable value such as a tuple (tuple(t.shape)), not a "
+                f"tensor (tensors hash by identity); it did for item {i}"
+            )
         try:
             groups.setdefault(k, []).append(item)
         except TypeError:
@@ -263,7 +268,8 @@ class TiledDenoiser(Denoiser):
     Errors: TypeError for a denoiser that is not callable, tile, overlap, margin or multiple
     not ints; ValueError for tile < 1, overlap < 0 or >= tile, margin < 0 or 2 margin > overlap,
     multiple < 1 or a tile that is not a multiple of it; at the call, x's form as every
-    denoiser, and ValueError when the wrapped denoiser returns a tile of another shape.
+    denoiser, and for what the wrapped denoiser returns, as the solvers' engine: TypeError for
+    a non-tensor or another dtype, ValueError for another shape or device.
     """
 
     def __init__(
@@ -295,9 +301,10 @@ class TiledDenoiser(Denoiser):
             )
         self.multiple = integer("multiple", multiple, 1)
         if self.tile % self.multiple:
+            fit = self.tile - self.tile % self.multiple or self.multiple
             raise ValueError(
                 f"tile must be a multiple of multiple={self.multiple} (the sizes the denoiser "
-                f"takes), not {self.tile}: use {self.tile - self.tile % self.multiple or self.multiple}"
+                f"takes), not {self.tile}: use {fit}"
             )
         self.denoiser = denoiser  # a Module is registered as a submodule (moves with .to())
         self.channels = getattr(denoiser, "channels", None)
@@ -316,16 +323,32 @@ class TiledDenoiser(Denoiser):
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         out = self.denoiser(x, sigma)
-        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"the denoiser returned {type(out).__name__}, not a torch.Tensor, for a tile of "
+                f"shape {tuple(x.shape)}"
+            )
+        if out.shape != x.shape:
             raise ValueError(
-                f"denoiser returned {got} for a tile of shape {tuple(x.shape)} "
-                f"(it must return a tensor of the tile's shape)"
+                f"the denoiser returned shape {tuple(out.shape)} for a tile of shape "
+                f"{tuple(x.shape)}; D(x, sigma) must return x's shape"
+            )
+        if out.dtype != x.dtype:
+            raise TypeError(
+                f"the denoiser returned dtype {out.dtype} for a tile of dtype {x.dtype}; "
+                "D(x, sigma) must return x's dtype"
+            )
+        if out.device != x.device:
+            raise ValueError(
+                f"the denoiser returned a tensor on {out.device} for a tile on {x.device}; "
+                "D(x, sigma) must return a tensor on x's device"
             )
         return out[..., :h, :w]
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         x = check_image(x, self.channels)
+        # the form only (its values are the wrapped denoiser's to check: reading them syncs)
+        sigma_per_image(sigma, x, check_values=False)
         H, W = x.shape[-2:]
         if max(H, W) <= self.tile:
             return self._denoise(x, sigma)

@@ -263,7 +263,7 @@ def test_tiled_argument_errors():
     def wrong_shape(x, sigma):
         return x[..., :-1]
 
-    with pytest.raises(ValueError, match="denoiser returned"):
+    with pytest.raises(ValueError, match="the denoiser returned shape"):
         TiledDenoiser(wrong_shape, tile=8, overlap=2)(torch.rand(1, 1, 20, 20), 0.1)
 
 
