@@ -539,6 +539,8 @@ def write_image_file(
 
         kwargs = {"extrasamples": ("unassalpha",)} if a is not None else {}
         photometric = "rgb" if x.shape[0] == 3 else "minisblack"
+        if samples.shape[-1] == 1:
+            samples = samples[..., 0]  # a plain [H, W] page, as other software writes gray
         buffer = io.BytesIO()  # tifffile wants a named file or a buffer, not a bare descriptor
         tifffile.imwrite(buffer, samples, photometric=photometric, compression="zlib", **kwargs)
         with atomic_open(p) as f:

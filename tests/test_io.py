@@ -368,3 +368,266 @@ def test_kernel_missing_and_corrupt_files_name_path(tmp_path):
     (tmp_path / "k.txt").write_text("1 2 3")
     with pytest.raises(KernelReadError, match="unknown kernel format"):
         read_kernel(tmp_path / "k.txt")
+
+
+# ---------------------------------------------------------------------------------------------
+# read_image_file / write_image_file: bit depth and alpha kept
+
+
+def _samples(c, depth, seed, h=5, w=7):
+    """Random integer samples [1, c, h, w] with 0 and the maximum among them."""
+    top = 2**depth - 1
+    q = torch.randint(0, top + 1, (1, c, h, w), generator=torch.Generator().manual_seed(seed))
+    q[0, 0, 0, 0], q[0, -1, -1, -1] = 0, top
+    return q
+
+
+def _as_int(x, depth):
+    return (x.double() * (2**depth - 1)).round().long()
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("c", [1, 3], ids=["gray", "rgb"])
+@pytest.mark.parametrize("with_alpha", [False, True], ids=["opaque", "alpha"])
+def test_image_file_round_trip_is_exact(tmp_path, ext, depth, c, with_alpha):
+    top = 2**depth - 1
+    q = _samples(c, depth, seed=c + depth)
+    qa = _samples(1, depth, seed=7) if with_alpha else None
+    path = tmp_path / f"a{ext}"
+    io.write_image_file(
+        path, q.double() / top, alpha=None if qa is None else qa / top, bit_depth=depth
+    )
+    f = io.read_image_file(path)
+    assert f.bit_depth == depth and f.format == ("png" if ext == ".png" else "tiff")
+    assert f.pixels.shape == (1, c, 5, 7) and f.pixels.dtype == torch.float32
+    assert torch.equal(_as_int(f.pixels, depth), q)
+    if qa is None:
+        assert f.alpha is None
+    else:
+        assert f.alpha.shape == (1, 1, 5, 7) and torch.equal(_as_int(f.alpha, depth), qa)
+    # read(write(read(file))): the float32 samples written back give the same file content
+    io.write_image_file(tmp_path / f"b{ext}", f.pixels, alpha=f.alpha, bit_depth=f.bit_depth)
+    g = io.read_image_file(tmp_path / f"b{ext}")
+    assert torch.equal(g.pixels, f.pixels) and g.bit_depth == depth
+    assert (g.alpha is None) == (f.alpha is None)
+    if f.alpha is not None:
+        assert torch.equal(g.alpha, f.alpha)
+
+
+def _png_decode_filter0(data: bytes) -> tuple[dict, np.ndarray]:
+    """Decode a PNG whose rows all use filter 0, written out here from the specification."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        (n,) = np.frombuffer(data[pos : pos + 4], ">u4")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        crc = int(np.frombuffer(data[pos + 8 + n : pos + 12 + n], ">u4")[0])
+        import zlib
+
+        assert crc == zlib.crc32(kind + body)
+        if kind == b"IHDR":
+            w, h = np.frombuffer(body[:8], ">u4")
+            ihdr = {"w": int(w), "h": int(h), "depth": body[8], "colour": body[9]}
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    import zlib
+
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(ihdr["h"], -1)
+    assert (raw[:, 0] == 0).all()
+    return ihdr, raw[:, 1:].copy().view(">u2").reshape(ihdr["h"], ihdr["w"], -1)
+
+
+def test_16bit_png_encoder_follows_the_specification(tmp_path):
+    q = _samples(3, 16, seed=3)
+    qa = _samples(1, 16, seed=4)
+    io.write_image_file(tmp_path / "a.png", q / 65535.0, alpha=qa / 65535.0, bit_depth=16)
+    ihdr, a = _png_decode_filter0((tmp_path / "a.png").read_bytes())
+    assert ihdr == {"w": 7, "h": 5, "depth": 16, "colour": 6}  # RGBA
+    np.testing.assert_array_equal(a[..., :3], q[0].permute(1, 2, 0).numpy())
+    np.testing.assert_array_equal(a[..., 3], qa[0, 0].numpy())
+
+
+def _paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def _png16_all_filters(samples: np.ndarray, colour: int) -> bytes:
+    """A 16-bit PNG whose row i uses filter type i % 5 (none, sub, up, average, Paeth),
+    encoded here in plain Python from the specification, as other software writes them."""
+    import struct
+    import zlib
+
+    h, w, s = samples.shape
+    bpp = 2 * s
+    rows = [bytes(samples[i].astype(">u2").tobytes()) for i in range(h)]
+    out, prev = b"", bytes(len(rows[0]))
+    for i, row in enumerate(rows):
+        ft = i % 5
+        enc = bytearray()
+        for j, x in enumerate(row):
+            a = row[j - bpp] if j >= bpp else 0
+            b = prev[j]
+            c = prev[j - bpp] if j >= bpp else 0
+            pred = [0, a, b, (a + b) // 2, _paeth(a, b, c)][ft]
+            enc.append((x - pred) % 256)
+        out += bytes([ft]) + bytes(enc)
+        prev = row
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("s", "colour"), [(1, 0), (2, 4), (3, 2), (4, 6)], ids=["g", "ga", "rgb", "rgba"]
+)
+def test_16bit_png_of_other_software_is_read_exactly(tmp_path, s, colour):
+    a = np.random.default_rng(s).integers(0, 65536, (6, 5, s)).astype(np.uint16)
+    (tmp_path / "x.png").write_bytes(_png16_all_filters(a, colour))
+    f = io.read_image_file(tmp_path / "x.png")
+    assert f.bit_depth == 16
+    c = 1 if s <= 2 else 3
+    np.testing.assert_array_equal(_as_int(f.pixels, 16)[0].permute(1, 2, 0).numpy(), a[..., :c])
+    if s in (2, 4):
+        np.testing.assert_array_equal(_as_int(f.alpha, 16)[0, 0].numpy(), a[..., -1])
+    else:
+        assert f.alpha is None
+
+
+def test_tiff_written_by_tifffile_is_read_exactly(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    a = np.random.default_rng(0).integers(0, 65536, (4, 6, 5)).astype(np.uint16)  # [S, H, W]
+    tifffile.imwrite(
+        tmp_path / "p.tif",
+        a,
+        photometric="rgb",
+        planarconfig="separate",
+        extrasamples=["unassalpha"],
+    )
+    f = io.read_image_file(tmp_path / "p.tif")
+    assert f.bit_depth == 16 and f.format == "tiff"
+    np.testing.assert_array_equal(_as_int(f.pixels, 16)[0].numpy(), a[:3])
+    np.testing.assert_array_equal(_as_int(f.alpha, 16)[0, 0].numpy(), a[3])
+    # and ours read by tifffile: gray + alpha, contiguous
+    x = _samples(1, 16, seed=5)
+    al = _samples(1, 16, seed=6)
+    io.write_image_file(tmp_path / "o.tiff", x / 65535.0, alpha=al / 65535.0, bit_depth=16)
+    b = tifffile.imread(tmp_path / "o.tiff")
+    assert b.dtype == np.uint16 and b.shape == (5, 7, 2)
+    np.testing.assert_array_equal(b[..., 0], x[0, 0].numpy())
+    np.testing.assert_array_equal(b[..., 1], al[0, 0].numpy())
+
+
+def test_8bit_alpha_of_pillow_files(tmp_path):
+    rgba = np.random.default_rng(1).integers(0, 256, (4, 5, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    f = io.read_image_file(tmp_path / "rgba.png")
+    assert f.bit_depth == 8 and f.pixels.shape == (1, 3, 4, 5)
+    np.testing.assert_array_equal(_as_int(f.pixels, 8)[0].permute(1, 2, 0).numpy(), rgba[..., :3])
+    np.testing.assert_array_equal(_as_int(f.alpha, 8)[0, 0].numpy(), rgba[..., 3])
+    gray = np.array([[0, 10, 20], [30, 0, 40]], dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "trns.png", transparency=0)  # tRNS: 0 is transparent
+    g = io.read_image_file(tmp_path / "trns.png")
+    assert g.pixels.shape == (1, 1, 2, 3)
+    np.testing.assert_array_equal(_as_int(g.pixels, 8)[0, 0].numpy(), gray)
+    np.testing.assert_array_equal(_as_int(g.alpha, 8)[0, 0].numpy(), np.where(gray == 0, 0, 255))
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "a.jpg")
+    j = io.read_image_file(tmp_path / "a.jpg")
+    assert (j.format, j.bit_depth, j.alpha) == ("jpeg", 8, None)
+
+
+def test_write_image_file_rounds_and_clips(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    x = torch.tensor([[[-0.2, 0.0, 0.4 / 65535, 1.6 / 65535, 65534.6 / 65535, 1.0, 1.3]]])
+    io.write_image_file(tmp_path / "r.tif", x.double(), bit_depth=16)
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "r.tif"), [[0, 0, 0, 2, 65535, 65535, 65535]]
+    )
+    io.write_image_file(tmp_path / "r.png", x.double(), bit_depth=8)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "r.png")), [[0, 0, 0, 0, 255, 255, 255]]
+    )
+
+
+def test_write_image_file_refuses_bad_input_and_writes_nothing(tmp_path):
+    x = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="pixels contains NaN"):
+        io.write_image_file(
+            tmp_path / "a.png", torch.full((1, 3, 4, 4), float("nan")), bit_depth=16
+        )
+    with pytest.raises(ValueError, match="alpha contains NaN"):
+        io.write_image_file(tmp_path / "a.png", x, alpha=torch.full((1, 1, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="bit_depth must be 8 or 16, not 12"):
+        io.write_image_file(tmp_path / "a.png", x, bit_depth=12)
+    with pytest.raises(TypeError, match="bit_depth must be an int"):
+        io.write_image_file(tmp_path / "a.png", x, bit_depth="16")
+    with pytest.raises(ValueError, match="alpha must have the height and width"):
+        io.write_image_file(tmp_path / "a.png", x, alpha=torch.rand(1, 1, 4, 5))
+    with pytest.raises(ValueError, match=r"only \.png and \.tif/\.tiff hold 16-bit"):
+        io.write_image_file(tmp_path / "a.jpg", x, bit_depth=16)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Crash(OSError):
+    pass
+
+
+@pytest.mark.parametrize(("ext", "depth"), [(".png", 8), (".png", 16), (".tif", 16)])
+def test_crash_mid_write_leaves_the_old_file(tmp_path, monkeypatch, ext, depth):
+    path = tmp_path / f"out{ext}"
+    io.write_image_file(path, torch.rand(1, 3, 6, 6), bit_depth=depth)
+    before = path.read_bytes()
+    real = io.atomic_open
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[: len(data) // 2])
+            self.f.flush()
+            raise _Crash("killed mid-write (simulated)")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def crashing(p, mode="wb"):
+        with real(p, mode) as f:
+            yield HalfWriter(f)
+
+    monkeypatch.setattr(io, "atomic_open", crashing)
+    with pytest.raises(_Crash):
+        io.write_image_file(
+            path, torch.rand(1, 3, 6, 6), alpha=torch.rand(1, 1, 6, 6), bit_depth=depth
+        )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_read_image_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"gone\.png.*no such file"):
+        io.read_image_file(tmp_path / "gone.png")
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + b"\xff" * 20)
+    with pytest.raises(ImageReadError, match=r"bad\.tif.*corrupt"):
+        io.read_image_file(tmp_path / "bad.tif")
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "f.tif", np.zeros((3, 3), np.float32))
+    with pytest.raises(ImageReadError, match=r"f\.tif.*float32 samples.*read_image reads"):
+        io.read_image_file(tmp_path / "f.tif")
+    with pytest.raises(TypeError, match="path must be a str"):
+        io.read_image_file(3)
