@@ -16,6 +16,7 @@ on out-of-memory. Here both are one window: ``margin`` pixels discarded at each 
 then a raised-cosine ramp over the rest of the overlap.
 """
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Sequence
 
@@ -211,6 +212,7 @@ def _ramp(overlap: int, margin: int) -> torch.Tensor:
     return torch.sin(0.5 * math.pi * t).square()
 
 
+@functools.lru_cache(maxsize=64)  # solvers call the denoiser on one size every iteration
 def _windows(length: int, tile: int, overlap: int, margin: int) -> list[tuple[int, torch.Tensor]]:
     """(start, weights) of each tile along one axis, the weights normalised so that they sum to
     1 at every pixel (float64, CPU)."""
