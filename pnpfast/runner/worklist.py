@@ -407,7 +407,7 @@ def _from_list(text: str, name: str, recursive: bool, roots: list[_Root]) -> lis
     if not list_path:
         raise ValueError(f"{name} is '@' without a list file name: write @FILE")
     try:
-        with open(list_path, encoding="utf-8") as f:
+        with open(list_path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"{name}: no such list file {list_path}") from None
@@ -442,7 +442,7 @@ def _rows(manifest: str) -> Iterable[tuple[int, dict[str, object]]]:
             f"manifest {manifest}: unknown kind by its extension; use .csv or .jsonl (.ndjson)"
         )
     try:
-        with open(manifest, encoding="utf-8", newline="") as f:
+        with open(manifest, encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"manifest {manifest}: no such file") from None
@@ -513,11 +513,14 @@ def _text_param(text):
         return text
 
 
-def _manifest_file(value, column: str, base: str) -> Path:
+def _manifest_file(value, column: str, base: str, seen: dict[str, bool]) -> Path:
+    """``base / value``, which must be a file; ``seen`` caches the check (rows share kernels)."""
     if not isinstance(value, str):
         raise TypeError(f"{column} must be a file path (text), not {_kind(value)}")
     path = Path(base, value)
-    if not path.is_file():
+    if value not in seen:
+        seen[value] = path.is_file()
+    if not seen[value]:
         raise FileNotFoundError(f"{column}: no such file {value} (relative to the manifest)")
     return path
 
@@ -544,7 +547,9 @@ def _manifest_operator(value, base: str) -> OperatorSpec:
     return spec
 
 
-def _row_settings(row: dict[str, object], csv_text: bool, base: str) -> Settings:
+def _row_settings(
+    row: dict[str, object], csv_text: bool, base: str, seen: dict[str, bool]
+) -> Settings:
     """The Settings of one manifest row (its path column already removed)."""
     values: dict[str, object] = {}
     params: dict[str, object] = {}
@@ -559,7 +564,7 @@ def _row_settings(row: dict[str, object], csv_text: bool, base: str) -> Settings
                     raise ValueError(f"params: {name} is given twice")
                 params[name] = v
         elif column in ("kernel", "mask"):
-            values[column] = _manifest_file(value, column, base)
+            values[column] = _manifest_file(value, column, base, seen)
         elif column == "operator":
             try:
                 values[column] = _manifest_operator(value, base)
@@ -586,6 +591,7 @@ def _from_manifest(manifest: str) -> list[tuple[str, _Found]]:
     csv_text = manifest.lower().endswith(".csv")
     out = []
     seen: dict[str, str] = {}
+    files: dict[str, bool] = {}
     for line, row in _rows(manifest):
         where = f"manifest {manifest}, line {line}"
         names = [c for c in _PATH_COLUMNS if c in row]
@@ -602,7 +608,7 @@ def _from_manifest(manifest: str) -> list[tuple[str, _Found]]:
             error = ValueError if os.path.isdir(path) else FileNotFoundError
             raise error(f"{where}, column {names[0]}: {image}: {kind}")
         try:
-            settings = _row_settings(row, csv_text, base)
+            settings = _row_settings(row, csv_text, base, files)
             found = _from_file(path, image, _listed_relative(path, base))
         except (TypeError, ValueError, FileNotFoundError) as exc:
             raise type(exc)(f"{where}: {exc}") from None

@@ -165,6 +165,7 @@ def job(tmp_path) -> Path:
 
 def test_manifest_csv(job, tmp_path):
     (job / "m.csv").write_text(
+        "\ufeff"  # the byte order mark spreadsheet programs write
         "path,kernel,noise,mask,method,params.lam,params.sigma_end\n"
         "sub/b.png,k1.npy,2.55,,hqs,0.2,\n"
         "a.png,,7.65,m.png,,,0.01\n",
