@@ -342,7 +342,9 @@ def _pillow_samples(path: PathLike, img) -> tuple[np.ndarray, int]:
 
 def _tiff_samples(path: PathLike) -> tuple[np.ndarray, int] | None:
     """(samples [H, W, S], bit depth) of an 8- or 16-bit gray or RGB TIFF's first page, or None
-    for a photometric interpretation read through Pillow (palette, CMYK, YCbCr, ...)."""
+    for what Pillow reads as well: other photometric interpretations (palette, CMYK, YCbCr, ...)
+    samples of fewer than 8 bits, and 8-bit or 16-bit gray pages compressed with a codec that
+    tifffile lacks without imagecodecs (LZW, JPEG)."""
     import tifffile
 
     try:
@@ -350,8 +352,24 @@ def _tiff_samples(path: PathLike) -> tuple[np.ndarray, int] | None:
             page = tf.pages[0]
             if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
                 return None
-            a = page.asarray()
-            axes = page.axes
+            axes, bits, spp = page.axes, page.bitspersample, page.samplesperpixel
+            if bits < 8:  # bilevel and 2-, 4-bit gray: Pillow expands them to 8 bits
+                return None
+            try:
+                a = page.asarray()
+            except ValueError as exc:
+                if "imagecodecs" not in str(exc):
+                    raise
+                if bits == 8 or (bits == 16 and spp == 1):
+                    return None  # Pillow decodes these whole
+                raise ImageReadError(
+                    path,
+                    f"{bits}-bit TIFF with {spp} samples per pixel compressed with "
+                    f"{page.compression.name}: decoding it without losing bits needs the "
+                    "imagecodecs package (pip install imagecodecs); read_image reads it at 8 bits",
+                ) from exc
+    except ImageReadError:
+        raise
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
         raise ImageReadError(path, f"corrupt or truncated TIFF ({exc})") from exc
     if a.dtype not in (np.uint8, np.uint16):
@@ -360,9 +378,8 @@ def _tiff_samples(path: PathLike) -> tuple[np.ndarray, int] | None:
             f"{a.dtype} samples; bit depth and alpha are kept for 8- and 16-bit integer "
             "images only (read_image reads this file)",
         )
-    if "S" in axes and axes.index("S") == 0:
-        a = np.moveaxis(a, 0, -1)  # planar: one plane per sample
-    a = a.reshape(a.shape[-3:] if a.ndim >= 3 and "S" in axes else a.shape[-2:])
+    if axes.startswith("S"):
+        a = np.moveaxis(a, 0, -1)  # planar configuration: one plane per sample
     return (a[..., None] if a.ndim == 2 else a), 8 * a.dtype.itemsize
 
 

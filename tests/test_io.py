@@ -455,16 +455,13 @@ def _paeth(a, b, c):
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
-def _png16_all_filters(samples: np.ndarray, colour: int) -> bytes:
-    """A 16-bit PNG whose row i uses filter type i % 5 (none, sub, up, average, Paeth),
-    encoded here in plain Python from the specification, as other software writes them."""
-    import struct
-    import zlib
-
-    h, w, s = samples.shape
+def _filtered(samples: np.ndarray) -> bytes:
+    """Scanlines of [h, w, s] 16-bit samples, row i with filter type i % 5 (none, sub, up,
+    average, Paeth), encoded in plain Python from the PNG specification."""
+    h, _, s = samples.shape
     bpp = 2 * s
     rows = [bytes(samples[i].astype(">u2").tobytes()) for i in range(h)]
-    out, prev = b"", bytes(len(rows[0]))
+    out, prev = b"", bytes(len(rows[0])) if rows else b""
     for i, row in enumerate(rows):
         ft = i % 5
         enc = bytearray()
@@ -476,6 +473,33 @@ def _png16_all_filters(samples: np.ndarray, colour: int) -> bytes:
             enc.append((x - pred) % 256)
         out += bytes([ft]) + bytes(enc)
         prev = row
+    return out
+
+
+# Adam7 passes: (first row, first column, row step, column step)
+_ADAM7 = [
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+]
+
+
+def _png16_all_filters(samples: np.ndarray, colour: int, interlace: bool = False) -> bytes:
+    """A 16-bit PNG with all five row filters, optionally Adam7-interlaced (each pass a small
+    image of its own), as other software writes them."""
+    import struct
+    import zlib
+
+    h, w, _ = samples.shape
+    if interlace:
+        passes = [samples[r::dr, c::dc] for r, c, dr, dc in _ADAM7]
+        out = b"".join(_filtered(p) for p in passes if p.shape[0] and p.shape[1])
+    else:
+        out = _filtered(samples)
 
     def chunk(kind, body):
         return (
@@ -484,7 +508,7 @@ def _png16_all_filters(samples: np.ndarray, colour: int) -> bytes:
 
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, int(interlace)))
         + chunk(b"IDAT", zlib.compress(out))
         + chunk(b"IEND", b"")
     )
@@ -493,9 +517,10 @@ def _png16_all_filters(samples: np.ndarray, colour: int) -> bytes:
 @pytest.mark.parametrize(
     ("s", "colour"), [(1, 0), (2, 4), (3, 2), (4, 6)], ids=["g", "ga", "rgb", "rgba"]
 )
-def test_16bit_png_of_other_software_is_read_exactly(tmp_path, s, colour):
-    a = np.random.default_rng(s).integers(0, 65536, (6, 5, s)).astype(np.uint16)
-    (tmp_path / "x.png").write_bytes(_png16_all_filters(a, colour))
+@pytest.mark.parametrize("interlace", [False, True], ids=["progressive", "adam7"])
+def test_16bit_png_of_other_software_is_read_exactly(tmp_path, s, colour, interlace):
+    a = np.random.default_rng(s).integers(0, 65536, (11, 10, s)).astype(np.uint16)
+    (tmp_path / "x.png").write_bytes(_png16_all_filters(a, colour, interlace))
     f = io.read_image_file(tmp_path / "x.png")
     assert f.bit_depth == 16
     c = 1 if s <= 2 else 3
@@ -631,3 +656,23 @@ def test_read_image_file_errors_name_the_file(tmp_path):
         io.read_image_file(tmp_path / "f.tif")
     with pytest.raises(TypeError, match="path must be a str"):
         io.read_image_file(3)
+
+
+def test_tiff_codecs_tifffile_lacks_are_read_through_pillow(tmp_path):
+    # LZW needs imagecodecs in tifffile; Pillow (libtiff) decodes 8-bit RGBA and 16-bit gray whole
+    rgba = np.random.default_rng(2).integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "c.tif", compression="tiff_lzw")
+    f = io.read_image_file(tmp_path / "c.tif")
+    assert (f.format, f.bit_depth) == ("tiff", 8)
+    np.testing.assert_array_equal(_as_int(f.pixels, 8)[0].permute(1, 2, 0).numpy(), rgba[..., :3])
+    np.testing.assert_array_equal(_as_int(f.alpha, 8)[0, 0].numpy(), rgba[..., 3])
+    g16 = np.random.default_rng(3).integers(0, 65536, (6, 7)).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g.tif", compression="tiff_lzw")
+    g = io.read_image_file(tmp_path / "g.tif")
+    assert g.bit_depth == 16 and g.alpha is None
+    np.testing.assert_array_equal(_as_int(g.pixels, 16)[0, 0].numpy(), g16)
+    bits = np.random.default_rng(4).random((5, 9)) > 0.5
+    Image.fromarray(bits).save(tmp_path / "b.tif", compression="group4")
+    b = io.read_image_file(tmp_path / "b.tif")
+    assert b.bit_depth == 8
+    np.testing.assert_array_equal(_as_int(b.pixels, 8)[0, 0].numpy(), np.where(bits, 255, 0))
