@@ -365,3 +365,19 @@ def test_two_thousand_files_fast(tmp_path):
     assert len(items) == 2000
     assert items[0].key == "d00/000.png" and items[-1].key == "d19/099.png"
     assert elapsed < 1.5, f"collect took {elapsed:.2f} s for 2,000 files"
+
+
+# -- the records ----------------------------------------------------------------------------------
+
+
+def test_records_hashable_and_json(job):
+    s = Settings(kernel=job / "k1.npy", noise=25.5, method="hqs", params={"lam": 0.1})
+    item = WorkItem(job / "a.png", "a.png", "/out/a.png", s)
+    assert len({item, WorkItem(job / "a.png", Path("a.png"), Path("/out/a.png"), s)}) == 1
+    assert s.sigma == pytest.approx(0.1)
+    assert json.loads(json.dumps(s.as_dict())) == {
+        "kernel": (job / "k1.npy").as_posix(),
+        "noise": 25.5,
+        "method": "hqs",
+        "params": {"lam": 0.1},
+    }
