@@ -334,8 +334,13 @@ def _glob_root(pattern: str) -> tuple[str, tuple[str, ...]]:
     return root or ".", tuple(parts[k:])
 
 
-def _from_glob(pattern: str, origin: str, recursive: bool, roots: list[_Root]):
+def _from_glob(pattern: str, origin: str, recursive: bool, roots: list[_Root], base: str | None):
+    """The images a pattern matches, mirrored from its root; ``base``: the folder a relative
+    pattern of a list file is relative to (taken literally, never as a pattern)."""
     root, rest = _glob_root(pattern)
+    if base is not None and not os.path.isabs(pattern):
+        root = os.path.normpath(os.path.join(base, root))
+        pattern = os.path.join(glob.escape(base), pattern)
     roots.append(_Root(os.path.realpath(root), recursive, rest, origin))
     found = []
     for match in glob.glob(pattern, recursive=True):
@@ -394,9 +399,7 @@ def _expand(
         relative = Path(os.path.basename(path)) if base is None else _listed_relative(path, base)
         return [_from_file(path, origin, relative)]
     if _MAGIC.search(text):
-        if base is not None and not os.path.isabs(text):
-            path = os.path.join(glob.escape(base), text)
-        return _from_glob(path, origin, recursive, roots)
+        return _from_glob(text, origin, recursive, roots, base)
     if os.path.exists(path):
         raise ValueError(f"input {origin} is neither a file nor a folder")
     raise FileNotFoundError(f"input {origin}: no such file or folder")

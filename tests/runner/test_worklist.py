@@ -135,6 +135,15 @@ def test_list_file(photos, tmp_path):
     assert items[3].source == other
 
 
+def test_list_file_pattern_in_a_folder_named_like_a_pattern(tmp_path):
+    lists = tmp_path / "set [1]"
+    png(lists / "imgs" / "sub" / "a.png")
+    png(lists / "imgs" / "b.png")
+    (lists / "l.txt").write_text("imgs/**/*.png\n", encoding="utf-8")
+    items = collect(f"@{lists / 'l.txt'}", tmp_path / "o")
+    assert keys(items) == ["b.png", "sub/a.png"]  # mirrored from imgs/, the pattern's root
+
+
 def test_list_file_errors(tmp_path):
     (tmp_path / "l.txt").write_text("# nothing\n\n", encoding="utf-8")
     with pytest.raises(ValueError, match="names no inputs"):
