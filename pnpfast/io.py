@@ -386,8 +386,9 @@ def _tiff_samples(path: PathLike) -> tuple[np.ndarray, int] | None:
 def read_image_file(path: PathLike) -> ImageFile:
     """Read an image file keeping its bit depth and alpha channel.
 
-    PNG: 8- and 16-bit gray, gray+alpha, RGB, RGBA; palette and 1-, 2-, 4-bit images come as
-    8-bit, a palette or gray value marked transparent (tRNS) as an alpha channel. TIFF (first
+    PNG: 8- and 16-bit gray, gray+alpha, RGB, RGBA (interlaced or not); palette and 1-, 2-,
+    4-bit images come as 8-bit; in 8-bit gray, RGB and palette images the colour marked
+    transparent (tRNS) becomes an alpha channel, in 16-bit ones it is ignored. TIFF (first
     page, read with tifffile): 8- and 16-bit gray or RGB with an optional extra sample, read as
     alpha. Other formats (JPEG, BMP, WebP, ...) through Pillow, 8-bit. Samples are divided by
     2**bit_depth - 1, so ``write_image_file`` with the same bit depth writes them back exactly.
