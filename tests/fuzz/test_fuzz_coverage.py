@@ -30,6 +30,9 @@ MODULES = (
     "dispatch",
     "profiling",
     "functional",
+    "runner.worklist",
+    "runner.ledger",
+    "runner.tiles",
 )
 # modules that import an optional library: covered where it imports (see the test below)
 OPTIONAL_MODULES = ("interop.deepinv",)
@@ -49,6 +52,7 @@ NOT_ENTRY_POINTS = {
     "pnpfast.diagnostics.SpectralNorm",
     "pnpfast.io.ImageReadError",
     "pnpfast.io.KernelReadError",
+    "pnpfast.runner.ledger.SettingsMismatchError",
     "pnpfast.train.Batch",
     "pnpfast.train.ConfigError",
     "pnpfast.train.TrainResult",
