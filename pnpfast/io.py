@@ -12,6 +12,7 @@ bit_depth=f.bit_depth)`` of ``f = read_image_file(src)`` gives back ``src``'s in
 exactly when ``x`` is ``f.pixels``.
 """
 
+import contextlib
 import io
 import os
 import struct
@@ -98,28 +99,13 @@ def _pixels(img, path: PathLike) -> np.ndarray:
     return a[..., None] if a.ndim == 2 else a
 
 
-def read_image(path: PathLike) -> torch.Tensor:
-    """Read an image file (PNG, JPEG, TIFF, BMP, or anything else Pillow opens).
-
-    Gray images give C = 1, colour images C = 3; an alpha channel is dropped (not composited)
-    and palette images are expanded. 8-bit samples are divided by 255, 16-bit ones (16-bit gray
-    PNG and TIFF) by 65535, floating-point TIFF samples are clipped to [0, 1]. Of a multi-frame
-    file only the first frame is read. Pillow reduces 16-bit RGB PNGs to 8 bits per channel.
-
-    Returns:
-        [1, C, H, W] float32 tensor in [0, 1].
-
-    Raises:
-        ImageReadError: the file is missing, empty, is not an image, is truncated or corrupt.
-        TypeError: ``path`` is not a str or os.PathLike.
-    """
+@contextlib.contextmanager
+def _image_read_errors(path: PathLike):
+    """Whatever reading ``path`` raises, as an ImageReadError that names the file and why."""
     from PIL import Image, UnidentifiedImageError
 
-    _path("path", path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            a = _pixels(img, path)
+        yield
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -138,8 +124,31 @@ def read_image(path: PathLike) -> torch.Tensor:
             f"too large for Pillow's guard against decompression bombs ({exc}); raise "
             "PIL.Image.MAX_IMAGE_PIXELS to read it",
         ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, zlib.error) as exc:
         raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, TIFF, BMP, or anything else Pillow opens).
+
+    Gray images give C = 1, colour images C = 3; an alpha channel is dropped (not composited)
+    and palette images are expanded. 8-bit samples are divided by 255, 16-bit ones (16-bit gray
+    PNG and TIFF) by 65535, floating-point TIFF samples are clipped to [0, 1]. Of a multi-frame
+    file only the first frame is read. Pillow reduces 16-bit RGB PNGs to 8 bits per channel.
+
+    Returns:
+        [1, C, H, W] float32 tensor in [0, 1].
+
+    Raises:
+        ImageReadError: the file is missing, empty, is not an image, is truncated or corrupt.
+        TypeError: ``path`` is not a str or os.PathLike.
+    """
+    from PIL import Image
+
+    _path("path", path)
+    with _image_read_errors(path), Image.open(path) as img:
+        img.load()
+        a = _pixels(img, path)
     x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
     return x.unsqueeze(0)
 
@@ -402,10 +411,10 @@ def read_image_file(path: PathLike) -> ImageFile:
             floating-point or 32-bit samples (``read_image`` reads those).
         TypeError: ``path`` is not a str or os.PathLike.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     _path("path", path)
-    try:
+    with _image_read_errors(path):
         with open(path, "rb") as f:
             magic = f.read(4)
         samples = None
@@ -423,26 +432,6 @@ def read_image_file(path: PathLike) -> ImageFile:
                 if samples is None:
                     img.load()
                     samples = _pillow_samples(path, img)
-    except ImageReadError:
-        raise
-    except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a directory") from None
-    except UnidentifiedImageError:
-        if os.path.getsize(path) == 0:
-            raise ImageReadError(path, "the file is empty") from None
-        raise ImageReadError(
-            path, "not an image file, or a format Pillow cannot identify (or a damaged header)"
-        ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(
-            path,
-            f"too large for Pillow's guard against decompression bombs ({exc}); raise "
-            "PIL.Image.MAX_IMAGE_PIXELS to read it",
-        ) from exc
-    except (OSError, SyntaxError, ValueError, zlib.error) as exc:
-        raise ImageReadError(path, f"corrupt or truncated ({exc})") from exc
     a, depth = samples
     colour, alpha = _split_alpha(a, path)
     return _to_file(colour, alpha, depth, fmt)

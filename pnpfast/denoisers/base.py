@@ -67,6 +67,33 @@ def sigma_per_image(sigma: object, x: torch.Tensor, *, check_values: bool = True
     )
 
 
+def check_denoised(out: object, x: torch.Tensor, what: str = "input") -> torch.Tensor:
+    """``out`` = D(x, sigma) checked against x by its metadata alone (shape, dtype, device; no
+    pass over the data), so that a denoiser returning the wrong thing is named rather than an
+    inner op failing later; ``what`` names x in the message ("input", "a tile")."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"the denoiser returned {type(out).__name__}, not a torch.Tensor, for {what} of "
+            f"shape {tuple(x.shape)}"
+        )
+    if out.shape != x.shape:
+        raise ValueError(
+            f"the denoiser returned shape {tuple(out.shape)} for {what} of shape "
+            f"{tuple(x.shape)}; D(x, sigma) must return x's shape"
+        )
+    if out.dtype != x.dtype:
+        raise TypeError(
+            f"the denoiser returned dtype {out.dtype} for {what} of dtype {x.dtype}; "
+            "D(x, sigma) must return x's dtype"
+        )
+    if out.device != x.device:
+        raise ValueError(
+            f"the denoiser returned a tensor on {out.device} for {what} on {x.device}; "
+            "D(x, sigma) must return a tensor on x's device"
+        )
+    return out
+
+
 class Denoiser(torch.nn.Module):
     """Base class of every pnpfast denoiser: ``D(x, sigma) -> x_hat``.
 

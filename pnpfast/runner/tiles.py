@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pnpfast._validate import integer
-from pnpfast.denoisers.base import Denoiser, check_image, sigma_per_image
+from pnpfast.denoisers.base import Denoiser, check_denoised, check_image, sigma_per_image
 
 __all__ = ["TiledDenoiser", "group", "is_out_of_memory", "run_halving"]
 
@@ -330,27 +330,7 @@ class TiledDenoiser(Denoiser):
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        out = self.denoiser(x, sigma)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(
-                f"the denoiser returned {type(out).__name__}, not a torch.Tensor, for a tile of "
-                f"shape {tuple(x.shape)}"
-            )
-        if out.shape != x.shape:
-            raise ValueError(
-                f"the denoiser returned shape {tuple(out.shape)} for a tile of shape "
-                f"{tuple(x.shape)}; D(x, sigma) must return x's shape"
-            )
-        if out.dtype != x.dtype:
-            raise TypeError(
-                f"the denoiser returned dtype {out.dtype} for a tile of dtype {x.dtype}; "
-                "D(x, sigma) must return x's dtype"
-            )
-        if out.device != x.device:
-            raise ValueError(
-                f"the denoiser returned a tensor on {out.device} for a tile on {x.device}; "
-                "D(x, sigma) must return a tensor on x's device"
-            )
+        out = check_denoised(self.denoiser(x, sigma), x, "a tile")
         return out[..., :h, :w]
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

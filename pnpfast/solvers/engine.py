@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from pnpfast import _validate
+from pnpfast.denoisers.base import check_denoised
 from pnpfast.fidelity import L2
 from pnpfast.operators.super_resolution import super_resolution_factor
 from pnpfast.profiling import nvtx_range
@@ -72,27 +73,7 @@ class Problem:
         over the data), so a denoiser that returns the wrong thing is named, not an inner op."""
         with nvtx_range("pnpfast/denoise"):
             out = self.denoiser(x, sigma)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(
-                f"the denoiser returned {type(out).__name__}, not a torch.Tensor, for input of "
-                f"shape {tuple(x.shape)}"
-            )
-        if out.shape != x.shape:
-            raise ValueError(
-                f"the denoiser returned shape {tuple(out.shape)} for input of shape "
-                f"{tuple(x.shape)}; D(x, sigma) must return x's shape"
-            )
-        if out.dtype != x.dtype:
-            raise TypeError(
-                f"the denoiser returned dtype {out.dtype} for input of dtype {x.dtype}; "
-                "D(x, sigma) must return x's dtype"
-            )
-        if out.device != x.device:
-            raise ValueError(
-                f"the denoiser returned a tensor on {out.device} for input on {x.device}; "
-                "D(x, sigma) must return a tensor on x's device"
-            )
-        return out
+        return check_denoised(out, x)
 
 
 class Method(Protocol):
