@@ -1,0 +1,653 @@
+"""The production runner: restore a work list of images in batches, resumably (issue 21).
+
+    config = RunConfig(task="deblur", operator="blur:k.npy", noise=7.65, batch_size=8)
+    report = restore(["photos/"], "restored", config)
+    print(report.as_dict())
+
+``restore`` collects the work list (``worklist.collect``), keeps this rank's share
+(``worklist.shard``), opens this rank's ledger ``output_dir/.pnpfast-ledger.rank{r}.jsonl``
+(``ledger.Ledger``: a rerun skips what is done; other settings are refused naming the setting,
+unless ``overwrite``), and then, a window of images at a time: reads them
+(``pnpfast.io.read_image_file``: bit depth and alpha kept), groups them into batches of equal
+(channels, height, width, method, parameters, operator shape) of at most ``batch_size``
+(``tiles.group``), restores each batch with one ``pnpfast.solve`` call
+
+    y = the image as read (the input IS the measurement),  sigma_b = noise_b / 255,
+    x = solve(y, A, D, method, sigma=[sigma_b], max_iter, **params),
+
+under ``tiles.run_halving`` (an out-of-memory error halves the batch and retries it), writes
+each output atomically with the input's bit depth and alpha (``write_image_file``), and records
+it in the ledger right after its file is written (sha256 and the read / solve / write seconds).
+
+The operator per task, each image with its own parameters:
+
+* ``deblur``: ``Blur`` with a [B, h, w] stack of kernels (batches have one kernel size); the
+  kernel of an image is its manifest ``kernel`` or blur ``operator``, else ``config.operator``.
+* ``sr``: ``SuperResolution`` with one kernel and factor per batch (batches are grouped by the
+  canonical operator text); an image's manifest ``operator`` or ``factor`` (with the run's
+  kernel, bicubic by default) overrides ``config.operator``. The output is ``factor`` times
+  larger; the alpha channel is upsampled by pixel replication (nearest neighbour, each
+  low-resolution alpha value covers its factor x factor block), which keeps alpha values exact.
+* ``inpainting``: ``Inpainting`` with a [B, 1, H, W] stack of masks (mask image, first channel
+  >= 0.5 = observed), the manifest ``mask`` else ``config.mask``; y is the image times its mask.
+* ``denoise``: ``Identity``.
+
+A bad input (unreadable file, mask of another size, a kernel that cannot be read, a batch whose
+solve raises anything but out-of-memory) is recorded as failed with its reason and the run goes
+on. A KeyboardInterrupt (or SIGINT) stops the run after the current batch (a SIGINT) or at once,
+losing only the batch in flight (a KeyboardInterrupt raised inside the solve or the progress
+callback); the ledger holds every finished image and the report says ``interrupted``.
+"""
+
+import dataclasses
+import math
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pnpfast import _validate
+from pnpfast.operators.spec import OperatorSpec
+from pnpfast.runner import ledger as _ledger
+from pnpfast.runner import tiles, worklist
+
+__all__ = ["TASKS", "RunConfig", "RunReport", "restore"]
+
+TASKS = ("deblur", "sr", "inpainting", "denoise")
+_SPEC_NAME = {"deblur": "blur", "sr": "sr"}
+LEDGER_NAME = ".pnpfast-ledger.rank{rank}.jsonl"
+
+PathLike = str | os.PathLike
+
+
+def _kind(value) -> str:
+    return type(value).__name__
+
+
+def _optional_path(name: str, value) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or Path) or None, not {_kind(value)}")
+    if not os.fspath(value):
+        raise ValueError(f"{name} must be a file path, not an empty string")
+    return Path(value)
+
+
+@dataclass
+class RunConfig:
+    """The settings of a production run (see the module docstring).
+
+    Fields:
+        task: "deblur", "sr", "inpainting" or "denoise".
+        operator: deblur and sr: the forward model as text (``pnpfast.operators.OperatorSpec``):
+            "blur:K.npy", "sr:bicubic:x2"; may be None when every image has its own kernel
+            (deblur) or factor (sr) in the manifest. Refused for inpainting and denoise.
+        mask: inpainting: the mask image shared by every image without a manifest mask.
+        noise: noise standard deviation on the 0..255 scale, in (0, 255] (7.65 = 3%); None
+            when every image has its own in the manifest.
+        method: a ``pnpfast.solve`` method (default "hqs"); params: its parameters (mapping).
+        max_iter: the iteration cap (None: the method's default).
+        denoiser: None (the method's shipped denoiser), a name for
+            ``pnpfast.denoisers.load`` (with ``weights``), or a denoiser object D(x, sigma).
+        weights: a weight file for a named network denoiser.
+        device: "cpu", "cuda", "cuda:1", ... or a torch.device.
+        batch_size: the most images per solve call (an int >= 1).
+        tile, overlap: run the denoiser on tiles of ``tile`` pixels sharing ``overlap``
+            (``tiles.TiledDenoiser``); None: whole images.
+        extension: the outputs' extension ("png", "tif"); None keeps each input's.
+        bit_depth: 8 or 16 for every output; None keeps each input's.
+        overwrite: redo every image, even when the ledger says it is done or its settings differ.
+
+    ``settings()`` is what the ledger fingerprints: everything that changes an output (not
+    the device, batch size or overwrite flag: a batch gives what each image gives alone).
+    Errors: TypeError for a field of the wrong type, ValueError for a wrong value, each naming
+    the field.
+    """
+
+    task: str
+    operator: str | None = None
+    mask: PathLike | None = None
+    noise: float | None = None
+    method: str = "hqs"
+    params: Mapping[str, object] = field(default_factory=dict)
+    max_iter: int | None = None
+    denoiser: str | Callable | None = None
+    weights: PathLike | None = None
+    device: str | torch.device = "cpu"
+    batch_size: int = 8
+    tile: int | None = None
+    overlap: int | None = None
+    extension: str | None = None
+    bit_depth: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.task, str):
+            raise TypeError(
+                f"task must be a str, one of {', '.join(TASKS)}, not {_kind(self.task)}"
+            )
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        self._spec = None
+        if self.operator is not None:
+            if self.task not in _SPEC_NAME:
+                raise ValueError(
+                    f"operator applies to the tasks deblur and sr, not to {self.task!r}"
+                    + (" (give mask)" if self.task == "inpainting" else "")
+                )
+            if not isinstance(self.operator, str):
+                raise TypeError(
+                    f"operator must be a str such as 'blur:k.npy' or 'sr:bicubic:x2', not "
+                    f"{_kind(self.operator)}"
+                )
+            try:
+                spec = OperatorSpec.parse(self.operator)
+            except ValueError as exc:
+                raise ValueError(f"operator: {exc}") from None
+            if spec.name != _SPEC_NAME[self.task]:
+                raise ValueError(
+                    f"operator {self.operator!r} is a {spec.name} operator; task {self.task!r} "
+                    f"takes '{_SPEC_NAME[self.task]}:...'"
+                )
+            self._spec = spec
+        self.mask = _optional_path("mask", self.mask)
+        if self.mask is not None and self.task != "inpainting":
+            raise ValueError(f"mask applies to the task inpainting only, not to {self.task!r}")
+        if self.noise is not None:
+            self.noise = _validate.number(
+                "noise", self.noise, 0, 255, low_open=True, hint="(the 0..255 scale: 7.65)"
+            )
+        # Settings checks the method name and that each parameter belongs to it
+        checked = worklist.Settings(method=self.method, params=self.params)
+        self.params = checked.params_dict()
+        if self.max_iter is not None:
+            self.max_iter = _validate.integer("max_iter", self.max_iter, 1)
+        d = self.denoiser
+        if d is not None and not isinstance(d, str) and not callable(d):
+            raise TypeError(
+                f"denoiser must be None, a name for pnpfast.denoisers.load or a denoiser "
+                f"D(x, sigma), not {_kind(d)}"
+            )
+        self.weights = _optional_path("weights", self.weights)
+        if isinstance(self.device, str):
+            try:
+                device = torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(
+                    f"device must be 'cpu', 'cuda', 'cuda:N' or another torch device, not "
+                    f"{self.device!r}"
+                ) from None
+        elif isinstance(self.device, torch.device):
+            device = self.device
+        else:
+            raise TypeError(f"device must be a str or torch.device, not {_kind(self.device)}")
+        self.device = device
+        self.batch_size = _validate.integer("batch_size", self.batch_size, 1)
+        if self.tile is not None:
+            self.tile = _validate.integer("tile", self.tile, 1)
+        if self.overlap is not None:
+            if self.tile is None:
+                raise ValueError("overlap applies with tile only: give tile too, or no overlap")
+            self.overlap = _validate.integer("overlap", self.overlap, 0, self.tile - 1)
+        self.extension = worklist._extension(self.extension)
+        if self.bit_depth is not None:
+            depth = _validate.integer("bit_depth", self.bit_depth, 1)
+            if depth not in (8, 16):
+                raise ValueError(f"bit_depth must be 8, 16 or None (keep), not {depth}")
+            self.bit_depth = depth
+        self.overwrite = _validate.flag("overwrite", self.overwrite)
+
+    def _denoiser_text(self) -> str | None:
+        d = self.denoiser
+        if d is None or isinstance(d, str):
+            return d
+        cls = type(d)
+        extra = d.extra_repr() if isinstance(d, torch.nn.Module) else ""
+        return f"{cls.__module__}.{cls.__qualname__}({extra})"
+
+    def settings(self) -> dict[str, object]:
+        """The run's settings as JSON data, for the ledger's fingerprint."""
+        out = {
+            "task": self.task,
+            "operator": None if self._spec is None else str(self._spec),
+            "mask": None if self.mask is None else str(self.mask.resolve()),
+            "noise": self.noise,
+            "method": self.method,
+            "params": dict(self.params),
+            "max_iter": self.max_iter,
+            "denoiser": self._denoiser_text(),
+            "weights": None if self.weights is None else str(self.weights.resolve()),
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "extension": self.extension,
+            "bit_depth": self.bit_depth,
+        }
+        return out
+
+
+@dataclass
+class RunReport:
+    """What a run did (this rank's share).
+
+    ``done``: images restored now; ``skipped``: images the ledger had as done; ``failed``:
+    [{"key", "reason"}]; ``total``: this rank's images; ``images_per_s``: done / wall seconds;
+    ``seconds``: {"read", "solve", "write", "total"}; ``peak_memory_bytes``: CUDA's
+    max_memory_allocated on a CUDA device, else the process's peak resident size (getrusage);
+    ``interrupted``: stopped by a KeyboardInterrupt / SIGINT before the end.
+    """
+
+    done: int = 0
+    skipped: int = 0
+    failed: list[dict] = field(default_factory=list)
+    total: int = 0
+    images_per_s: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_memory_bytes: int = 0
+    device: str = "cpu"
+    versions: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    rank: int = 0
+    world_size: int = 1
+    ledger: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON data."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# one image on its way through the run
+
+
+@dataclass
+class _Entry:
+    item: worklist.WorkItem
+    image: object  # pnpfast.io.ImageFile
+    sigma: float
+    method: str
+    params: dict
+    op_key: tuple  # what must be equal inside a batch
+    op_data: object  # kernel [h, w], mask [1, 1, H, W], an OperatorSpec, or None
+    read_s: float
+
+
+def _versions() -> dict[str, str]:
+    import pnpfast
+
+    return {
+        "pnpfast": pnpfast.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS: bytes, Linux: KiB
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{_kind(exc)}: {text[0] if text else ''}"
+
+
+class _Resources:
+    """Kernels, masks, operators and denoisers, each read or built once per run."""
+
+    def __init__(self, config: RunConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self._kernels: dict[str, torch.Tensor] = {}
+        self._masks: dict[str, torch.Tensor] = {}
+        self._denoisers: dict[str, Callable] = {}
+
+    def kernel(self, spec: OperatorSpec) -> torch.Tensor:
+        text = str(spec)
+        if text not in self._kernels:
+            self._kernels[text] = spec.kernel_tensor().to(torch.float32)
+        return self._kernels[text]
+
+    def mask(self, path: Path) -> torch.Tensor:
+        from pnpfast.io import read_image_file
+
+        text = str(path)
+        if text not in self._masks:
+            m = read_image_file(path).pixels[:, :1] >= 0.5
+            self._masks[text] = m
+        return self._masks[text]
+
+    def denoiser(self, method: str) -> Callable:
+        d = self.config.denoiser
+        if d is not None and not isinstance(d, str):
+            den = d
+        else:
+            if d is None and self.config.weights is None:
+                from pnpfast.solvers import METHODS, SAMPLER, ImplicitPrior
+
+                cls = ImplicitPrior if method == SAMPLER else METHODS[method]
+                name = cls.default_denoiser
+                if name is None:
+                    raise ValueError(
+                        f"method {method!r} has no shipped denoiser: give denoiser and weights"
+                    )
+            else:
+                name = d
+            key = f"{name}|{self.config.weights}"
+            if key not in self._denoisers:
+                from pnpfast.denoisers import load
+
+                self._denoisers[key] = load(name, self.config.weights, device=self.device)
+            den = self._denoisers[key]
+        if self.config.tile is not None:
+            den = tiles.TiledDenoiser(den, self.config.tile, self.config.overlap)
+        return den
+
+
+def _item_spec(config: RunConfig, s: worklist.Settings) -> OperatorSpec:
+    """The deblur or sr operator of an image: its own, else the run's with its overrides."""
+    want = _SPEC_NAME[config.task]
+    if s.operator is not None:
+        if s.operator.name != want:
+            raise ValueError(
+                f"operator {str(s.operator)!r} of the manifest is not a {want} operator (task "
+                f"{config.task})"
+            )
+        return s.operator
+    base = config._spec
+    if config.task == "deblur":
+        if s.kernel is not None:
+            return OperatorSpec("blur", kernel=str(s.kernel))
+        if base is None:
+            raise ValueError("no blur kernel: give operator ('blur:K.npy') or a manifest kernel")
+        return base
+    kernel = str(s.kernel) if s.kernel is not None else (base.kernel if base else "bicubic")
+    factor = s.factor if s.factor is not None else (base.factor if base else None)
+    if factor is None:
+        raise ValueError("no factor: give operator ('sr:bicubic:x2') or a manifest factor")
+    same = base is not None and kernel == base.kernel
+    return OperatorSpec(
+        "sr",
+        kernel=kernel,
+        factor=factor,
+        std=base.std if same else None,
+        key=base.key if same else None,
+        index=base.index if same else 0,
+    )
+
+
+def _plan(config: RunConfig, item: worklist.WorkItem, res: _Resources):
+    """(sigma, method, params, op_key, op_data) of one image; its shape is added after reading."""
+    s = item.settings
+    noise = s.noise if s.noise is not None else config.noise
+    if noise is None:
+        raise ValueError("no noise level: give noise (0..255) or a manifest noise")
+    method = s.method or config.method
+    params = dict(s.params) if s.method not in (None, config.method) else dict(config.params)
+    if s.method in (None, config.method):
+        params.update(s.params_dict())
+    if config.task == "deblur":
+        kernel = res.kernel(_item_spec(config, s))
+        return noise / 255.0, method, params, ("blur", tuple(kernel.shape)), kernel
+    if config.task == "sr":
+        spec = _item_spec(config, s)
+        return noise / 255.0, method, params, ("sr", str(spec)), spec
+    if config.task == "inpainting":
+        path = s.mask if s.mask is not None else config.mask
+        if path is None:
+            raise ValueError("no mask: give mask or a manifest mask")
+        return noise / 255.0, method, params, ("mask",), res.mask(path)
+    return noise / 255.0, method, params, ("identity",), None
+
+
+def _operator(task: str, entries: list[_Entry], device: torch.device):
+    from pnpfast.operators import Blur, Identity, Inpainting, SuperResolution
+
+    if task == "deblur":
+        return Blur(torch.stack([e.op_data for e in entries]).to(device))
+    if task == "sr":
+        spec = entries[0].op_data
+        return SuperResolution(spec.kernel_tensor().to(torch.float32).to(device), spec.factor)
+    if task == "inpainting":
+        return Inpainting(torch.cat([e.op_data for e in entries]).to(device))
+    return Identity()
+
+
+def _solve_batch(config: RunConfig, res: _Resources, entries: list[_Entry]) -> list:
+    import pnpfast.solvers as solvers
+
+    device = config.device
+    y = torch.cat([e.image.pixels for e in entries]).to(device)
+    op = _operator(config.task, entries, device)
+    if config.task == "inpainting":
+        y = y * torch.cat([e.op_data for e in entries]).to(device, y.dtype)
+    method = entries[0].method
+    kwargs = dict(entries[0].params)
+    if config.max_iter is not None:
+        kwargs["max_iter"] = config.max_iter
+    if method != solvers.SAMPLER:
+        kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
+    result = solvers.solve(y, op, res.denoiser(method), method, **kwargs)
+    x = result.x.detach().to("cpu", torch.float32)
+    return [x[i : i + 1] for i in range(len(entries))]
+
+
+def _write(config: RunConfig, entry: _Entry, x: torch.Tensor) -> None:
+    from pnpfast.io import write_image_file
+
+    f = entry.image
+    alpha = f.alpha
+    if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:  # sr: replicate each value
+        s = x.shape[-1] // alpha.shape[-1]
+        alpha = alpha.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+    depth = config.bit_depth if config.bit_depth is not None else f.bit_depth
+    entry.item.output.parent.mkdir(parents=True, exist_ok=True)
+    write_image_file(entry.item.output, x, alpha=alpha, bit_depth=depth)
+
+
+class _Stop:
+    """SIGINT during a run: the first one asks to stop after the current batch, a second one
+    raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.asked = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _inputs_arg(inputs):
+    if inputs is None:
+        return []
+    return inputs
+
+
+def restore(
+    inputs: PathLike | Sequence[PathLike],
+    output_dir: PathLike,
+    config: RunConfig,
+    *,
+    manifest: PathLike | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: Callable[[int, int, float], object] | None = None,
+) -> RunReport:
+    """Restore every input image into ``output_dir`` (see the module docstring).
+
+    Args:
+        inputs: files, folders, glob patterns, ``@list.txt`` (``worklist.collect``); may be
+            empty with a manifest.
+        output_dir: the output folder (created); outputs mirror the input tree; the ledger
+            ``.pnpfast-ledger.rank{rank}.jsonl`` lies in it.
+        config: a RunConfig.
+        manifest: a CSV or JSONL file of per-image settings.
+        rank, world_size: this process's share of the work list (``worklist.shard``).
+        progress: called after each batch as ``progress(finished, total, elapsed_seconds)``,
+            finished counting the skipped, done and failed images of this rank.
+
+    Returns:
+        A RunReport.
+
+    Raises:
+        TypeError, ValueError: a bad argument (named); the inputs as ``worklist.collect``;
+            ``ledger.SettingsMismatchError`` (a ValueError naming each differing setting) when
+            the ledger was written with other settings and ``config.overwrite`` is False;
+            a device that is not available.
+        FileNotFoundError: a missing input or manifest.
+    """
+    from pnpfast.io import ImageReadError, read_image_file
+
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a pnpfast.runner.run.RunConfig, not {_kind(config)}")
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"progress must be callable (done, total, elapsed) or None, not {_kind(progress)}"
+        )
+    world_size = _validate.integer("world_size", world_size, 1)
+    rank = _validate.integer("rank", rank, 0, world_size - 1, hint=f"(world_size is {world_size})")
+    device = config.device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for but CUDA is not available")
+    items = worklist.collect(
+        _inputs_arg(inputs), output_dir, manifest=manifest, extension=config.extension
+    )
+    mine = worklist.shard(items, rank, world_size)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = config.settings()
+    if manifest is not None:
+        settings["manifest"] = _ledger.file_sha256(manifest)
+    ledger_path = out_dir / LEDGER_NAME.format(rank=rank)
+    book = _ledger.Ledger(ledger_path, settings, overwrite=config.overwrite)
+
+    report = RunReport(
+        total=len(mine),
+        device=str(device),
+        versions=_versions(),
+        rank=rank,
+        world_size=world_size,
+        ledger=str(ledger_path),
+    )
+    seconds = {"read": 0.0, "solve": 0.0, "write": 0.0}
+    todo = [it for it in mine if it.key not in book.done]
+    report.skipped = len(mine) - len(todo)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    res = _Resources(config, device)
+    start = time.perf_counter()
+    finished = report.skipped
+    batch_size = config.batch_size
+    window = max(4 * batch_size, 32)
+
+    def fail(item: worklist.WorkItem, reason: str) -> None:
+        book.fail(item.key, reason)
+        report.failed.append({"key": item.key, "reason": reason})
+
+    def shrink(n: int) -> None:
+        nonlocal batch_size
+        batch_size = max(1, min(batch_size, n // 2))
+
+    with _Stop() as stop:
+        try:
+            for w0 in range(0, len(todo), window):
+                entries = []
+                for item in todo[w0 : w0 + window]:
+                    t0 = time.perf_counter()
+                    try:
+                        f = read_image_file(item.source)
+                        sigma, method, params, op_key, op_data = _plan(config, item, res)
+                    except (ImageReadError, ValueError, TypeError, OSError) as exc:
+                        fail(item, _one_line(exc))
+                        finished += 1
+                        continue
+                    dt = time.perf_counter() - t0
+                    seconds["read"] += dt
+                    if config.task == "inpainting" and tuple(op_data.shape[-2:]) != tuple(
+                        f.pixels.shape[-2:]
+                    ):
+                        fail(
+                            item,
+                            f"ValueError: the mask is {tuple(op_data.shape[-2:])} but the image "
+                            f"is {tuple(f.pixels.shape[-2:])}",
+                        )
+                        finished += 1
+                        continue
+                    entries.append(_Entry(item, f, sigma, method, params, op_key, op_data, dt))
+
+                def key(e: _Entry) -> tuple:
+                    return (
+                        tuple(e.image.pixels.shape[1:]),
+                        e.method,
+                        tuple(sorted(e.params.items())),
+                        e.op_key,
+                    )
+
+                for batch in tiles.group(entries, key):
+                    for b0 in range(0, len(batch), batch_size):
+                        chunk = batch[b0 : b0 + batch_size]
+                        t0 = time.perf_counter()
+                        try:
+                            xs = tiles.run_halving(
+                                lambda es: _solve_batch(config, res, es), chunk, on_split=shrink
+                            )
+                        except Exception as exc:  # this batch fails, the run goes on
+                            xs = None
+                            for e in chunk:
+                                fail(e.item, _one_line(exc))
+                        solve_s = (time.perf_counter() - t0) / len(chunk)
+                        seconds["solve"] += solve_s * len(chunk)
+                        for e, x in zip(chunk, xs or [], strict=xs is not None):
+                            t0 = time.perf_counter()
+                            try:
+                                _write(config, e, x)
+                            except (ValueError, TypeError, OSError) as exc:
+                                fail(e.item, _one_line(exc))
+                                continue
+                            write_s = time.perf_counter() - t0
+                            seconds["write"] += write_s
+                            book.record(
+                                e.item.key,
+                                e.item.output,
+                                read=round(e.read_s, 6),
+                                solve=round(solve_s, 6),
+                                write=round(write_s, 6),
+                            )
+                            report.done += 1
+                        finished += len(chunk)
+                        if progress is not None:
+                            progress(finished, report.total, time.perf_counter() - start)
+                        if stop.asked:
+                            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            report.interrupted = True
+    total = time.perf_counter() - start
+    report.seconds = {**{k: round(v, 6) for k, v in seconds.items()}, "total": round(total, 6)}
+    report.images_per_s = report.done / total if total > 0 and math.isfinite(total) else 0.0
+    report.peak_memory_bytes = _peak_memory(device)
+    return report

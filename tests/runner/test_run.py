@@ -1,0 +1,307 @@
+"""Tests of pnpfast.runner.run: restore a folder in batches, resumably.
+
+The oracle of every output is ``pnpfast.solve`` called on that image alone (read with
+``read_image_file``), with the operator, noise and parameters the run should give it; outputs
+are 8-bit files, so they agree with the oracle to half a quantisation step.
+"""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import pnpfast.solvers
+from pnpfast.denoisers import GaussianSmoothing
+from pnpfast.io import read_image_file, write_image_file
+from pnpfast.operators import Blur, Identity, Inpainting, SuperResolution
+from pnpfast.runner.ledger import SettingsMismatchError, merge, read_ledger
+from pnpfast.runner.run import RunConfig, restore
+
+SIZES = [(16, 16), (20, 24), (24, 20)]
+HALF_STEP = 0.5 / 255 + 1e-5  # an 8-bit output against the float result
+
+
+def _image(c: int, h: int, w: int, seed: int) -> torch.Tensor:
+    return torch.rand(1, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A dozen RGB PNGs of three sizes under in/ (half in in/sub/), two kernels, a manifest
+    giving each image a kernel (3x3 or 5x5) and a noise level."""
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    k3 = rng.random((3, 3)).astype(np.float32)
+    k5 = rng.random((5, 5)).astype(np.float32)
+    np.save(tmp_path / "k3.npy", k3 / k3.sum())
+    np.save(tmp_path / "k5.npy", k5 / k5.sum())
+    rows = ["path,kernel,noise"]
+    names = []
+    for i in range(12):
+        h, w = SIZES[i % 3]
+        name = f"{'sub/' if i % 2 else ''}im{i:02d}.png"
+        write_image_file(tmp_path / "in" / name, _image(3, h, w, i))
+        rows.append(f"in/{name},{'k3.npy' if i % 4 < 2 else 'k5.npy'},{5.0 + i}")
+        names.append(name)
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path, names
+
+
+def _config(**kw) -> RunConfig:
+    base = dict(task="deblur", denoiser=GaussianSmoothing(), max_iter=2, batch_size=4)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+class CountingSolve:
+    """pnpfast.solvers.solve, counting the calls and recording each batch's y shape."""
+
+    def __init__(self, monkeypatch):
+        self.shapes = []
+        self._solve = pnpfast.solvers.solve
+        monkeypatch.setattr(pnpfast.solvers, "solve", self)
+
+    def __call__(self, y, *args, **kwargs):
+        self.shapes.append(tuple(y.shape))
+        return self._solve(y, *args, **kwargs)
+
+
+def _alone(src, kernel_file, noise) -> torch.Tensor:
+    y = read_image_file(src).pixels
+    kernel = torch.from_numpy(np.load(kernel_file))
+    return pnpfast.solvers.solve(
+        y, Blur(kernel), GaussianSmoothing(), "hqs", sigma=noise / 255, max_iter=2
+    ).x
+
+
+def _run(tree_path, config, **kw):
+    return restore(
+        [tree_path / "in"], tree_path / "out", config, manifest=tree_path / "jobs.csv", **kw
+    )
+
+
+def test_deblur_folder_batches_by_size_and_each_output_equals_the_image_alone(tree, monkeypatch):
+    root, names = tree
+    calls = CountingSolve(monkeypatch)
+    report = _run(root, _config())
+    assert (report.done, report.skipped, report.failed, report.total) == (12, 0, [], 12)
+    # 3 sizes x 2 kernel sizes = 6 groups of 2 images each: 6 calls of batch 2
+    assert sorted(calls.shapes) == sorted([(2, 3, h, w) for h, w in SIZES for _ in range(2)])
+    for i, name in enumerate(names):
+        out = root / "out" / name  # the tree is mirrored
+        assert out.is_file()
+        got = read_image_file(out).pixels
+        want = _alone(root / "in" / name, root / ("k3.npy" if i % 4 < 2 else "k5.npy"), 5.0 + i)
+        assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP, name
+    _, records, _ = read_ledger(root / "out" / ".pnpfast-ledger.rank0.jsonl")
+    assert sorted(r["key"] for r in records) == sorted(names)
+    assert all({"read", "solve", "write", "sha256"} <= r.keys() for r in records)
+    json.dumps(report.as_dict())  # JSON data
+    assert set(report.seconds) == {"read", "solve", "write", "total"}
+    assert report.peak_memory_bytes > 0 and report.versions["torch"] == torch.__version__
+
+
+def test_rerun_skips_everything_other_noise_is_refused_and_overwrite_redoes(tree, monkeypatch):
+    root, _ = tree
+    _run(root, _config(noise=7.65))
+    calls = CountingSolve(monkeypatch)
+    again = _run(root, _config(noise=7.65))
+    assert (again.done, again.skipped, calls.shapes) == (0, 12, [])
+    with pytest.raises(SettingsMismatchError, match=r"noise: 7\.65 before, 10\.0 now"):
+        _run(root, _config(noise=10.0))
+    assert calls.shapes == []
+    redo = _run(root, _config(noise=10.0, overwrite=True))
+    assert (redo.done, redo.skipped) == (12, 0) and len(calls.shapes) == 6
+
+
+def test_16_bit_and_alpha_are_kept(tmp_path):
+    (tmp_path / "in").mkdir()
+    x16 = (torch.randint(0, 65536, (1, 1, 16, 18)).double() / 65535).float()
+    rgb = _image(3, 17, 16, 1)
+    alpha = (torch.randint(0, 256, (1, 1, 17, 16)).double() / 255).float()
+    write_image_file(tmp_path / "in" / "deep.png", x16, bit_depth=16)
+    write_image_file(tmp_path / "in" / "rgba.png", rgb, alpha=alpha)
+    report = restore(
+        tmp_path / "in", tmp_path / "out", _config(task="denoise", noise=10.0, batch_size=2)
+    )
+    assert report.done == 2
+    deep = read_image_file(tmp_path / "out" / "deep.png")
+    assert deep.bit_depth == 16 and deep.alpha is None
+    want = pnpfast.solvers.solve(
+        read_image_file(tmp_path / "in" / "deep.png").pixels,
+        Identity(),
+        GaussianSmoothing(),
+        sigma=10 / 255,
+        max_iter=2,
+    ).x
+    assert (deep.pixels - want.clamp(0, 1)).abs().max() <= 0.5 / 65535 + 1e-6
+    rgba = read_image_file(tmp_path / "out" / "rgba.png")
+    assert rgba.bit_depth == 8
+    assert torch.equal(rgba.alpha, read_image_file(tmp_path / "in" / "rgba.png").alpha)
+
+
+def test_corrupt_file_is_reported_failed_and_the_rest_done(tree):
+    root, _ = tree
+    (root / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    report = restore(
+        [root / "in"], root / "out", _config(operator=f"blur:{root / 'k3.npy'}", noise=7.65)
+    )
+    assert report.done == 12
+    assert [f["key"] for f in report.failed] == ["broken.png"]
+    assert "broken.png" in report.failed[0]["reason"]
+    assert not (root / "out" / "broken.png").exists()
+    merged = merge([root / "out" / ".pnpfast-ledger.rank0.jsonl"])
+    assert merged["done"] == 12 and merged["failures"][0]["key"] == "broken.png"
+
+
+class OOMAbove(GaussianSmoothing):
+    """Gaussian smoothing that raises the CUDA out-of-memory error for batches above ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x, sigma):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().forward(x, sigma)
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_outputs_of_batch_1(tree, monkeypatch):
+    root, names = tree
+    spec = f"blur:{root / 'k3.npy'}"
+    one = restore([root / "in"], root / "one", _config(operator=spec, noise=9.0, batch_size=1))
+    calls = CountingSolve(monkeypatch)
+    report = restore(
+        [root / "in"],
+        root / "oom",
+        _config(operator=spec, noise=9.0, batch_size=4, denoiser=OOMAbove(2)),
+    )
+    assert one.done == report.done == 12 and report.failed == []
+    # each size's 4 images: one call of 4 (OOM), then two of 2, then the next batches of 2
+    assert max(s[0] for s in calls.shapes) == 4 and calls.shapes.count((4, 3, 16, 16)) == 1
+    for name in names:
+        a = read_image_file(root / "one" / name).pixels
+        b = read_image_file(root / "oom" / name).pixels
+        assert (a - b).abs().max() <= 1 / 255 + 1e-6, name  # a rounding flip at most
+
+
+def _ledger_keys(path):
+    return [r["key"] for r in read_ledger(path)[1] if r["type"] == "done"]
+
+
+def test_keyboard_interrupt_after_the_first_batch_then_rerun_completes(tree):
+    root, names = tree
+
+    def stop(done, total, elapsed):
+        raise KeyboardInterrupt
+
+    report = _run(root, _config(), progress=stop)
+    assert report.interrupted and report.done == 2
+    ledger = root / "out" / ".pnpfast-ledger.rank0.jsonl"
+    first = _ledger_keys(ledger)
+    assert len(first) == 2 and all((root / "out" / k).is_file() for k in first)
+    assert sum(1 for p in (root / "out").rglob("*.png")) == 2
+    rest = _run(root, _config())
+    assert (rest.done, rest.skipped, rest.interrupted) == (10, 2, False)
+    keys = _ledger_keys(ledger)
+    assert sorted(keys) == sorted(names) and len(keys) == 12  # no duplicate
+
+
+def test_keyboard_interrupt_inside_a_batch_loses_only_that_batch(tree):
+    root, _ = tree
+
+    class Interrupting(GaussianSmoothing):
+        calls = 0
+
+        def forward(self, x, sigma):
+            Interrupting.calls += 1
+            if Interrupting.calls > 3:  # max_iter 2: the second batch's second call
+                raise KeyboardInterrupt
+            return super().forward(x, sigma)
+
+    report = _run(root, _config(denoiser=Interrupting()))
+    assert report.interrupted and report.done == 2
+    assert len(_ledger_keys(root / "out" / ".pnpfast-ledger.rank0.jsonl")) == 2
+
+
+def test_sigint_stops_after_the_current_batch(tree):
+    root, _ = tree
+    seen = []
+
+    def send(done, total, elapsed):
+        seen.append(done)
+        if len(seen) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    report = _run(root, _config(), progress=send)
+    assert report.interrupted and report.done == 2 and seen == [2]
+
+
+def test_two_ranks_restore_every_image_exactly_once(tree):
+    root, names = tree
+    reports = [_run(root, _config(), rank=r, world_size=2) for r in (0, 1)]
+    assert [r.done for r in reports] == [6, 6]
+    merged = merge([root / "out" / f".pnpfast-ledger.rank{r}.jsonl" for r in (0, 1)])
+    assert merged["done"] == 12 and merged["duplicates"] == [] and merged["failed"] == 0
+    assert sorted(
+        p.relative_to(root / "out").as_posix() for p in (root / "out").rglob("*.png")
+    ) == (sorted(names))
+
+
+def test_super_resolution_upsamples_alpha_by_replication(tmp_path):
+    (tmp_path / "in").mkdir()
+    y = _image(3, 8, 10, 3)
+    alpha = (torch.randint(0, 256, (1, 1, 8, 10)).double() / 255).float()
+    write_image_file(tmp_path / "in" / "a.png", y, alpha=alpha)
+    config = _config(task="sr", operator="sr:bicubic:x2", noise=2.55)
+    assert restore(tmp_path / "in", tmp_path / "out", config).done == 1
+    out = read_image_file(tmp_path / "out" / "a.png")
+    assert out.pixels.shape == (1, 3, 16, 20)
+    a = read_image_file(tmp_path / "in" / "a.png").alpha
+    assert torch.equal(out.alpha, a.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    want = pnpfast.solvers.solve(
+        read_image_file(tmp_path / "in" / "a.png").pixels,
+        SuperResolution.bicubic(2),
+        GaussianSmoothing(),
+        sigma=2.55 / 255,
+        max_iter=2,
+    ).x
+    assert (out.pixels - want.clamp(0, 1)).abs().max() <= HALF_STEP
+
+
+def test_inpainting_with_a_mask_file(tmp_path):
+    (tmp_path / "in").mkdir()
+    x = _image(1, 16, 16, 4)
+    write_image_file(tmp_path / "in" / "g.png", x)
+    mask = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(5)) > 0.3).float()
+    write_image_file(tmp_path / "mask.png", mask)
+    config = _config(task="inpainting", mask=tmp_path / "mask.png", noise=5.0)
+    assert restore(tmp_path / "in", tmp_path / "out", config).done == 1
+    y = read_image_file(tmp_path / "in" / "g.png").pixels * mask
+    want = pnpfast.solvers.solve(
+        y, Inpainting(mask.bool()), GaussianSmoothing(), sigma=5 / 255, max_iter=2
+    ).x
+    got = read_image_file(tmp_path / "out" / "g.png").pixels
+    assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP
+
+
+def test_mask_of_another_size_fails_that_image_only(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_image_file(tmp_path / "in" / "a.png", _image(1, 16, 16, 0))
+    write_image_file(tmp_path / "in" / "b.png", _image(1, 12, 16, 0))
+    write_image_file(tmp_path / "mask.png", torch.ones(1, 1, 16, 16))
+    config = _config(task="inpainting", mask=tmp_path / "mask.png", noise=5.0)
+    report = restore(tmp_path / "in", tmp_path / "out", config)
+    assert report.done == 1 and [f["key"] for f in report.failed] == ["b.png"]
+    assert "mask" in report.failed[0]["reason"]
+
+
+def test_no_noise_anywhere_fails_each_image_naming_noise(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_image_file(tmp_path / "in" / "a.png", _image(1, 16, 16, 0))
+    report = restore(tmp_path / "in", tmp_path / "out", _config(task="denoise"))
+    assert report.done == 0 and "noise" in report.failed[0]["reason"]
