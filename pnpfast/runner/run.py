@@ -532,8 +532,14 @@ def restore(
     world_size = _validate.integer("world_size", world_size, 1)
     rank = _validate.integer("rank", rank, 0, world_size - 1, hint=f"(world_size is {world_size})")
     device = config.device
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} was asked for but CUDA is not available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} was asked for but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
+                "devices"
+            )
     items = worklist.collect(
         _inputs_arg(inputs), output_dir, manifest=manifest, extension=config.extension
     )
