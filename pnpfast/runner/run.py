@@ -488,6 +488,117 @@ def _inputs_arg(inputs):
     return inputs
 
 
+def _done_elsewhere(folder: Path, mine: Path, fingerprint: str) -> set[str]:
+    """Keys done in the other ranks' ledgers of this run (same fingerprint) whose output is
+    intact: a rerun with another world size does not redo them."""
+    keys: set[str] = set()
+    for path in sorted(folder.glob(LEDGER_NAME.format(rank="*"))):
+        if path == mine:
+            continue
+        header, records, _ = _ledger.read_ledger(path)
+        if header is None or header.get("fingerprint") != fingerprint:
+            continue
+        last: dict[str, dict] = {}
+        for r in records:
+            last[r["key"]] = r
+        for key, r in last.items():
+            out = Path(r.get("output", ""))
+            out = out if out.is_absolute() else folder / out
+            if r["type"] == "done" and out.is_file() and out.stat().st_size == r.get("bytes"):
+                keys.add(key)
+    return keys
+
+
+def _batch_key(e: _Entry) -> tuple:
+    """Images with equal keys stack into one batch: size, method, parameters, operator shape."""
+    return (tuple(e.image.pixels.shape[1:]), e.method, tuple(sorted(e.params.items())), e.op_key)
+
+
+class _Runner:
+    """The state of one restore call: the ledger, the report, the timings, the batch size
+    (halved for the rest of the run after an out-of-memory error)."""
+
+    def __init__(self, config, book, report, progress, start):
+        self.config = config
+        self.book = book
+        self.report = report
+        self.progress = progress
+        self.start = start
+        self.res = _Resources(config, config.device)
+        self.seconds = {"read": 0.0, "solve": 0.0, "write": 0.0}
+        self.batch_size = config.batch_size
+        self.finished = report.skipped
+        self._shown = self.finished
+
+    def fail(self, item: worklist.WorkItem, reason: str) -> None:
+        self.book.fail(item.key, reason)
+        self.report.failed.append({"key": item.key, "reason": reason})
+        self.finished += 1
+
+    def tick(self) -> None:
+        """Call progress when something finished since the last call."""
+        if self.progress is not None and self.finished != self._shown:
+            self._shown = self.finished
+            self.progress(self.finished, self.report.total, time.perf_counter() - self.start)
+
+    def read(self, items: list[worklist.WorkItem]) -> list[_Entry]:
+        from pnpfast.io import ImageReadError, read_image_file
+
+        entries = []
+        for item in items:
+            t0 = time.perf_counter()
+            try:
+                f = read_image_file(item.source)
+                sigma, method, params, op_key, op_data = _plan(self.config, item, self.res)
+                if self.config.task == "inpainting" and op_data.shape[-2:] != f.pixels.shape[-2:]:
+                    raise ValueError(
+                        f"the mask is {tuple(op_data.shape[-2:])} but the image is "
+                        f"{tuple(f.pixels.shape[-2:])}"
+                    )
+            except (ImageReadError, ValueError, TypeError, OSError) as exc:
+                self.fail(item, _one_line(exc))
+                continue
+            dt = time.perf_counter() - t0
+            self.seconds["read"] += dt
+            entries.append(_Entry(item, f, sigma, method, params, op_key, op_data, dt))
+        return entries
+
+    def _shrink(self, n: int) -> None:
+        self.batch_size = max(1, min(self.batch_size, n // 2))
+
+    def run(self, chunk: list[_Entry]) -> None:
+        """Solve one batch (halving it on out-of-memory), write and record each output."""
+        t0 = time.perf_counter()
+        try:
+            xs = tiles.run_halving(
+                lambda es: _solve_batch(self.config, self.res, es), chunk, on_split=self._shrink
+            )
+        except Exception as exc:  # this batch fails, the run goes on
+            for e in chunk:
+                self.fail(e.item, _one_line(exc))
+            return
+        solve_s = (time.perf_counter() - t0) / len(chunk)
+        self.seconds["solve"] += solve_s * len(chunk)
+        for e, x in zip(chunk, xs, strict=True):
+            t0 = time.perf_counter()
+            try:
+                _write(self.config, e, x)
+            except (ValueError, TypeError, OSError) as exc:
+                self.fail(e.item, _one_line(exc))
+                continue
+            write_s = time.perf_counter() - t0
+            self.seconds["write"] += write_s
+            self.book.record(
+                e.item.key,
+                e.item.output,
+                read=round(e.read_s, 6),
+                solve=round(solve_s, 6),
+                write=round(write_s, 6),
+            )
+            self.report.done += 1
+            self.finished += 1
+
+
 def restore(
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
@@ -521,8 +632,6 @@ def restore(
             a device that is not available.
         FileNotFoundError: a missing input or manifest.
     """
-    from pnpfast.io import ImageReadError, read_image_file
-
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a pnpfast.runner.run.RunConfig, not {_kind(config)}")
     if progress is not None and not callable(progress):
@@ -560,98 +669,32 @@ def restore(
         world_size=world_size,
         ledger=str(ledger_path),
     )
-    seconds = {"read": 0.0, "solve": 0.0, "write": 0.0}
-    todo = [it for it in mine if it.key not in book.done]
+    done = set(book.done)
+    if not config.overwrite:
+        done |= _done_elsewhere(out_dir, ledger_path, book.fingerprint)
+    todo = [it for it in mine if it.key not in done]
     report.skipped = len(mine) - len(todo)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    res = _Resources(config, device)
     start = time.perf_counter()
-    finished = report.skipped
-    batch_size = config.batch_size
-    window = max(4 * batch_size, 32)
-
-    def fail(item: worklist.WorkItem, reason: str) -> None:
-        book.fail(item.key, reason)
-        report.failed.append({"key": item.key, "reason": reason})
-
-    def shrink(n: int) -> None:
-        nonlocal batch_size
-        batch_size = max(1, min(batch_size, n // 2))
-
+    runner = _Runner(config, book, report, progress, start)
     with _Stop() as stop:
         try:
+            window = max(4 * config.batch_size, 32)
             for w0 in range(0, len(todo), window):
-                entries = []
-                for item in todo[w0 : w0 + window]:
-                    t0 = time.perf_counter()
-                    try:
-                        f = read_image_file(item.source)
-                        sigma, method, params, op_key, op_data = _plan(config, item, res)
-                    except (ImageReadError, ValueError, TypeError, OSError) as exc:
-                        fail(item, _one_line(exc))
-                        finished += 1
-                        continue
-                    dt = time.perf_counter() - t0
-                    seconds["read"] += dt
-                    if config.task == "inpainting" and tuple(op_data.shape[-2:]) != tuple(
-                        f.pixels.shape[-2:]
-                    ):
-                        fail(
-                            item,
-                            f"ValueError: the mask is {tuple(op_data.shape[-2:])} but the image "
-                            f"is {tuple(f.pixels.shape[-2:])}",
-                        )
-                        finished += 1
-                        continue
-                    entries.append(_Entry(item, f, sigma, method, params, op_key, op_data, dt))
-
-                def key(e: _Entry) -> tuple:
-                    return (
-                        tuple(e.image.pixels.shape[1:]),
-                        e.method,
-                        tuple(sorted(e.params.items())),
-                        e.op_key,
-                    )
-
-                for batch in tiles.group(entries, key):
-                    for b0 in range(0, len(batch), batch_size):
-                        chunk = batch[b0 : b0 + batch_size]
-                        t0 = time.perf_counter()
-                        try:
-                            xs = tiles.run_halving(
-                                lambda es: _solve_batch(config, res, es), chunk, on_split=shrink
-                            )
-                        except Exception as exc:  # this batch fails, the run goes on
-                            xs = None
-                            for e in chunk:
-                                fail(e.item, _one_line(exc))
-                        solve_s = (time.perf_counter() - t0) / len(chunk)
-                        seconds["solve"] += solve_s * len(chunk)
-                        for e, x in zip(chunk, xs or [], strict=xs is not None):
-                            t0 = time.perf_counter()
-                            try:
-                                _write(config, e, x)
-                            except (ValueError, TypeError, OSError) as exc:
-                                fail(e.item, _one_line(exc))
-                                continue
-                            write_s = time.perf_counter() - t0
-                            seconds["write"] += write_s
-                            book.record(
-                                e.item.key,
-                                e.item.output,
-                                read=round(e.read_s, 6),
-                                solve=round(solve_s, 6),
-                                write=round(write_s, 6),
-                            )
-                            report.done += 1
-                        finished += len(chunk)
-                        if progress is not None:
-                            progress(finished, report.total, time.perf_counter() - start)
+                entries = runner.read(todo[w0 : w0 + window])
+                runner.tick()
+                for batch in tiles.group(entries, _batch_key):
+                    while batch:
+                        n = runner.batch_size
+                        runner.run(batch[:n])
+                        batch = batch[n:]
+                        runner.tick()
                         if stop.asked:
                             raise KeyboardInterrupt
         except KeyboardInterrupt:
             report.interrupted = True
+    seconds = runner.seconds
     total = time.perf_counter() - start
     report.seconds = {**{k: round(v, 6) for k, v in seconds.items()}, "total": round(total, 6)}
     report.images_per_s = report.done / total if total > 0 and math.isfinite(total) else 0.0

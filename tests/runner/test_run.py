@@ -305,3 +305,72 @@ def test_no_noise_anywhere_fails_each_image_naming_noise(tmp_path):
     write_image_file(tmp_path / "in" / "a.png", _image(1, 16, 16, 0))
     report = restore(tmp_path / "in", tmp_path / "out", _config(task="denoise"))
     assert report.done == 0 and "noise" in report.failed[0]["reason"]
+
+
+def test_rerun_with_another_world_size_skips_what_any_rank_finished(tree, monkeypatch):
+    root, _ = tree
+    first = _run(root, _config(), rank=0, world_size=2)
+    calls = CountingSolve(monkeypatch)
+    whole = _run(root, _config())  # world size 1: rank 0's ledger already holds 6 of them
+    assert (first.done, whole.skipped, whole.done, sum(s[0] for s in calls.shapes)) == (6, 6, 6, 6)
+    late = _run(root, _config(), rank=1, world_size=2)  # its share was done by the rerun
+    assert (late.done, late.skipped) == (0, 6)
+
+
+class Mean3(GaussianSmoothing):
+    """(1 - 10 sigma) x + 10 sigma mean3x3(x), replicate padding: each output pixel depends on
+    inputs within 1 pixel, so tiles with a margin of 1 give exactly the untiled result."""
+
+    widths: list[int]
+
+    def forward(self, x, sigma):
+        self.widths = [*getattr(self, "widths", []), x.shape[-1]]
+        a = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1) * 10
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        return (1 - a) * x + a * torch.nn.functional.avg_pool2d(padded, 3, stride=1)
+
+
+def test_tiled_denoiser_gives_the_untiled_outputs_for_a_local_denoiser(tree):
+    root, names = tree
+    spec = f"blur:{root / 'k3.npy'}"
+    whole = restore(
+        [root / "in"], root / "whole", _config(operator=spec, noise=5.0, denoiser=Mean3())
+    )
+    local = Mean3()
+    tiled = restore(
+        [root / "in"],
+        root / "tiled",
+        _config(operator=spec, noise=5.0, denoiser=local, tile=8, overlap=4),
+    )
+    assert max(local.widths) == 8  # the denoiser saw tiles only
+    assert whole.done == tiled.done == 12
+    for name in names:  # 16..24 pixels in tiles of 8: several tiles per image
+        a = read_image_file(root / "whole" / name).pixels
+        b = read_image_file(root / "tiled" / name).pixels
+        assert (a - b).abs().max() <= 1 / 255 + 1e-6, name
+
+
+def test_progress_is_called_when_only_reads_failed(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    seen = []
+    report = restore(
+        tmp_path / "in",
+        tmp_path / "out",
+        _config(task="denoise", noise=5.0),
+        progress=lambda *a: seen.append(a[:2]),
+    )
+    assert report.done == 0 and len(report.failed) == 1 and seen == [(1, 1)]
+
+
+def test_default_denoiser_is_the_methods_shipped_one(tmp_path):
+    from pnpfast.denoisers import load
+
+    (tmp_path / "in").mkdir()
+    write_image_file(tmp_path / "in" / "a.png", _image(3, 16, 16, 7))
+    config = RunConfig("denoise", noise=15.0, max_iter=1)
+    assert restore(tmp_path / "in", tmp_path / "out", config).done == 1
+    y = read_image_file(tmp_path / "in" / "a.png").pixels
+    want = pnpfast.solvers.solve(y, Identity(), load(), sigma=15 / 255, max_iter=1).x
+    got = read_image_file(tmp_path / "out" / "a.png").pixels
+    assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP
