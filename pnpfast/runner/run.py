@@ -63,6 +63,7 @@ __all__ = ["TASKS", "RunConfig", "RunReport", "restore"]
 TASKS = ("deblur", "sr", "inpainting", "denoise")
 _SPEC_NAME = {"deblur": "blur", "sr": "sr"}
 LEDGER_NAME = ".pnpfast-ledger.rank{rank}.jsonl"
+_SAMPLER = "implicit-prior"
 
 PathLike = str | os.PathLike
 
@@ -393,9 +394,11 @@ def _plan(config: RunConfig, item: worklist.WorkItem, res: _Resources):
     """(sigma, method, params, op_key, op_data) of one image; its shape is added after reading."""
     s = item.settings
     noise = s.noise if s.noise is not None else config.noise
-    if noise is None:
-        raise ValueError("no noise level: give noise (0..255) or a manifest noise")
     method = s.method or config.method
+    if noise is None:
+        if method != _SAMPLER:
+            raise ValueError("no noise level: give noise (0..255) or a manifest noise")
+        noise = 0.0  # the sampler conditions on noiseless measurements: it takes no sigma
     params = dict(s.params) if s.method not in (None, config.method) else dict(config.params)
     if s.method in (None, config.method):
         params.update(s.params_dict())
@@ -441,7 +444,10 @@ def _solve_batch(config: RunConfig, res: _Resources, entries: list[_Entry]) -> l
     if method != solvers.SAMPLER:
         kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
     result = solvers.solve(y, op, res.denoiser(method), method, **kwargs)
-    x = result.x.detach().to("cpu", torch.float32)
+    x = result.x if result.mean is None else result.mean
+    if x.shape[0] != len(entries):  # the sampler's realisations, measurement-major: the first
+        x = x[:: x.shape[0] // len(entries)]
+    x = x.detach().to("cpu", torch.float32)
     return [x[i : i + 1] for i in range(len(entries))]
 
 

@@ -374,3 +374,33 @@ def test_default_denoiser_is_the_methods_shipped_one(tmp_path):
     want = pnpfast.solvers.solve(y, Identity(), load(), sigma=15 / 255, max_iter=1).x
     got = read_image_file(tmp_path / "out" / "a.png").pixels
     assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP
+
+
+def test_implicit_prior_sampler_inpainting_needs_no_noise(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_image_file(tmp_path / "in" / "g.png", _image(1, 16, 16, 8))
+    mask = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(9)) > 0.5).float()
+    write_image_file(tmp_path / "mask.png", mask)
+    p = {"seed": 3, "realisations": 2, "average": True}
+    config = _config(task="inpainting", mask=tmp_path / "mask.png", method="implicit-prior",
+                     params=p, max_iter=3)  # fmt: skip
+    report = restore(tmp_path / "in", tmp_path / "out", config)
+    assert report.done == 1, report.failed
+    y = read_image_file(tmp_path / "in" / "g.png").pixels * mask
+    want = pnpfast.solvers.solve(
+        y, Inpainting(mask.bool()), GaussianSmoothing(), "implicit-prior", max_iter=3, **p
+    ).mean
+    got = read_image_file(tmp_path / "out" / "g.png").pixels
+    assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP
+
+
+def test_output_format_without_alpha_fails_that_image_with_the_reason(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_image_file(
+        tmp_path / "in" / "a.png", _image(3, 16, 16, 0), alpha=torch.ones(1, 1, 16, 16)
+    )
+    write_image_file(tmp_path / "in" / "b.png", _image(3, 16, 16, 1))
+    config = _config(task="denoise", noise=5.0, extension="jpg")
+    report = restore(tmp_path / "in", tmp_path / "out", config)
+    assert report.done == 1 and (tmp_path / "out" / "b.jpg").is_file()
+    assert [f["key"] for f in report.failed] == ["a.png"] and "alpha" in report.failed[0]["reason"]
