@@ -32,11 +32,23 @@ The operator per task, each image with its own parameters:
   >= 0.5 = observed), the manifest ``mask`` else ``config.mask``; y is the image times its mask.
 * ``denoise``: ``Identity``.
 
-A bad input (unreadable file, mask of another size, a kernel that cannot be read, a batch whose
-solve raises anything but out-of-memory) is recorded as failed with its reason and the run goes
-on. A KeyboardInterrupt (or SIGINT) stops the run after the current batch (a SIGINT) or at once,
-losing only the batch in flight (a KeyboardInterrupt raised inside the solve or the progress
-callback); the ledger holds every finished image and the report says ``interrupted``.
+* the sampler (method "implicit-prior") takes no noise level: y is a noiseless measurement;
+  the output is the mean of its realisations with ``params={"average": True}``, else the first.
+
+Resuming: the ledger's settings are ``RunConfig.settings()`` (with the sha256 of the operator's
+kernel file, the mask file and the manifest), so an edited kernel is a new run too. Besides its
+own ledger, a rank skips what the other ranks' ledgers of the same settings finished (intact
+outputs), so a rerun with another world size redoes nothing.
+
+Failures: an unreadable file, a mask of another size, a kernel that cannot be read, a batch
+whose solve raises anything but out-of-memory, an output format that cannot hold the image's
+bit depth or alpha (``extension="jpg"`` for an RGBA PNG: choose png or tif, or drop alpha
+first) are recorded as failed with the reason, and the run goes on.
+
+Stopping: during ``restore`` (in the main thread) a first SIGINT asks to stop after the current
+batch, a second one interrupts at once. A KeyboardInterrupt raised inside a solve or by the
+progress callback stops at once, losing only the batch in flight. Either way the ledger holds
+every finished image and the report says ``interrupted``.
 """
 
 import dataclasses
@@ -54,7 +66,7 @@ from pathlib import Path
 import torch
 
 from pnpfast import _validate
-from pnpfast.operators.spec import OperatorSpec
+from pnpfast.operators.spec import NAMED_KERNELS, OperatorSpec
 from pnpfast.runner import ledger as _ledger
 from pnpfast.runner import tiles, worklist
 
@@ -158,6 +170,8 @@ class RunConfig:
                     f"operator {self.operator!r} is a {spec.name} operator; task {self.task!r} "
                     f"takes '{_SPEC_NAME[self.task]}:...'"
                 )
+            if spec.kernel not in NAMED_KERNELS:  # absolute: the same file from any folder
+                spec = dataclasses.replace(spec, kernel=os.path.abspath(spec.kernel))
             self._spec = spec
         self.mask = _optional_path("mask", self.mask)
         if self.mask is not None and self.task != "inpainting":
@@ -231,6 +245,11 @@ class RunConfig:
             "extension": self.extension,
             "bit_depth": self.bit_depth,
         }
+        # the files' contents too: an edited kernel or mask under the same name is a new run
+        files = {"operator": None if self._spec is None else self._spec.kernel, "mask": self.mask}
+        for name, path in files.items():
+            if path is not None and os.path.isfile(path):
+                out[f"{name}_sha256"] = _ledger.file_sha256(path)
         return out
 
 
@@ -416,14 +435,15 @@ def _plan(config: RunConfig, item: worklist.WorkItem, res: _Resources):
     return noise / 255.0, method, params, ("identity",), None
 
 
-def _operator(task: str, entries: list[_Entry], device: torch.device):
+def _operator(task: str, entries: list[_Entry], res: _Resources):
     from pnpfast.operators import Blur, Identity, Inpainting, SuperResolution
 
+    device = res.device
     if task == "deblur":
         return Blur(torch.stack([e.op_data for e in entries]).to(device))
     if task == "sr":
         spec = entries[0].op_data
-        return SuperResolution(spec.kernel_tensor().to(torch.float32).to(device), spec.factor)
+        return SuperResolution(res.kernel(spec).to(device), spec.factor)
     if task == "inpainting":
         return Inpainting(torch.cat([e.op_data for e in entries]).to(device))
     return Identity()
@@ -434,7 +454,7 @@ def _solve_batch(config: RunConfig, res: _Resources, entries: list[_Entry]) -> l
 
     device = config.device
     y = torch.cat([e.image.pixels for e in entries]).to(device)
-    op = _operator(config.task, entries, device)
+    op = _operator(config.task, entries, res)
     if config.task == "inpainting":
         y = y * torch.cat([e.op_data for e in entries]).to(device, y.dtype)
     method = entries[0].method
@@ -619,7 +639,7 @@ def restore(
 
     Args:
         inputs: files, folders, glob patterns, ``@list.txt`` (``worklist.collect``); may be
-            empty with a manifest.
+            None or empty with a manifest (its rows are the work list).
         output_dir: the output folder (created); outputs mirror the input tree; the ledger
             ``.pnpfast-ledger.rank{rank}.jsonl`` lies in it.
         config: a RunConfig.

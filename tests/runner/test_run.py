@@ -404,3 +404,12 @@ def test_output_format_without_alpha_fails_that_image_with_the_reason(tmp_path):
     report = restore(tmp_path / "in", tmp_path / "out", config)
     assert report.done == 1 and (tmp_path / "out" / "b.jpg").is_file()
     assert [f["key"] for f in report.failed] == ["a.png"] and "alpha" in report.failed[0]["reason"]
+
+
+def test_an_edited_kernel_file_is_another_run(tree):
+    root, _ = tree
+    config = _config(operator=f"blur:{root / 'k3.npy'}", noise=5.0)
+    assert restore([root / "in"], root / "out", config).done == 12
+    np.save(root / "k3.npy", np.full((3, 3), 1 / 9, np.float32))
+    with pytest.raises(SettingsMismatchError, match="operator_sha256"):
+        restore([root / "in"], root / "out", config)
