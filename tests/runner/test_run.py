@@ -413,3 +413,34 @@ def test_an_edited_kernel_file_is_another_run(tree):
     np.save(root / "k3.npy", np.full((3, 3), 1 / 9, np.float32))
     with pytest.raises(SettingsMismatchError, match="operator_sha256"):
         restore([root / "in"], root / "out", config)
+
+
+def test_manifest_alone_with_per_image_method_parameters_and_sr_factors(tmp_path):
+    """inputs None: the manifest's rows are the work list; each image its own lam and factor."""
+    (tmp_path / "in").mkdir()
+    rows = ["path,factor,noise,params.lam"]
+    for i, (factor, lam) in enumerate([(2, 0.1), (2, 0.3), (3, 0.1), (2, 0.1)]):
+        write_image_file(tmp_path / "in" / f"{i}.png", _image(3, 6, 6, i))
+        rows.append(f"in/{i}.png,{factor},{2 + i},{lam}")
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    calls = []
+    report = restore(
+        None,
+        tmp_path / "out",
+        _config(task="sr"),
+        manifest=tmp_path / "jobs.csv",
+        progress=lambda done, total, t: calls.append(done),
+    )
+    assert report.done == 4 and calls == [2, 3, 4]  # {0, 3} share factor 2 and lam 0.1
+    for i, (factor, lam) in enumerate([(2, 0.1), (2, 0.3), (3, 0.1), (2, 0.1)]):
+        got = read_image_file(tmp_path / "out" / "in" / f"{i}.png").pixels
+        want = pnpfast.solvers.solve(
+            read_image_file(tmp_path / "in" / f"{i}.png").pixels,
+            SuperResolution.bicubic(factor),
+            GaussianSmoothing(),
+            sigma=(2 + i) / 255,
+            max_iter=2,
+            lam=lam,
+        ).x
+        assert got.shape == (1, 3, 6 * factor, 6 * factor)
+        assert (got - want.clamp(0, 1)).abs().max() <= HALF_STEP, i
