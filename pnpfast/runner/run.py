@@ -259,7 +259,10 @@ class RunReport:
 
     ``done``: images restored now; ``skipped``: images the ledger had as done; ``failed``:
     [{"key", "reason"}]; ``total``: this rank's images; ``images_per_s``: done / wall seconds;
-    ``seconds``: {"read", "solve", "write", "total"}; ``peak_memory_bytes``: CUDA's
+    ``seconds``: {"read", "solve", "denoiser", "data", "write", "total"}: reading
+    images (and kernels, masks), the solve calls, the denoiser's share of them (not measured
+    for the gradient-step methods: 0), ``data`` = solve - denoiser (the data steps and the
+    batch's set-up), writing outputs with their ledger lines, and the wall time; ``peak_memory_bytes``: CUDA's
     max_memory_allocated on a CUDA device, else the process's peak resident size (getrusage);
     ``interrupted``: stopped by a KeyboardInterrupt / SIGINT before the end.
     """
@@ -449,7 +452,43 @@ def _operator(task: str, entries: list[_Entry], res: _Resources):
     return Identity()
 
 
-def _solve_batch(config: RunConfig, res: _Resources, entries: list[_Entry]) -> list:
+class _Timed:
+    """A denoiser that adds up the time of its calls: perf_counter on the CPU, CUDA events on a
+    GPU (read once, after the batch has synchronised), so the loop gains no device sync.
+    Attributes are the wrapped denoiser's (the engine's checks see it unchanged)."""
+
+    def __init__(self, inner: Callable, device: torch.device):
+        self._inner = inner
+        self._cuda = device.type == "cuda"
+        self._events: list = []
+        self.seconds = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, x, sigma):
+        if self._cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = self._inner(x, sigma)
+            end.record()
+            self._events.append((start, end))
+            return out
+        t0 = time.perf_counter()
+        out = self._inner(x, sigma)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def total(self) -> float:
+        """The seconds spent in the denoiser (synchronises with the device's events)."""
+        self.seconds += sum(a.elapsed_time(b) for a, b in self._events) / 1000.0
+        self._events = []
+        return self.seconds
+
+
+def _solve_batch(
+    config: RunConfig, res: _Resources, entries: list[_Entry], timers: list | None = None
+) -> list:
     import pnpfast.solvers as solvers
 
     device = config.device
@@ -463,7 +502,11 @@ def _solve_batch(config: RunConfig, res: _Resources, entries: list[_Entry]) -> l
         kwargs["max_iter"] = config.max_iter
     if method != solvers.SAMPLER:
         kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
-    result = solvers.solve(y, op, res.denoiser(method), method, **kwargs)
+    denoiser = res.denoiser(method)
+    if timers is not None and not hasattr(denoiser, "potential_and_gradient"):
+        denoiser = _Timed(denoiser, device)  # the gradient-step methods need the real object
+        timers.append(denoiser)
+    result = solvers.solve(y, op, denoiser, method, **kwargs)
     x = result.x if result.mean is None else result.mean
     if x.shape[0] != len(entries):  # the sampler's realisations, measurement-major: the first
         x = x[:: x.shape[0] // len(entries)]
@@ -551,7 +594,7 @@ class _Runner:
         self.progress = progress
         self.start = start
         self.res = _Resources(config, config.device)
-        self.seconds = {"read": 0.0, "solve": 0.0, "write": 0.0}
+        self.seconds = {"read": 0.0, "solve": 0.0, "denoiser": 0.0, "write": 0.0}
         self.batch_size = config.batch_size
         self.finished = report.skipped
         self._shown = self.finished
@@ -595,9 +638,12 @@ class _Runner:
     def run(self, chunk: list[_Entry]) -> None:
         """Solve one batch (halving it on out-of-memory), write and record each output."""
         t0 = time.perf_counter()
+        timers: list[_Timed] = []
         try:
             xs = tiles.run_halving(
-                lambda es: _solve_batch(self.config, self.res, es), chunk, on_split=self._shrink
+                lambda es: _solve_batch(self.config, self.res, es, timers),
+                chunk,
+                on_split=self._shrink,
             )
         except Exception as exc:  # this batch fails, the run goes on
             for e in chunk:
@@ -605,6 +651,7 @@ class _Runner:
             return
         solve_s = (time.perf_counter() - t0) / len(chunk)
         self.seconds["solve"] += solve_s * len(chunk)
+        self.seconds["denoiser"] += sum(t.total() for t in timers)
         for e, x in zip(chunk, xs, strict=True):
             t0 = time.perf_counter()
             try:
@@ -720,7 +767,8 @@ def restore(
                             raise KeyboardInterrupt
         except KeyboardInterrupt:
             report.interrupted = True
-    seconds = runner.seconds
+    seconds = dict(runner.seconds)
+    seconds["data"] = max(0.0, seconds["solve"] - seconds["denoiser"])
     total = time.perf_counter() - start
     report.seconds = {**{k: round(v, 6) for k, v in seconds.items()}, "total": round(total, 6)}
     report.images_per_s = report.done / total if total > 0 and math.isfinite(total) else 0.0

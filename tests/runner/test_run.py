@@ -100,7 +100,8 @@ def test_deblur_folder_batches_by_size_and_each_output_equals_the_image_alone(tr
     assert sorted(r["key"] for r in records) == sorted(names)
     assert all({"read", "solve", "write", "sha256"} <= r.keys() for r in records)
     json.dumps(report.as_dict())  # JSON data
-    assert set(report.seconds) == {"read", "solve", "write", "total"}
+    assert set(report.seconds) == {"read", "solve", "denoiser", "data", "write", "total"}
+    assert 0 < report.seconds["denoiser"] < report.seconds["solve"]
     assert report.peak_memory_bytes > 0 and report.versions["torch"] == torch.__version__
 
 
