@@ -350,6 +350,8 @@ class _Resources:
         text = str(path)
         if text not in self._masks:
             m = read_image_file(path).pixels[:, :1] >= 0.5
+            if not bool(m.any()):  # refused here, or the whole batch would fail with it
+                raise ValueError(f"the mask {path} measures no pixel (all below 0.5)")
             self._masks[text] = m
         return self._masks[text]
 
@@ -692,8 +694,9 @@ def restore(
         config: a RunConfig.
         manifest: a CSV or JSONL file of per-image settings.
         rank, world_size: this process's share of the work list (``worklist.shard``).
-        progress: called after each batch as ``progress(finished, total, elapsed_seconds)``,
-            finished counting the skipped, done and failed images of this rank.
+        progress: called after each batch (and after images that failed to read) as
+            ``progress(finished, total, elapsed_seconds)``, finished counting the skipped,
+            done and failed images of this rank.
 
     Returns:
         A RunReport.
@@ -753,7 +756,9 @@ def restore(
     runner = _Runner(config, book, report, progress, start)
     with _Stop() as stop:
         try:
-            window = max(4 * config.batch_size, 32)
+            # images are read a window at a time: enough to fill batches of mixed sizes,
+            # few enough to hold in memory
+            window = max(2 * config.batch_size, 64)
             for w0 in range(0, len(todo), window):
                 entries = runner.read(todo[w0 : w0 + window])
                 runner.tick()

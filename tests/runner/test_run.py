@@ -498,3 +498,17 @@ def test_sigkill_mid_run_then_rerun_loses_nothing_and_duplicates_nothing(tree):
     # every recorded output is whole: its sha256 matches the ledger line
     header = read_ledger(ledger)[0]
     assert Ledger(ledger, header["settings"], verify=True).done == set(names)
+
+
+def test_an_empty_mask_fails_its_image_not_the_batch(tmp_path):
+    (tmp_path / "in").mkdir()
+    rows = ["path,mask"]
+    for i in range(2):
+        write_image_file(tmp_path / "in" / f"{i}.png", _image(1, 16, 16, i))
+        write_image_file(tmp_path / f"m{i}.png", torch.full((1, 1, 16, 16), float(i)))
+        rows.append(f"in/{i}.png,m{i}.png")
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    config = _config(task="inpainting", noise=5.0)
+    report = restore(None, tmp_path / "out", config, manifest=tmp_path / "jobs.csv")
+    assert report.done == 1 and [f["key"] for f in report.failed] == ["in/0.png"]
+    assert "measures no pixel" in report.failed[0]["reason"]
