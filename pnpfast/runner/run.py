@@ -706,7 +706,13 @@ def restore(
             ``ledger.SettingsMismatchError`` (a ValueError naming each differing setting) when
             the ledger was written with other settings and ``config.overwrite`` is False;
             a device that is not available.
-        FileNotFoundError: a missing input or manifest.
+        FileNotFoundError: a missing input, manifest, or file of ``config`` (the operator's
+            kernel, the mask, the weights; the field is named).
+        pnpfast.io.KernelReadError, pnpfast.io.ImageReadError (ValueErrors naming the file):
+            the run's kernel or mask cannot be read; and what ``pnpfast.denoisers.load``
+            raises for the run's denoiser. These are checked before the first image, and only
+            when there is work to do; a per-image kernel or mask of the manifest that cannot
+            be read fails its image only.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a pnpfast.runner.run.RunConfig, not {_kind(config)}")
@@ -725,6 +731,15 @@ def restore(
                 f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
                 "devices"
             )
+    spec = config._spec
+    files = {
+        "operator": spec.kernel if spec is not None and spec.kernel not in NAMED_KERNELS else None,
+        "mask": config.mask,
+        "weights": config.weights,
+    }
+    for name, path in files.items():
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"{name}: no such file {os.fspath(path)}")
     items = worklist.collect(
         _inputs_arg(inputs), output_dir, manifest=manifest, extension=config.extension
     )
@@ -754,6 +769,15 @@ def restore(
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     runner = _Runner(config, book, report, progress, start)
+    if todo:  # the run's own kernel, mask and denoiser: a bad one is an error, not N failures
+        if spec is not None:
+            runner.res.kernel(spec)
+        if config.mask is not None:
+            runner.res.mask(config.mask)
+        try:
+            runner.res.denoiser(config.method)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            raise type(exc)(f"denoiser: cannot load it: {exc}") from exc
     with _Stop() as stop:
         try:
             # images are read a window at a time: enough to fill batches of mixed sizes,

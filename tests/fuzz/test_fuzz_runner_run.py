@@ -14,7 +14,7 @@ from fuzz_cases import Bad, Good, check, params, scratch_folder
 
 import pnpfast.solvers
 from pnpfast.denoisers import GaussianSmoothing
-from pnpfast.io import read_image_file, write_image_file
+from pnpfast.io import KernelReadError, read_image_file, write_image_file
 from pnpfast.operators import Identity
 from pnpfast.runner.ledger import SettingsMismatchError
 from pnpfast.runner.run import RunConfig, restore
@@ -63,6 +63,18 @@ def alone(h: int, w: int, depth: int) -> torch.Tensor:
 
 def inside(root: Path):
     return restore(root / "in", root / "in" / "out", cfg())
+
+
+def corrupt_kernel():
+    root = one_image()
+    (root / "k.npy").write_bytes(b"not a kernel")
+    return run(root, config=cfg(task="deblur", operator=f"blur:{root / 'k.npy'}"))
+
+
+def empty_mask():
+    root = one_image()
+    write_image_file(root / "m.png", torch.zeros(1, 1, 8, 8))
+    return run(root, config=cfg(task="inpainting", mask=root / "m.png"))
 
 
 def mismatch():
@@ -156,6 +168,21 @@ CASES = [
         ValueError, "device cuda:99 was asked for but"),
     Bad(RS, "value", "ledger of other settings", mismatch, SettingsMismatchError,
         "noise: 10.0 before, 20.0 now"),
+    Bad(RS, "file", "operator kernel missing",
+        lambda: run(one_image(), config=cfg(task="deblur", operator="blur:nosuch.npy")),
+        FileNotFoundError, "operator: no such file .*nosuch.npy"),
+    Bad(RS, "file", "operator kernel corrupt", lambda: corrupt_kernel(), KernelReadError,
+        "cannot read kernel .*k.npy"),
+    Bad(RS, "file", "mask missing",
+        lambda: run(one_image(), config=cfg(task="inpainting", mask=folder() / "m.png")),
+        FileNotFoundError, "mask: no such file .*m.png"),
+    Bad(RS, "value", "mask measures nothing", lambda: empty_mask(), ValueError,
+        "the mask .*m.png measures no pixel"),
+    Bad(RS, "file", "weights missing",
+        lambda: run(one_image(), config=cfg(denoiser="dncnn", weights=folder() / "w.pth")),
+        FileNotFoundError, "weights: no such file .*w.pth"),
+    Bad(RS, "name", "denoiser unknown", lambda: run(one_image(), config=cfg(denoiser="nosuch")),
+        ValueError, "denoiser: cannot load it: name must be one of .* not 'nosuch'"),
     Good(RS, "size", "1x1 gray", lambda: restored(1, 1, 8), lambda: alone(1, 1, 8), 1e-6),
     Good(RS, "size", "8x8 gray 16-bit", lambda: restored(8, 8, 16), lambda: alone(8, 8, 16),
          1e-6),
