@@ -261,7 +261,7 @@ class RunReport:
     [{"key", "reason"}]; ``total``: this rank's images; ``images_per_s``: done / wall seconds;
     ``seconds``: {"read", "solve", "denoiser", "data", "write", "total"}: reading
     images (and kernels, masks), the solve calls, the denoiser's share of them (not measured
-    for the gradient-step methods: 0), ``data`` = solve - denoiser (the data steps and the
+    for gs-pnp, prox-pnp-* and pnp-reg: 0), ``data`` = solve - denoiser (the data steps and the
     batch's set-up), writing outputs with their ledger lines, and the wall time; ``peak_memory_bytes``: CUDA's
     max_memory_allocated on a CUDA device, else the process's peak resident size (getrusage);
     ``interrupted``: stopped by a KeyboardInterrupt / SIGINT before the end.
@@ -505,8 +505,10 @@ def _solve_batch(
     if method != solvers.SAMPLER:
         kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
     denoiser = res.denoiser(method)
-    if timers is not None and not hasattr(denoiser, "potential_and_gradient"):
-        denoiser = _Timed(denoiser, device)  # the gradient-step methods need the real object
+    # the provably convergent methods call the denoiser's potential: they get the real object
+    convergent = {m.name for m in solvers.convergent.METHODS}
+    if timers is not None and method not in convergent:
+        denoiser = _Timed(denoiser, device)
         timers.append(denoiser)
     result = solvers.solve(y, op, denoiser, method, **kwargs)
     x = result.x if result.mean is None else result.mean
