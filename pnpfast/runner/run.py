@@ -779,6 +779,8 @@ def restore(
         try:
             runner.res.denoiser(config.method)
         except (ValueError, TypeError, FileNotFoundError) as exc:
+            if type(exc) not in (ValueError, TypeError, FileNotFoundError):
+                raise  # the loaders' own errors name the denoiser already
             raise type(exc)(f"denoiser: cannot load it: {exc}") from exc
     with _Stop() as stop:
         try:
