@@ -9,7 +9,8 @@ Every public module is an attribute: the solver API (``denoisers``, ``operators`
 ``solvers``, ``metrics``, ``fidelity``, ``dispatch``, ``profiling``) is imported with the
 package; ``cli``, ``data``, ``diagnostics``, ``functional`` (plain-tensor steps for hand-written
 loops), ``interop`` (other PnP libraries), ``io``, ``kernels``, ``runner`` (production runs)
-and ``train`` on first use (module ``__getattr__``, PEP 562). Importing pnpfast, or touching any of these namespaces,
+and ``train`` on first use (module ``__getattr__``, PEP 562), and so is ``pnpfast.restore``
+(``pnpfast.runner.run.restore``). Importing pnpfast, or touching any of these namespaces,
 never imports triton and never touches CUDA: triton is imported by the modules inside
 ``pnpfast.kernels`` only, when the triton backend runs.
 """
@@ -56,6 +57,7 @@ __all__ = [
     "operators",
     "ops",
     "profiling",
+    "restore",
     "runner",
     "sample",
     "solve",
@@ -65,6 +67,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "restore":  # the production runner's entry point, imported on first use
+        return _importlib.import_module(f"{__name__}.runner.run").restore
     if name in _LAZY_SUBMODULES:
         # import_module binds the submodule as an attribute, so this runs once per name
         return _importlib.import_module(f"{__name__}.{name}")
@@ -72,4 +76,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY_SUBMODULES})
+    return sorted({*globals(), *_LAZY_SUBMODULES, "restore"})

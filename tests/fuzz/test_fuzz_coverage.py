@@ -33,6 +33,7 @@ MODULES = (
     "runner.worklist",
     "runner.ledger",
     "runner.tiles",
+    "runner.run",
 )
 # modules that import an optional library: covered where it imports (see the test below)
 OPTIONAL_MODULES = ("interop.deepinv",)
@@ -56,6 +57,7 @@ NOT_ENTRY_POINTS = {
     "pnpfast.train.Batch",
     "pnpfast.train.ConfigError",
     "pnpfast.train.TrainResult",
+    "pnpfast.runner.run.RunReport",
     "pnpfast.dispatch.BackendError",
     "pnpfast.dispatch.BackendStatus",
     "pnpfast.dispatch.FusedOp",  # the library's own op table, built at import
