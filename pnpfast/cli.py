@@ -1,22 +1,27 @@
-"""The ``pnpfast`` command line: ``demo``, ``deblur``, ``train``, ``export`` and ``backends``.
+"""The ``pnpfast`` command line: ``demo``, ``deblur``, ``restore``, ``train``, ``export`` and
+``backends``.
 
     pnpfast demo -o pnpfast-demo                 # a self-contained deblurring demo
+    pnpfast restore photos/ -o restored/ --operator blur:k.npy --noise 7.65 --batch 8
     pnpfast deblur a.png b.jpg --kernel k.mat --noise 7.65 -o restored/
     pnpfast deblur small.png --operator sr:bicubic:x2 --noise 2.55 -o upscaled/
     pnpfast train --recipe conditional-gray --train-dir BSD400 --val-dir Set12 --out runs/cg
     pnpfast export runs/cg/best.pt conditional-gray.pt --meta recipe=conditional-gray
     pnpfast backends                             # which fused-op backends run here, and why not
 
-Exit codes: 0 success; 1 some images of ``deblur`` failed (the others are written), the
-training loss of ``train`` diverged, or an unexpected error (one line on stderr, no traceback);
-2 bad arguments (including an unreadable kernel, an unknown
-denoiser, an unavailable device, an unusable training folder or a checkpoint in ``--out`` from
-another configuration).
+Exit codes: 0 success; 1 some images of ``deblur`` or ``restore`` failed (the others are
+written), the training loss of ``train`` diverged, or an unexpected error (one line on stderr, no
+traceback); 2 bad arguments (including an unreadable kernel, an unknown
+denoiser, an unavailable device, missing or offline public weights, an unusable training folder,
+a checkpoint in ``--out`` from another configuration, or a ``restore`` output folder holding a
+run with other settings); 130 ``restore`` stopped by Ctrl-C (after the current batch, with its
+report and ledger written).
 """
 
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import traceback
@@ -235,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         help="skip an input whose output file already exists",
     )
 
+    _add_restore_parser(sub)
     _add_train_parser(sub)
     export = sub.add_parser(
         "export",
@@ -572,6 +578,434 @@ def _deblur(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------
+# restore: the production runner (pnpfast.runner.run); the CLI only parses flags into it
+
+EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT
+REPORT_NAME = "restore-report.json"
+# the flag of each RunConfig field (and restore argument) an error message may start with
+_RESTORE_FLAG = {
+    "task": "--task",
+    "operator": "--operator",
+    "mask": "--mask",
+    "noise": "--noise",
+    "method": "--method",
+    "params": "--param",
+    "max_iter": "--max-iter",
+    "denoiser": "--denoiser",
+    "weights": "--weights",
+    "device": "--device",
+    "batch_size": "--batch",
+    "tile": "--tile",
+    "overlap": "--overlap",
+    "extension": "--ext",
+    "bit_depth": "--bit-depth",
+    "manifest": "--manifest",
+}
+
+
+def _param(text: str) -> tuple[str, object]:
+    """An argparse type: ``NAME=VALUE`` of a method parameter; VALUE a number, true/false or
+    text, as in a manifest's ``params.NAME`` column."""
+    from pnpfast.runner.worklist import _text_param
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as lam=0.2, got {text!r}")
+    return name.strip(), _text_param(value.strip())
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
+    from pnpfast.runner.run import TASKS
+
+    restore = sub.add_parser(
+        "restore",
+        help="restore many images (folders, globs, list files, a manifest) in batches, resumably",
+        description=(
+            "Restore every INPUT image (files, folders searched recursively, glob patterns, "
+            "@list.txt) into DIR, mirroring the input tree, in batches of images of one size. "
+            "The input is the measurement: blurred (deblur), low-resolution (sr), masked "
+            "(inpainting) or noisy (denoise), with Gaussian noise of --noise on the 0..255 "
+            "scale. Bit depth and alpha are kept unless --bit-depth says otherwise. Rerunning "
+            "the same command skips the images already done (DIR/.pnpfast-ledger.rank*.jsonl); "
+            "rerunning into DIR with other settings is refused unless --overwrite. A file that "
+            "cannot be read or restored is reported and the others still get done. Ctrl-C stops "
+            "after the current batch. Under torchrun the environment variables RANK and "
+            "WORLD_SIZE give this process its share of the images; torch.distributed is not "
+            "initialised yet (each rank writes its own ledger and report)."
+        ),
+        epilog="Exit codes: 0 every image done or skipped, 1 some images failed, 2 bad "
+        "arguments, settings that differ from the run in DIR, or unavailable weights, "
+        "130 stopped by Ctrl-C.",
+    )
+    restore.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="image files, folders, glob patterns or @list.txt (none with --manifest alone)",
+    )
+    restore.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="output folder"
+    )
+    model = restore.add_argument_group("the measurement")
+    model.add_argument(
+        "--task", default="deblur", choices=TASKS, help="what degraded the images (default: deblur)"
+    )
+    model.add_argument(
+        "--operator",
+        metavar="SPEC",
+        help="deblur: blur:K.npy (also .png, blur:K.mat:key=NAME:index=I); sr: sr:bicubic:x2, "
+        "sr:gaussian:x3:std=1.6, sr:K.npy:x4",
+    )
+    model.add_argument("--mask", metavar="FILE", help="inpainting: the mask image (>= 0.5 seen)")
+    model.add_argument(
+        "--noise",
+        type=_noise_level,
+        metavar="SIGMA255",
+        help="noise standard deviation on the 0..255 scale (7.65 = 3%%)",
+    )
+    model.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="a CSV or JSONL file of per-image settings (kernel, noise, mask, factor, "
+        "operator, method, params.NAME); its rows are the work list when no INPUT is given",
+    )
+    solver = restore.add_argument_group("the solver")
+    solver.add_argument("--method", default="hqs", help="PnP method (default: hqs)")
+    solver.add_argument(
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the method (e.g. lam=0.2); repeatable",
+    )
+    solver.add_argument(
+        "--max-iter",
+        type=_iterations,
+        metavar="N",
+        help="iterations (default: the method's own)",
+    )
+    solver.add_argument(
+        "--denoiser",
+        metavar="NAME",
+        help="a name for pnpfast.denoisers.load (default: the method's shipped denoiser)",
+    )
+    solver.add_argument("--weights", metavar="FILE", help="weight file for a network denoiser")
+    run = restore.add_argument_group("the run")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument(
+        "--batch", type=_positive_int, default=8, metavar="N", help="images per batch (default 8)"
+    )
+    run.add_argument(
+        "--tile",
+        type=_positive_int,
+        metavar="N",
+        help="run the denoiser on N x N tiles (images too large for memory)",
+    )
+    run.add_argument(
+        "--overlap", type=_non_negative_int, metavar="N", help="pixels tiles share (with --tile)"
+    )
+    run.add_argument(
+        "--ext", choices=("png", "tif"), help="output format (default: each input's own)"
+    )
+    run.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(8, 16),
+        help="output bit depth (default: each input's own)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo every image, even when done before or done with other settings",
+    )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help=f"the JSON report (default: DIR/{REPORT_NAME}; DIR/restore-report.rankR.json "
+        "under torchrun)",
+    )
+    run.add_argument(
+        "--progress-every",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="when stderr is not a terminal: a progress line at most every S seconds "
+        "(default 10; 0: after every batch)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar nor lines")
+
+
+def _rank_env() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's RANK and WORLD_SIZE (default 0 and 1)."""
+    import os
+
+    values = {}
+    for name, default, low in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1)):
+        text = os.environ.get(name, "").strip()
+        if not text:
+            values[name] = default
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            values[name] = low - 1
+        if values[name] < low:
+            raise ValueError(
+                f"the environment variable {name} must be an integer >= {low}, not {text!r}"
+            )
+    if values["RANK"] >= values["WORLD_SIZE"]:
+        raise ValueError(
+            f"the environment variable RANK must be below WORLD_SIZE ({values['WORLD_SIZE']}), "
+            f"not {values['RANK']}"
+        )
+    return values["RANK"], values["WORLD_SIZE"]
+
+
+def _flagged(exc: BaseException) -> str:
+    """The library's message, prefixed with the flag of the field it starts with."""
+    text = _one_line(exc)
+    field = re.split(r"[\s:]", text, maxsplit=1)[0]
+    flag = _RESTORE_FLAG.get(field)
+    return f"{flag}: {text}" if flag else text
+
+
+def _mismatch_message(exc, output: Path) -> str:
+    """Which settings differ from the run already in the output folder, by flag."""
+    from pnpfast.runner.ledger import _shown
+
+    parts = []
+    for name, (old, new) in exc.differences.items():
+        base = name.split(".")[0].removesuffix("_sha256")
+        flag = _RESTORE_FLAG.get(base)
+        label = f"{name} ({flag})" if flag else name
+        if name.endswith("_sha256"):
+            parts.append(f"{label}: the file's content changed")
+        else:
+            parts.append(f"{label}: {_shown(old)} before, {_shown(new)} now")
+    return (
+        f"{output} holds a run with other settings ({'; '.join(parts)}); add --overwrite to "
+        "redo every image with the new settings, or choose another -o"
+    )
+
+
+class _Progress:
+    """The runner's progress callback: a tqdm bar on a terminal, else a plain line at most
+    every ``every`` seconds (and at the end)."""
+
+    def __init__(self, every: float, enabled: bool):
+        self.every = every
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.last = -math.inf
+        self.first: tuple[int, float] | None = None
+
+    def __call__(self, finished: int, total: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=total, desc="restore", unit="image", file=sys.stderr)
+            self.bar.update(finished - self.bar.n)
+            return
+        if self.first is None:
+            self.first = (finished, elapsed)
+        if elapsed - self.last < self.every and finished < total:
+            return
+        self.last = elapsed
+        # the rate since the first call: images skipped from an earlier run are not counted
+        f0, t0 = self.first
+        rate = (finished - f0) / (elapsed - t0) if elapsed > t0 else finished / max(elapsed, 1e-9)
+        eta = f"{(total - finished) / rate:.0f} s" if rate > 0 else "?"
+        print(
+            f"{PROG} restore: {finished}/{total} images, {rate:.2f} images/s, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(report, report_path: Path) -> str:
+    """The end of a run on one screen."""
+    n_failed = len(report.failed)
+    lines = [
+        f"{PROG} restore: {report.total} images: {report.done} done, {report.skipped} skipped "
+        f"(done before), {n_failed} failed" + (" (interrupted)" if report.interrupted else "")
+    ]
+    shown = 10
+    for f in report.failed[:shown]:
+        lines.append(f"  failed: {f['key']}: {_one_line(f['reason'])}")
+    if n_failed > shown:
+        lines.append(f"  ... and {n_failed - shown} more failures in the report")
+    sec = report.seconds
+    lines.append(
+        f"speed: {report.images_per_s:.2f} images/s; time: read {sec.get('read', 0):.2f} s, "
+        f"solve {sec.get('solve', 0):.2f} s (denoiser {sec.get('denoiser', 0):.2f} s, "
+        f"data {sec.get('data', 0):.2f} s), write {sec.get('write', 0):.2f} s, "
+        f"total {sec.get('total', 0):.2f} s"
+    )
+    rank = f", rank {report.rank} of {report.world_size}" if report.world_size > 1 else ""
+    lines.append(
+        f"peak memory: {report.peak_memory_bytes / 2**20:.1f} MiB on {report.device}{rank}"
+    )
+    lines.append(f"report: {report_path}")
+    return "\n".join(lines)
+
+
+def _write_report(report, path: Path) -> None:
+    from pnpfast._atomic import atomic_open
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "w") as f:
+        json.dump(report.as_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _restore_needs(args: argparse.Namespace) -> str | None:
+    """What a run without a manifest lacks for its task, naming the flag; None when complete."""
+    from pnpfast.solvers import SAMPLER
+
+    if args.task == "deblur" and args.operator is None:
+        return "--operator: task deblur needs the blur kernel: --operator blur:K.npy"
+    if args.task == "sr" and args.operator is None:
+        return "--operator: task sr needs the operator: --operator sr:bicubic:x2 (or sr:K.npy:x4)"
+    if args.task == "inpainting" and args.mask is None:
+        return "--mask: task inpainting needs the mask image: --mask FILE"
+    if args.noise is None and args.method != SAMPLER:
+        return f"--noise: method {args.method} needs the noise level (0..255 scale, e.g. 7.65)"
+    return None
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pnpfast.denoisers.registry import WeightsUnavailableError
+    from pnpfast.runner.ledger import SettingsMismatchError
+    from pnpfast.runner.run import RunConfig, restore
+
+    if not args.inputs and args.manifest is None:
+        return _usage_error("restore", "give at least one INPUT, or --manifest")
+    try:
+        rank, world_size = _rank_env()
+    except ValueError as exc:
+        return _usage_error("restore", str(exc))
+    names = [name for name, _ in args.param]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        return _usage_error("restore", f"--param: {', '.join(twice)} given twice")
+    try:
+        config = RunConfig(
+            task=args.task,
+            operator=args.operator,
+            mask=args.mask,
+            noise=args.noise,
+            method=args.method,
+            params=dict(args.param),
+            max_iter=args.max_iter,
+            denoiser=args.denoiser,
+            weights=args.weights,
+            device=args.device,
+            batch_size=args.batch,
+            tile=args.tile,
+            overlap=args.overlap,
+            extension=args.ext,
+            bit_depth=args.bit_depth,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, TypeError) as exc:
+        return _usage_error("restore", _flagged(exc))
+    if args.manifest is None:  # else each image may bring its own
+        error = _restore_needs(args)
+        if error:
+            return _usage_error("restore", error)
+    if args.report is not None:
+        report_path = args.report
+    elif world_size > 1:
+        report_path = args.output / f"restore-report.rank{rank}.json"
+    else:
+        report_path = args.output / REPORT_NAME
+    error = _make_folder(args.output)
+    if error:
+        return _usage_error("restore", error)
+    progress = _Progress(args.progress_every, enabled=not args.no_progress)
+    try:
+        report = restore(
+            args.inputs,
+            args.output,
+            config,
+            manifest=args.manifest,
+            rank=rank,
+            world_size=world_size,
+            progress=progress,
+        )
+    except SettingsMismatchError as exc:
+        return _usage_error("restore", _mismatch_message(exc, args.output))
+    except KernelReadError as exc:  # the run's kernel, read before the first image
+        return _usage_error("restore", f"--operator: {exc}")
+    except ImageReadError as exc:  # the run's mask, read before the first image
+        return _usage_error("restore", f"--mask: {exc}")
+    except WeightsUnavailableError as exc:
+        return _usage_error("restore", f"--denoiser: {exc} (here: --weights FILE)")
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        return _usage_error("restore", _flagged(exc))
+    except KeyboardInterrupt:  # before the first batch: nothing was restored
+        print(f"{PROG} restore: interrupted before the first batch", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        progress.close()
+    try:
+        _write_report(report, report_path)
+    except OSError as exc:
+        print(_summary(report, report_path))
+        print(f"{PROG} restore: failed: cannot write the report: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_summary(report, report_path))
+    if report.interrupted:
+        print(
+            f"{PROG} restore: interrupted: the finished images are in the ledger and the "
+            "report; run the same command again to restore the rest",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if report.failed:
+        first = report.failed[0]
+        print(
+            f"{PROG} restore: failed: {len(report.failed)} of {report.total} images (first: "
+            f"{first['key']}: {_one_line(first['reason'])}); the others are written; see "
+            f"{report_path}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` the flags describe; the library's ConfigError for a bad one."""
     settings = recipe_settings(args.recipe) if args.recipe else {}
@@ -690,6 +1124,7 @@ def _backends(args: argparse.Namespace) -> int:
 COMMANDS = {
     "demo": _demo,
     "deblur": _deblur,
+    "restore": _restore,
     "train": _train,
     "export": _export,
     "backends": _backends,
