@@ -21,6 +21,7 @@ report and ledger written).
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -761,8 +762,6 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
 
 def _rank_env() -> tuple[int, int]:
     """(rank, world_size) from torchrun's RANK and WORLD_SIZE (default 0 and 1)."""
-    import os
-
     values = {}
     for name, default, low in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1)):
         text = os.environ.get(name, "").strip()

@@ -254,3 +254,66 @@ def test_python_dash_m_pnpfast_restore(tmp_path):
     assert "2 images: 2 done" in run.stdout
     assert "pnpfast restore: 2/2 images" in run.stderr  # stderr is a pipe: plain lines
     assert _report(out)["done"] == 2
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what was written."""
+
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text.append(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    src, out = _tree(tmp_path / "in"), tmp_path / "out"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = _run(src, "-o", out, "--task", "denoise", "--noise", 5, *FAST, "--batch", 2)
+    assert code == 0
+    drawn = "".join(terminal.text)
+    assert "restore" in drawn and "4/4" in drawn and "image/s" in drawn
+    assert "pnpfast restore: 4/4 images" not in drawn  # the bar, not the plain lines
+
+
+def test_help_names_torchrun_and_exit_codes(capsys):
+    assert main(["restore", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RANK and WORLD_SIZE" in text and "torch.distributed is not initialised" in text
+    assert "130 stopped by Ctrl-C" in text
+
+
+def test_report_path_and_many_failures_summarised(tmp_path, capsys):
+    src, out = _tree(tmp_path / "in", NAMES[:1]), tmp_path / "out"
+    for i in range(12):
+        (src / f"broken{i:02d}.png").write_bytes(b"junk")
+    report_path = tmp_path / "reports" / "run.json"
+    args = [src, "-o", out, "--task", "denoise", "--noise", 5, *FAST, "--report", report_path]
+    assert _run(*args) == 1
+    stdout = capsys.readouterr().out
+    assert not (out / "restore-report.json").exists()
+    report = json.loads(report_path.read_text())
+    assert (report["done"], len(report["failed"]), report["total"]) == (1, 12, 13)
+    assert stdout.count("  failed: broken") == 10
+    assert "... and 2 more failures in the report" in stdout
+    assert not list(report_path.parent.glob(".*.tmp"))  # the atomic write left nothing behind
+
+
+def test_edited_kernel_is_refused_naming_the_operator(tmp_path, capsys):
+    src, out = _tree(tmp_path / "in", NAMES[:2]), tmp_path / "out"
+    k = _kernel(tmp_path)
+    args = [src, "-o", out, "--operator", f"blur:{k}", "--noise", 5, *FAST]
+    assert _run(*args) == 0
+    np.save(k, np.full((3, 3), 1 / 9))
+    assert _run(*args) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "operator_sha256 (--operator): the file's content changed" in line
+    assert "--overwrite" in line
