@@ -317,3 +317,26 @@ def test_edited_kernel_is_refused_naming_the_operator(tmp_path, capsys):
     line = _one_error_line(capsys.readouterr().err)
     assert "operator_sha256 (--operator): the file's content changed" in line
     assert "--overwrite" in line
+
+
+def test_manifest_alone_gives_each_image_its_kernel_and_noise(tmp_path, capsys):
+    src, out = _tree(tmp_path / "in", ["a.png", "sub/b.png"]), tmp_path / "out"
+    k3 = np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 8.0
+    k5 = np.full((5, 5), 1 / 25)
+    np.save(src / "k3.npy", k3)
+    np.save(src / "k5.npy", k5)
+    manifest = src / "jobs.csv"
+    manifest.write_text("path,kernel,noise\na.png,k3.npy,3\nsub/b.png,k5.npy,9\n")
+    assert _run("-o", out, "--manifest", manifest, *FAST) == 0  # no --operator, no --noise
+    assert _report(out)["done"] == 2
+    D = pnpfast.denoisers.load("gaussian")
+    for name, k, noise in (("a.png", k3, 3), ("sub/b.png", k5, 9)):
+        A = pnpfast.operators.Blur(torch.from_numpy(k).float())
+        y = read_image(src / name)
+        want = pnpfast.solve(y, A, D, "hqs", sigma=noise / 255, max_iter=2).x.clamp(0, 1)
+        assert (read_image(out / name) - want).abs().max().item() <= 0.5 / 255 + 1e-6, name
+
+    manifest.write_text("path,kernel,noise\na.png,k3.npy,-3\n")
+    assert _run("-o", tmp_path / "out2", "--manifest", manifest, *FAST) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("pnpfast restore: error: --manifest: ") and "noise" in line, line
