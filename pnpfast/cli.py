@@ -111,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Fast Plug-and-Play image restoration.",
-        epilog="Exit codes: 0 success, 1 some images failed or training diverged, 2 bad arguments.",
+        epilog="Exit codes: 0 success, 1 some images failed or training diverged, 2 bad arguments, "
+        "130 restore stopped by Ctrl-C.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {pnpfast.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -653,8 +654,9 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
             "rerunning into DIR with other settings is refused unless --overwrite. A file that "
             "cannot be read or restored is reported and the others still get done. Ctrl-C stops "
             "after the current batch. Under torchrun the environment variables RANK and "
-            "WORLD_SIZE give this process its share of the images; torch.distributed is not "
-            "initialised yet (each rank writes its own ledger and report)."
+            "WORLD_SIZE give this process its share of the images, and --device cuda means "
+            "cuda:LOCAL_RANK; torch.distributed is not initialised yet (each rank writes its "
+            "own ledger and report)."
         ),
         epilog="Exit codes: 0 every image done or skipped, 1 some images failed, 2 bad "
         "arguments, settings that differ from the run in DIR, or unavailable weights, "
@@ -715,7 +717,11 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     )
     solver.add_argument("--weights", metavar="FILE", help="weight file for a network denoiser")
     run = restore.add_argument_group("the run")
-    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:N (default: cpu; under torchrun cuda is cuda:LOCAL_RANK)",
+    )
     run.add_argument(
         "--batch", type=_positive_int, default=8, metavar="N", help="images per batch (default 8)"
     )
@@ -782,6 +788,19 @@ def _rank_env() -> tuple[int, int]:
             f"not {values['RANK']}"
         )
     return values["RANK"], values["WORLD_SIZE"]
+
+
+def _rank_device(device: str) -> str:
+    """``cuda`` under torchrun is this process's GPU: ``cuda:LOCAL_RANK`` (one device per rank);
+    any other device, or no LOCAL_RANK, is kept."""
+    text = os.environ.get("LOCAL_RANK", "").strip()
+    if device != "cuda" or not text:
+        return device
+    if not text.isdigit():
+        raise ValueError(
+            f"the environment variable LOCAL_RANK must be an integer >= 0, not {text!r}"
+        )
+    return f"cuda:{int(text)}"
 
 
 def _flagged(exc: BaseException) -> str:
@@ -913,6 +932,7 @@ def _restore(args: argparse.Namespace) -> int:
         return _usage_error("restore", "give at least one INPUT, or --manifest")
     try:
         rank, world_size = _rank_env()
+        device = _rank_device(args.device)
     except ValueError as exc:
         return _usage_error("restore", str(exc))
     names = [name for name, _ in args.param]
@@ -930,7 +950,7 @@ def _restore(args: argparse.Namespace) -> int:
             max_iter=args.max_iter,
             denoiser=args.denoiser,
             weights=args.weights,
-            device=args.device,
+            device=device,
             batch_size=args.batch,
             tile=args.tile,
             overlap=args.overlap,
@@ -974,8 +994,11 @@ def _restore(args: argparse.Namespace) -> int:
         return _usage_error("restore", f"--denoiser: {exc} (here: --weights FILE)")
     except (ValueError, TypeError, FileNotFoundError) as exc:
         return _usage_error("restore", _flagged(exc))
-    except KeyboardInterrupt:  # before the first batch: nothing was restored
-        print(f"{PROG} restore: interrupted before the first batch", file=sys.stderr)
+    except KeyboardInterrupt:  # while collecting the inputs or loading: before any batch
+        print(
+            f"{PROG} restore: interrupted before the first batch: nothing was restored",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     finally:
         progress.close()
@@ -1134,8 +1157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pnpfast`` command line with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns the exit code (0 success, 1 some images failed or training diverged, 2 bad
-    arguments); argparse's own exits (``--help``, ``--version``, a malformed option) are turned
-    into return values too.
+    arguments, 130 restore stopped by Ctrl-C); argparse's own exits (``--help``,
+    ``--version``, a malformed option) are turned into return values too.
     """
     parser = _parser()
     try:

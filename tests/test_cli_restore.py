@@ -340,3 +340,17 @@ def test_manifest_alone_gives_each_image_its_kernel_and_noise(tmp_path, capsys):
     assert _run("-o", tmp_path / "out2", "--manifest", manifest, *FAST) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("pnpfast restore: error: --manifest: ") and "noise" in line, line
+
+
+def test_cuda_under_torchrun_is_the_local_rank(monkeypatch):
+    from pnpfast.cli import _rank_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert _rank_device("cuda") == "cuda"
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert _rank_device("cuda") == "cuda:3"
+    assert _rank_device("cuda:1") == "cuda:1" and _rank_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(ValueError, match="LOCAL_RANK must be an integer >= 0, not 'x'"):
+        _rank_device("cuda")
+    assert _rank_device("cpu") == "cpu"  # only cuda reads it

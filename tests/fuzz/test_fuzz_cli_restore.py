@@ -37,7 +37,7 @@ def cli(*argv, env: dict | None = None) -> int:
     """``pnpfast restore *argv`` in this process; CliFailed for a nonzero exit code. An
     AssertionError (the wrong type for every row) on a traceback or not one error line."""
     out, err = textio.StringIO(), textio.StringIO()
-    env = {"RANK": None, "WORLD_SIZE": None, **(env or {})}
+    env = {"RANK": None, "WORLD_SIZE": None, "LOCAL_RANK": None, **(env or {})}
     before = {k: os.environ.get(k) for k in env}
     for k, v in env.items():
         os.environ.pop(k, None) if v is None else os.environ.update({k: v})
@@ -81,10 +81,10 @@ def _npy(name: str, array: np.ndarray) -> Path:
     return path
 
 
-def _denoise(*extra, inputs=None, out=None) -> int:
+def _denoise(*extra, inputs=None, out=None, env=None) -> int:
     inputs = [_images()] if inputs is None else inputs
     out = folder() / "out" if out is None else out
-    return cli(*inputs, "-o", out, "--task", "denoise", *FAST, *extra)
+    return cli(*inputs, "-o", out, "--task", "denoise", *FAST, *extra, env=env)
 
 
 def _twice(first: list, second: list) -> int:
@@ -478,6 +478,14 @@ CASES = [
         lambda: cli(_images(), "-o", folder(), "--noise", 5, env={"WORLD_SIZE": "0"}),
         CliFailed,
         rf"{U2}the environment variable WORLD_SIZE must be an integer >= 1, not '0'",
+    ),
+    Bad(
+        RESTORE,
+        "value",
+        "local-rank-not-a-number-with-cuda",
+        lambda: _denoise("--noise", 5, "--device", "cuda", env={"LOCAL_RANK": "x"}),
+        CliFailed,
+        rf"{U2}the environment variable LOCAL_RANK must be an integer >= 0, not 'x'",
     ),
     Good(
         RESTORE,
