@@ -354,3 +354,32 @@ def test_cuda_under_torchrun_is_the_local_rank(monkeypatch):
     with pytest.raises(ValueError, match="LOCAL_RANK must be an integer >= 0, not 'x'"):
         _rank_device("cuda")
     assert _rank_device("cpu") == "cpu"  # only cuda reads it
+
+
+def test_sigint_to_a_process_exits_130_after_the_batch(tmp_path):
+    """A real Ctrl-C: SIGINT after the first progress line (the first batch is written); 40
+    images of about 50 ms each leave seconds for the signal to arrive before the end."""
+    src = tmp_path / "in"
+    _tree(src, [f"{i:02d}.png" for i in range(40)], size=24)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "pnpfast", "restore", str(src), "-o", str(out)]
+    argv += ["--task", "denoise", "--noise", "5", "--denoiser", "gaussian", "--max-iter", "400"]
+    argv += ["--batch", "1", "--progress-every", "0"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("pnpfast restore: 1/40 images"), first
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted: the finished images" in stderr
+    report = _report(out)
+    assert report["interrupted"] is True and 1 <= report["done"] < 40
+    assert "(interrupted)" in stdout
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert len(written) == report["done"]
