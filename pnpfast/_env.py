@@ -75,6 +75,43 @@ def cli_traceback() -> bool:
     return _switch("PNPFAST_TRACEBACK", "print tracebacks")
 
 
+def torchrun_rank() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's RANK and WORLD_SIZE (default 0 and 1)."""
+    values = {}
+    for name, default, low in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1)):
+        text = os.environ.get(name, "").strip()
+        if not text:
+            values[name] = default
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            values[name] = low - 1
+        if values[name] < low:
+            raise ValueError(
+                f"the environment variable {name} must be an integer >= {low}, not {text!r}"
+            )
+    if values["RANK"] >= values["WORLD_SIZE"]:
+        raise ValueError(
+            f"the environment variable RANK must be below WORLD_SIZE ({values['WORLD_SIZE']}), "
+            f"not {values['RANK']}"
+        )
+    return values["RANK"], values["WORLD_SIZE"]
+
+
+def torchrun_device(device: str) -> str:
+    """``cuda`` under torchrun is this process's GPU: ``cuda:LOCAL_RANK`` (one device per rank);
+    any other device, or no LOCAL_RANK, is kept."""
+    text = os.environ.get("LOCAL_RANK", "").strip()
+    if device != "cuda" or not text:
+        return device
+    if not text.isdigit():
+        raise ValueError(
+            f"the environment variable LOCAL_RANK must be an integer >= 0, not {text!r}"
+        )
+    return f"cuda:{int(text)}"
+
+
 def _switch(name: str, meaning: str) -> bool:
     """An on/off variable: 1, true, yes or on; 0, false, no, off, empty or unset (case and
     surrounding spaces ignored); any other value is a ValueError naming the variable."""

@@ -21,7 +21,6 @@ report and ledger written).
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -766,43 +765,6 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar nor lines")
 
 
-def _rank_env() -> tuple[int, int]:
-    """(rank, world_size) from torchrun's RANK and WORLD_SIZE (default 0 and 1)."""
-    values = {}
-    for name, default, low in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1)):
-        text = os.environ.get(name, "").strip()
-        if not text:
-            values[name] = default
-            continue
-        try:
-            values[name] = int(text)
-        except ValueError:
-            values[name] = low - 1
-        if values[name] < low:
-            raise ValueError(
-                f"the environment variable {name} must be an integer >= {low}, not {text!r}"
-            )
-    if values["RANK"] >= values["WORLD_SIZE"]:
-        raise ValueError(
-            f"the environment variable RANK must be below WORLD_SIZE ({values['WORLD_SIZE']}), "
-            f"not {values['RANK']}"
-        )
-    return values["RANK"], values["WORLD_SIZE"]
-
-
-def _rank_device(device: str) -> str:
-    """``cuda`` under torchrun is this process's GPU: ``cuda:LOCAL_RANK`` (one device per rank);
-    any other device, or no LOCAL_RANK, is kept."""
-    text = os.environ.get("LOCAL_RANK", "").strip()
-    if device != "cuda" or not text:
-        return device
-    if not text.isdigit():
-        raise ValueError(
-            f"the environment variable LOCAL_RANK must be an integer >= 0, not {text!r}"
-        )
-    return f"cuda:{int(text)}"
-
-
 def _flagged(exc: BaseException) -> str:
     """The library's message, prefixed with the flag of the field it starts with."""
     text = _one_line(exc)
@@ -931,8 +893,8 @@ def _restore(args: argparse.Namespace) -> int:
     if not args.inputs and args.manifest is None:
         return _usage_error("restore", "give at least one INPUT, or --manifest")
     try:
-        rank, world_size = _rank_env()
-        device = _rank_device(args.device)
+        rank, world_size = _env.torchrun_rank()
+        device = _env.torchrun_device(args.device)
     except ValueError as exc:
         return _usage_error("restore", str(exc))
     names = [name for name, _ in args.param]

@@ -343,7 +343,7 @@ def test_manifest_alone_gives_each_image_its_kernel_and_noise(tmp_path, capsys):
 
 
 def test_cuda_under_torchrun_is_the_local_rank(monkeypatch):
-    from pnpfast.cli import _rank_device
+    from pnpfast._env import torchrun_device as _rank_device
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert _rank_device("cuda") == "cuda"
