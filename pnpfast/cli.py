@@ -654,8 +654,11 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
             "cannot be read or restored is reported and the others still get done. Ctrl-C stops "
             "after the current batch. Under torchrun the environment variables RANK and "
             "WORLD_SIZE give this process its share of the images, and --device cuda means "
-            "cuda:LOCAL_RANK; torch.distributed is not initialised yet (each rank writes its "
-            "own ledger and report)."
+            "cuda:LOCAL_RANK; the ranks join a torch.distributed group (NCCL on CUDA, gloo "
+            "otherwise), each writes its own ledger and DIR/restore-report.rankR.json, and "
+            "rank 0 merges them into DIR/restore-report.json. With RANK and WORLD_SIZE set by "
+            "hand (no torchrun), torch.distributed is not initialised and each rank writes "
+            "only its own ledger and report."
         ),
         epilog="Exit codes: 0 every image done or skipped, 1 some images failed, 2 bad "
         "arguments, settings that differ from the run in DIR, or unavailable weights, "
@@ -886,7 +889,17 @@ def _restore_needs(args: argparse.Namespace) -> str | None:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from pnpfast.runner import distributed
+
+    try:
+        return _restore_rank(args)
+    finally:  # also after an error or Ctrl-C: the process group is left cleanly
+        distributed.finalize()
+
+
+def _restore_rank(args: argparse.Namespace) -> int:
     from pnpfast.denoisers.registry import WeightsUnavailableError
+    from pnpfast.runner import distributed
     from pnpfast.runner.ledger import SettingsMismatchError
     from pnpfast.runner.run import RunConfig, restore
 
@@ -935,6 +948,11 @@ def _restore(args: argparse.Namespace) -> int:
     error = _make_folder(args.output)
     if error:
         return _usage_error("restore", error)
+    try:  # torchrun: join the process group before the work (NCCL on CUDA, gloo otherwise)
+        distributed.init(world_size, device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"{PROG} restore: failed: torch.distributed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     progress = _Progress(args.progress_every, enabled=not args.no_progress)
     try:
         report = restore(
@@ -971,6 +989,19 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"{PROG} restore: failed: cannot write the report: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     print(_summary(report, report_path))
+    if distributed.active():  # every rank waits here; rank 0 writes the run's merged report
+        merged = distributed.gather_report(report, args.output)
+        if merged is not None:
+            merged_path = args.output / REPORT_NAME
+            with open(merged_path, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=2, sort_keys=True)
+            dups = len(merged["ledger"]["duplicates"]) if merged["ledger"] else 0
+            print(
+                f"{PROG} restore: {world_size} ranks: {merged['total']} images: "
+                f"{merged['done']} done, {merged['skipped']} skipped (done before), "
+                f"{len(merged['failed'])} failed, {dups} done twice; "
+                f"{merged['images_per_s']:.2f} images/s overall; report: {merged_path}"
+            )
     if report.interrupted:
         print(
             f"{PROG} restore: interrupted: the finished images are in the ledger and the "

@@ -1,0 +1,124 @@
+"""``pnpfast restore`` under torchrun: 2 CPU ranks (gloo) restore a dozen tiny images of three
+sizes exactly once, rank 0 merges the ledgers into one report, a rerun skips everything; and the
+helpers of pnpfast.runner.distributed on their own.
+
+The oracle of the outputs is a single-process ``pnpfast restore`` of the same folder (the runner's
+own equivalence with ``pnpfast.solve`` is tested in tests/runner/test_run.py). torchrun's
+``--standalone`` rendezvous picks a free port itself, so parallel test runs do not collide.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pnpfast.cli import main
+from pnpfast.io import read_image
+from pnpfast.runner import distributed
+from pnpfast.runner.run import RunConfig, restore
+
+ARGS = ["--task", "denoise", "--noise", "10", "--denoiser", "gaussian", "--batch", "2"]
+SIZES = [(8, 10), (12, 12), (10, 7)]
+
+
+def _folder(root: Path, n: int = 12) -> list[str]:
+    """``n`` random RGB PNGs cycling through three sizes; returns their names."""
+    rng = np.random.default_rng(21)
+    root.mkdir(parents=True)
+    names = []
+    for i in range(n):
+        h, w = SIZES[i % 3]
+        name = f"im{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / name)
+        names.append(name)
+    return names
+
+
+def _torchrun(src: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "pnpfast", "restore", str(src), "-o", str(out), *ARGS, "--no-progress"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _done_keys(ledger: Path) -> list[str]:
+    lines = [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+    return [r["key"] for r in lines if r.get("type") == "done"]
+
+
+def test_two_ranks_restore_each_image_once_and_rank0_merges(tmp_path):
+    src, out, single = tmp_path / "in", tmp_path / "out", tmp_path / "single"
+    names = _folder(src)
+    result = _torchrun(src, out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # each rank restored its share, into its own ledger, and no image twice
+    keys = [_done_keys(out / f".pnpfast-ledger.rank{r}.jsonl") for r in (0, 1)]
+    assert keys[0] and keys[1] and not set(keys[0]) & set(keys[1])
+    assert len(keys[0] + keys[1]) == 12
+    assert sorted(p.name for p in out.glob("*.png")) == names
+    report = json.loads((out / "restore-report.json").read_text())
+    assert (report["world_size"], report["total"], report["done"], report["skipped"]) == (
+        2,
+        12,
+        12,
+        0,
+    )
+    assert report["failed"] == [] and report["images_per_s"] > 0
+    assert report["ledger"]["done"] == 12 and report["ledger"]["duplicates"] == []
+    assert sorted(r["rank"] for r in report["ranks"]) == [0, 1]
+    assert "2 ranks: 12 images: 12 done, 0 skipped" in result.stdout
+    for r in (0, 1):
+        assert json.loads((out / f"restore-report.rank{r}.json").read_text())["rank"] == r
+    # the same images restored by one process
+    assert main(["restore", str(src), "-o", str(single), *ARGS, "--no-progress"]) == 0
+    for name in names:
+        got, want = read_image(out / name), read_image(single / name)
+        assert got.shape == want.shape and torch.equal(got, want), name
+    # a rerun of the same command skips all twelve
+    again = _torchrun(src, out)
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((out / "restore-report.json").read_text())
+    assert (report["done"], report["skipped"], report["ledger"]["done"]) == (0, 12, 12)
+    assert report["ledger"]["duplicates"] == []
+
+
+def test_backend_follows_the_device():
+    assert distributed.backend_for("cuda:1") == "nccl"
+    assert distributed.backend_for("cuda") == "nccl"
+    assert distributed.backend_for("cpu") == "gloo"
+
+
+def test_no_group_without_torchrun():
+    assert distributed.init(1, "cpu") is False
+    # RANK and WORLD_SIZE set by hand (pytest is not started by torchrun): no rendezvous
+    assert distributed.init(2, "cpu") is False
+    assert distributed.active() is False
+    distributed.finalize()  # nothing to destroy: no error
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, "60", True])
+def test_bad_timeout_is_refused(timeout):
+    with pytest.raises(ValueError, match="timeout_s must be a positive number"):
+        distributed.init(2, "cpu", timeout_s=timeout)
+
+
+def test_merge_reports_of_two_shards_in_one_process(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _folder(src, n=6)
+    config = RunConfig(task="denoise", noise=10.0, denoiser="gaussian", batch_size=2)
+    reports = [restore([src], out, config, rank=r, world_size=2).as_dict() for r in (0, 1)]
+    merged = distributed.merge_reports(reports, out, 2)
+    assert (merged["total"], merged["done"], merged["skipped"]) == (6, 6, 0)
+    assert merged["ledger"]["done"] == 6 and merged["ledger"]["duplicates"] == []
+    assert [x["done"] for x in merged["ledger"]["ledgers"]] == [r["done"] for r in reports]
+    wall = max(r["seconds"]["total"] for r in reports)
+    assert merged["images_per_s"] == pytest.approx(6 / wall)
+    # no process group: this rank's report merged alone
+    alone = distributed.gather_report(restore([src], out, config, rank=0, world_size=2), out)
+    assert (alone["done"], alone["skipped"], alone["total"]) == (0, 3, 3)
