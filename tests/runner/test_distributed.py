@@ -40,10 +40,29 @@ def _folder(root: Path, n: int = 12) -> list[str]:
     return names
 
 
-def _torchrun(src: Path, out: Path) -> subprocess.CompletedProcess:
+# run by torchrun in place of ``-m pnpfast``: rank 1 kills itself (SIGKILL) right after writing
+# its second output, before the ledger line of that image
+DYING = """
+import os, signal, sys
+import pnpfast.runner.run as run
+from pnpfast.cli import main
+if os.environ["RANK"] == "1":
+    original, written = run._write, []
+    def dying(*args):
+        original(*args)
+        written.append(1)
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    run._write = dying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _torchrun(src: Path, out: Path, script: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "pnpfast", "restore", str(src), "-o", str(out), *ARGS, "--no-progress"]
+    cmd += ["-m", "pnpfast"] if script is None else [str(script)]
+    cmd += ["restore", str(src), "-o", str(out), *ARGS, "--no-progress"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -122,3 +141,22 @@ def test_merge_reports_of_two_shards_in_one_process(tmp_path):
     # no process group: this rank's report merged alone
     alone = distributed.gather_report(restore([src], out, config, rank=0, world_size=2), out)
     assert (alone["done"], alone["skipped"], alone["total"]) == (0, 3, 3)
+
+
+def test_a_rank_killed_stops_the_run_and_a_rerun_finishes_it(tmp_path):
+    src, out, single = tmp_path / "in", tmp_path / "out", tmp_path / "single"
+    names = _folder(src)
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    killed = _torchrun(src, out, script)  # returns (torchrun stops rank 0): no hang
+    assert killed.returncode != 0
+    assert len(_done_keys(out / ".pnpfast-ledger.rank1.jsonl")) == 1  # the second was in flight
+    assert not (out / "restore-report.json").exists()
+    rerun = _torchrun(src, out)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    report = json.loads((out / "restore-report.json").read_text())
+    assert (report["ledger"]["done"], report["ledger"]["duplicates"]) == (12, [])
+    assert report["done"] + report["skipped"] == 12 and report["done"] >= 5
+    assert main(["restore", str(src), "-o", str(single), *ARGS, "--no-progress"]) == 0
+    for name in names:
+        assert torch.equal(read_image(out / name), read_image(single / name)), name
