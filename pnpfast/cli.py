@@ -638,6 +638,7 @@ def _seconds(text: str) -> float:
 
 
 def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
+    from pnpfast.runner.distributed import DEFAULT_TIMEOUT_S
     from pnpfast.runner.run import TASKS
 
     restore = sub.add_parser(
@@ -749,6 +750,14 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="redo every image, even when done before or done with other settings",
+    )
+    run.add_argument(
+        "--dist-timeout",
+        type=_positive_int,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="under torchrun, how long a rank waits for the others (joining, and at the end) "
+        f"before it gives up (default {DEFAULT_TIMEOUT_S} s: long enough for the slowest share)",
     )
     run.add_argument(
         "--report",
@@ -949,9 +958,13 @@ def _restore_rank(args: argparse.Namespace) -> int:
     if error:
         return _usage_error("restore", error)
     try:  # torchrun: join the process group before the work (NCCL on CUDA, gloo otherwise)
-        distributed.init(world_size, device)
+        distributed.init(world_size, device, timeout_s=args.dist_timeout)
     except (RuntimeError, ValueError) as exc:
-        print(f"{PROG} restore: failed: torch.distributed: {_one_line(exc)}", file=sys.stderr)
+        print(
+            f"{PROG} restore: failed: rank {rank} could not join the other ranks "
+            f"(torch.distributed, --dist-timeout {args.dist_timeout} s): {_one_line(exc)}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     progress = _Progress(args.progress_every, enabled=not args.no_progress)
     try:
@@ -990,7 +1003,16 @@ def _restore_rank(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(_summary(report, report_path))
     if distributed.active():  # every rank waits here; rank 0 writes the run's merged report
-        merged = distributed.gather_report(report, args.output)
+        try:
+            merged = distributed.gather_report(report, args.output)
+        except RuntimeError as exc:  # a rank died or hung past --dist-timeout
+            print(
+                f"{PROG} restore: failed: rank {rank} gave up waiting for the other ranks "
+                f"(--dist-timeout {args.dist_timeout} s): {_one_line(exc)}; its own images are "
+                "in its ledger; run the same command again to finish the rest",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         if merged is not None:
             merged_path = args.output / REPORT_NAME
             with open(merged_path, "w", encoding="utf-8") as f:

@@ -16,21 +16,32 @@ from the ledgers.
 """
 
 import datetime
+import math
 import time
 from pathlib import Path
 
 import torch
 
+from pnpfast import _validate
 from pnpfast.runner import ledger
 from pnpfast.runner.run import LEDGER_NAME, RunReport
 
 # long enough for the slowest rank's share of a large run; the barrier waits that long at most
-DEFAULT_TIMEOUT_S = 4 * 3600.0
+DEFAULT_TIMEOUT_S = 4 * 3600
 
 
 def backend_for(device: str | torch.device) -> str:
     """``"nccl"`` for a CUDA device, ``"gloo"`` for any other (the CPU)."""
-    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+    return "nccl" if _device(device).type == "cuda" else "gloo"
+
+
+def _device(device) -> torch.device:
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, not {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must name a device (cpu, cuda, cuda:N), not {device!r}") from None
 
 
 def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
@@ -41,12 +52,19 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
     Returns whether a process group was initialised here (then call ``finalize``).
 
     Raises:
-        ValueError: ``timeout_s`` is not a positive number.
+        TypeError: ``world_size`` is not an int, ``device`` not a str or torch.device, or
+            ``timeout_s`` not a number.
+        ValueError: ``timeout_s`` is not a positive finite number, ``world_size`` < 1, or ``device``
+            names no device.
         RuntimeError: torch.distributed is not available in this build of torch.
     """
-    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
-    if world_size <= 1:
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool):
+        raise TypeError(f"timeout_s must be a number of seconds, not {type(timeout_s).__name__}")
+    if not (0 < timeout_s < math.inf):
+        raise ValueError(f"timeout_s must be a positive, finite number of seconds, not {timeout_s}")
+    world_size = _validate.integer("world_size", world_size, 1)
+    device = _device(device)
+    if world_size == 1:
         return False
     import torch.distributed as dist
 
@@ -58,7 +76,6 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
         # RANK and WORLD_SIZE set by hand (a job array, shards run one after another): there is
         # no rendezvous to join; each rank restores its share and writes its own report
         return False
-    device = torch.device(device)
     backend = backend_for(device)
     if backend == "nccl" and device.index is not None:
         torch.cuda.set_device(device)  # NCCL's collectives run on this rank's GPU

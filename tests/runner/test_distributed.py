@@ -9,8 +9,10 @@ own equivalence with ``pnpfast.solve`` is tested in tests/runner/test_run.py). t
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +123,29 @@ def test_no_group_without_torchrun():
     distributed.finalize()  # nothing to destroy: no error
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, "60", True])
-def test_bad_timeout_is_refused(timeout):
-    with pytest.raises(ValueError, match="timeout_s must be a positive number"):
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"world_size": 0}, ValueError, "world_size must be an int >= 1"),
+        ({"world_size": 2.0}, TypeError, "world_size must be an int >= 1"),
+        ({"device": "gpu"}, ValueError, "device must name a device"),
+        ({"device": 0}, TypeError, "device must be a str or torch.device"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        distributed.init(**{"world_size": 2, "device": "cpu", **kwargs})
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])
+def test_bad_timeout_value_is_refused(timeout):
+    with pytest.raises(ValueError, match="timeout_s must be a positive, finite number"):
+        distributed.init(2, "cpu", timeout_s=timeout)
+
+
+@pytest.mark.parametrize("timeout", ["60", True, None])
+def test_bad_timeout_type_is_refused(timeout):
+    with pytest.raises(TypeError, match="timeout_s must be a number of seconds"):
         distributed.init(2, "cpu", timeout_s=timeout)
 
 
@@ -160,3 +182,29 @@ def test_a_rank_killed_stops_the_run_and_a_rerun_finishes_it(tmp_path):
     assert main(["restore", str(src), "-o", str(single), *ARGS, "--no-progress"]) == 0
     for name in names:
         assert torch.equal(read_image(out / name), read_image(single / name)), name
+
+
+def test_a_rank_that_never_comes_gives_up_after_the_timeout(tmp_path):
+    """Rank 0 of 2 started as torchrun would start it, with no rank 1: it exits after
+    --dist-timeout with one line saying so, instead of waiting forever."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    _folder(src, n=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TORCHELASTIC_RUN_ID": "test", "MASTER_ADDR": "127.0.0.1"}
+    env.update(MASTER_PORT=str(port), RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
+    cmd = [sys.executable, "-m", "pnpfast", "restore", str(src), "-o", str(out), *ARGS]
+    start = time.perf_counter()
+    run = subprocess.run(
+        [*cmd, "--no-progress", "--dist-timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert time.perf_counter() - start < 30
+    assert run.returncode == 1
+    assert "rank 0 could not join the other ranks" in run.stderr
+    assert "--dist-timeout 2 s" in run.stderr and "Traceback" not in run.stderr
+    assert not list(out.glob("*.png"))
