@@ -54,8 +54,6 @@ from harness import (
     common_parser,
     copy_bw_line,
     fast_backend_reason,
-    load_note,
-    make_row,
     measure_many,
     parse_common,
     parse_list,
@@ -63,6 +61,7 @@ from harness import (
     report_rows,
     run_dispatch_part,
     shapes_to_time,
+    timing_rows,
 )
 
 from pnpfast.operators import BlockAverage, Inpainting
@@ -189,21 +188,10 @@ def run_case(case: Case, device: str, providers: list[str], *, warmup: int, reps
             continue
         fns[name], checks[name], notes[name] = fn, correct, why
     timings = measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
-    load = load_note(device)
-    return [
-        make_row(
-            op=f"{OP}/{case.form}",
-            provider=name,
-            shape=tuple(case.y.shape),
-            dtype=case.y.dtype,
-            timing=timings[name],
-            nbytes=step_bytes(case),
-            device=device,
-            correct=checks[name],
-            note="; ".join(n for n in (notes[name], load) if n),
-        )
-        for name in fns
-    ]
+    return timing_rows(
+        f"{OP}/{case.form}", timings, checks, notes, shape=tuple(case.y.shape),
+        dtype=case.y.dtype, device=device, nbytes=step_bytes(case),
+    )  # fmt: skip
 
 
 def target_lines(rows: list[dict], device: str) -> list[str]:

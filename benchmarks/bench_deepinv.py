@@ -87,13 +87,12 @@ from deepinv_compat import import_deepinv
 from harness import (
     check_close,
     common_parser,
-    load_note,
-    make_row,
     measure_many,
     parse_common,
     parse_list,
     quantile,
     report_rows,
+    timing_rows,
 )
 
 import pnpfast
@@ -216,28 +215,6 @@ def setup(dinv, interop, kind: str, shape: tuple[int, ...]) -> Problem:
     return Problem(kind, shape, original, accelerated, x, y, (y.clone(), y.clone()))
 
 
-def note_for(parts: list[str]) -> str:
-    return "; ".join(p for p in parts if p)
-
-
-def rows_of(op, timings, correct, notes, shape, device) -> list[dict]:
-    load = load_note(device)
-    return [
-        make_row(
-            op=op,
-            provider=name,
-            shape=shape,
-            dtype=torch.float32,
-            timing=timing,
-            nbytes=None,
-            device=device,
-            correct=correct[name],
-            note=note_for([notes.get(name, ""), load]),
-        )
-        for name, timing in timings.items()
-    ]
-
-
 def run_algorithm(
     dinv, interop, problem: Problem, algorithm: str, denoiser: str, providers, *, warmup, reps, op
 ) -> list[dict]:
@@ -265,7 +242,9 @@ def run_algorithm(
             if provider == "accelerated":
                 notes[name] = f"max rel diff {err:.1e} vs original" + ("" if ok else ", WRONG")
     timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
-    return rows_of(op, timings, correct, notes, problem.shape, "cpu")
+    return timing_rows(
+        op, timings, correct, notes, shape=problem.shape, dtype=torch.float32, device="cpu"
+    )
 
 
 def phase_calls(dinv, problem: Problem, provider: str) -> dict[str, Callable[[], torch.Tensor]]:
@@ -307,7 +286,9 @@ def run_phases(dinv, problem: Problem, providers, *, warmup, reps, op) -> list[d
         correct[relax] = True
         notes[relax] = "deepinv's relaxation_step(u, v, 1.0), run by HQS and PGD every iteration"
         timings = measure_many(fns, warmup=warmup, reps=reps, device="cpu")
-    return rows_of(op, timings, correct, notes, problem.shape, "cpu")
+    return timing_rows(
+        op, timings, correct, notes, shape=problem.shape, dtype=torch.float32, device="cpu"
+    )
 
 
 def _ms(row: dict) -> str:

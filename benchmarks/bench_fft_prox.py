@@ -59,13 +59,12 @@ from harness import (
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    load_note,
-    make_row,
     parse_common,
     report_rows,
     run_dispatch_part,
     shapes_to_time,
     time_checked,
+    timing_rows,
 )
 
 import pnpfast
@@ -198,21 +197,10 @@ def run_shape(
         warmup=warmup,
         reps=reps,
     )
-    load = load_note(device)
-    return [
-        make_row(
-            op=OP,
-            provider=name,
-            shape=shape,
-            dtype=dtype,
-            timing=timings[name],
-            nbytes=nbytes_for(name, shape, elem),
-            device=device,
-            correct=checks[name],
-            note="; ".join(n for n in (notes[name], load) if n),
-        )
-        for name in timings
-    ]
+    return timing_rows(
+        OP, timings, checks, notes, shape=shape, dtype=dtype, device=device,
+        nbytes=lambda name: nbytes_for(name, shape, elem),
+    )  # fmt: skip
 
 
 def dispatch_calls() -> tuple[Callable, Callable, Callable]:

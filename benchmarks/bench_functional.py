@@ -128,14 +128,13 @@ from harness import (
     common_parser,
     copy_bandwidth,
     correct_median,
-    load_note,
-    make_row,
     measure_many,
     parse_common,
     parse_list,
     parse_shapes,
     report_rows,
     time_checked,
+    timing_rows,
 )
 from perf_model import (
     H200,
@@ -439,21 +438,10 @@ def step_provider(
 
 def rows_for(problem, shape, dtype, device, timings, checks, notes, extra: str) -> list[dict]:
     elem = torch.empty((), dtype=dtype).element_size()
-    load = load_note(device)
-    return [
-        make_row(
-            op=OP,
-            provider=name,
-            shape=shape,
-            dtype=dtype,
-            timing=timings[name],
-            nbytes=nbytes_for(problem, shape, elem),
-            device=device,
-            correct=checks[name],
-            note="; ".join(n for n in (notes[name], extra, load) if n),
-        )
-        for name in timings
-    ]
+    return timing_rows(
+        OP, timings, checks, notes, shape=shape, dtype=dtype, device=device,
+        nbytes=nbytes_for(problem, shape, elem), extra_notes=(extra,),
+    )  # fmt: skip
 
 
 def run_step_problem(problem, shape, dtype, device, providers, *, warmup, reps, loop_iters):

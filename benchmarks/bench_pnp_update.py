@@ -49,14 +49,13 @@ from harness import (
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    load_note,
-    make_row,
     measure_many,
     parse_common,
     parse_shapes,
     report_rows,
     run_dispatch_part,
     shapes_to_time,
+    timing_rows,
 )
 
 from pnpfast.ops import pnp_update, pnp_update_reference
@@ -159,21 +158,10 @@ def run_shape(
         fns[name], checks[name] = fn, correct
         notes[name] = "; ".join(n for n in (note, why) if n)
     timings = measure_many(fns, warmup=warmup, reps=reps, device=device, flush_l2=True)
-    load = load_note(device)
-    return [
-        make_row(
-            op=OP,
-            provider=name,
-            shape=shape,
-            dtype=dtype,
-            timing=timings[name],
-            nbytes=update_bytes(shape, elem),
-            device=device,
-            correct=checks[name],
-            note="; ".join(n for n in (notes[name], load) if n),
-        )
-        for name in fns
-    ]
+    return timing_rows(
+        OP, timings, checks, notes, shape=shape, dtype=dtype, device=device,
+        nbytes=update_bytes(shape, elem),
+    )  # fmt: skip
 
 
 def target_lines(rows: list[dict], device: str) -> list[str]:

@@ -72,14 +72,13 @@ from harness import (
     copy_bw_line,
     correct_median,
     fast_backend_reason,
-    load_note,
-    make_row,
     parse_common,
     parse_list,
     report_rows,
     run_dispatch_part,
     shapes_to_time,
     time_checked,
+    timing_rows,
 )
 from perf_model import H200, fft2_pair_traffic, prox_l2_sr_traffic, sr_prox_traffic
 
@@ -222,21 +221,10 @@ def run_shape(
         warmup=warmup,
         reps=reps,
     )
-    load = load_note(device)
-    return [
-        make_row(
-            op=f"{OP}/x{factor}",
-            provider=name,
-            shape=shape,
-            dtype=dtype,
-            timing=timings[name],
-            nbytes=nbytes_for(name, shape, factor, elem, bk),
-            device=device,
-            correct=checks[name],
-            note="; ".join(n for n in (notes[name], load) if n),
-        )
-        for name in timings
-    ]
+    return timing_rows(
+        f"{OP}/x{factor}", timings, checks, notes, shape=shape, dtype=dtype, device=device,
+        nbytes=lambda name: nbytes_for(name, shape, factor, elem, bk),
+    )  # fmt: skip
 
 
 def dispatch_calls() -> tuple[Callable, Callable, Callable]:

@@ -569,6 +569,38 @@ def fast_backend_reason(name: str, device: str) -> str | None:
     return None
 
 
+def timing_rows(
+    op: str,
+    timings: dict[str, Timing],
+    checks: dict[str, bool],
+    notes: dict[str, str],
+    *,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    device: str,
+    nbytes: int | Callable[[str], int | None] | None = None,
+    extra_notes: Sequence[str] = (),
+) -> list[dict]:
+    """One ``make_row`` per timed provider: its note is the provider's note, then
+    ``extra_notes``, then the machine's load; ``nbytes`` is one count for every provider or a
+    function of the provider's name."""
+    load = load_note(device)
+    return [
+        make_row(
+            op=op,
+            provider=name,
+            shape=shape,
+            dtype=dtype,
+            timing=timing,
+            nbytes=nbytes(name) if callable(nbytes) else nbytes,
+            device=device,
+            correct=checks[name],
+            note="; ".join(n for n in (notes.get(name, ""), *extra_notes, load) if n),
+        )
+        for name, timing in timings.items()
+    ]
+
+
 def bound_prox_provider(
     name: str, prox: Callable, x: torch.Tensor, gamma: torch.Tensor, device: str
 ) -> Callable[[], torch.Tensor] | None:
