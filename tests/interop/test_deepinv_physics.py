@@ -140,6 +140,19 @@ def blur_pair(dinv, fast, C, H, W, bk, kh, kw, fc, dtype, seed=0):
     return original, fast.accelerate(original)
 
 
+def check_overrides(original, accel, prox_calls, x, y, z, tol) -> None:
+    """A_adjoint (computed, then cached), A_adjoint_A and prox_l2 for every gamma form of the
+    accelerated physics against deepinv's, the fast path taken."""
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
+    assert_fast(accel)
+    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
+    assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
+    for name, g, g_deepinv in gammas(x.shape[0], x.dtype):
+        got = fast_prox(prox_calls, accel, z, y, g)
+        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
+    assert_fast(accel)
+
+
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("B,C,H,W,bk,kh,kw,fc", BLUR_CASES)
 def test_blur_overrides_match_deepinv(dinv, fast, prox_calls, B, C, H, W, bk, kh, kw, fc, dtype):
@@ -147,15 +160,7 @@ def test_blur_overrides_match_deepinv(dinv, fast, prox_calls, B, C, H, W, bk, kh
     x = rand(B, C, H, W, seed=1, dtype=dtype)
     y = original.A(x) + 0.02 * rand(B, C, H, W, seed=2, dtype=dtype)
     z = rand(B, C, H, W, seed=3, dtype=dtype)
-    tol = RTOL[dtype]
-    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
-    assert_fast(accel)
-    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
-    assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
-    for name, g, g_deepinv in gammas(B, dtype):
-        got = fast_prox(prox_calls, accel, z, y, g)
-        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
-    assert_fast(accel)
+    check_overrides(original, accel, prox_calls, x, y, z, RTOL[dtype])
 
 
 def test_blur_per_image_gamma_is_per_image(dinv, fast, prox_calls):
@@ -371,15 +376,7 @@ def test_downsampling_overrides_match_deepinv(
     x = rand(B, C, H, W, seed=1, dtype=dtype)
     y = original.A(x) + 0.02 * rand(B, C, H // s, W // s, seed=2, dtype=dtype)
     z = rand(B, C, H, W, seed=3, dtype=dtype)
-    tol = RTOL[dtype]
-    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint", tol)
-    assert_fast(accel)
-    assert_close(accel.A_adjoint(y), original.A_adjoint(y), "A_adjoint (cached)", tol)
-    assert_close(accel.A_adjoint_A(x), original.A_adjoint_A(x), "A_adjoint_A", tol)
-    for name, g, g_deepinv in gammas(B, dtype):
-        got = fast_prox(prox_calls, accel, z, y, g)
-        assert_close(got, original.prox_l2(z, y, g_deepinv), f"prox_l2 gamma {name}", tol)
-    assert_fast(accel)
+    check_overrides(original, accel, prox_calls, x, y, z, RTOL[dtype])
 
 
 def test_downsampling_fallbacks_give_deepinvs_answer(dinv, fast, prox_calls):
