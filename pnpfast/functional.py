@@ -130,9 +130,9 @@ def _per_image(
         return t.expand(batch).contiguous()
     t = _validate.per_image(name, value, batch, like, positive=True)
     if reciprocal:
-        # checked on the host, in the images' dtype (no device read): 1 / 1e-40 is Inf in float32
-        inverse = torch.tensor(1 / float(value), dtype=like.dtype).item()
-        if not math.isfinite(inverse):
+        # checked on the host against the images' dtype (no device read, no tensor made):
+        # 1 / 1e-40 is Inf in float32
+        if not 1 / float(value) <= torch.finfo(like.dtype).max:
             raise ValueError(f"{name} = {value} is too small: 1 / {name} overflows {like.dtype}")
         t = 1 / t
     return t
