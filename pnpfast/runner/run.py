@@ -94,6 +94,44 @@ def _optional_path(name: str, value) -> Path | None:
     return Path(value)
 
 
+class _DryDenoiser:
+    """The identity, with a zero potential: enough for every method to check its parameters."""
+
+    def __call__(self, x, sigma):
+        return x
+
+    def potential_and_gradient(self, x, sigma):
+        return x.new_zeros(x.shape[0]), torch.zeros_like(x)
+
+
+def check_method_params(method: str, params: Mapping[str, object]) -> None:
+    """Check the values of a method's parameters before a run, not at its first batch.
+
+    The methods check their parameters where they use them (``schedule``), so the check is
+    a one-iteration solve of an 8x8 image (Identity for the PnP methods, a random half mask
+    for the sampler) with an identity denoiser: well under a millisecond, and torch's
+    random state is left as it was. Errors: the method's own ValueError / TypeError (the
+    parameter named), prefixed with ``params:``.
+    """
+    import pnpfast.solvers as solvers
+    from pnpfast.operators import Identity, Inpainting
+
+    y = torch.full((1, 1, 8, 8), 0.5)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if method == solvers.SAMPLER:
+                mask = torch.arange(64).reshape(1, 1, 8, 8) % 2 == 0
+                solvers.solve(y, Inpainting(mask), _DryDenoiser(), method, max_iter=1, **params)
+            else:
+                solvers.solve(
+                    y, Identity(), _DryDenoiser(), method, sigma=0.03, max_iter=1, **params
+                )
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"params: {exc}") from None
+    except FloatingPointError:  # the values are valid; one step of them overflows an 8x8 image
+        pass
+
+
 @dataclass
 class RunConfig:
     """The settings of a production run (see the module docstring).
@@ -183,6 +221,7 @@ class RunConfig:
         # Settings checks the method name and that each parameter belongs to it
         checked = worklist.Settings(method=self.method, params=self.params)
         self.params = checked.params_dict()
+        check_method_params(self.method, self.params)
         if self.max_iter is not None:
             self.max_iter = _validate.integer("max_iter", self.max_iter, 1)
         d = self.denoiser

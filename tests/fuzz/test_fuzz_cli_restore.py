@@ -298,6 +298,14 @@ CASES = [
     Bad(
         RESTORE,
         "value",
+        "param-value-negative",
+        lambda: _denoise("--noise", 5, "--param", "lam=-2"),
+        CliFailed,
+        rf"{U2}--param: params: lam must be > 0, got -2",
+    ),
+    Bad(
+        RESTORE,
+        "value",
         "param-not-name-value",
         lambda: _denoise("--noise", 5, "--param", "lam"),
         CliFailed,
