@@ -215,8 +215,9 @@ class Ledger:
         skipped_lines: lines ignored on opening (a torn last line, or damage).
 
     Raises:
-        SettingsMismatchError (a ValueError): the ledger's settings differ; the message names
-            each differing key with its old and new value and says --overwrite redoes.
+        SettingsMismatchError (a ValueError): the ledger's settings differ and its run has
+            recorded an image (a header alone is replaced); the message names each differing
+            key with its old and new value and says --overwrite redoes.
         TypeError, ValueError: bad ``path``, ``settings``, ``overwrite`` or ``verify``.
         FileNotFoundError, NotADirectoryError: the folder of ``path`` is missing or a file.
     """
@@ -247,14 +248,14 @@ class Ledger:
         header = None
         if self.path.exists():
             header, records, self.skipped_lines = read_ledger(self.path)
-            if (
-                header is not None
-                and not overwrite
-                and header.get("fingerprint") != self.fingerprint
-            ):
+            differs = header is not None and header.get("fingerprint") != self.fingerprint
+            if differs and not overwrite and records:
                 raise SettingsMismatchError(
                     self.path, _differences(header.get("settings") or {}, self.settings)
                 )
+            # a header without records (a run refused before its first image, e.g. for a
+            # denoiser that cannot load) holds nothing to protect: the new settings replace it
+            overwrite = overwrite or differs
             self._end_torn_line()
         if header is None or overwrite:
             self._append(

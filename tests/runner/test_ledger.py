@@ -201,8 +201,22 @@ def test_overwrite_starts_a_new_run_by_appending(tmp_path):
     assert led.done == set()
     assert path.read_bytes().startswith(before)  # appended, never rewritten
     assert Ledger(path, new).done == set()
+    Ledger(path, new).record("b", _output(tmp_path, "b.png"))
     with pytest.raises(SettingsMismatchError, match=r"sigma: 0\.02 before, 0\.01 now"):
         Ledger(path, SETTINGS)
+
+
+def test_a_header_without_records_is_replaced_by_other_settings(tmp_path):
+    # a run refused before its first image (a denoiser that cannot load) protects nothing:
+    # the corrected command must not be refused for settings no image was restored with
+    path = tmp_path / "l.jsonl"
+    Ledger(path, {**SETTINGS, "denoiser": "nope"})
+    led = Ledger(path, SETTINGS)
+    assert led.done == set()
+    led.record("a", _output(tmp_path, "a.png"))
+    assert Ledger(path, SETTINGS).done == {"a"}
+    with pytest.raises(SettingsMismatchError, match="denoiser"):
+        Ledger(path, {**SETTINGS, "denoiser": "nope"})
 
 
 # ---------------------------------------------------------------------------------------------
