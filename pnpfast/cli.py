@@ -38,7 +38,6 @@ from pnpfast.denoisers.drunet import ACTIVATIONS
 from pnpfast.io import (
     ImageReadError,
     KernelReadError,
-    read_image,
     side_by_side,
     write_image,
 )
@@ -155,15 +154,25 @@ def _parser() -> argparse.ArgumentParser:
 
     deblur = sub.add_parser(
         "deblur",
-        help="restore blurred (or downscaled), noisy images with a known kernel",
+        help="restore blurred (or downscaled), noisy images with a known kernel (pnpfast "
+        "restore with --task deblur, or sr for an sr operator)",
         description=(
             "Restore each INPUT (blurred by KERNEL with circular boundaries, or degraded by the "
             "--operator SPEC, plus Gaussian noise of standard deviation SIGMA255 / 255) and "
-            "write DIR/<stem>.png. A file that cannot be read or restored is reported and the "
-            "others still get done."
+            "write DIR/<name>.png (a folder's images mirror its tree). This is pnpfast restore "
+            "--task deblur (--task sr for an sr operator) --ext png: batched, resumable (a "
+            "rerun skips what is done), 16-bit and alpha kept, a JSON report in DIR; see "
+            "pnpfast restore --help for folders of thousands of images, manifests and torchrun. "
+            "A file that cannot be read or restored is reported and the others still get done."
         ),
     )
-    deblur.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files")
+    deblur.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image files, folders (searched recursively), glob patterns or @list.txt",
+    )
     model = deblur.add_mutually_exclusive_group(required=True)
     model.add_argument(
         "-k",
@@ -236,9 +245,13 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default="cpu", choices=("cpu", "cuda"), help="where to compute (default: cpu)"
     )
     deblur.add_argument(
+        "--batch", type=_positive_int, default=8, metavar="N", help="images per batch (default 8)"
+    )
+    deblur.add_argument(
         "--skip-existing",
         action="store_true",
-        help="skip an input whose output file already exists",
+        help="also skip an input file whose DIR/<stem>.png exists though no earlier run "
+        "recorded it (a rerun skips what it recorded anyway)",
     )
 
     _add_restore_parser(sub)
@@ -499,84 +512,69 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _deblur_operator(args: argparse.Namespace) -> pnpfast.operators.LinearOperator:
+def _deblur_spec(args: argparse.Namespace) -> OperatorSpec:
     """The forward model of --kernel (with --kernel-key, --kernel-index) or --operator."""
     if args.operator is None:
         index = 0 if args.kernel_index is None else args.kernel_index
-        spec = OperatorSpec("blur", kernel=args.kernel, key=args.kernel_key, index=index)
-    elif args.kernel_key is not None or args.kernel_index is not None:
+        return OperatorSpec("blur", kernel=str(args.kernel), key=args.kernel_key, index=index)
+    if args.kernel_key is not None or args.kernel_index is not None:
         raise ValueError(
             "--kernel-key and --kernel-index go with --kernel; in SPEC write key=K and index=I, "
             "e.g. blur:K.mat:key=kernels:index=1"
         )
-    else:
-        spec = OperatorSpec.parse(args.operator)
-    return spec.build()
+    return OperatorSpec.parse(args.operator)
 
 
 def _deblur(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    """``pnpfast deblur``: ``pnpfast restore`` with the task its kernel or operator says
+    (deblur for a blur kernel, sr for sr:...), PNG outputs, and its flags' old names."""
+    from pnpfast.runner.distributed import DEFAULT_TIMEOUT_S
 
-    by_output: dict[Path, Path] = {}
-    for path in args.inputs:
-        out = args.output / f"{path.stem}.png"
-        if out in by_output:
-            return _usage_error(
-                "deblur", f"{by_output[out]} and {path} would both be written to {out}"
-            )
-        by_output[out] = path
     try:
-        operator = _deblur_operator(args)
+        spec = _deblur_spec(args)
+        spec.kernel_tensor()  # a kernel that cannot be read: one line before anything starts
     except KernelReadError as exc:
         return _usage_error("deblur", str(exc))
     except (ValueError, TypeError) as exc:  # the spec's checks name a field: say its flag
         field = str(exc).split(" ", 1)[0]
         flag = {"index": "--kernel-index", "key": "--kernel-key"}.get(field, "--kernel")
         return _usage_error("deblur", f"{flag if args.operator is None else '--operator'}: {exc}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return _usage_error("deblur", "--device cuda was asked for but CUDA is not available")
-    device = torch.device(args.device)
-    try:
-        denoiser = pnpfast.denoisers.load(args.denoiser, args.weights, device=device)
-    except (ValueError, TypeError, OSError) as exc:
-        return _usage_error("deblur", f"cannot load the denoiser: {exc}")
-    error = _make_folder(args.output)
-    if error:
-        return _usage_error("deblur", error)
-
-    sigma = args.noise / 255.0
-    done, skipped, failed = 0, 0, []
-    bar = tqdm(by_output.items(), desc="deblur", unit="image", file=sys.stderr, disable=None)
-    for out, path in bar:
-        if args.skip_existing and out.exists():
-            skipped += 1
-            continue
-        try:
-            if out.resolve() == path.resolve():
-                raise ValueError(f"the output {out} would overwrite the input")
-            y = read_image(path).to(device)
-            result = pnpfast.solve(
-                y, operator, denoiser, method=args.method, sigma=sigma, max_iter=args.iters
-            )
-            write_image(out, result.x)
-        except ImageReadError as exc:
-            failed.append(path)
-            tqdm.write(f"{PROG} deblur: failed: {_one_line(exc)}", file=sys.stderr)
-        except (ValueError, TypeError, OSError, RuntimeError) as exc:
-            failed.append(path)
-            tqdm.write(
-                f"{PROG} deblur: failed: {path}: {type(exc).__name__}: {_one_line(exc)}",
-                file=sys.stderr,
-            )
-        else:
-            done += 1
-    bar.close()
-
-    summary = f"{done} done, {len(failed)} failed"
-    if skipped:
-        summary += f", {skipped} skipped (output exists)"
-    print(summary)
-    return EXIT_FAILED if failed else EXIT_OK
+    inputs = list(args.inputs)
+    skipped = []
+    if args.skip_existing:  # outputs of a run without a ledger (the ledger skips its own)
+        skipped = [p for p in inputs if p.is_file() and (args.output / f"{p.stem}.png").exists()]
+        inputs = [p for p in inputs if p not in skipped]
+        if skipped:
+            print(f"{PROG} deblur: {len(skipped)} skipped (output exists)")
+        if not inputs:
+            return EXIT_OK
+    restore_args = argparse.Namespace(
+        command="deblur",
+        inputs=[str(p) for p in inputs],
+        output=args.output,
+        task="deblur" if spec.name == "blur" else "sr",
+        operator=str(spec),
+        mask=None,
+        noise=args.noise,
+        manifest=None,
+        method=args.method,
+        param=[],
+        max_iter=args.iters,
+        denoiser=args.denoiser,
+        weights=args.weights,
+        device=args.device,
+        batch=args.batch,
+        tile=None,
+        overlap=None,
+        ext="png",
+        bit_depth=None,
+        overwrite=False,
+        dist_timeout=DEFAULT_TIMEOUT_S,
+        report=None,
+        progress_every=10.0,
+        no_progress=not sys.stderr.isatty(),  # as before: a bar on a terminal, not in logs
+    )
+    return _restore(restore_args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,8 +761,8 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
         "--report",
         type=Path,
         metavar="FILE",
-        help=f"the JSON report (default: DIR/{REPORT_NAME}; DIR/restore-report.rankR.json "
-        "under torchrun)",
+        help=f"the JSON report (default: DIR/{REPORT_NAME}; under torchrun each rank writes "
+        "FILE with .rankR before its suffix, DIR/restore-report.rankR.json by default)",
     )
     run.add_argument(
         "--progress-every",
@@ -808,7 +806,8 @@ class _Progress:
     """The runner's progress callback: a tqdm bar on a terminal, else a plain line at most
     every ``every`` seconds (and at the end)."""
 
-    def __init__(self, every: float, enabled: bool):
+    def __init__(self, command: str, every: float, enabled: bool):
+        self.command = command
         self.every = every
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
@@ -823,7 +822,7 @@ class _Progress:
             from tqdm import tqdm
 
             if self.bar is None:
-                self.bar = tqdm(total=total, desc="restore", unit="image", file=sys.stderr)
+                self.bar = tqdm(total=total, desc=self.command, unit="image", file=sys.stderr)
             self.bar.update(finished - self.bar.n)
             return
         if self.first is None:
@@ -836,7 +835,7 @@ class _Progress:
         rate = (finished - f0) / (elapsed - t0) if elapsed > t0 else finished / max(elapsed, 1e-9)
         eta = f"{(total - finished) / rate:.0f} s" if rate > 0 else "?"
         print(
-            f"{PROG} restore: {finished}/{total} images, {rate:.2f} images/s, ETA {eta}",
+            f"{PROG} {self.command}: {finished}/{total} images, {rate:.2f} images/s, ETA {eta}",
             file=sys.stderr,
             flush=True,
         )
@@ -846,11 +845,11 @@ class _Progress:
             self.bar.close()
 
 
-def _summary(report, report_path: Path) -> str:
+def _summary(command: str, report, report_path: Path) -> str:
     """The end of a run on one screen."""
     n_failed = len(report.failed)
     lines = [
-        f"{PROG} restore: {report.total} images: {report.done} done, {report.skipped} skipped "
+        f"{PROG} {command}: {report.total} images: {report.done} done, {report.skipped} skipped "
         f"(done before), {n_failed} failed" + (" (interrupted)" if report.interrupted else "")
     ]
     shown = 10
@@ -912,17 +911,18 @@ def _restore_rank(args: argparse.Namespace) -> int:
     from pnpfast.runner.ledger import SettingsMismatchError
     from pnpfast.runner.run import RunConfig, restore
 
+    cmd = args.command  # "restore", or "deblur" (its alias)
     if not args.inputs and args.manifest is None:
-        return _usage_error("restore", "give at least one INPUT, or --manifest")
+        return _usage_error(cmd, "give at least one INPUT, or --manifest")
     try:
         rank, world_size = _env.torchrun_rank()
         device = _env.torchrun_device(args.device)
     except ValueError as exc:
-        return _usage_error("restore", str(exc))
+        return _usage_error(cmd, str(exc))
     names = [name for name, _ in args.param]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        return _usage_error("restore", f"--param: {', '.join(twice)} given twice")
+        return _usage_error(cmd, f"--param: {', '.join(twice)} given twice")
     try:
         config = RunConfig(
             task=args.task,
@@ -943,30 +943,31 @@ def _restore_rank(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except (ValueError, TypeError) as exc:
-        return _usage_error("restore", _flagged(exc))
+        return _usage_error(cmd, _flagged(exc))
     if args.manifest is None:  # else each image may bring its own
         error = _restore_needs(args)
         if error:
-            return _usage_error("restore", error)
-    if args.report is not None:
+            return _usage_error(cmd, error)
+    if args.report is not None and world_size > 1:  # one file per rank, not N writers of one
+        report_path = args.report.with_name(f"{args.report.stem}.rank{rank}{args.report.suffix}")
+    elif args.report is not None:
         report_path = args.report
     elif world_size > 1:
         report_path = args.output / f"restore-report.rank{rank}.json"
     else:
         report_path = args.output / REPORT_NAME
-    error = _make_folder(args.output)
-    if error:
-        return _usage_error("restore", error)
+    if args.output.exists() and not args.output.is_dir():  # restore creates it, when work starts
+        return _usage_error(cmd, f"-o: the output folder {args.output} is a file")
     try:  # torchrun: join the process group before the work (NCCL on CUDA, gloo otherwise)
         distributed.init(world_size, device, timeout_s=args.dist_timeout)
     except (RuntimeError, ValueError) as exc:
         print(
-            f"{PROG} restore: failed: rank {rank} could not join the other ranks "
+            f"{PROG} {cmd}: failed: rank {rank} could not join the other ranks "
             f"(torch.distributed, --dist-timeout {args.dist_timeout} s): {_one_line(exc)}",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    progress = _Progress(args.progress_every, enabled=not args.no_progress)
+    progress = _Progress(cmd, args.progress_every, enabled=not args.no_progress)
     try:
         report = restore(
             args.inputs,
@@ -978,18 +979,20 @@ def _restore_rank(args: argparse.Namespace) -> int:
             progress=progress,
         )
     except SettingsMismatchError as exc:
-        return _usage_error("restore", _mismatch_message(exc, args.output))
+        return _usage_error(cmd, _mismatch_message(exc, args.output))
     except KernelReadError as exc:  # the run's kernel, read before the first image
-        return _usage_error("restore", f"--operator: {exc}")
+        return _usage_error(cmd, f"--operator: {exc}")
     except ImageReadError as exc:  # the run's mask, read before the first image
-        return _usage_error("restore", f"--mask: {exc}")
+        return _usage_error(cmd, f"--mask: {exc}")
     except WeightsUnavailableError as exc:
-        return _usage_error("restore", f"--denoiser: {exc} (here: --weights FILE)")
+        return _usage_error(cmd, f"--denoiser: {exc} (here: --weights FILE)")
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        return _usage_error("restore", _flagged(exc))
+        return _usage_error(cmd, _flagged(exc))
+    except OSError as exc:  # the output folder cannot be created
+        return _usage_error(cmd, f"-o: cannot create the output folder {args.output}: {exc}")
     except KeyboardInterrupt:  # while collecting the inputs or loading: before any batch
         print(
-            f"{PROG} restore: interrupted before the first batch: nothing was restored",
+            f"{PROG} {cmd}: interrupted before the first batch: nothing was restored",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -998,16 +1001,16 @@ def _restore_rank(args: argparse.Namespace) -> int:
     try:
         _write_report(report, report_path)
     except OSError as exc:
-        print(_summary(report, report_path))
-        print(f"{PROG} restore: failed: cannot write the report: {_one_line(exc)}", file=sys.stderr)
+        print(_summary(cmd, report, report_path))
+        print(f"{PROG} {cmd}: failed: cannot write the report: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
-    print(_summary(report, report_path))
+    print(_summary(cmd, report, report_path))
     if distributed.active():  # every rank waits here; rank 0 writes the run's merged report
         try:
             merged = distributed.gather_report(report, args.output)
         except RuntimeError as exc:  # a rank died or hung past --dist-timeout
             print(
-                f"{PROG} restore: failed: rank {rank} gave up waiting for the other ranks "
+                f"{PROG} {cmd}: failed: rank {rank} gave up waiting for the other ranks "
                 f"(--dist-timeout {args.dist_timeout} s): {_one_line(exc)}; its own images are "
                 "in its ledger; run the same command again to finish the rest",
                 file=sys.stderr,
@@ -1019,14 +1022,14 @@ def _restore_rank(args: argparse.Namespace) -> int:
                 json.dump(merged, f, indent=2, sort_keys=True)
             dups = len(merged["ledger"]["duplicates"]) if merged["ledger"] else 0
             print(
-                f"{PROG} restore: {world_size} ranks: {merged['total']} images: "
+                f"{PROG} {cmd}: {world_size} ranks: {merged['total']} images: "
                 f"{merged['done']} done, {merged['skipped']} skipped (done before), "
                 f"{len(merged['failed'])} failed, {dups} done twice; "
                 f"{merged['images_per_s']:.2f} images/s overall; report: {merged_path}"
             )
     if report.interrupted:
         print(
-            f"{PROG} restore: interrupted: the finished images are in the ledger and the "
+            f"{PROG} {cmd}: interrupted: the finished images are in the ledger and the "
             "report; run the same command again to restore the rest",
             file=sys.stderr,
         )
@@ -1034,7 +1037,7 @@ def _restore_rank(args: argparse.Namespace) -> int:
     if report.failed:
         first = report.failed[0]
         print(
-            f"{PROG} restore: failed: {len(report.failed)} of {report.total} images (first: "
+            f"{PROG} {cmd}: failed: {len(report.failed)} of {report.total} images (first: "
             f"{first['key']}: {_one_line(first['reason'])}); the others are written; see "
             f"{report_path}",
             file=sys.stderr,

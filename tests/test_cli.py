@@ -98,9 +98,12 @@ def test_deblur_reports_bad_file_and_does_the_others(blurred_inputs, capsys):
     tmp, inputs = blurred_inputs
     assert _deblur(inputs, tmp) == 1
     captured = capsys.readouterr()
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == ["color.png", "gray.png"]
+    assert sorted(p.name for p in (tmp / "out").glob("*.png")) == ["color.png", "gray.png"]
     assert "broken.png" in captured.err
-    assert "2 done, 1 failed" in captured.out
+    assert "3 images: 2 done, 0 skipped (done before), 1 failed" in captured.out
+    # deblur is restore --task deblur: its ledger makes a rerun skip what is done
+    assert _deblur(inputs, tmp) == 1  # broken.png fails again
+    assert "2 skipped (done before), 1 failed" in capsys.readouterr().out
 
     # each output is what the Python API gives for that image
     for name, c in (("gray", 1), ("color", 3)):
@@ -123,12 +126,13 @@ def test_deblur_reports_bad_file_and_does_the_others(blurred_inputs, capsys):
 def test_deblur_all_good_returns_0_and_missing_file_fails(blurred_inputs, capsys):
     tmp, inputs = blurred_inputs
     assert _deblur([inputs[0]], tmp) == 0
-    assert "1 done, 0 failed" in capsys.readouterr().out
+    assert "1 images: 1 done, 0 skipped (done before), 0 failed" in capsys.readouterr().out
     missing = tmp / "in" / "missing.png"
-    assert _deblur([missing, inputs[2]], tmp) == 1
+    assert _deblur([missing, inputs[2]], tmp) == 2  # a missing INPUT is a usage error
     captured = capsys.readouterr()
-    assert "missing.png" in captured.err and "no such file" in captured.err
-    assert "1 done, 1 failed" in captured.out
+    assert "missing.png" in captured.err and "no such" in captured.err
+    assert _deblur([tmp / "in"], tmp) == 1  # a folder: its images, broken.png failing
+    assert "3 images: 1 done, 1 skipped (done before), 1 failed" in capsys.readouterr().out
 
 
 def test_deblur_skip_existing(blurred_inputs, capsys):
@@ -138,9 +142,12 @@ def test_deblur_skip_existing(blurred_inputs, capsys):
     sentinel = b"an earlier result"
     (tmp / "out" / "gray.png").write_bytes(sentinel)
     assert _deblur(good, tmp, "--skip-existing") == 0
-    assert "1 done, 0 failed, 1 skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 skipped (output exists)" in out and "1 images: 1 done" in out
     assert (tmp / "out" / "gray.png").read_bytes() == sentinel
-    assert _deblur(good, tmp) == 0  # without the flag the output is replaced
+    # without the flag an output no run recorded is replaced; the recorded one is skipped
+    assert _deblur(good, tmp) == 0
+    assert "2 images: 1 done, 1 skipped (done before)" in capsys.readouterr().out
     assert read_image(tmp / "out" / "gray.png").shape == (1, 1, 24, 24)
 
 
@@ -176,8 +183,11 @@ def test_bad_arguments_return_2(blurred_inputs, capsys):
     assert main(["deblur", good, *kernel, *base, "--weights", str(tmp / "k.npy")]) == 2
     assert main(["deblur", good, "--kernel", str(tmp / "none.npy"), *base]) == 2
     assert "none.npy" in capsys.readouterr().err
-    assert main(["deblur", good, good, *kernel, *base]) == 2  # two inputs, one output name
-    assert "both be written" in capsys.readouterr().err
+    twin = tmp / "twin" / "gray.png"
+    twin.parent.mkdir()
+    twin.write_bytes(inputs[0].read_bytes())
+    assert main(["deblur", good, str(twin), *kernel, *base]) == 2  # two inputs, one output
+    assert "gray.png" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main(["deblur", good, *kernel, *base, "--device", "cuda"]) == 2
     assert not (tmp / "out").exists()  # nothing was started

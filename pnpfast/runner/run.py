@@ -630,17 +630,35 @@ class _Runner:
     """The state of one restore call: the ledger, the report, the timings, the batch size
     (halved for the rest of the run after an out-of-memory error)."""
 
-    def __init__(self, config, book, report, progress, start):
+    def __init__(self, config, progress):
         self.config = config
-        self.book = book
-        self.report = report
         self.progress = progress
-        self.start = start
         self.res = _Resources(config, config.device)
         self.seconds = {"read": 0.0, "solve": 0.0, "denoiser": 0.0, "write": 0.0}
         self.batch_size = config.batch_size
+
+    def begin(self, book, report, started: float) -> None:
+        """Begin the work with this ledger and report, timed from ``started``."""
+        self.book = book
+        self.report = report
+        self.started = started
         self.finished = report.skipped
         self._shown = self.finished
+
+    def check_resources(self) -> None:
+        """Read the run's own kernel and mask and load its denoiser: a bad one is an error
+        before any image, not N failed images."""
+        config = self.config
+        if config._spec is not None:
+            self.res.kernel(config._spec)
+        if config.mask is not None:
+            self.res.mask(config.mask)
+        try:
+            self.res.denoiser(config.method)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            if type(exc) not in (ValueError, TypeError, FileNotFoundError):
+                raise  # the loaders' own errors name the denoiser already
+            raise type(exc)(f"denoiser: cannot load it: {exc}") from exc
 
     def fail(self, item: worklist.WorkItem, reason: str) -> None:
         self.book.fail(item.key, reason)
@@ -651,7 +669,7 @@ class _Runner:
         """Call progress when something finished since the last call."""
         if self.progress is not None and self.finished != self._shown:
             self._shown = self.finished
-            self.progress(self.finished, self.report.total, time.perf_counter() - self.start)
+            self.progress(self.finished, self.report.total, time.perf_counter() - self.started)
 
     def read(self, items: list[worklist.WorkItem]) -> list[_Entry]:
         from pnpfast.io import ImageReadError, read_image_file
@@ -786,11 +804,16 @@ def restore(
     )
     mine = worklist.shard(items, rank, world_size)
     out_dir = Path(output_dir)
+    ledger_path = out_dir / LEDGER_NAME.format(rank=rank)
+    runner = _Runner(config, progress)
+    checked = False
+    if mine and (config.overwrite or not ledger_path.exists()):  # nothing can be done yet:
+        runner.check_resources()  # a bad kernel or denoiser leaves no folder nor ledger
+        checked = True
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config.settings()
     if manifest is not None:
         settings["manifest"] = _ledger.file_sha256(manifest)
-    ledger_path = out_dir / LEDGER_NAME.format(rank=rank)
     book = _ledger.Ledger(ledger_path, settings, overwrite=config.overwrite)
 
     report = RunReport(
@@ -809,18 +832,9 @@ def restore(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    runner = _Runner(config, book, report, progress, start)
-    if todo:  # the run's own kernel, mask and denoiser: a bad one is an error, not N failures
-        if spec is not None:
-            runner.res.kernel(spec)
-        if config.mask is not None:
-            runner.res.mask(config.mask)
-        try:
-            runner.res.denoiser(config.method)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            if type(exc) not in (ValueError, TypeError, FileNotFoundError):
-                raise  # the loaders' own errors name the denoiser already
-            raise type(exc)(f"denoiser: cannot load it: {exc}") from exc
+    runner.begin(book, report, start)
+    if todo and not checked:  # a rerun loads what it needs only when work is left
+        runner.check_resources()
     with _Stop() as stop:
         try:
             # images are read a window at a time: enough to fill batches of mixed sizes,

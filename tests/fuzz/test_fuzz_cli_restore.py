@@ -173,7 +173,7 @@ CASES = [
         "output-is-a-file",
         lambda: _denoise("--noise", 5, out=_file("afile", b"x")),
         CliFailed,
-        rf"{U2}the output folder .*afile is a file",
+        rf"{U2}-o: the output folder .*afile is a file",
     ),
     Bad(
         RESTORE,
