@@ -88,7 +88,10 @@ def per_image(
             raise TypeError(f"{name} must be real, not {value.dtype}")
         not_empty(name, value)
         t = value.to(device=like.device, dtype=like.dtype).expand(batch).contiguous()
-        values = t.detach().cpu().tolist() if check_values else []
+        # not while CUDA-graph capture records this stream (a read would end it): the values
+        # were checked by the calls before capture, and replays run no Python
+        capturing = t.is_cuda and torch.cuda.is_current_stream_capturing()
+        values = t.detach().cpu().tolist() if check_values and not capturing else []
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         v = float(value)
         # the value as the images' dtype holds it (read on the CPU: no device sync), so that
