@@ -17,7 +17,9 @@ from the ledgers.
 
 import datetime
 import math
+import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -28,6 +30,8 @@ from pnpfast.runner.run import LEDGER_NAME, RunReport
 
 # long enough for the slowest rank's share of a large run; the barrier waits that long at most
 DEFAULT_TIMEOUT_S = 4 * 3600
+# what merge_reports reads of each rank's RunReport.as_dict()
+_REPORT_FIELDS = ("total", "done", "skipped", "failed", "interrupted", "seconds")
 
 
 def backend_for(device: str | torch.device) -> str:
@@ -42,6 +46,19 @@ def _device(device) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise ValueError(f"device must name a device (cpu, cuda, cuda:N), not {device!r}") from None
+
+
+def _folder(out_dir) -> Path:
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"out_dir must be the run's output folder (str or Path), not {type(out_dir).__name__}"
+        )
+    path = Path(out_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"out_dir: no such folder {path}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"out_dir: {path} is a file, not the run's output folder")
+    return path
 
 
 def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
@@ -110,8 +127,34 @@ def merge_reports(reports: list[dict], out_dir: str | Path, world_size: int) -> 
     over the wall time of the slowest rank; ``ledger`` is ``ledger.merge`` of the ranks' ledgers
     (everything done in this folder so far, and ``duplicates``: keys done by more than one rank,
     empty for an exactly-once run).
+
+    Raises:
+        TypeError: ``reports`` is not a list of dicts, ``out_dir`` not a path, ``world_size``
+            not an int.
+        ValueError: ``world_size`` < 1, not one report per rank, or a report without the
+            fields of ``RunReport.as_dict()`` (the field is named).
+        FileNotFoundError, NotADirectoryError: ``out_dir`` is missing or a file.
     """
-    out_dir = Path(out_dir)
+    world_size = _validate.integer("world_size", world_size, 1)
+    if not isinstance(reports, (list, tuple)):
+        raise TypeError(
+            f"reports must be a list of the ranks' RunReport.as_dict(), not {type(reports).__name__}"
+        )
+    if len(reports) != world_size:
+        raise ValueError(
+            f"reports must hold one report per rank: {len(reports)} for world_size {world_size}"
+        )
+    for i, r in enumerate(reports):
+        if not isinstance(r, Mapping):
+            raise TypeError(
+                f"reports[{i}] must be a dict (RunReport.as_dict()), not {type(r).__name__}"
+            )
+        missing = [k for k in _REPORT_FIELDS if k not in r]
+        if missing:
+            raise ValueError(
+                f"reports[{i}] lacks {', '.join(missing)}: give RunReport.as_dict() of each rank"
+            )
+    out_dir = _folder(out_dir)
     paths = [out_dir / LEDGER_NAME.format(rank=r) for r in range(world_size)]
     merged = (
         ledger.merge([p for p in paths if p.is_file()]) if any(p.is_file() for p in paths) else None
@@ -136,7 +179,20 @@ def merge_reports(reports: list[dict], out_dir: str | Path, world_size: int) -> 
 def gather_report(report: RunReport, out_dir: str | Path) -> dict | None:
     """Wait for every rank (a barrier), then give rank 0 the merged report of the run
     (``merge_reports``); the other ranks get None. Without a process group: this rank's
-    report merged alone."""
+    report merged alone.
+
+    Raises:
+        TypeError: ``report`` is not a RunReport, ``out_dir`` not a path.
+        FileNotFoundError, NotADirectoryError: ``out_dir`` is missing or a file.
+        RuntimeError: (torch.distributed) a rank did not reach the barrier within the timeout.
+    """
+    # checked before the barrier: a rank that raised after it would leave the others waiting
+    if not isinstance(report, RunReport):
+        raise TypeError(
+            f"report must be a pnpfast.runner.run.RunReport (what restore returns), not "
+            f"{type(report).__name__}"
+        )
+    _folder(out_dir)
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):

@@ -34,6 +34,7 @@ MODULES = (
     "runner.ledger",
     "runner.tiles",
     "runner.run",
+    "runner.distributed",
 )
 # modules that import an optional library: covered where it imports (see the test below)
 OPTIONAL_MODULES = ("interop.deepinv",)
@@ -62,6 +63,8 @@ NOT_ENTRY_POINTS = {
     "pnpfast.dispatch.BackendStatus",
     "pnpfast.dispatch.FusedOp",  # the library's own op table, built at import
     # no arguments
+    "pnpfast.runner.distributed.active",
+    "pnpfast.runner.distributed.finalize",
     "pnpfast.dispatch.backends",
     "pnpfast.dispatch.clear_caches",
     "pnpfast.ops.poisoned_outputs",
