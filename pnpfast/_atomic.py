@@ -18,14 +18,19 @@ training loop's checkpoint, config and log. No pnpfast imports, so anything may 
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "remove_stale_temporaries"]
 
 _MODES = ("wb", "w")
+
+
+# the name _temporary gives: group 1 is the name of the file it will replace
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{12}\.tmp")
 
 
 def _temporary(folder: Path, name: str) -> tuple[int, Path]:
@@ -38,6 +43,29 @@ def _temporary(folder: Path, name: str) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
+def remove_stale_temporaries(paths) -> int:
+    """Remove the temporary files a killed writer left beside each of ``paths``
+    (``.<name>.<12 hex>.tmp``); returns how many. For a caller that is the only writer of
+    those paths (a restore rank owns its images' outputs): anyone else's write in flight
+    would lose its temporary file."""
+    by_folder: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, set()).add(p.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not created yet: nothing to remove
+            continue
+        for entry in entries:
+            m = _TEMPORARY.fullmatch(entry.name)
+            if m and m.group(1) in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def _fsync_folder(folder: Path) -> None:

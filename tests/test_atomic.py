@@ -87,3 +87,30 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError), atomic_open(tmp_path / "no" / "folder" / "f"):
         pass
     assert _names(tmp_path) == []
+
+
+def test_remove_stale_temporaries_removes_only_those_of_the_given_paths(tmp_path):
+    from pnpfast._atomic import remove_stale_temporaries
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    stale = [tmp_path / ".a.png.0123456789ab.tmp", sub / ".c.tif.ffffffffffff.tmp"]
+    kept = [
+        tmp_path / ".b.png.0123456789ab.tmp",  # another path's: not ours to remove
+        tmp_path / ".a.png.0123.tmp",  # not the temporary-file pattern
+        tmp_path / "a.png.0123456789ab.tmp",
+        tmp_path / "a.png",
+    ]
+    for p in stale + kept:
+        p.write_bytes(b"x")
+    paths = [tmp_path / "a.png", sub / "c.tif", tmp_path / "missing" / "d.png"]
+    assert remove_stale_temporaries(paths) == 2
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    # the name atomic_open really gives is recognised: a copy of it, as a kill would leave
+    with pytest.raises(_Crash), atomic_open(tmp_path / "e.png") as f:
+        (tmp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".e.png.")]
+        f.write(b"half")
+        raise _Crash
+    tmp.write_bytes(b"half")
+    assert remove_stale_temporaries([tmp_path / "e.png"]) == 1 and not tmp.exists()

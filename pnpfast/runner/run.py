@@ -66,6 +66,7 @@ from pathlib import Path
 import torch
 
 from pnpfast import _validate
+from pnpfast._atomic import remove_stale_temporaries
 from pnpfast.operators.spec import NAMED_KERNELS, OperatorSpec
 from pnpfast.runner import ledger as _ledger
 from pnpfast.runner import tiles, worklist
@@ -828,6 +829,7 @@ def restore(
     if not config.overwrite:
         done |= _done_elsewhere(out_dir, ledger_path, book.fingerprint)
     todo = [it for it in mine if it.key not in done]
+    remove_stale_temporaries(it.output for it in todo)  # a write a SIGKILL cut short
     report.skipped = len(mine) - len(todo)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
