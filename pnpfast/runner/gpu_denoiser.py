@@ -38,10 +38,10 @@ precision costs in PSNR on the runner's default job is measured by
   during capture is raised as it is, so that the runner's halving answers it.
 
 What has not run without a GPU (this machine has none): the CUDA capture itself
-(``cuda_capture``: the side-stream warm-up, ``torch.cuda.graph``, the replay), the speed of any
+(``_cuda_capture``: the side-stream warm-up, ``torch.cuda.graph``, the replay), the speed of any
 of the three options on a GPU, and whether the shipped denoisers capture cleanly. The shape-keyed
 cache, the copy into the static buffers, the clone of the output, the eviction and the fallback
-are tested on the CPU with a stand-in for ``cuda_capture`` (the ``_capture`` argument) that runs
+are tested on the CPU with a stand-in for ``_cuda_capture`` (the ``_capture`` argument) that runs
 the function where the graph would replay it.
 """
 
@@ -55,7 +55,7 @@ from pnpfast._validate import flag
 from pnpfast.denoisers.base import Denoiser, check_denoised, check_image, sigma_per_image
 from pnpfast.runner.tiles import is_out_of_memory
 
-__all__ = ["PRECISIONS", "FastDenoiser", "check_options", "cuda_capture", "nonfinite_images"]
+__all__ = ["PRECISIONS", "FastDenoiser", "check_options", "nonfinite_images"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -107,7 +107,7 @@ def nonfinite_images(x: torch.Tensor) -> list[int]:
     return bad.nonzero().flatten().tolist()
 
 
-def cuda_capture(
+def _cuda_capture(
     fn: Callable[[], torch.Tensor], device: torch.device
 ) -> tuple[Callable[[], None], torch.Tensor]:
     """Capture ``fn()`` (which reads static buffers on ``device``) into a CUDA graph.
@@ -166,7 +166,7 @@ class FastDenoiser(Denoiser):
     TiledDenoiser; their backtracking compares potentials and wants the network's precision.
 
     ``_capture`` (tests only): a function (fn, device) -> (replay, out) used instead of
-    ``cuda_capture``; with it, devices other than CUDA are accepted under ``cuda_graphs``.
+    ``_cuda_capture``; with it, devices other than CUDA are accepted under ``cuda_graphs``.
 
     Errors: TypeError for a denoiser that is not callable, a precision that is not a str, a flag
     that is not a bool; ValueError for another precision; at the call, x's form as every
@@ -199,7 +199,7 @@ class FastDenoiser(Denoiser):
         self.denoiser = denoiser  # a Module is registered as a submodule (moves with .to())
         self.channels = getattr(denoiser, "channels", None)
         self.blind = getattr(denoiser, "blind", False)
-        self._capture = cuda_capture if _capture is None else _capture
+        self._capture = _cuda_capture if _capture is None else _capture
         self._any_device = _capture is not None
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self.fallback: str | None = None

@@ -34,6 +34,7 @@ MODULES = (
     "runner.ledger",
     "runner.tiles",
     "runner.run",
+    "runner.gpu_denoiser",
     "runner.distributed",
 )
 # modules that import an optional library: covered where it imports (see the test below)
