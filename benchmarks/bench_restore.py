@@ -1,0 +1,836 @@
+"""Production restoration speed (issue 21): ``pnpfast.restore`` on a folder against a one-image
+``pnpfast.solve`` loop and deepinv's DPIR loop, the scaling with torchrun ranks, and a GPU model.
+
+Problem (built in a temporary folder, ``--keep DIR`` keeps it): the first ``--images`` (16)
+images of CBSD68 (sorted by name; ``../shared/data/images/CBSD68``), centre-cropped to
+``--crop`` (128) pixels, image i blurred by Levin kernel ``levin09_k{i % 8 + 1}.npy`` (circular
+convolution, ``pnpfast.operators.Blur``), plus white Gaussian noise of std 7.65/255 (seed
+``1000 + i``), written as 8-bit PNG into ``src/`` with a CSV manifest ``manifest.csv``
+(``path,kernel``: each image its kernel file). A second manifest ``manifest27.csv`` gives the
+same kernels zero-padded to 27x27 about their centre (the same circular blur: every Levin kernel
+has odd sides) in ``kernels27/``.
+
+Measured variants (``--variants``), every one reading the PNGs, restoring with HQS at its
+defaults (8 iterations, sigma from 49/255 down to the noise level, lam 0.23) and the shipped
+noise-conditional DRUNet (``pnpfast.denoisers.load()``), writing 8-bit PNGs:
+
+    restore/batch8            pnpfast.restore([src], out, RunConfig(task="deblur", noise=7.65,
+                              batch_size=8), manifest=manifest.csv): the runner groups images
+                              by kernel size, so the 8 Levin sizes give batches of 2 to 4
+    restore/batch8/kernels27  the same with manifest27.csv: one kernel size, batches of 8
+    restore/batch1            batch_size=1
+    solve-loop                for each manifest row: read_image_file, pnpfast.solve(y, Blur(k),
+                              D, "hqs", sigma=7.65/255), write_image_file (the baseline)
+    deepinv-dpir-loop         for each row: read_image_file, deepinv.physics.BlurFFT with the
+                              kernel, deepinv.optim.DPIR(sigma=7.65/255, denoiser=
+                              pnpfast.interop.deepinv.PnpfastDenoiser(D)), write_image_file;
+                              deepinv's DPIR schedule is the same recipe (8 iterations, sigma
+                              logspace 49/255 -> noise, stepsize sigma_k^2 / (0.23 noise^2))
+
+Each variant runs in a subprocess of its own (``--reps`` times, interleaved): a warm-up on one
+image, then the timed run on the folder into a fresh output folder; the timed region includes
+loading the denoiser (``restore`` loads it inside). Peak memory is the subprocess's
+``ru_maxrss`` (with the size after imports for scale). PSNR: each output file read back, against
+the clean 8-bit crop, mean over the images, with the largest per-image difference to the
+solve loop (``correct``: within 0.05 dB for the pnpfast variants, 0.1 dB for deepinv).
+
+Ranks (``--parts ranks``): ``python -m torch.distributed.run --standalone --nproc_per_node=R
+-m pnpfast restore src -o out --manifest manifest.csv --noise 7.65 --batch 8`` for R = 1, 2
+(gloo, CPU, OMP_NUM_THREADS=1 per rank): the wall time of the whole command (process start,
+imports, rendezvous included) and the slowest rank's library time from its report.
+
+Model (``--parts model``, rows marked modelled): per-image time of HQS at 256x256 on an H200
+(``perf_model.H200``: 4.3 TB/s copy bandwidth, 2 us per launch) at batch B,
+
+    t_iter(B)  = max(host(B), device(B))
+    device(B)  = sum over the denoiser's layers of max(flops / (EFF * TF32 * waves), bytes / bw)
+                 + launches * 2 us + perf_model's prox_l2_fft (B, 3, 256, 256)
+    host(B)    = ops per iteration * HOST_US_PER_OP (eager PyTorch dispatch + cudaLaunchKernel)
+    t_image(B) = (8 t_iter(B) + setup ops * HOST_US_PER_OP) / B + io
+
+with the layer list, FLOPs and bytes counted on the meta device, the ops of an iteration
+counted with a dispatch mode on a tiny CPU solve, ``waves`` the wave quantisation of 128x128
+output tiles over 132 SMs, and ``io`` the read and atomic write of a 256x256 PNG measured here.
+Ranks 1..8: round-robin shards of ``--model-images`` (68), ceil(N / R) images on the busiest
+rank, each rank its own GPU, process start and rendezvous not modelled.
+
+    python benchmarks/bench_restore.py                            # ~5 minutes on 2 cores
+    python benchmarks/bench_restore.py --quick --out /tmp/restore.jsonl
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import harness
+import numpy as np
+import torch
+
+import pnpfast
+
+OP = "restore"
+MODEL_OP = "restore/modelled"
+NOISE_255 = 7.65
+SEED = 1000
+LEVIN = 8
+PAD_TO = 27
+VARIANTS = (
+    "restore/batch8",
+    "restore/batch8/kernels27",
+    "restore/batch1",
+    "solve-loop",
+    "deepinv-dpir-loop",
+)
+BASELINE = "solve-loop"
+PARTS = ("measure", "ranks", "model")
+PSNR_TOL = {"deepinv-dpir-loop": 0.1}  # dB; others 0.05
+PSNR_TOL_DEFAULT = 0.05
+
+# the GPU model's constants (module docstring)
+TF32_PEAK = 494.7e12  # H100/H200 SXM dense TF32 tensor-core FLOP/s (datasheet)
+EFF = 0.5  # assumed fraction of it a full wave of cuDNN fp32 (TF32) convolutions reaches
+HOST_US_PER_OP = 8.0  # assumed host cost of one eager op on CUDA (dispatch + launch)
+TILE = 128  # output pixels x output channels per conv tile in the wave model
+MODEL_SIZE = 256
+MODEL_BATCHES = (1, 8, 32)
+MODEL_RANKS = tuple(range(1, 9))
+MODEL_IMAGES = 68
+
+
+def data_dir() -> Path:
+    return harness.DATA
+
+
+# ---------------------------------------------------------------------------------------------
+# the folder
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    H, W = x.shape[-2:]
+    if size > H or size > W:
+        raise ValueError(f"crop {size} is larger than the image ({H}x{W})")
+    i, j = (H - size) // 2, (W - size) // 2
+    return x[..., i : i + size, j : j + size]
+
+
+def pad_kernel(k: np.ndarray, size: int) -> np.ndarray:
+    """``k`` (odd sides) zero-padded to size x size about its centre."""
+    h, w = k.shape
+    if h % 2 == 0 or w % 2 == 0 or h > size or w > size:
+        raise ValueError(f"kernel {h}x{w} cannot be centred in {size}x{size}")
+    out = np.zeros((size, size), dtype=k.dtype)
+    i, j = (size - h) // 2, (size - w) // 2
+    out[i : i + h, j : j + w] = k
+    return out
+
+
+def build_folder(root: Path, images: int, crop: int) -> dict:
+    """The degraded folder, the clean crops, the kernels and the manifests (module docstring)."""
+    from pnpfast.io import read_image_file, write_image_file
+    from pnpfast.operators import Blur
+
+    names = sorted((data_dir() / "images" / "CBSD68").glob("*.png"))[:images]
+    if len(names) < images:
+        raise SystemExit(f"only {len(names)} CBSD68 images under {data_dir()}")
+    levin = data_dir() / "kernels" / "levin09"
+    for sub in ("src", "clean", "kernels27", "warm"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    kernels = []
+    for j in range(1, LEVIN + 1):
+        k = np.load(levin / f"levin09_k{j}.npy")
+        np.save(root / "kernels27" / f"levin09_k{j}.npy", pad_kernel(k, PAD_TO))
+        kernels.append(k)
+    rows, rows27 = [], []
+    for i, path in enumerate(names):
+        x = centre_crop(read_image_file(path).pixels, crop)
+        j = i % LEVIN + 1
+        g = torch.Generator().manual_seed(SEED + i)
+        blurred = Blur(torch.from_numpy(kernels[j - 1]))(x)
+        y = blurred + NOISE_255 / 255 * torch.randn(blurred.shape, generator=g)
+        write_image_file(root / "clean" / path.name, x)
+        write_image_file(root / "src" / path.name, y)
+        rows.append((f"src/{path.name}", str(levin / f"levin09_k{j}.npy")))
+        rows27.append((f"src/{path.name}", f"kernels27/levin09_k{j}.npy"))
+    for name, table in (("manifest.csv", rows), ("manifest27.csv", rows27)):
+        with open(root / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(("path", "kernel"))
+            w.writerows(table)
+    # the warm-up folder: the first image with its kernel
+    shutil.copy(root / "src" / names[0].name, root / "warm" / names[0].name)
+    with open(root / "warm" / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "kernel"), (names[0].name, rows[0][1])])
+    return {"names": [p.name for p in names], "kernels": [i % LEVIN + 1 for i in range(images)]}
+
+
+# ---------------------------------------------------------------------------------------------
+# one variant, in its own process
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _manifest_rows(manifest: Path) -> list[tuple[Path, Path]]:
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    base = manifest.parent
+    return [(base / r["path"], base / r["kernel"]) for r in rows]
+
+
+def _loop(manifest: Path, out: Path, restore_one) -> None:
+    from pnpfast.io import read_image_file, read_kernel, write_image_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for image, kernel in _manifest_rows(manifest):
+        f = read_image_file(image)
+        x = restore_one(f.pixels, read_kernel(kernel))
+        write_image_file(out / image.name, x, bit_depth=f.bit_depth)
+
+
+def _variant_fn(name: str):
+    """fn(src folder, manifest, out folder) -> extra report fields, for the variant ``name``."""
+    sigma = NOISE_255 / 255
+    if name.startswith("restore/"):
+        from pnpfast.runner.run import RunConfig, restore
+
+        batch = 1 if name == "restore/batch1" else 8
+
+        def run(src: Path, manifest: Path, out: Path) -> dict:
+            config = RunConfig(task="deblur", noise=NOISE_255, batch_size=batch)
+            report = restore([src], out, config, manifest=manifest)
+            if report.failed or report.done != report.total:
+                raise RuntimeError(f"restore failed: {report.failed}")
+            return {"report_seconds": report.seconds}
+
+        return run
+    if name == "solve-loop":
+        from pnpfast.operators import Blur
+
+        def run(src: Path, manifest: Path, out: Path) -> dict:
+            den = pnpfast.denoisers.load()
+
+            def one(y, k):
+                return pnpfast.solve(y, Blur(k), den, "hqs", sigma=sigma).x
+
+            _loop(manifest, out, one)
+            return {}
+
+        return run
+    if name == "deepinv-dpir-loop":
+        from deepinv_compat import import_deepinv
+
+        dinv, note = import_deepinv()
+        if dinv is None:
+            raise harness.Skip(note)
+        import pnpfast.interop.deepinv as interop
+
+        def run(src: Path, manifest: Path, out: Path) -> dict:
+            den = interop.PnpfastDenoiser(pnpfast.denoisers.load())
+            model = dinv.optim.DPIR(sigma=sigma, denoiser=den)
+
+            def one(y, k):
+                # BlurFFT(filter=k) is pnpfast's Blur(k) (checked by deepinv_forward_matches)
+                physics = dinv.physics.BlurFFT(img_size=tuple(y.shape[1:]), filter=k[None, None])
+                with torch.no_grad():
+                    return model(y, physics)
+
+            _loop(manifest, out, one)
+            return {"deepinv": dinv.__version__, "deepinv_note": note}
+
+        return run
+    raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+
+
+def child(args: argparse.Namespace) -> int:
+    """``--child VARIANT``: warm up on one image, time the folder, print one JSON line."""
+    torch.set_num_threads(args.threads)
+    root = Path(args.root)
+    rss_imports = _rss_now()
+    try:
+        fn = _variant_fn(args.child)
+    except harness.Skip as skip:
+        print(json.dumps({"skip": str(skip)}))
+        return 0
+    manifest = root / ("manifest27.csv" if args.child.endswith("kernels27") else "manifest.csv")
+    work = Path(tempfile.mkdtemp(prefix="warm-", dir=root))
+    fn(root / "warm", root / "warm" / "manifest.csv", work)
+    shutil.rmtree(work)
+    out = Path(args.child_out)
+    t0 = time.perf_counter()
+    extra = fn(root / "src", manifest, out)
+    wall = time.perf_counter() - t0
+    result = {
+        "wall_s": wall,
+        "peak_rss": _peak_rss(),
+        "rss_after_imports": rss_imports,
+        "threads": torch.get_num_threads(),
+        **extra,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def deepinv_forward_matches(shape=(1, 3, 40, 36)) -> str:
+    """'' when deepinv's BlurFFT(filter=k) equals pnpfast's Blur(k) on a random image with an
+    asymmetric Levin kernel, else why not (the deepinv loop would solve another problem)."""
+    from deepinv_compat import import_deepinv
+
+    from pnpfast.operators import Blur
+
+    dinv, note = import_deepinv()
+    if dinv is None:
+        return f"deepinv unavailable: {note}"
+    k = torch.from_numpy(np.load(data_dir() / "kernels" / "levin09" / "levin09_k4.npy"))
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    ours = Blur(k)(x)
+    theirs = dinv.physics.BlurFFT(img_size=tuple(shape[1:]), filter=k[None, None]).A(x)
+    ok, err = harness.check_close(theirs, ours, 1e-5)
+    return "" if ok else f"deepinv BlurFFT differs from pnpfast Blur: max rel err {err:.1e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the measured part
+
+
+def _psnrs(out: Path, root: Path, names: list[str]) -> list[float]:
+    from pnpfast.io import read_image_file
+    from pnpfast.metrics import psnr
+
+    values = []
+    for name in names:
+        x = read_image_file(out / name).pixels
+        ref = read_image_file(root / "clean" / name).pixels
+        values.append(float(psnr(x, ref)[0]))
+    return values
+
+
+def _child_env(threads: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_child(variant: str, root: Path, out: Path, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", variant, "--root", str(root)]
+    cmd += ["--child-out", str(out), "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(threads))
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(provider, shape, seconds: list[float], images: int, correct: bool, note, **extra):
+    t = harness.timing_from_samples([s * 1e3 / images for s in seconds])
+    row = harness.make_row(
+        op=extra.pop("op", OP),
+        provider=provider,
+        shape=shape,
+        dtype=torch.float32,
+        timing=t,
+        nbytes=None,
+        device="cpu",
+        correct=correct,
+        note="; ".join(n for n in (note, harness.load_note("cpu")) if n),
+    )
+    wall = statistics.median(seconds)
+    return {
+        **row,
+        "modelled": False,
+        "images": images,
+        "reps": len(seconds),
+        "wall_s": wall,
+        "images_per_s": images / wall,
+        **extra,
+    }
+
+
+def measure_part(args, root: Path, info: dict) -> list[dict]:
+    names = info["names"]
+    n = len(names)
+    variants = list(args.variants)
+    shape = (n, 3, args.crop, args.crop)
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    psnrs: dict[str, list[float]] = {}
+    skipped: dict[str, str] = {}
+    for rep in range(args.reps):
+        for j in range(len(variants)):
+            v = variants[(rep + j) % len(variants)]
+            if v in skipped:
+                continue
+            out = root / "out" / f"{v.replace('/', '_')}-{rep}"
+            r = run_child(v, root, out, args.threads)
+            if "skip" in r:
+                skipped[v] = r["skip"]
+                print(f"  skip {v}: {r['skip']}", file=sys.stderr)
+                continue
+            results[v].append(r)
+            psnrs[v] = _psnrs(out, root, names)
+            print(f"  {v} rep {rep}: {r['wall_s']:.2f} s", flush=True)
+    input_psnr = statistics.fmean(_psnrs(root / "src", root, names))
+    base = psnrs.get(BASELINE)
+    base_wall = statistics.median(r["wall_s"] for r in results[BASELINE]) if base else None
+    rows = []
+    for v in variants:
+        if not results[v]:
+            continue
+        walls = [r["wall_s"] for r in results[v]]
+        mean_psnr = statistics.fmean(psnrs[v])
+        diff = (
+            None if base is None else max(abs(a - b) for a, b in zip(psnrs[v], base, strict=True))
+        )
+        tol = PSNR_TOL.get(v, PSNR_TOL_DEFAULT)
+        correct = diff is not None and diff <= tol
+        last = results[v][-1]
+        ratio = base_wall / statistics.median(walls) if base_wall else None
+        note = (
+            f"CBSD68 first {n} images centre-cropped {args.crop}x{args.crop}, Levin kernel "
+            f"i%8, noise {NOISE_255}/255; HQS defaults, shipped DRUNet; "
+            f"{last['threads']} torch thread(s); mean PSNR {mean_psnr:.2f} dB (input "
+            f"{input_psnr:.2f}); max per-image |PSNR - solve-loop| "
+            + ("-" if diff is None else f"{diff:.3f} dB")
+        )
+        rows.append(
+            _row(
+                v,
+                shape,
+                walls,
+                n,
+                correct,
+                note,
+                threads=last["threads"],
+                psnr=mean_psnr,
+                psnr_input=input_psnr,
+                psnr_max_diff_vs_loop=diff,
+                speedup_vs_loop=ratio,
+                peak_rss_bytes=max(r["peak_rss"] for r in results[v]),
+                rss_after_imports_bytes=last["rss_after_imports"],
+                seconds_phases=last.get("report_seconds"),
+            )
+        )
+    return rows
+
+
+def ranks_part(args, root: Path, info: dict) -> list[dict]:
+    names = info["names"]
+    n = len(names)
+    rows = []
+    base = None
+    for ranks in (1, 2):
+        walls, lib, peaks = [], [], []
+        psnrs = None
+        for rep in range(args.reps):
+            out = root / "out" / f"ranks{ranks}-{rep}"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+            cmd += [f"--nproc_per_node={ranks}", "-m", "pnpfast", "restore", str(root / "src")]
+            cmd += ["-o", str(out), "--manifest", str(root / "manifest.csv"), "--noise"]
+            cmd += [str(NOISE_255), "--batch", "8", "--no-progress"]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(1))
+            walls.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise RuntimeError(f"torchrun {ranks} failed:\n{done.stderr[-3000:]}")
+            reports = [json.loads(p.read_text()) for p in out.glob("restore-report.rank*.json")]
+            if not reports:
+                reports = [json.loads((out / "restore-report.json").read_text())]
+            lib.append(max(r["seconds"]["total"] for r in reports))
+            peaks.append(max(r["peak_memory_bytes"] for r in reports))
+            psnrs = _psnrs(out, root, names)
+            print(f"  torchrun {ranks} rank(s) rep {rep}: {walls[-1]:.2f} s", flush=True)
+        wall = statistics.median(walls)
+        base = base or wall
+        rows.append(
+            _row(
+                f"torchrun/ranks{ranks}",
+                (n, 3, args.crop, args.crop),
+                walls,
+                n,
+                True,
+                f"gloo, 1 torch thread per rank, batch 8, kernels as given; wall of the whole "
+                f"command (start, imports, rendezvous); slowest rank's library time "
+                f"{statistics.median(lib):.2f} s; mean PSNR {statistics.fmean(psnrs):.2f} dB",
+                threads=1,
+                ranks=ranks,
+                psnr=statistics.fmean(psnrs),
+                library_s=statistics.median(lib),
+                library_images_per_s=n / statistics.median(lib),
+                speedup_vs_1_rank=base / wall,
+                peak_rss_bytes=max(peaks),
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the GPU model
+
+
+_NO_KERNEL = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "as_strided",
+    "t",
+    "transpose",
+    "permute",
+    "expand",
+    "unsqueeze",
+    "squeeze",
+    "select",
+    "slice",
+    "detach",
+    "alias",
+    "lift_fresh",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "view_as_real",
+    "view_as_complex",
+    "_reshape_alias",
+    "unbind",
+    "split",
+    "chunk",
+    "is_same_size",
+    "_local_scalar_dense",
+    "resolve_conj",
+    "resolve_neg",
+    "_conj",
+}
+
+
+def count_ops(fn) -> int:
+    """The aten ops that ``fn()`` dispatches and that launch a kernel on CUDA (views, empty
+    allocations and metadata ops are left out)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, a=(), kw=None):
+            if func.overloadpacket.__name__.rstrip("_") not in _NO_KERNEL:
+                Count.n += 1
+            return func(*a, **(kw or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
+def hqs_ops(den) -> tuple[int, int]:
+    """(ops per HQS iteration, ops per solve call besides its iterations) of a solve with
+    ``den``, counted on a 1x3x16x16 CPU problem."""
+    from pnpfast.operators import Blur
+
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    k = torch.ones(3, 3) / 9
+
+    def solve(iters):
+        return lambda: pnpfast.solve(y, Blur(k), den, "hqs", sigma=0.03, max_iter=iters)
+
+    with torch.no_grad():
+        one, two = count_ops(solve(1)), count_ops(solve(2))
+    return two - one, one - (two - one)
+
+
+def denoiser_layers(den, batch: int, size: int, probe: int = 32) -> list[tuple]:
+    """(flops, bytes, output pixels, output channels) of every leaf module of one call of
+    ``den`` on [batch, 3, size, size] float32: counted by hooks on a [1, 3, probe, probe] CPU
+    call and scaled by batch * (size / probe)^2 (the network is fully convolutional), except
+    the weights' bytes. FLOPs: 2 per multiply-add of a convolution; bytes: each leaf's inputs,
+    output and weights."""
+    net = den.network(3) if hasattr(den, "network") else den
+    probed = []
+
+    def hook(module, inputs, out):
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        act = sum(t.numel() * 4 for t in tensors) + out.numel() * 4
+        weights = sum(p.numel() * 4 for p in module.parameters(recurse=False))
+        flops = 0
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            flops = 2 * (module.in_channels // module.groups) * kh * kw * out.numel()
+        elif isinstance(module, torch.nn.ConvTranspose2d):
+            kh, kw = module.kernel_size
+            x = tensors[0]
+            flops = 2 * x.shape[1] * module.out_channels * kh * kw * x[:, 0].numel()
+        pixels = out.shape[0] * out.shape[2] * out.shape[3] if out.dim() == 4 else out.numel()
+        probed.append((flops, act, weights, pixels, out.shape[1] if out.dim() == 4 else 1))
+
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        x = torch.rand(1, 3, probe, probe, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            net(x, 0.1)
+    finally:
+        for h in handles:
+            h.remove()
+    scale = batch * (size / probe) ** 2
+    return [
+        (round(f * scale), round(a * scale) + w, round(p * scale), c) for f, a, w, p, c in probed
+    ]
+
+
+def layer_seconds(flops: int, nbytes: int, pixels: int, channels: int, device) -> float:
+    """One layer on the GPU: max(compute with wave quantisation, memory) + a launch."""
+    t_mem = nbytes / device.copy_bw
+    if not flops:
+        return t_mem + device.launch_s
+    tiles = math.ceil(pixels / TILE) * math.ceil(channels / TILE)
+    waves = tiles / (math.ceil(tiles / device.sms) * device.sms)
+    t_flop = flops / (EFF * TF32_PEAK * waves)
+    return max(t_flop, t_mem) + device.launch_s
+
+
+def io_seconds(size: int, reps: int = 10) -> float:
+    """Median read_image_file + write_image_file (atomic) of a size x size 8-bit RGB PNG."""
+    from pnpfast.io import read_image_file, write_image_file
+
+    x = pnpfast.data.astronaut()[..., :size, :size].contiguous()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "a.png"), Path(tmp, "b.png")
+        write_image_file(src, x)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            write_image_file(dst, read_image_file(src).pixels)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def shard_max(n: int, ranks: int) -> int:
+    """The most images a rank gets under worklist.shard's round robin of n images."""
+    return math.ceil(n / ranks)
+
+
+def rank_seconds(images: int, batch: int, batch_seconds) -> float:
+    """One rank's time for ``images`` in batches of ``batch`` (the last one partial)."""
+    full, rest = divmod(images, batch)
+    return full * batch_seconds(batch) + (batch_seconds(rest) if rest else 0.0)
+
+
+def model_part(args, measured: list[dict]) -> list[dict]:
+    import perf_model
+
+    dev = perf_model.H200
+    den = pnpfast.denoisers.load()
+    per_iter_ops, setup_ops = hqs_ops(den)
+    io = io_seconds(MODEL_SIZE)
+    iters = 8
+
+    layers: dict[int, list] = {}
+
+    def batch_seconds(b: int, with_io: bool = True) -> float:
+        """A solve of b images: 8 iterations and the call's set-up (+ each image's I/O)."""
+        if b == 0:
+            return 0.0
+        if b not in layers:
+            layers[b] = denoiser_layers(den, b, MODEL_SIZE)
+        device = sum(layer_seconds(*layer, dev) for layer in layers[b])
+        device += perf_model.estimate("prox_l2_fft", (b, 3, MODEL_SIZE, MODEL_SIZE)).seconds
+        host = per_iter_ops * HOST_US_PER_OP * 1e-6
+        compute = iters * max(host, device) + setup_ops * HOST_US_PER_OP * 1e-6
+        return compute + (b * io if with_io else 0.0)
+
+    base_cpu = next((r for r in measured if r["provider"] == BASELINE), None)
+    note = (
+        f"modelled, H200 (perf_model: {dev.copy_bw / 1e12:.1f} TB/s, {dev.launch_s * 1e6:.0f} us "
+        f"per launch); convs at {EFF:.0%} of {TF32_PEAK / 1e12:.0f} TFLOP/s TF32 x wave "
+        f"quantisation of {TILE}x{TILE} tiles on {dev.sms} SMs; host {HOST_US_PER_OP:.0f} us "
+        f"per op, {per_iter_ops} ops per iteration, {setup_ops} per solve call (counted); "
+        f"I/O {io * 1e3:.1f} ms per image (PNG read + atomic write measured here)"
+    )
+    if base_cpu is not None:
+        note += f"; CPU one-image loop here {base_cpu['median_ms']:.0f} ms per image"
+    rows = []
+    for with_io in (True, False):
+        suffix = "" if with_io else "/no-io"
+        how = (
+            "I/O in line, as the runner does it"
+            if with_io
+            else "compute only (I/O hidden by overlap, which the runner does not do)"
+        )
+        t_one = batch_seconds(1, with_io)
+        for b in MODEL_BATCHES:
+            per_image = batch_seconds(b, with_io) / b
+            name = ("solve-loop" if b == 1 else f"restore/batch{b}") + suffix
+            ratio = t_one / per_image
+            rows.append(
+                _model_row(
+                    name,
+                    (b, 3, MODEL_SIZE, MODEL_SIZE),
+                    per_image,
+                    f"{note}; {how}; {ratio:.2f}x the one-image loop (target >= 3x)",
+                    speedup_vs_loop=ratio,
+                    ranks=1,
+                    with_io=with_io,
+                )
+            )
+    n = args.model_images
+    for with_io in (True, False):
+        for ranks in MODEL_RANKS:
+            busiest = shard_max(n, ranks)
+            t = rank_seconds(busiest, 8, lambda b, w=with_io: batch_seconds(b, w))
+            rows.append(
+                _model_row(
+                    f"restore/batch8/ranks{ranks}" + ("" if with_io else "/no-io"),
+                    (n, 3, MODEL_SIZE, MODEL_SIZE),
+                    t / n,
+                    f"{note}; {n} images, {busiest} on the busiest rank, one GPU per rank; "
+                    "process start and rendezvous not modelled"
+                    + ("" if with_io else "; compute only"),
+                    ranks=ranks,
+                    images=n,
+                    wall_s=t,
+                    images_per_s=n / t,
+                    with_io=with_io,
+                )
+            )
+    return rows
+
+
+def _model_row(provider, shape, per_image_s: float, note: str, **extra) -> dict:
+    t = harness.Timing(per_image_s * 1e3, per_image_s * 1e3, per_image_s * 1e3, 0)
+    row = harness.make_row(
+        op=MODEL_OP,
+        provider=provider,
+        shape=shape,
+        dtype=torch.float32,
+        timing=t,
+        nbytes=None,
+        device="cpu",
+        correct=True,
+        note=note,
+    )
+    row["device"] = "H200 (modelled)"
+    out = {**row, "modelled": True, "images_per_s": 1.0 / per_image_s, **extra}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows as JSON lines: the harness columns first, then this benchmark's keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            missing = [c for c in harness.COLUMNS if c not in row]
+            if missing:
+                raise ValueError(f"row misses the columns {missing}")
+            f.write(json.dumps(row) + "\n")
+
+
+def _mib(x) -> str:
+    return "-" if x is None else f"{x / 2**20:.0f}"
+
+
+def _f(x, spec) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_table(rows: list[dict]) -> None:
+    header = ("op", "provider", "shape", "images/s", "ms/image", "x loop", "PSNR", "peak MiB")
+    lines = [
+        (
+            r["op"],
+            r["provider"],
+            r["shape"],
+            _f(r.get("images_per_s"), ".3g"),
+            _f(r["median_ms"], ".4g"),
+            _f(r.get("speedup_vs_loop") or r.get("speedup_vs_1_rank"), ".2f"),
+            _f(r.get("psnr"), ".2f"),
+            _mib(r.get("peak_rss_bytes")),
+        )
+        for r in rows
+    ]
+    print(harness.text_table(header, lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=None, help="CBSD68 images (default 16, quick 4)")
+    p.add_argument("--crop", type=int, default=None, help="centre crop (default 128, quick 32)")
+    p.add_argument("--reps", type=int, default=None, help="runs per variant (default 3, quick 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (1)")
+    p.add_argument(
+        "--variants", type=harness.parse_list, default=list(VARIANTS), help="measured variants"
+    )
+    p.add_argument(
+        "--parts", type=harness.parse_list, default=list(PARTS), help="measure,ranks,model"
+    )
+    p.add_argument("--model-images", type=int, default=MODEL_IMAGES, help="images, ranks model")
+    p.add_argument("--out", type=Path, default=harness.results_path(OP))
+    p.add_argument("--keep", type=Path, default=None, help="build the folder here and keep it")
+    p.add_argument("--quick", action="store_true", help="4 images of 32x32, one run each")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--root", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+    args.images = args.images or (4 if args.quick else 16)
+    args.crop = args.crop or (32 if args.quick else 128)
+    args.reps = args.reps or (1 if args.quick else 3)
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        parser.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
+    bad = [p for p in args.parts if p not in PARTS]
+    if bad:
+        parser.error(f"unknown parts {bad}; choose from {', '.join(PARTS)}")
+    if "measure" in args.parts and BASELINE not in args.variants:
+        parser.error(f"--variants must include the baseline {BASELINE}")
+    if args.crop % 8:
+        parser.error("--crop must be a multiple of 8 (the DRUNet's three downsamplings)")
+    torch.set_num_threads(args.threads)
+    mismatch = deepinv_forward_matches()
+    if mismatch and "deepinv-dpir-loop" in args.variants:
+        print(f"  deepinv-dpir-loop left out: {mismatch}", file=sys.stderr)
+        args.variants = [v for v in args.variants if v != "deepinv-dpir-loop"]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_restore-"))
+    try:
+        info = build_folder(root, args.images, args.crop)
+        print(
+            f"{OP}: {args.images} CBSD68 crops {args.crop}x{args.crop} in {root}, "
+            f"{args.threads} torch thread(s), {args.reps} run(s) per variant, "
+            f"{harness.load_note('cpu')}",
+            flush=True,
+        )
+        rows: list[dict] = []
+        if "measure" in args.parts:
+            rows += measure_part(args, root, info)
+        if "ranks" in args.parts:
+            rows += ranks_part(args, root, info)
+        if "model" in args.parts:
+            rows += model_part(args, rows)
+        write_rows(args.out, rows)
+        print_table(rows)
+        print(f"\nrows appended to {args.out}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
