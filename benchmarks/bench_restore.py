@@ -72,9 +72,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 
 import pnpfast
 

@@ -803,3 +803,72 @@ def test_bench_defaults_diverged_is_nonfinite_or_a_drift_from_the_best_iterate()
     assert [g["below_input"] for g in got] == [False, False, False, True]
     err = bench.outcome(0, ["FloatingPointError: x"], final, finite, best, its, conv, at, 15.0)
     assert err["diverged"] and err["psnr"] is None
+
+
+# --- bench_restore.py ------------------------------------------------------------------------
+
+
+def test_bench_restore_model_shards_as_the_runner():
+    """The ranks model's busiest rank holds what worklist.shard gives it, and a rank's time is
+    its full batches plus the partial one."""
+    from pnpfast.runner.worklist import WorkItem, shard
+
+    bench = _load("bench_restore")
+    for n in (1, 7, 16, 68):
+        items = [
+            WorkItem(Path(f"/in/{i:03d}.png"), Path(f"{i:03d}.png"), Path(f"/out/{i:03d}.png"))
+            for i in range(n)
+        ]
+        for ranks in range(1, 9):
+            most = max(len(shard(items, r, ranks)) for r in range(ranks))
+            assert bench.shard_max(n, ranks) == most, (n, ranks)
+    seconds = {8: 5.0, 1: 2.0, 3: 3.0}
+    assert bench.rank_seconds(17, 8, seconds.__getitem__) == 2 * 5.0 + 2.0
+    assert bench.rank_seconds(3, 8, seconds.__getitem__) == 3.0
+
+
+def test_bench_restore_pads_kernels_about_their_centre():
+    """A Levin kernel zero-padded to 27x27 blurs as the kernel itself (circular convolution)."""
+    import numpy as np
+
+    from pnpfast.operators import Blur
+
+    bench = _load("bench_restore")
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(5, 3, generator=g, dtype=torch.float64)
+    padded = bench.pad_kernel(k.numpy(), 9)
+    assert padded.shape == (9, 9) and np.count_nonzero(padded) == 15
+    x = torch.rand(1, 3, 20, 24, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(Blur(torch.from_numpy(padded))(x), Blur(k)(x))
+    with pytest.raises(ValueError, match="cannot be centred"):
+        bench.pad_kernel(np.ones((4, 3)), 9)
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (CBSD68, Levin kernels)")
+def test_bench_restore_quick_runs_every_part(tmp_path):
+    """Two 32x32 images: restore, the solve loop and deepinv's DPIR loop restore them to the
+    same PSNR (each output file read back), torchrun with 1 and 2 ranks too, and the model."""
+    out = tmp_path / "restore.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_restore.py"), "--quick", "--images", "2"]
+    cmd += ["--variants", "restore/batch8,solve-loop,deepinv-dpir-loop", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by = {(r["op"], r["provider"]): r for r in rows}
+    loop = by[("restore", "solve-loop")]
+    assert loop["psnr"] > loop["psnr_input"] + 1  # the restoration does restore
+    providers = ["restore/batch8", "solve-loop", "torchrun/ranks1", "torchrun/ranks2"]
+    if "deepinv-dpir-loop left out" not in done.stderr and "skip deepinv" not in done.stderr:
+        providers.append("deepinv-dpir-loop")
+    for name in providers:
+        r = by[("restore", name)]
+        assert r["shape"] == "2x3x32x32" and r["images"] == 2 and r["modelled"] is False
+        assert r["images_per_s"] > 0 and r["peak_rss_bytes"] > 0
+        assert abs(r["psnr"] - loop["psnr"]) < 0.05, name
+    assert by[("restore", "restore/batch8")]["correct"] is True
+    assert by[("restore", "restore/batch8")]["threads"] == 1
+    modelled = [r for r in rows if r["op"] == "restore/modelled"]
+    assert modelled and all(r["modelled"] and "modelled" in r["device"] for r in modelled)
+    assert {f"restore/batch8/ranks{r}" for r in range(1, 9)} <= {r["provider"] for r in modelled}
+    assert "rows appended" in done.stdout
