@@ -1,5 +1,6 @@
-"""Fitting the work to memory: batches grouped by size, out-of-memory answered by halving the
-batch, and a denoiser run on overlapping tiles for an image too large to denoise whole.
+"""Fitting the work to memory: batches grouped by size, sized to free memory, out-of-memory
+answered by halving the batch, and a denoiser run on overlapping tiles for an image too large to
+denoise whole.
 
 * ``group(items, key, max_batch=...)``: the items in batches of equal ``key`` (e.g. the image
   size and the shapes of the per-image parameters), so that each batch stacks into one tensor.
@@ -9,6 +10,13 @@ batch, and a denoiser run on overlapping tiles for an image too large to denoise
 * ``TiledDenoiser(denoiser, tile, overlap)``: ``D(x, sigma)`` computed tile by tile and blended
   with a raised-cosine window, so that a solver's data step stays whole while the denoiser, the
   memory-hungry part, sees one tile at a time.
+* ``free_memory(device)``, ``image_bytes(denoiser, shape)``, ``auto_batch_size(per_image,
+  free)``: ``--batch auto``, the batch that fits the free memory, from the peak memory of one
+  image measured on a probe; an underestimate costs one out-of-memory error, which
+  ``run_halving`` answers.
+* ``tile_schedule(height, width)``, ``overlap_for(tile)``, ``run_tiled_fallback(fn, item,
+  tiles)``: an image that runs out of memory alone is retried with the denoiser on tiles,
+  halving the tile until one fits.
 
 The peers: Real-ESRGAN crops a ``tile_pad`` margin off each tile (no blending, visible seams when
 the margin is short of the receptive field); chaiNNer blends 16 px overlaps and halves its tile
@@ -18,15 +26,31 @@ then a raised-cosine ramp over the rest of the overlap.
 
 import functools
 import math
+import os
+import traceback
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode  # torch imports both already
+from torch.utils._pytree import tree_leaves
 
-from pnpfast._validate import integer
+from pnpfast._validate import integer, number
 from pnpfast.denoisers.base import Denoiser, check_denoised, check_image, sigma_per_image
 
-__all__ = ["TiledDenoiser", "group", "is_out_of_memory", "run_halving"]
+__all__ = [
+    "TiledDenoiser",
+    "auto_batch_size",
+    "free_memory",
+    "group",
+    "image_bytes",
+    "is_out_of_memory",
+    "overlap_for",
+    "run_halving",
+    "run_tiled_fallback",
+    "tile_schedule",
+]
 
 
 def group(
@@ -356,3 +380,445 @@ class TiledDenoiser(Denoiser):
                 d = self._denoise(x[..., a : a + th, b : b + tw], sigma)
                 out[..., a : a + th, b : b + tw] += (u * v) * d.to(acc_dtype)
         return out.to(x.dtype)
+
+
+# -- --batch auto: the batch that fits the free memory --------------------------------------------
+
+# The files free_memory reads on the CPU (module constants: tests point them elsewhere).
+MEMINFO = "/proc/meminfo"
+CGROUP_V2 = "/sys/fs/cgroup"  # memory.max, memory.current, memory.stat (inactive_file)
+CGROUP_V1 = "/sys/fs/cgroup/memory"  # memory.limit_in_bytes, memory.usage_in_bytes, memory.stat
+CPU_FALLBACK_BYTES = 1 << 30  # when nothing can be read: 1 GiB, small enough to be safe
+_NO_LIMIT = 1 << 60  # cgroup v1 writes 2**63 - 4096 for "no limit"
+
+
+def _device(value) -> torch.device:
+    if isinstance(value, str):
+        try:
+            dev = torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {value!r}") from None
+    elif isinstance(value, torch.device):
+        dev = value
+    else:
+        raise TypeError(f"device must be a str or torch.device, not {type(value).__name__}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device must be a cpu or cuda device (the free memory of {dev.type} is not "
+            f"measured here), not {str(dev)!r}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(dev)!r} was asked for but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(dev)!r} was asked for but there are {torch.cuda.device_count()} "
+                "CUDA devices"
+            )
+    return dev
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _read_int(path: str) -> int | None:
+    text = _read_text(path)
+    try:
+        return int(text.strip()) if text is not None else None  # cgroup v2 "max": None
+    except ValueError:
+        return None
+
+
+def _stat_field(path: str, name: str) -> int:
+    for line in (_read_text(path) or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _meminfo_available() -> int | None:
+    """MemAvailable of /proc/meminfo (the kernel's estimate of what can be allocated without
+    swapping, page cache that can be dropped included), in bytes."""
+    for line in (_read_text(MEMINFO) or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                unit = parts[2].lower() if len(parts) > 2 else "b"
+                return int(parts[1]) * (1024 if unit == "kb" else 1)
+    return None
+
+
+def _cgroup_free() -> int | None:
+    """limit - (usage - inactive file pages) of this process's memory cgroup (v2, else v1), in
+    bytes; None when there is no limit (or the files cannot be read). In a container
+    /proc/meminfo shows the host's memory, the cgroup the container's."""
+    layouts = (
+        (CGROUP_V2, "memory.max", "memory.current", "inactive_file"),
+        (CGROUP_V1, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    )
+    for folder, limit_file, usage_file, inactive in layouts:
+        limit = _read_int(os.path.join(folder, limit_file))
+        usage = _read_int(os.path.join(folder, usage_file))
+        if limit is None or usage is None or limit >= _NO_LIMIT:
+            continue
+        # inactive file pages are page cache that the kernel reclaims before refusing memory
+        reclaimable = _stat_field(os.path.join(folder, "memory.stat"), inactive)
+        return max(0, limit - max(0, usage - reclaimable))
+    return None
+
+
+def _cpu_free() -> int:
+    known = [v for v in (_meminfo_available(), _cgroup_free()) if v is not None]
+    if known:
+        return min(known)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or the names are unknown
+        return CPU_FALLBACK_BYTES
+
+
+def free_memory(device: str | torch.device = "cpu") -> int:
+    """The bytes that a batch can still allocate on ``device``.
+
+    CUDA: ``torch.cuda.mem_get_info(device)[0]`` (free on the device, all processes counted)
+    plus what PyTorch's caching allocator holds reserved but not allocated
+    (``memory_reserved - memory_allocated``), which it reuses before asking the device.
+    CPU: MemAvailable of /proc/meminfo, or less when this process's memory cgroup (v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``, as a container sets it) leaves less:
+    limit - (usage - inactive file pages); where none of these files can be read,
+    ``os.sysconf`` free pages, else ``CPU_FALLBACK_BYTES`` (1 GiB). Files only: no environment
+    variable is read.
+
+    The value is a snapshot: other processes and fragmentation change it, which is why
+    ``auto_batch_size`` keeps headroom and ``run_halving`` answers the out-of-memory error of
+    a batch that still does not fit.
+
+    Errors: TypeError for a device that is not a str or torch.device; ValueError for a device
+    other than cpu or cuda, or a CUDA device that is not available.
+    """
+    dev = _device(device)
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        return int(free) + max(0, int(cached))
+    return int(_cpu_free())
+
+
+class _LiveBytes(TorchDispatchMode):
+    """A dispatch mode that follows the bytes of the tensors created under it: a storage counts
+    from the op that first returns it until the last tensor on it (views included) is freed;
+    ``peak`` is the most counted at once. Storages that existed before (inputs, weights) and
+    storages that an op's kernel frees before returning (its own workspace) are not seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, list[int]] = {}  # data_ptr -> [bytes, tensors on it]
+        self.now = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.now -= entry[0]
+            del self.live[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {id(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            try:
+                storage = t.untyped_storage()
+                ptr, nbytes = storage.data_ptr(), storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # sparse, or no storage
+                continue
+            if nbytes == 0:
+                continue
+            entry = self.live.get(ptr)
+            if entry is None:
+                if id(t) in inputs:  # an in-place op on a storage from before
+                    continue
+                entry = self.live[ptr] = [nbytes, 0]
+                self.now += nbytes
+                self.peak = max(self.peak, self.now)
+            entry[1] += 1
+            # runs when the tensor object dies (CPython frees at once; torch keeps a tensor's
+            # Python object alive as long as its TensorImpl is)
+            weakref.finalize(t, self._release, ptr)
+        return out
+
+
+# What the dispatch mode cannot see on the CPU: the scratch memory of the kernels (oneDNN's
+# reorders, FFT buffers), freed before they return. Measured against the CPU allocator's own
+# peak (torch.profiler's memory events, tests/runner/test_tiles.py), in images of the probe
+# [1, C, h, w], 64..128 px colour, float32: allocator / tracked = 73.4 / 62.7 (shipped DRUNet),
+# 72.8 / 61.3 (blind U-Net), 191.3 / 175.3 (gradient-step), 4.2 / 2.2 (Gaussian smoothing),
+# 12.0 / 12.0 (TV); the scratch grows with the pixels, so it is a factor plus a few images:
+# 1.25 tracked + 2 probe images covers each, 8 to 16% above it (80.3, 78.7, 221.2, 4.8; TV
+# 17.0).
+# Below 48 px the allocator also shows a fixed scratch per call (0.3 to 0.5 MB for the U-Nets:
+# their weights reordered), paid once per batch, not per image: the headroom of auto_batch_size
+# covers it.
+CPU_SCRATCH_FACTOR = 1.25
+CPU_SCRATCH_IMAGES = 2
+
+
+def _peak_cpu(denoiser: Callable, x: torch.Tensor, sigma: float) -> int:
+    with _LiveBytes() as mode:
+        out = denoiser(x, sigma)
+    del out
+    probe = x.numel() * x.element_size()
+    return math.ceil(CPU_SCRATCH_FACTOR * mode.peak) + CPU_SCRATCH_IMAGES * probe
+
+
+def _peak_cuda(denoiser: Callable, x: torch.Tensor, sigma: float) -> int:
+    dev = x.device
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    out = denoiser(x, sigma)
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev) - base
+    del out
+    return max(0, peak)
+
+
+# Images of the data step alive at the denoiser's peak or at the data step's own, per image
+# [C, H, W] in the data step's dtype (float32: 4 bytes a value), counted from
+# pnpfast/fidelity.py, pnpfast/ops/fft_prox.py, pnpfast/ops/sr_prox.py and
+# pnpfast/solvers/splitting.py + engine.py; summed, not maxed, to stay on the safe side:
+#   held through the solve: y, A^T y (x0), the cached spectrum conj(K^) Y^ (a half spectrum,
+#   complex: one image's bytes; super-resolution's fft2(A^T y) is a full one: two) and |K^|^2
+#   (at most one), the iterate the step starts from, the engine's merged iterate: 6 (7 for SR);
+#   the methods' extra state: ADMM's v and u, DRS's z: up to 2;
+#   one prox: the spectrum of v (rfft2: one; fft2 for SR: two), the spectral pass's output
+#   (one; SR: two, or none in place), the inverse FFT's output (one): 3 (5 for SR).
+# 7 + 2 + 5 = 14 at most: SR with ADMM; deblurring with HQS needs 6 + 3 = 9.
+DATA_STEP_IMAGES = 14.0
+PROBE_PIXELS = 256 * 256
+
+
+def _shape(value) -> tuple[int, int, int]:
+    if isinstance(value, (list, tuple)):  # torch.Size is a tuple
+        if len(value) != 3:
+            raise ValueError(
+                f"shape must be (C, H, W), the shape of one image, got {len(value)} entries "
+                f"{tuple(value)}"
+            )
+        return tuple(integer(f"shape[{i}]", v, 1) for i, v in enumerate(value))
+    raise TypeError(f"shape must be a tuple (C, H, W), not {type(value).__name__}")
+
+
+def image_bytes(
+    denoiser: Callable,
+    shape: Sequence[int],
+    *,
+    sigma: float = 25 / 255,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    workspace_images: float = DATA_STEP_IMAGES,
+    probe_pixels: int = PROBE_PIXELS,
+) -> int:
+    """An estimate of the peak bytes one image of shape (C, H, W) adds to a solve with
+    ``denoiser``: the denoiser's peak, measured, plus the data step's images, counted.
+
+        bytes = ceil((P + x_probe) * H W / (h w)) + ceil(workspace_images * C H W * s)
+
+    * P: the denoiser run once, under ``torch.no_grad``, on a random probe x_probe of shape
+      [1, C, h, w] on ``device`` in ``dtype``: the image itself when H W <= ``probe_pixels``,
+      else a crop of about ``probe_pixels`` pixels (w = min(W, sqrt(probe_pixels)), h as many
+      rows as fit). The probe's peak is scaled by the pixel ratio: a convolutional network's
+      activations grow linearly with the pixels (its padding to a multiple of 8 makes a small
+      probe overestimate, never under); the weights exist before the probe and are not counted
+      (they are paid once, not per image). P on CUDA: ``max_memory_allocated`` during the call
+      minus ``memory_allocated`` before it (after ``reset_peak_memory_stats``: the device's
+      peak statistic restarts there; a caller that reports its run's peak reads it first and
+      keeps the larger). P on the CPU, which has no allocator statistics: every tensor that an
+      aten op returns during the call is followed from its creation until its last view dies
+      (a ``TorchDispatchMode`` with weak references); the most bytes alive at once, T, is
+      exact for what the ops return, skip connections of a U-Net included, but a kernel's own
+      scratch memory, freed before it returns (oneDNN's reorders, FFT buffers), is not seen:
+      P = 1.25 T + 2 probe images (``CPU_SCRATCH_FACTOR``, ``CPU_SCRATCH_IMAGES``), which
+      the CPU allocator's own peak stayed below for every shipped denoiser measured (by 8 to
+      16%; the comment above ``CPU_SCRATCH_FACTOR`` gives the numbers).
+    * The data step: ``workspace_images`` images of [C, H, W] in the data step's dtype
+      (s = 4 bytes for float32, 8 for float64; the data step stays float32 when the denoiser
+      runs in half precision). ``DATA_STEP_IMAGES`` = 14 counts the images that the solve holds
+      besides the denoiser (y, A^T y, the cached spectra, the iterates and one FFT prox's
+      buffers: the module's comment above it lists them); super-resolution with ADMM needs the
+      14, deblurring with HQS 9.
+
+    ``shape`` is the shape of the images the solver iterates on: for super-resolution, the
+    output (s times the measurement). ``sigma`` is the noise level the probe is denoised at.
+    Measured (CPU, float32, the shipped conditional DRUNet, 256x256 colour, in images of
+    [3, 256, 256], 0.79 MB each): T = 62.7 (49.3 MB), P = 80.3, and with the probe itself and
+    the data step, 81.3 + 14 = 95.3 images (75 MB) per image; T is the same at 64, 128 and 256
+    px (activations linear in the pixels). The probe costs one denoiser call (0.5 s here).
+
+    An underestimate is not fatal: a batch that still runs out of memory is halved by
+    ``run_halving``. The estimate is for one image; ``auto_batch_size`` turns it into a batch.
+
+    Errors: TypeError for a denoiser that is not callable, a shape that is not a tuple of
+    ints, a sigma or workspace_images that is not a number, a dtype that is not a floating
+    torch.dtype, a device that is not a str or torch.device, probe_pixels not an int;
+    ValueError for a shape of another length or with an entry < 1, a negative or non-finite
+    sigma or workspace_images, probe_pixels < 1, a device other than cpu or cuda or one that
+    is not available; what the denoiser raises for the probe propagates.
+    """
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as D(x, sigma), not {type(denoiser).__name__}")
+    C, H, W = _shape(shape)
+    sigma = number("sigma", sigma, 0.0)
+    dev = _device(device)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating torch.dtype (torch.float32), not "
+            f"{dtype if isinstance(dtype, torch.dtype) else type(dtype).__name__}"
+        )
+    workspace_images = number("workspace_images", workspace_images, 0.0)
+    probe_pixels = integer("probe_pixels", probe_pixels, 1)
+    w = min(W, max(1, math.isqrt(probe_pixels)))
+    h = min(H, max(1, probe_pixels // w))
+    w = min(W, max(1, probe_pixels // h))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, C, h, w, generator=g).to(device=dev, dtype=dtype)
+    with torch.no_grad():
+        peak = (
+            _peak_cuda(denoiser, x, sigma) if dev.type == "cuda" else _peak_cpu(denoiser, x, sigma)
+        )
+    probe = peak + x.numel() * x.element_size()
+    den = -(-probe * H * W // (h * w))
+    value_bytes = max(4, x.element_size())
+    return den + math.ceil(workspace_images * C * H * W * value_bytes)
+
+
+def auto_batch_size(
+    per_image_bytes: int, free_bytes: int, *, headroom: float = 0.8, cap: int = 64
+) -> int:
+    """The batch size that fits: floor(headroom * free_bytes / per_image_bytes), clamped to
+    [1, cap].
+
+    ``per_image_bytes`` from ``image_bytes``, ``free_bytes`` from ``free_memory``. The headroom
+    (default 0.8: a fifth kept back) covers what the estimate does not see (allocator
+    fragmentation and rounding, cuFFT plans, other processes); ``cap`` (default 64) bounds the
+    batch where memory would allow more: beyond a few dozen images a GPU is saturated and a
+    larger batch only delays the first outputs and loses more work to a kill. A batch of 1 is
+    returned even when one image does not fit: ``run_halving`` then re-raises its
+    out-of-memory error and the caller tiles it (``run_tiled_fallback``); a batch that is too
+    large is halved by ``run_halving``, so an estimate off either way costs retries, never
+    work.
+
+    Errors: TypeError for per_image_bytes, free_bytes or cap that is not an int, headroom that
+    is not a number; ValueError for per_image_bytes < 1, free_bytes < 0, headroom outside
+    (0, 1], cap < 1.
+    """
+    per = integer("per_image_bytes", per_image_bytes, 1)
+    free = integer("free_bytes", free_bytes, 0)
+    headroom = number("headroom", headroom, 0.0, 1.0, low_open=True)
+    cap = integer("cap", cap, 1)
+    return max(1, min(cap, math.floor(headroom * free / per)))
+
+
+# -- an image too large even alone: the denoiser on tiles -----------------------------------------
+
+
+def overlap_for(tile: int) -> int:
+    """The overlap used with ``tile`` by ``run_tiled_fallback``: min(max(16, tile // 8),
+    tile // 4).
+
+    At least 16 pixels from tile 64 up (the shipped DRUNet at tile 64, overlap 16 is 69 dB
+    from the untiled output, see ``TiledDenoiser``), an eighth of larger tiles (64 at 512:
+    wider blends for the U-Net's wide receptive field at a cost of (8/7)^2 = 1.31 times the
+    pixels), and never more than a quarter of the tile (below 64: the extra work stays under
+    (4/3)^2 = 1.78 times). Always < tile; ``TiledDenoiser``'s margin is then overlap // 4.
+
+    Errors: TypeError for a tile that is not an int, ValueError for tile < 1.
+    """
+    t = integer("tile", tile, 1)
+    return min(max(16, t // 8), t // 4)
+
+
+def tile_schedule(height: int, width: int, *, start: int = 512, minimum: int = 64) -> list[int]:
+    """The tile sizes to try for an image of height x width that does not fit whole, largest
+    first: ``start`` halved until it is smaller than the image's longer side (a tile that
+    covers the image is the untiled call that just failed), then halved down to ``minimum``.
+
+    E.g. 1000x800: [512, 256, 128, 64]; 300x200: [256, 128, 64]; 64x64: [] (no tile of at
+    least ``minimum`` is smaller: tiling cannot help, the out-of-memory error stands).
+    ``minimum`` 64 keeps a U-Net's tiles above its receptive field's core (DRUNet's three
+    downsamplings leave 8x8 at its bottom).
+
+    Errors: TypeError for an argument that is not an int; ValueError for one < 1 or minimum >
+    start.
+    """
+    h = integer("height", height, 1)
+    w = integer("width", width, 1)
+    start = integer("start", start, 1)
+    minimum = integer("minimum", minimum, 1)
+    if minimum > start:
+        raise ValueError(f"minimum must be <= start: minimum {minimum}, start {start}")
+    side = max(h, w)
+    t = start
+    while t >= side:
+        t //= 2
+    tiles = []
+    while t >= minimum:
+        tiles.append(t)
+        t //= 2
+    return tiles
+
+
+def run_tiled_fallback(fn: Callable, item, tiles: Sequence[int]) -> tuple[object, int]:
+    """``(fn(item, tile, overlap_for(tile)), tile)`` for the first tile of ``tiles`` that does
+    not run out of memory.
+
+    For an image that runs out of memory even alone (``run_halving`` re-raises for one item):
+    ``fn`` builds ``TiledDenoiser(denoiser, tile, overlap)`` and solves with it, so the data
+    step stays whole and only the denoiser, the memory-hungry part, sees a tile at a time.
+    ``tiles`` comes from ``tile_schedule``, largest first: the result is that of the largest
+    tile that fits. An out-of-memory error (``is_out_of_memory``) moves on to the next tile
+    after emptying the CUDA cache; when the last tile fails too, its error is raised (the image
+    needs more memory than the smallest tile leaves: its data step alone may not fit). Any
+    other exception propagates at once. ``item`` is passed through: one image or a batch of
+    images of one size (``fn`` may itself call ``run_halving``).
+
+    Errors: TypeError for a non-callable ``fn`` or ``tiles`` that is not a list or tuple of
+    ints; ValueError for empty ``tiles`` (``tile_schedule`` found no tile smaller than the
+    image: keep the original error) or a tile < 1.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable as fn(item, tile, overlap), not {type(fn).__name__}")
+    if not isinstance(tiles, (list, tuple)):
+        raise TypeError(f"tiles must be a list or tuple of ints, not {type(tiles).__name__}")
+    if not tiles:
+        raise ValueError(
+            "tiles is empty: no tile is smaller than the image (tile_schedule), so tiling "
+            "cannot help; raise the out-of-memory error instead"
+        )
+    sizes = [integer(f"tiles[{i}]", t, 1) for i, t in enumerate(tiles)]
+    failed: BaseException | None = None
+    for tile in sizes:
+        failed = None
+        try:
+            return fn(item, tile, overlap_for(tile)), tile
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            # the failed attempt's tensors, held by the traceback's frames, are freed before
+            # the next tile; the traceback itself is kept for the last error
+            traceback.clear_frames(err.__traceback__)
+            failed = err
+        _empty_cache()
+    raise failed
