@@ -306,6 +306,43 @@ def deepinv_forward_matches(shape=(1, 3, 40, 36)) -> str:
     return "" if ok else f"deepinv BlurFFT differs from pnpfast Blur: max rel err {err:.1e}"
 
 
+def dpir_schedule_diff(sigma: float = NOISE_255 / 255) -> float | None:
+    """The largest relative difference between deepinv's DPIR schedule (``get_DPIR_params``:
+    sigma_k and stepsize_k) and pnpfast's HQS at its defaults (``HQS.at(k)``: sigma_k and
+    gamma_k) for noise ``sigma``; None without deepinv or when the iteration counts differ."""
+    from types import SimpleNamespace
+
+    from deepinv_compat import import_deepinv
+
+    from pnpfast.operators import Blur
+    from pnpfast.solvers.splitting import HQS, HQSParams
+
+    dinv, _ = import_deepinv()
+    if dinv is None:
+        return None
+    theirs_sigma, theirs_step, iters = dinv.optim.dpir.get_DPIR_params(sigma)
+    if iters != HQS.default_max_iter:
+        return None
+    y = torch.zeros(1, 3, 8, 8, dtype=torch.float64)
+    problem = SimpleNamespace(
+        batch=1,
+        y=y,
+        sigma=torch.tensor([sigma], dtype=torch.float64),
+        data=SimpleNamespace(operator=Blur(torch.ones(1, 1))),
+    )
+    hqs = HQS(HQSParams(), iters)
+    hqs.schedule(problem)
+    worst = 0.0
+    for k in range(iters):
+        ours_sigma, ours_gamma = (float(t[0]) for t in hqs.at(k))
+        worst = max(
+            worst,
+            abs(ours_sigma / float(theirs_sigma[k]) - 1),
+            abs(ours_gamma / float(theirs_step[k]) - 1),
+        )
+    return worst
+
+
 # ---------------------------------------------------------------------------------------------
 # the measured part
 
@@ -385,6 +422,7 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
             psnrs[v] = _psnrs(out, root, names)
             print(f"  {v} rep {rep}: {r['wall_s']:.2f} s", flush=True)
     input_psnr = statistics.fmean(_psnrs(root / "src", root, names))
+    schedule = dpir_schedule_diff() if "deepinv-dpir-loop" in results else None
     base = psnrs.get(BASELINE)
     base_wall = statistics.median(r["wall_s"] for r in results[BASELINE]) if base else None
     rows = []
@@ -399,8 +437,16 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
         tol = PSNR_TOL.get(v, PSNR_TOL_DEFAULT)
         correct = diff is not None and diff <= tol
         last = results[v][-1]
+        if v == "deepinv-dpir-loop":
+            note_v = "deepinv's DPIR: 8 iterations, its own get_DPIR_params schedule, " + (
+                "unknown vs pnpfast's"
+                if schedule is None
+                else f"equal to pnpfast's HQS defaults to {schedule:.1e} (sigma_k, stepsize_k); "
+            )
+        else:
+            note_v = ""
         ratio = base_wall / statistics.median(walls) if base_wall else None
-        note = (
+        note = note_v + (
             f"CBSD68 first {n} images centre-cropped {args.crop}x{args.crop}, Levin kernel "
             f"i%8, noise {NOISE_255}/255; HQS defaults, shipped DRUNet; "
             f"{last['threads']} torch thread(s); mean PSNR {mean_psnr:.2f} dB (input "
@@ -423,6 +469,7 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
                 peak_rss_bytes=max(r["peak_rss"] for r in results[v]),
                 rss_after_imports_bytes=last["rss_after_imports"],
                 seconds_phases=last.get("report_seconds"),
+                schedule_max_rel_diff=schedule if v == "deepinv-dpir-loop" else None,
             )
         )
     return rows

@@ -867,6 +867,8 @@ def test_bench_restore_quick_runs_every_part(tmp_path):
         assert r["images_per_s"] > 0 and r["peak_rss_bytes"] > 0
         assert abs(r["psnr"] - loop["psnr"]) < 0.05, name
     assert by[("restore", "restore/batch8")]["correct"] is True
+    if "deepinv-dpir-loop" in providers:  # deepinv's DPIR schedule is pnpfast's HQS default
+        assert by[("restore", "deepinv-dpir-loop")]["schedule_max_rel_diff"] < 1e-5
     assert by[("restore", "restore/batch8")]["threads"] == 1
     modelled = [r for r in rows if r["op"] == "restore/modelled"]
     assert modelled and all(r["modelled"] and "modelled" in r["device"] for r in modelled)
