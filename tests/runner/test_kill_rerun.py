@@ -62,7 +62,9 @@ TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 #   solve    a batch has been solved, none of its outputs written
 #   written  an output has been written, its ledger line not yet
 #   torn     half of a "done" ledger line has been appended (the rest never is)
+#   header   half of the ledger's header line has been written (a new ledger)
 #   temp     an output's temporary file is complete, not yet renamed over the output
+#   report   the report's temporary file is complete, not yet renamed (every image is done)
 # PNPFAST_TEST_SLOW=S sleeps S seconds before each batch's solve and between each output and its
 # ledger line: room for a kill from outside to land in either.
 KILLER = """
@@ -100,20 +102,20 @@ run._write = written
 
 ledger_write = Ledger._write
 def torn(self, data):
-    if phase == "torn" and b'"type":"done"' in data and len(seen) + 1 == nth:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+    kind = "torn" if b'"type":"done"' in data else "header" if b'"type":"header"' in data else ""
+    if phase == kind and len(seen) + 1 == nth:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         os.write(fd, data[: len(data) // 2])
         os.fsync(fd)
         os.kill(os.getpid(), signal.SIGKILL)
     ledger_write(self, data)
-    if b'"type":"done"' in data:
-        count("torn")
+    count(kind)
 Ledger._write = torn
 
 replace = os.replace
 def renamed(src, dst, **kwargs):
-    if str(src).endswith(".tmp") and str(dst).endswith(".png"):
-        count("temp")
+    if str(src).endswith(".tmp"):
+        count("temp" if str(dst).endswith(".png") else "report")
     return replace(src, dst, **kwargs)
 os.replace = renamed
 
@@ -122,7 +124,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _folder(root: Path) -> list[str]:
-    """N random RGB PNGs of two sizes, half of them in sub/; returns their keys."""
+    """N random RGB PNGs of two sizes, a third of them in sub/; returns their keys."""
     rng = np.random.default_rng(2121)
     (root / "sub").mkdir(parents=True)
     keys = []
@@ -231,6 +233,10 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
         state.check(out, before)
         return state
 
+    # a new ledger's header torn in half: no run is recorded, nothing done
+    state = killed("0:header:1")
+    assert (state.headers, state.torn, state.done) == (0, 1, {})
+    assert state.orphans(out, keys) == set()
     # in the second batch, solved, nothing written: the first batch is kept
     state = killed("0:solve:2")
     assert len(state.done) == 2 and state.orphans(out, keys) == set()
@@ -241,7 +247,7 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
     orphan = state.orphans(out, keys)
     # the second line of a batch torn in half: the first line counts, the torn one does not
     state = killed("0:torn:2")
-    assert state.torn == 1 and len(state.done) == len(before) + 1
+    assert state.torn == 2 and len(state.done) == len(before) + 1
     assert orphan <= set(state.done) | state.orphans(out, keys)
     before = set(state.done)
     # from outside, at seeded-random delays after a new ledger line, twice
@@ -263,17 +269,18 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
         assert len(before) < len(state.done) < N, "the kill did not land mid-run"
         before = set(state.done)
 
-    # the rerun finishes: one header (a plain rerun never starts a new run), the torn line
+    # the rerun finishes: one header (a plain rerun never starts a new run), the torn lines
     run = _run(cmd, _env())
     assert run.returncode == 0, run.stdout + run.stderr
     _final_checks(out, ref, keys, 1, before)
     state = State(out, 1)
-    assert (state.headers, state.torn) == (1, 1)
+    assert (state.headers, state.torn) == (1, 2)
 
 
 def test_sigkill_inside_an_atomic_write_leaves_no_temporary_file_after_the_rerun(tmp_path):
-    """A kill between an output's temporary file and its rename leaves the hidden
-    ``.<name>.<hex>.tmp``; the rerun that redoes that image must not leave it behind."""
+    """A kill between a temporary file and its rename leaves the hidden ``.<name>.<hex>.tmp``:
+    inside an output's write, the rerun that redoes that image removes it; inside the report's
+    write (every image done), the rerun that finds nothing to do removes it."""
     src, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "ref"
     keys = _folder(src)
     _reference(src, ref)
@@ -284,16 +291,23 @@ def test_sigkill_inside_an_atomic_write_leaves_no_temporary_file_after_the_rerun
     state.check(out, set())
     assert len(state.done) == 2 and state.orphans(out, keys) == set()
     assert len(_temporaries(out)) == 1  # the kill landed inside the write
-    before = set(state.done)
+    run = _run(cmd, _env("0:report:1"))
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    state = State(out, 1)
+    state.check(out, set())
+    assert sorted(state.done) == keys and not (out / "restore-report.json").exists()
+    (left,) = _temporaries(out)  # the image's is gone, the report's is left
+    assert left.startswith(".restore-report.json."), left
     run = _run(cmd, _env())
     assert run.returncode == 0, run.stdout + run.stderr
-    _final_checks(out, ref, keys, 1, before)
+    _final_checks(out, ref, keys, 1, set(keys))
 
 
 def test_two_ranks_killed_at_several_points_then_a_rerun_finishes_exactly_once(tmp_path):
     """torchrun, 2 gloo ranks: three runs in a row, each one rank SIGKILLs itself at another
-    point (the rank with the most left to do, so the kill lands), torchrun then stops the other
-    rank wherever it is (both ranks sleep before each solve so that it is still mid-run); a
+    point (between an output and its line, halfway through a line, inside an atomic write; the
+    rank with the most left to do, so that the kill lands), and torchrun stops the other rank
+    wherever it is (SIGTERM; both ranks sleep in each batch so that it is still mid-run); a
     fourth run finishes. Each image ends up done by exactly one rank, once."""
     src, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "ref"
     keys = _folder(src)
@@ -302,12 +316,16 @@ def test_two_ranks_killed_at_several_points_then_a_rerun_finishes_exactly_once(t
     items = worklist.collect([src], out)
     shards = [{it.key for it in worklist.shard(items, r, 2)} for r in (0, 1)]
     before: set[str] = set()
-    for phase in ("written:1", "torn:2", "solve:1"):
+    for phase in ("written:1", "torn:2", "temp:2"):
         left = [len(shards[r] - before) for r in (0, 1)]
         victim = int(left[1] > left[0])
         run = _run(cmd, _env(f"{victim}:{phase}", slow=0.05))
         assert run.returncode != 0, f"{victim}:{phase}: not killed\n{run.stdout}{run.stderr}"
-        assert "exitcode  : -9" in run.stderr, f"rank {victim} was not SIGKILLed: {run.stderr}"
+        # torchrun's summary: the victim is the root cause, killed by signal 9
+        killed = rf"rank\s*: {victim} \(local_rank: {victim}\)\s+exitcode\s*: -9"
+        assert re.search(killed, run.stderr), f"rank {victim} was not SIGKILLed: {run.stderr}"
+        if phase.startswith("temp"):  # the kill landed inside an output's write
+            assert any(".png." in t for t in _temporaries(out)), _temporaries(out)
         assert not (out / "restore-report.json").exists()
         state = State(out, 2)
         state.check(out, before)
