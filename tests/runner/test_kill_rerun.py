@@ -16,9 +16,10 @@ report's counts add up (done + skipped == total, skipped == what the killed runs
 
 The kills land at chosen points, injected by a small wrapper script around ``pnpfast.cli.main``
 (``KILLER`` below): inside a batch after its solve, right after an output is written and before
-its ledger line, halfway through a ledger line, inside an atomic write (temporary file written,
-not yet renamed); and at seeded-random delays after a new ledger line appears, sent from the
-test. Under torchrun one rank kills itself and torchrun stops the other wherever it is.
+its ledger line, halfway through a ledger line (a record, or a new ledger's header), inside an
+atomic write (temporary file written, not yet renamed: an output's, or the report's); and at
+seeded-random delays after a new ledger line appears, sent from the test. Under torchrun one
+rank kills itself and torchrun stops the other wherever it is.
 """
 
 import hashlib
