@@ -72,7 +72,7 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
         TypeError: ``world_size`` is not an int, ``device`` not a str or torch.device, or
             ``timeout_s`` not a number.
         ValueError: ``timeout_s`` is not a positive finite number, ``world_size`` < 1, or ``device``
-            names no device.
+            names no device; under torchrun, a CUDA device that is not there.
         RuntimeError: torch.distributed is not available in this build of torch.
     """
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool):
@@ -94,8 +94,17 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
         # no rendezvous to join; each rank restores its share and writes its own report
         return False
     backend = backend_for(device)
-    if backend == "nccl" and device.index is not None:
-        torch.cuda.set_device(device)  # NCCL's collectives run on this rank's GPU
+    if backend == "nccl":
+        # said here: torch.cuda.set_device would fail with an AttributeError on a CPU build
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} was asked for but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
+                "devices (under torchrun, cuda is cuda:LOCAL_RANK: at most one rank per GPU)"
+            )
+        if device.index is not None:
+            torch.cuda.set_device(device)  # NCCL's collectives run on this rank's GPU
     dist.init_process_group(
         backend=backend,
         init_method="env://",

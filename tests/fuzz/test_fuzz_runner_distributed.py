@@ -7,6 +7,7 @@ counts are worked out in the rows from the reports' numbers (sums, done / slowes
 """
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -97,6 +98,19 @@ def _gathered_alone() -> list[float]:
     return [*_merged_numbers(merged), merged["ledger"]["done"]]
 
 
+def _under_torchrun(device: str) -> bool:
+    """init as a torchrun worker calls it (TORCHELASTIC_RUN_ID set by torchrun)."""
+    old = os.environ.get("TORCHELASTIC_RUN_ID")
+    os.environ["TORCHELASTIC_RUN_ID"] = "fuzz"
+    try:
+        return init(2, device, timeout_s=5)
+    finally:
+        if old is None:
+            del os.environ["TORCHELASTIC_RUN_ID"]
+        else:
+            os.environ["TORCHELASTIC_RUN_ID"] = old
+
+
 def _reports(n: int) -> list[dict]:
     return [report(rank=r, world_size=n) for r in range(n)]
 
@@ -169,6 +183,15 @@ CASES = [
         lambda: init(2, "cpu", timeout_s=0),
         ValueError,
         "timeout_s must be a positive",
+    ),
+    # refused before any rendezvous, on a machine with GPUs or without (no 100th GPU anywhere)
+    Bad(
+        INIT,
+        "value",
+        "torchrun rank on cuda:99",
+        lambda: _under_torchrun("cuda:99"),
+        ValueError,
+        r"device cuda:99 was asked for but (CUDA is not available|there are \d+ CUDA devices)",
     ),
     # nothing to join: one process, or RANK and WORLD_SIZE without torchrun
     Good(INIT, "value", "world_size 1", lambda: init(1, "cpu"), lambda: False),
