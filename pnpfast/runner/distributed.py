@@ -73,7 +73,9 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
             ``timeout_s`` not a number.
         ValueError: ``timeout_s`` is not a positive finite number, ``world_size`` < 1, or ``device``
             names no device; under torchrun, a CUDA device that is not there.
-        RuntimeError: torch.distributed is not available in this build of torch.
+        RuntimeError: torch.distributed is not available in this build of torch, or joining the
+            group failed (the rendezvous timed out, the launch set no MASTER_ADDR, ...): a
+            ValueError always means a bad argument.
     """
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool):
         raise TypeError(f"timeout_s must be a number of seconds, not {type(timeout_s).__name__}")
@@ -105,11 +107,14 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
             )
         if device.index is not None:
             torch.cuda.set_device(device)  # NCCL's collectives run on this rank's GPU
-    dist.init_process_group(
-        backend=backend,
-        init_method="env://",
-        timeout=datetime.timedelta(seconds=float(timeout_s)),
-    )
+    try:
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            timeout=datetime.timedelta(seconds=float(timeout_s)),
+        )
+    except ValueError as exc:  # torch's env:// checks: the launch is at fault, not an argument
+        raise RuntimeError(f"cannot join the process group: {exc}") from exc
     return True
 
 

@@ -99,16 +99,17 @@ def _gathered_alone() -> list[float]:
 
 
 def _under_torchrun(device: str) -> bool:
-    """init as a torchrun worker calls it (TORCHELASTIC_RUN_ID set by torchrun)."""
-    old = os.environ.get("TORCHELASTIC_RUN_ID")
-    os.environ["TORCHELASTIC_RUN_ID"] = "fuzz"
+    """init as a torchrun worker calls it (TORCHELASTIC_RUN_ID set), in a launch that set no
+    MASTER_ADDR nor MASTER_PORT (torch refuses at once: no rendezvous is tried)."""
+    names = ("TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    old = {k: os.environ.pop(k) for k in names if k in os.environ}
+    os.environ.update(TORCHELASTIC_RUN_ID="fuzz", RANK="0", WORLD_SIZE="2")
     try:
         return init(2, device, timeout_s=5)
     finally:
-        if old is None:
-            del os.environ["TORCHELASTIC_RUN_ID"]
-        else:
-            os.environ["TORCHELASTIC_RUN_ID"] = old
+        for k in names:
+            os.environ.pop(k, None)
+        os.environ.update(old)
 
 
 def _reports(n: int) -> list[dict]:
@@ -192,6 +193,15 @@ CASES = [
         lambda: _under_torchrun("cuda:99"),
         ValueError,
         r"device cuda:99 was asked for but (CUDA is not available|there are \d+ CUDA devices)",
+    ),
+    # a broken launch is a RuntimeError (could not join), never the ValueError of a bad argument
+    Bad(
+        INIT,
+        "value",
+        "torchrun rank without MASTER_ADDR",
+        lambda: _under_torchrun("cpu"),
+        RuntimeError,
+        "cannot join the process group: .*MASTER_ADDR expected, but not set",
     ),
     # nothing to join: one process, or RANK and WORLD_SIZE without torchrun
     Good(INIT, "value", "world_size 1", lambda: init(1, "cpu"), lambda: False),
