@@ -257,14 +257,16 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
         proc = subprocess.Popen(
             cmd, env=_env(slow=0.03), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 60
-        while len(State(out, 1).done) == len(before):
-            assert proc.poll() is None, "the run ended before a new ledger line"
-            assert time.monotonic() < deadline, "no new ledger line"
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.09))  # one batch: 3 x 0.03 s
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL
+        try:
+            deadline = time.monotonic() + 60
+            while len(State(out, 1).done) == len(before):
+                assert proc.poll() is None, "the run ended before a new ledger line"
+                assert time.monotonic() < deadline, "no new ledger line"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.09))  # one batch: 3 x 0.03 s
+        finally:
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, "the run ended before the kill"
         state = State(out, 1)
         state.check(out, before)
         assert len(before) < len(state.done) < N, "the kill did not land mid-run"
