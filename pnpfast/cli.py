@@ -571,6 +571,9 @@ def _deblur(args: argparse.Namespace) -> int:
         overwrite=False,
         dist_timeout=DEFAULT_TIMEOUT_S,
         report=None,
+        precision="fp32",
+        channels_last=False,
+        cuda_graphs=False,
         progress_every=10.0,
         no_progress=not sys.stderr.isatty(),  # as before: a bar on a terminal, not in logs
     )
@@ -600,6 +603,9 @@ _RESTORE_FLAG = {
     "extension": "--ext",
     "bit_depth": "--bit-depth",
     "manifest": "--manifest",
+    "precision": "--precision",
+    "channels_last": "--channels-last",
+    "cuda_graphs": "--cuda-graphs",
 }
 
 
@@ -625,6 +631,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    """An argparse type: an integer >= 1, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1 or auto, got {text!r}"
+        ) from None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -637,6 +655,7 @@ def _seconds(text: str) -> float:
 
 def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     from pnpfast.runner.distributed import DEFAULT_TIMEOUT_S
+    from pnpfast.runner.gpu_denoiser import PRECISIONS as RUN_PRECISIONS
     from pnpfast.runner.run import TASKS
 
     restore = sub.add_parser(
@@ -724,7 +743,29 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
         help="cpu, cuda or cuda:N (default: cpu; under torchrun cuda is cuda:LOCAL_RANK)",
     )
     run.add_argument(
-        "--batch", type=_positive_int, default=8, metavar="N", help="images per batch (default 8)"
+        "--batch",
+        type=_batch_size,
+        default=8,
+        metavar="N|auto",
+        help="images per batch (default 8); auto: as many as free memory holds (measured "
+        "once per image size with the denoiser), at most 64",
+    )
+    run.add_argument(
+        "--precision",
+        choices=RUN_PRECISIONS,
+        default="fp32",
+        help="the dtype the denoiser's network runs in (default fp32; the data steps stay "
+        "fp32; a batch that goes NaN in bf16/fp16 is rerun in fp32)",
+    )
+    run.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="the denoiser in channels_last memory format (faster convolutions on GPUs)",
+    )
+    run.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay the denoiser of each batch shape from a CUDA graph (CUDA devices only)",
     )
     run.add_argument(
         "--tile",
@@ -872,12 +913,14 @@ def _summary(command: str, report, report_path: Path) -> str:
     return "\n".join(lines)
 
 
-def _write_report(report, path: Path) -> None:
-    from pnpfast._atomic import atomic_open
+def _write_report(report: dict, path: Path) -> None:
+    """Write the JSON report atomically, first removing what a killed earlier write left."""
+    from pnpfast._atomic import atomic_open, remove_stale_temporaries
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries([path])
     with atomic_open(path, "w") as f:
-        json.dump(report.as_dict(), f, indent=2, sort_keys=True)
+        json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
 
 
@@ -941,6 +984,9 @@ def _restore_rank(args: argparse.Namespace) -> int:
             extension=args.ext,
             bit_depth=args.bit_depth,
             overwrite=args.overwrite,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            cuda_graphs=args.cuda_graphs,
         )
     except (ValueError, TypeError) as exc:
         return _usage_error(cmd, _flagged(exc))
@@ -960,7 +1006,9 @@ def _restore_rank(args: argparse.Namespace) -> int:
         return _usage_error(cmd, f"-o: the output folder {args.output} is a file")
     try:  # torchrun: join the process group before the work (NCCL on CUDA, gloo otherwise)
         distributed.init(world_size, device, timeout_s=args.dist_timeout)
-    except (RuntimeError, ValueError) as exc:
+    except ValueError as exc:  # a device this rank cannot use (CUDA absent, too few GPUs)
+        return _usage_error(cmd, f"--device: {exc}")
+    except RuntimeError as exc:
         print(
             f"{PROG} {cmd}: failed: rank {rank} could not join the other ranks "
             f"(torch.distributed, --dist-timeout {args.dist_timeout} s): {_one_line(exc)}",
@@ -999,7 +1047,7 @@ def _restore_rank(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     try:
-        _write_report(report, report_path)
+        _write_report(report.as_dict(), report_path)
     except OSError as exc:
         print(_summary(cmd, report, report_path))
         print(f"{PROG} {cmd}: failed: cannot write the report: {_one_line(exc)}", file=sys.stderr)
@@ -1018,8 +1066,7 @@ def _restore_rank(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         if merged is not None:
             merged_path = args.output / REPORT_NAME
-            with open(merged_path, "w", encoding="utf-8") as f:
-                json.dump(merged, f, indent=2, sort_keys=True)
+            _write_report(merged, merged_path)
             dups = len(merged["ledger"]["duplicates"]) if merged["ledger"] else 0
             print(
                 f"{PROG} {cmd}: {world_size} ranks: {merged['total']} images: "

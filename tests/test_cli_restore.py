@@ -244,6 +244,32 @@ def test_rank_and_world_size_from_the_environment(tmp_path, capsys, monkeypatch)
     assert "RANK must be below WORLD_SIZE (2), not 2" in _one_error_line(capsys.readouterr().err)
 
 
+def test_report_flag_under_several_ranks_is_one_file_per_rank(tmp_path, monkeypatch):
+    src, out = _tree(tmp_path / "in"), tmp_path / "out"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        args = [src, "-o", out, "--task", "denoise", "--noise", 5, *FAST]
+        assert _run(*args, "--report", tmp_path / "r" / "run.json") == 0
+    for rank in (0, 1):  # not one file written by both
+        report = json.loads((tmp_path / "r" / f"run.rank{rank}.json").read_text())
+        assert report["rank"] == rank
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_batch_auto_bf16_channels_last(tmp_path, capsys):
+    src, out = _tree(tmp_path / "in"), tmp_path / "out"
+    args = [src, "-o", out, "--task", "denoise", "--noise", 5, *FAST]
+    assert _run(*args, "--batch", "auto", "--precision", "bf16", "--channels-last") == 0
+    report = _report(out)
+    assert report["done"] == 4 and report["auto_batch"] == {"3x12x12": 64}  # the cap: tiny images
+    assert report["fp32_reruns"] == []
+    # the ledger fingerprints the precision: fp32 into the same folder is refused, naming it
+    capsys.readouterr()
+    assert _run(*args) == 2
+    assert "--precision" in _one_error_line(capsys.readouterr().err)
+
+
 def test_python_dash_m_pnpfast_restore(tmp_path):
     src, out = _tree(tmp_path / "in", NAMES[:2]), tmp_path / "out"
     argv = [sys.executable, "-m", "pnpfast", "restore", str(src), "-o", str(out)]

@@ -68,14 +68,18 @@ import torch
 from pnpfast import _validate
 from pnpfast._atomic import remove_stale_temporaries
 from pnpfast.operators.spec import NAMED_KERNELS, OperatorSpec
+from pnpfast.runner import gpu_denoiser, tiles, worklist
 from pnpfast.runner import ledger as _ledger
-from pnpfast.runner import tiles, worklist
 
 __all__ = ["TASKS", "RunConfig", "RunReport", "restore"]
 
 TASKS = ("deblur", "sr", "inpainting", "denoise")
 _SPEC_NAME = {"deblur": "blur", "sr": "sr"}
 LEDGER_NAME = ".pnpfast-ledger.rank{rank}.jsonl"
+AUTO = "auto"
+AUTO_BATCH_CAP = 64  # batch_size="auto": the most images per batch, whatever memory allows
+AUTO_TILE_START, AUTO_TILE_MIN = 512, 64  # the tiles tried for an image too large alone
+WINDOW_BYTES = 1 << 30  # pixels read ahead of the batches: 1 GiB (7 12-MP RGB images in float32)
 _SAMPLER = "implicit-prior"
 
 PathLike = str | os.PathLike
@@ -93,6 +97,12 @@ def _optional_path(name: str, value) -> Path | None:
     if not os.fspath(value):
         raise ValueError(f"{name} must be a file path, not an empty string")
     return Path(value)
+
+
+def _convergent_methods() -> set[str]:
+    import pnpfast.solvers as solvers
+
+    return {m.name for m in solvers.convergent.METHODS}
 
 
 class _DryDenoiser:
@@ -151,15 +161,30 @@ class RunConfig:
             ``pnpfast.denoisers.load`` (with ``weights``), or a denoiser object D(x, sigma).
         weights: a weight file for a named network denoiser.
         device: "cpu", "cuda", "cuda:1", ... or a torch.device.
-        batch_size: the most images per solve call (an int >= 1).
+        batch_size: the most images per solve call (an int >= 1), or "auto": as many as
+            free memory holds (``tiles.image_bytes`` measured once per image size with the
+            run's denoiser, ``tiles.free_memory``, ``tiles.auto_batch_size``), at most 64.
         tile, overlap: run the denoiser on tiles of ``tile`` pixels sharing ``overlap``
-            (``tiles.TiledDenoiser``); None: whole images.
+            (``tiles.TiledDenoiser``); None: whole images, and an image that runs out of
+            memory even alone is retried on tiles (``tiles.tile_schedule``: 512, 256, ...
+            down to 64 pixels, the largest that fits; the ledger line and the report say
+            which).
+        precision: "fp32", "bf16" or "fp16": the dtype the denoiser's network runs in
+            (``gpu_denoiser.FastDenoiser``, torch.autocast); the data steps stay float32. A
+            batch whose solve goes NaN or Inf in bf16/fp16 is rerun in fp32 (the report's
+            ``fp32_reruns``). Refused for gs-pnp and prox-pnp-* (their backtracking compares
+            the network's potentials: they always run in fp32, also from a manifest).
+        channels_last: the denoiser's input and weights in torch.channels_last (faster
+            convolutions on GPUs with tensor cores; the same values up to round-off).
+        cuda_graphs: replay the denoiser of each batch shape from a CUDA graph (launch
+            overhead gone; CUDA devices only).
         extension: the outputs' extension ("png", "tif"); None keeps each input's.
         bit_depth: 8 or 16 for every output; None keeps each input's.
         overwrite: redo every image, even when the ledger says it is done or its settings differ.
 
     ``settings()`` is what the ledger fingerprints: everything that changes an output (not
-    the device, batch size or overwrite flag: a batch gives what each image gives alone).
+    the device, batch size, channels_last, cuda_graphs or overwrite flag: a batch gives what
+    each image gives alone, and the others change float round-off only).
     Errors: TypeError for a field of the wrong type, ValueError for a wrong value, each naming
     the field.
     """
@@ -174,12 +199,15 @@ class RunConfig:
     denoiser: str | Callable | None = None
     weights: PathLike | None = None
     device: str | torch.device = "cpu"
-    batch_size: int = 8
+    batch_size: int | str = 8
     tile: int | None = None
     overlap: int | None = None
     extension: str | None = None
     bit_depth: int | None = None
     overwrite: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         if not isinstance(self.task, str):
@@ -245,7 +273,13 @@ class RunConfig:
         else:
             raise TypeError(f"device must be a str or torch.device, not {_kind(self.device)}")
         self.device = device
-        self.batch_size = _validate.integer("batch_size", self.batch_size, 1)
+        if isinstance(self.batch_size, str):
+            if self.batch_size != AUTO:
+                raise ValueError(
+                    f"batch_size must be an int >= 1 or 'auto', not {self.batch_size!r}"
+                )
+        else:
+            self.batch_size = _validate.integer("batch_size", self.batch_size, 1)
         if self.tile is not None:
             self.tile = _validate.integer("tile", self.tile, 1)
         if self.overlap is not None:
@@ -259,6 +293,17 @@ class RunConfig:
                 raise ValueError(f"bit_depth must be 8, 16 or None (keep), not {depth}")
             self.bit_depth = depth
         self.overwrite = _validate.flag("overwrite", self.overwrite)
+        self.precision, self.channels_last, self.cuda_graphs = gpu_denoiser.check_options(
+            self.precision, self.channels_last, self.cuda_graphs
+        )
+        if self.precision != "fp32" and self.method in _convergent_methods():
+            raise ValueError(
+                f"precision {self.precision!r} does not apply to method {self.method!r}: its "
+                "backtracking compares the network's potentials, which need fp32; use "
+                "precision='fp32' (the default)"
+            )
+        if self.cuda_graphs and device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")
 
     def _denoiser_text(self) -> str | None:
         d = self.denoiser
@@ -285,6 +330,8 @@ class RunConfig:
             "extension": self.extension,
             "bit_depth": self.bit_depth,
         }
+        if self.precision != "fp32":  # absent in fp32: the ledgers of earlier runs still match
+            out["precision"] = self.precision
         # the files' contents too: an edited kernel or mask under the same name is a new run
         files = {"operator": None if self._spec is None else self._spec.kernel, "mask": self.mask}
         for name, path in files.items():
@@ -304,7 +351,10 @@ class RunReport:
     for gs-pnp, prox-pnp-* and pnp-reg: 0), ``data`` = solve - denoiser (the data steps and the
     batch's set-up), writing outputs with their ledger lines, and the wall time; ``peak_memory_bytes``: CUDA's
     max_memory_allocated on a CUDA device, else the process's peak resident size (getrusage);
-    ``interrupted``: stopped by a KeyboardInterrupt / SIGINT before the end.
+    ``interrupted``: stopped by a KeyboardInterrupt / SIGINT before the end;
+    ``auto_batch``: with batch_size "auto", the size chosen for each image size ("CxHxW");
+    ``tiled``: the tile each image size ("CxHxW") needed after running out of memory alone;
+    ``fp32_reruns``: the images whose batch went NaN or Inf in bf16/fp16, rerun in fp32.
     """
 
     done: int = 0
@@ -320,6 +370,9 @@ class RunReport:
     rank: int = 0
     world_size: int = 1
     ledger: str = ""
+    auto_batch: dict[str, int] = field(default_factory=dict)
+    tiled: dict[str, int] = field(default_factory=dict)
+    fp32_reruns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         """The report as JSON data."""
@@ -377,6 +430,7 @@ class _Resources:
         self._kernels: dict[str, torch.Tensor] = {}
         self._masks: dict[str, torch.Tensor] = {}
         self._denoisers: dict[str, Callable] = {}
+        self._wrapped: dict[tuple, Callable] = {}
 
     def kernel(self, spec: OperatorSpec) -> torch.Tensor:
         text = str(spec)
@@ -395,7 +449,33 @@ class _Resources:
             self._masks[text] = m
         return self._masks[text]
 
-    def denoiser(self, method: str) -> Callable:
+    def denoiser(
+        self, method: str, *, tile: tuple[int, int] | None = None, fp32: bool = False
+    ) -> Callable:
+        """The denoiser ``method`` calls: the run's (or the method's shipped one), in the run's
+        precision and memory format (``FastDenoiser``; fp32 with ``fp32``, and always for
+        the convergent methods), on tiles (the run's ``tile``, else ``tile`` = (tile,
+        overlap) when an image ran out of memory alone). Built once per combination: a
+        FastDenoiser keeps its CUDA graphs from batch to batch."""
+        c = self.config
+        precision = "fp32" if fp32 or method in _convergent_methods() else c.precision
+        fast = (precision, c.channels_last and method not in _convergent_methods(), c.cuda_graphs)
+        if c.tile is not None:
+            tile = (c.tile, c.overlap)
+        key = (method, fast, tile)
+        if key not in self._wrapped:
+            den = self._base_denoiser(method)
+            if fast != ("fp32", False, False) and method not in _convergent_methods():
+                p, cl, graphs = fast
+                den = gpu_denoiser.FastDenoiser(
+                    den, precision=p, channels_last=cl, cuda_graphs=graphs and not fp32
+                )
+            if tile is not None:
+                den = tiles.TiledDenoiser(den, *tile)
+            self._wrapped[key] = den
+        return self._wrapped[key]
+
+    def _base_denoiser(self, method: str) -> Callable:
         d = self.config.denoiser
         if d is not None and not isinstance(d, str):
             den = d
@@ -417,8 +497,6 @@ class _Resources:
 
                 self._denoisers[key] = load(name, self.config.weights, device=self.device)
             den = self._denoisers[key]
-        if self.config.tile is not None:
-            den = tiles.TiledDenoiser(den, self.config.tile, self.config.overlap)
         return den
 
 
@@ -529,7 +607,13 @@ class _Timed:
 
 
 def _solve_batch(
-    config: RunConfig, res: _Resources, entries: list[_Entry], timers: list | None = None
+    config: RunConfig,
+    res: _Resources,
+    entries: list[_Entry],
+    timers: list | None = None,
+    *,
+    tile: tuple[int, int] | None = None,
+    fp32: bool = False,
 ) -> list:
     import pnpfast.solvers as solvers
 
@@ -544,7 +628,7 @@ def _solve_batch(
         kwargs["max_iter"] = config.max_iter
     if method != solvers.SAMPLER:
         kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
-    denoiser = res.denoiser(method)
+    denoiser = res.denoiser(method, tile=tile, fp32=fp32)
     # the provably convergent methods call the denoiser's potential: they get the real object
     convergent = {m.name for m in solvers.convergent.METHODS}
     if timers is not None and method not in convergent:
@@ -627,16 +711,25 @@ def _batch_key(e: _Entry) -> tuple:
     return (tuple(e.image.pixels.shape[1:]), e.method, tuple(sorted(e.params.items())), e.op_key)
 
 
+def _shape_text(e: _Entry) -> str:
+    return "x".join(map(str, e.image.pixels.shape[1:]))
+
+
 class _Runner:
     """The state of one restore call: the ledger, the report, the timings, the batch size
-    (halved for the rest of the run after an out-of-memory error)."""
+    (halved for the rest of the run after an out-of-memory error; with "auto", one per image
+    size, measured), the tile of each image size that ran out of memory alone."""
 
     def __init__(self, config, progress):
         self.config = config
         self.progress = progress
         self.res = _Resources(config, config.device)
         self.seconds = {"read": 0.0, "solve": 0.0, "denoiser": 0.0, "write": 0.0}
-        self.batch_size = config.batch_size
+        self.auto = config.batch_size == AUTO
+        self.batch_size = AUTO_BATCH_CAP if self.auto else config.batch_size
+        self.sizes: dict[tuple, int] = {}  # batch key -> batch size ("auto")
+        self.tile_of: dict[tuple, tuple[int, int]] = {}  # batch key -> (tile, overlap)
+        self.cuda_peak = 0  # tiles.image_bytes resets CUDA's peak statistics: kept here
 
     def begin(self, book, report, started: float) -> None:
         """Begin the work with this ledger and report, timed from ``started``."""
@@ -672,11 +765,19 @@ class _Runner:
             self._shown = self.finished
             self.progress(self.finished, self.report.total, time.perf_counter() - self.started)
 
-    def read(self, items: list[worklist.WorkItem]) -> list[_Entry]:
+    def read(
+        self, todo: list[worklist.WorkItem], start: int, count: int
+    ) -> tuple[list[_Entry], int]:
+        """Read images from ``todo[start]`` on, until ``count`` images or ``WINDOW_BYTES`` of
+        pixels; (the entries read, the index to go on from). Unreadable ones are failed."""
         from pnpfast.io import ImageReadError, read_image_file
 
         entries = []
-        for item in items:
+        held = 0
+        i = start
+        while i < len(todo) and i - start < count and held < WINDOW_BYTES:
+            item = todo[i]
+            i += 1
             t0 = time.perf_counter()
             try:
                 f = read_image_file(item.source)
@@ -691,26 +792,106 @@ class _Runner:
                 continue
             dt = time.perf_counter() - t0
             self.seconds["read"] += dt
+            held += f.pixels.numel() * f.pixels.element_size()
             entries.append(_Entry(item, f, sigma, method, params, op_key, op_data, dt))
-        return entries
+        return entries, i
 
-    def _shrink(self, n: int) -> None:
-        self.batch_size = max(1, min(self.batch_size, n // 2))
+    def size_for(self, e: _Entry) -> int:
+        """The batch size for images like ``e``: the run's, or with "auto" what free memory
+        holds, measured once per batch key with the run's denoiser (``tiles.image_bytes``)."""
+        if not self.auto:
+            return self.batch_size
+        key = _batch_key(e)
+        if key not in self.sizes:
+            c, h, w = e.image.pixels.shape[1:]
+            s = e.op_data.factor if self.config.task == "sr" else 1
+            device = self.config.device
+            if device.type == "cuda":
+                self.cuda_peak = max(self.cuda_peak, torch.cuda.max_memory_allocated(device))
+            # the fp32 network: bf16 needs less, so the estimate errs on the safe side
+            den = self.res._base_denoiser(e.method)
+            per = tiles.image_bytes(
+                den, (c, h * s, w * s), sigma=max(e.sigma, 1 / 255), device=device
+            )
+            free = tiles.free_memory(device)
+            self.sizes[key] = tiles.auto_batch_size(per, free, cap=AUTO_BATCH_CAP)
+            self.report.auto_batch[_shape_text(e)] = self.sizes[key]
+        return min(self.batch_size, self.sizes[key])
+
+    def _shrink(self, key: tuple, n: int) -> None:
+        if self.auto:
+            self.sizes[key] = max(1, min(self.sizes.get(key, n), n // 2))
+        else:
+            self.batch_size = max(1, min(self.batch_size, n // 2))
+
+    def _solve(self, chunk: list[_Entry], tile, timers: list) -> tuple[list, bool]:
+        """The batch's outputs (halving it on out-of-memory) and whether it was rerun in fp32
+        because bf16/fp16 made it NaN or Inf."""
+        key = _batch_key(chunk[0])
+
+        def attempt(fp32: bool) -> list:
+            return tiles.run_halving(
+                lambda es: _solve_batch(self.config, self.res, es, timers, tile=tile, fp32=fp32),
+                chunk,
+                on_split=lambda n: self._shrink(key, n),
+            )
+
+        if self.config.precision == "fp32":
+            return attempt(False), False
+        try:
+            xs = attempt(False)
+            if not gpu_denoiser.nonfinite_images(torch.cat(xs)):
+                return xs, False
+        except FloatingPointError:  # the engine's check: an iterate went NaN or Inf
+            pass
+        return attempt(True), True
+
+    def _tiled(self, chunk: list[_Entry], timers: list, oom: str):
+        """An image size that ran out of memory even one image at a time: the denoiser on
+        the largest tile that fits (``tiles.tile_schedule``), the data step whole."""
+        e = chunk[0]
+        h, w = e.image.pixels.shape[-2:]
+        s = e.op_data.factor if self.config.task == "sr" else 1
+        schedule = tiles.tile_schedule(h * s, w * s, start=AUTO_TILE_START, minimum=AUTO_TILE_MIN)
+        if not schedule:  # the image is no larger than the smallest tile: tiling cannot help
+            raise RuntimeError(oom)
+        (xs, rerun), t = tiles.run_tiled_fallback(
+            lambda es, t, o: self._solve(es, (t, o), timers), chunk, schedule
+        )
+        self.tile_of[_batch_key(e)] = (t, tiles.overlap_for(t))
+        self.report.tiled[_shape_text(e)] = t
+        return xs, rerun
 
     def run(self, chunk: list[_Entry]) -> None:
-        """Solve one batch (halving it on out-of-memory), write and record each output."""
+        """Solve one batch (halving it on out-of-memory, tiling an image that runs out of
+        memory alone, rerunning it in fp32 when low precision made it NaN), write and record
+        each output."""
         t0 = time.perf_counter()
         timers: list[_Timed] = []
+        tile = self.tile_of.get(_batch_key(chunk[0]))
+        oom = None
         try:
-            xs = tiles.run_halving(
-                lambda es: _solve_batch(self.config, self.res, es, timers),
-                chunk,
-                on_split=self._shrink,
-            )
+            xs, rerun = self._solve(chunk, tile, timers)
         except Exception as exc:  # this batch fails, the run goes on
-            for e in chunk:
-                self.fail(e.item, _one_line(exc))
-            return
+            if not (tiles.is_out_of_memory(exc) and self.config.tile is None and tile is None):
+                for e in chunk:
+                    self.fail(e.item, _one_line(exc))
+                return
+            oom = _one_line(exc)  # outside the except: the failed attempt's tensors are freed
+        if oom is not None:
+            try:
+                xs, rerun = self._tiled(chunk, timers, oom)
+            except Exception as exc:
+                for e in chunk:
+                    self.fail(e.item, _one_line(exc))
+                return
+            tile = self.tile_of[_batch_key(chunk[0])]
+        extra = {}
+        if tile is not None:
+            extra["tile"] = tile[0]
+        if rerun:
+            extra["precision"] = "fp32"
+            self.report.fp32_reruns.extend(e.item.key for e in chunk)
         solve_s = (time.perf_counter() - t0) / len(chunk)
         self.seconds["solve"] += solve_s * len(chunk)
         self.seconds["denoiser"] += sum(t.total() for t in timers)
@@ -729,6 +910,7 @@ class _Runner:
                 read=round(e.read_s, 6),
                 solve=round(solve_s, 6),
                 write=round(write_s, 6),
+                **extra,
             )
             self.report.done += 1
             self.finished += 1
@@ -840,14 +1022,15 @@ def restore(
     with _Stop() as stop:
         try:
             # images are read a window at a time: enough to fill batches of mixed sizes,
-            # few enough to hold in memory
-            window = max(2 * config.batch_size, 64)
-            for w0 in range(0, len(todo), window):
-                entries = runner.read(todo[w0 : w0 + window])
+            # few enough to hold in memory (at most WINDOW_BYTES of pixels, one image at least)
+            window = max(2 * runner.batch_size, 64)
+            i = 0
+            while i < len(todo):
+                entries, i = runner.read(todo, i, window)
                 runner.tick()
                 for batch in tiles.group(entries, _batch_key):
                     while batch:
-                        n = runner.batch_size
+                        n = runner.size_for(batch[0])
                         runner.run(batch[:n])
                         batch = batch[n:]
                         runner.tick()
@@ -860,5 +1043,5 @@ def restore(
     total = time.perf_counter() - start
     report.seconds = {**{k: round(v, 6) for k, v in seconds.items()}, "total": round(total, 6)}
     report.images_per_s = report.done / total if total > 0 and math.isfinite(total) else 0.0
-    report.peak_memory_bytes = _peak_memory(device)
+    report.peak_memory_bytes = max(_peak_memory(device), runner.cuda_peak)
     return report
