@@ -313,3 +313,45 @@ def test_graphs_refuse_a_cpu_tensor_without_the_stand_in():
     F = FastDenoiser(smooth, cuda_graphs=True)
     with pytest.raises(ValueError, match=r"cuda_graphs=True needs x on a CUDA device, not on cpu"):
         F(image(1, 1, 8, 8), 0.05)
+
+
+# -- on a GPU (skipped here): the real capture -----------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_graphs_capture_the_shipped_denoiser_once_and_replay_it():
+    """The shipped DRUNet captures (its sigma check skips the value read during capture), each
+    replay equals the eager call on new inputs and levels, and outputs are not overwritten."""
+    D = shipped().to("cuda")
+    graphed = FastDenoiser(D, cuda_graphs=True)
+    outs, wants = [], []
+    with torch.no_grad():
+        for seed in range(3):
+            y = noisy(2, 3, 64, 64, seed=seed).cuda()
+            s = torch.tensor([5.0 + 10 * seed, 30.0], device="cuda") / 255
+            outs.append(graphed(y, s))
+            wants.append(D(y, s))
+    assert graphed.fallback is None and graphed.graphs == 1
+    for got, want in zip(outs, wants, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_hqs_with_bf16_channels_last_cuda_graphs_on_a_gpu():
+    x = pnpfast.data.astronaut(64).cuda()
+    A = pnpfast.operators.Blur(torch.ones(5, 5, device="cuda") / 25)
+    g = torch.Generator(device="cuda").manual_seed(6)
+    y = A(x) + 7.65 / 255 * torch.randn(x.shape, generator=g, device="cuda")
+    D = shipped().to("cuda")
+    F = FastDenoiser(D, precision="bf16", channels_last=True, cuda_graphs=True)
+    with torch.no_grad():
+        ref = pnpfast.solve(y, A, D, "hqs", sigma=7.65 / 255).x
+        low = pnpfast.solve(y, A, F, "hqs", sigma=7.65 / 255).x
+    assert F.fallback is None and F.graphs == 1
+    assert low.dtype == torch.float32
+    gap = (psnr(low.clamp(0, 1), x) - psnr(ref.clamp(0, 1), x)).abs().item()
+    assert gap < 0.1, gap
