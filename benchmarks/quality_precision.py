@@ -14,7 +14,11 @@ shape pay for allocations and kernel selection):
 * ``bf16``, ``fp16``: ``pnpfast.runner.gpu_denoiser.FastDenoiser(D, precision=...)``, the
   network under torch.autocast, the data steps in float32;
 * ``fp32+channels_last``: ``FastDenoiser(D, channels_last=True)``: the same numbers up to
-  round-off (the layout's check), and its time.
+  round-off (the layout's check), and its time;
+* on CUDA also ``bf16+channels_last``, ``fp16+channels_last``, ``fp32+cuda_graphs`` and
+  ``bf16+channels_last+cuda_graphs`` (``--variants`` takes any precision followed by
+  ``+channels_last`` and/or ``+cuda_graphs``; a variant that cannot run on the device gets a
+  row with ``available`` false and the reason).
 
 Rows (``COLUMNS``), one per variant: mean PSNR (peak 1, output clamped to [0, 1], no border
 crop; ``input_psnr``: the measurements'), the mean, smallest and largest per-image PSNR
@@ -45,11 +49,19 @@ from quality_deblur import degrade, levin_kernels
 
 import pnpfast
 from pnpfast.io import read_image
-from pnpfast.runner.gpu_denoiser import FastDenoiser
+from pnpfast.runner.gpu_denoiser import PRECISIONS, FastDenoiser
 
 DATA = harness.DATA
 NOISE = 7.65
 VARIANTS = ("fp32", "bf16", "fp16", "fp32+channels_last")
+CUDA_VARIANTS = (
+    *VARIANTS,
+    "bf16+channels_last",
+    "fp16+channels_last",
+    "fp32+cuda_graphs",
+    "bf16+channels_last+cuda_graphs",
+)
+OPTIONS = ("channels_last", "cuda_graphs")
 COLUMNS = (
     "task",
     "dataset",
@@ -63,6 +75,7 @@ COLUMNS = (
     "variant",
     "precision",
     "channels_last",
+    "cuda_graphs",
     "available",
     "reason",
     "iterations",
@@ -106,14 +119,27 @@ def problems(images: int, crop: int, all_kernels: bool) -> tuple[torch.Tensor, t
     return clean, k[pick], [f"{p.stem}/{knames[j]}" for p, j in zip(paths, pick, strict=True)]
 
 
+def parse_variant(text: str) -> tuple[str, bool, bool]:
+    """ "bf16+channels_last+cuda_graphs" -> ("bf16", True, True); ValueError for another form."""
+    precision, *options = text.split("+")
+    if precision not in PRECISIONS or any(o not in OPTIONS for o in options):
+        raise ValueError(
+            f"variant {text!r}: a precision ({', '.join(PRECISIONS)}) then +channels_last "
+            "and/or +cuda_graphs"
+        )
+    return precision, "channels_last" in options, "cuda_graphs" in options
+
+
 def variant_denoiser(base, variant: str):
     """The denoiser of one variant: fp32 is the base itself; channels_last gets its own copy
     (it converts the module's weights in place)."""
-    if variant == "fp32":
+    precision, channels_last, cuda_graphs = parse_variant(variant)
+    if (precision, channels_last, cuda_graphs) == ("fp32", False, False):
         return base
-    if variant == "fp32+channels_last":
-        return FastDenoiser(copy.deepcopy(base), channels_last=True)
-    return FastDenoiser(base, precision=variant)
+    net = copy.deepcopy(base) if channels_last else base
+    return FastDenoiser(
+        net, precision=precision, channels_last=channels_last, cuda_graphs=cuda_graphs
+    )
 
 
 def solve(y, A, D, max_iter: int | None = None):
@@ -133,16 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         "--all-kernels", action="store_true", help="every image with each of the 8 kernels"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=None, help=f"default {','.join(VARIANTS)}, more on CUDA"
+    )
     parser.add_argument("--out", default=str(harness.results_path("precision")))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 images, 32x32 crops")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.crop, args.all_kernels = 2, 32, False
-    variants = harness.parse_list(args.variants)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or "fp32" not in variants:
-        parser.error(f"--variants: choose among {', '.join(VARIANTS)}, fp32 included")
+    default = CUDA_VARIANTS if torch.device(args.device).type == "cuda" else VARIANTS
+    variants = harness.parse_list(args.variants) if args.variants else list(default)
+    try:
+        [parse_variant(v) for v in variants]
+    except ValueError as exc:
+        parser.error(f"--variants: {exc}")
+    if variants[0] != "fp32":
+        parser.error("--variants: the first must be fp32 (the reference of the differences)")
     if not (DATA / "images" / "CBSD68").is_dir() or not (DATA / "kernels" / "levin09").is_dir():
         print(f"skipped: needs CBSD68 and kernels/levin09 under {DATA}", file=sys.stderr)
         return 2
@@ -170,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     ref_x = ref_psnr = None
     rows = []
     for variant in variants:
-        precision = variant.split("+")[0]
+        precision, channels_last, cuda_graphs = parse_variant(variant)
         row = {
             **common,
             "variant": variant,
             "precision": precision,
-            "channels_last": variant.endswith("channels_last"),
+            "channels_last": channels_last,
+            "cuda_graphs": cuda_graphs,
             "available": True,
             "reason": "",
             "input_psnr": input_psnr,

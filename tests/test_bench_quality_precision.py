@@ -22,6 +22,15 @@ def test_centre_crop_takes_the_middle(bench):
         bench.centre_crop(x, 6)
 
 
+def test_parse_variant(bench):
+    assert bench.parse_variant("fp32") == ("fp32", False, False)
+    assert bench.parse_variant("bf16+channels_last+cuda_graphs") == ("bf16", True, True)
+    assert bench.parse_variant("fp16+cuda_graphs") == ("fp16", False, True)
+    for bad in ("half", "bf16+nhwc", "channels_last"):
+        with pytest.raises(ValueError, match="a precision"):
+            bench.parse_variant(bad)
+
+
 def test_table_shows_unavailable_variants_with_their_reason(bench):
     def row(variant, available, **kw):
         base = dict.fromkeys(bench.COLUMNS)
@@ -46,14 +55,18 @@ def test_quality_precision_quick_runs_end_to_end(bench, tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = ["--quick", "--device", "cpu", "--variants", "fp32,bf16", "--out", str(out)]
+        variants = "fp32,bf16,fp32+cuda_graphs"
+        args = ["--quick", "--device", "cpu", "--variants", variants, "--out", str(out)]
         assert bench.main(args) == 0
     finally:
         torch.set_num_threads(before)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["variant"] for r in rows] == ["fp32", "bf16"]
+    assert [r["variant"] for r in rows] == ["fp32", "bf16", "fp32+cuda_graphs"]
     assert all(list(r) == list(bench.COLUMNS) for r in rows)
-    fp32, bf16 = rows
+    fp32, bf16, graphs = rows
+    assert (
+        not graphs["available"] and "cuda_graphs=True needs x on a CUDA device" in graphs["reason"]
+    )
     assert fp32["mean_psnr_diff_db"] == 0 and fp32["max_abs_diff"] == 0
     # bf16 changed the output (the cast happened) by about bfloat16's rounding, not more
     assert 0 < bf16["max_abs_diff"] < 5e-2
