@@ -60,6 +60,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -711,6 +712,14 @@ def _batch_key(e: _Entry) -> tuple:
     return (tuple(e.image.pixels.shape[1:]), e.method, tuple(sorted(e.params.items())), e.op_key)
 
 
+def _writer_threads(device: torch.device) -> int:
+    """Threads that write outputs: the cores torch's own threads leave free (at least 1; on
+    a GPU the host's cores are free), at most 8."""
+    cores = os.cpu_count() or 1
+    busy = 1 if device.type != "cpu" else torch.get_num_threads()
+    return max(1, min(8, cores - busy))
+
+
 def _shape_text(e: _Entry) -> str:
     return "x".join(map(str, e.image.pixels.shape[1:]))
 
@@ -730,6 +739,14 @@ class _Runner:
         self.sizes: dict[tuple, int] = {}  # batch key -> batch size ("auto")
         self.tile_of: dict[tuple, tuple[int, int]] = {}  # batch key -> (tile, overlap)
         self.cuda_peak = 0  # tiles.image_bytes resets CUDA's peak statistics: kept here
+        # outputs are encoded and written by threads while the next batch is solved (PNG's
+        # deflate and the fsyncs release the GIL): on a GPU the I/O would otherwise cost
+        # more than the solve (benchmarks/bench_restore.py)
+        self.lock = threading.Lock()
+        self.writers = futures.ThreadPoolExecutor(
+            max_workers=_writer_threads(config.device), thread_name_prefix="pnpfast-write"
+        )
+        self.pending: list[futures.Future] = []
 
     def begin(self, book, report, started: float) -> None:
         """Begin the work with this ledger and report, timed from ``started``."""
@@ -755,9 +772,10 @@ class _Runner:
             raise type(exc)(f"denoiser: cannot load it: {exc}") from exc
 
     def fail(self, item: worklist.WorkItem, reason: str) -> None:
-        self.book.fail(item.key, reason)
-        self.report.failed.append({"key": item.key, "reason": reason})
-        self.finished += 1
+        with self.lock:  # the writer threads fail images too
+            self.book.fail(item.key, reason)
+            self.report.failed.append({"key": item.key, "reason": reason})
+            self.finished += 1
 
     def tick(self) -> None:
         """Call progress when something finished since the last call."""
@@ -895,14 +913,28 @@ class _Runner:
         solve_s = (time.perf_counter() - t0) / len(chunk)
         self.seconds["solve"] += solve_s * len(chunk)
         self.seconds["denoiser"] += sum(t.total() for t in timers)
-        for e, x in zip(chunk, xs, strict=True):
-            t0 = time.perf_counter()
-            try:
-                _write(self.config, e, x)
-            except (ValueError, TypeError, OSError) as exc:
-                self.fail(e.item, _one_line(exc))
-                continue
-            write_s = time.perf_counter() - t0
+        previous = self.pending
+        self.pending = [
+            self.writers.submit(self._write, e, x, solve_s, extra)
+            for e, x in zip(chunk, xs, strict=True)
+        ]
+        futures.wait(previous)  # written while this batch was solved
+
+    def drain(self) -> None:
+        """Wait for the outputs still being written."""
+        futures.wait(self.pending)
+        self.pending = []
+
+    def _write(self, e: _Entry, x: torch.Tensor, solve_s: float, extra: dict) -> None:
+        """Write one output and then its ledger line (a writer thread)."""
+        t0 = time.perf_counter()
+        try:
+            _write(self.config, e, x)
+        except Exception as exc:  # this image fails, the run goes on
+            self.fail(e.item, _one_line(exc))
+            return
+        write_s = time.perf_counter() - t0
+        with self.lock:
             self.seconds["write"] += write_s
             self.book.record(
                 e.item.key,
@@ -1036,6 +1068,14 @@ def restore(
                         runner.tick()
                         if stop.asked:
                             raise KeyboardInterrupt
+            runner.drain()
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:  # the outputs being written are finished and recorded, whatever stopped the run
+            runner.writers.shutdown(wait=True)
+    if not report.interrupted:
+        try:
+            runner.tick()  # the last batch's outputs
         except KeyboardInterrupt:
             report.interrupted = True
     seconds = dict(runner.seconds)

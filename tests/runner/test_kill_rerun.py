@@ -7,7 +7,8 @@ ledger line is one fsync-ed append. So after any kill:
 
 * every complete "done" line names an output that is whole (its sha256 is the recorded one);
 * a key has at most one complete "done" line (a rerun redoes only keys without one);
-* an output written but not yet recorded (the batch in flight) is simply redone by the rerun;
+* an output written but not yet recorded (the batch being written while the next one is
+  solved) is simply redone by the rerun;
 * a torn last line is ignored, and the next record starts on a line of its own;
 
 and after the final rerun every image has exactly one "done" line, its output is byte for byte
@@ -85,6 +86,9 @@ def count(name):
         seen.append(1)
         if len(seen) == nth:
             os.kill(os.getpid(), signal.SIGKILL)
+
+# one writer thread, as on a 2-core machine: the phases below then count one serial order
+run._writer_threads = lambda device: 1
 
 solve_batch = run._solve_batch
 def slow_solve(*args, **kwargs):
@@ -238,13 +242,18 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
     state = killed("0:header:1")
     assert (state.headers, state.torn, state.done) == (0, 1, {})
     assert state.orphans(out, keys) == set()
-    # in the second batch, solved, nothing written: the first batch is kept
-    state = killed("0:solve:2")
-    assert len(state.done) == 2 and state.orphans(out, keys) == set()
+    # the third batch solved: the first batch's outputs were awaited after the second solve,
+    # the second batch's are written by a thread meanwhile (a kill loses at most the batch
+    # being solved and the one being written)
+    state = killed("0:solve:3")
+    assert 2 <= len(state.done) <= 4 and len(state.orphans(out, keys)) <= 1
     before = set(state.done)
-    # an output written, its line not: it is on disk, unrecorded
+    # an output written, its line not: it is on disk, unrecorded (with an orphan of the kill
+    # before, if this run has not rewritten it yet)
+    orphans_before = state.orphans(out, keys)
     state = killed("0:written:1")
-    assert set(state.done) == before and len(state.orphans(out, keys)) == 1
+    assert set(state.done) == before and 1 <= len(state.orphans(out, keys)) <= 2
+    assert len(state.orphans(out, keys) - orphans_before) <= 1
     orphan = state.orphans(out, keys)
     # the second line of a batch torn in half: the first line counts, the torn one does not
     state = killed("0:torn:2")
@@ -270,7 +279,7 @@ def test_sigkill_at_chosen_and_random_points_then_rerun_loses_and_duplicates_not
         state = State(out, 1)
         state.check(out, before)
         assert len(before) < len(state.done) < N, "the kill did not land mid-run"
-        # at most the batch in flight (2 images) is written without its line
+        # at most the batch being written (2 images) is on disk without its line
         assert len(state.orphans(out, keys)) <= 2, state.orphans(out, keys)
         before = set(state.done)
 
