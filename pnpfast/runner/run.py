@@ -79,6 +79,10 @@ _SPEC_NAME = {"deblur": "blur", "sr": "sr"}
 LEDGER_NAME = ".pnpfast-ledger.rank{rank}.jsonl"
 AUTO = "auto"
 AUTO_BATCH_CAP = 64  # batch_size="auto": the most images per batch, whatever memory allows
+# deblur: images with kernels of different sizes share a batch, each kernel zero-padded to the
+# largest (Levin's eight kernels would otherwise make eight small batches). None: on GPUs,
+# where a full batch pays; on the CPU a batch of several sizes measured no faster
+PAD_KERNELS: bool | None = None
 AUTO_TILE_START, AUTO_TILE_MIN = 512, 64  # the tiles tried for an image too large alone
 WINDOW_BYTES = 1 << 30  # pixels read ahead of the batches: 1 GiB (7 12-MP RGB images in float32)
 _SAMPLER = "implicit-prior"
@@ -547,7 +551,8 @@ def _plan(config: RunConfig, item: worklist.WorkItem, res: _Resources):
         params.update(s.params_dict())
     if config.task == "deblur":
         kernel = res.kernel(_item_spec(config, s))
-        return noise / 255.0, method, params, ("blur", tuple(kernel.shape)), kernel
+        shape = () if _pads_kernels(config.device) else tuple(kernel.shape)
+        return noise / 255.0, method, params, ("blur", *shape), kernel
     if config.task == "sr":
         spec = _item_spec(config, s)
         return noise / 255.0, method, params, ("sr", str(spec)), spec
@@ -559,12 +564,30 @@ def _plan(config: RunConfig, item: worklist.WorkItem, res: _Resources):
     return noise / 255.0, method, params, ("identity",), None
 
 
+def _pads_kernels(device: torch.device) -> bool:
+    """Whether deblur batches mix kernel sizes, each zero-padded to the batch's largest."""
+    return PAD_KERNELS if PAD_KERNELS is not None else device.type != "cpu"
+
+
+def _common_size(kernels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The kernels zero-padded to the largest height and width among them, the centre tap
+    (h // 2, w // 2) kept at the new centre (H // 2, W // 2): the same circular blur."""
+    H = max(k.shape[-2] for k in kernels)
+    W = max(k.shape[-1] for k in kernels)
+    out = []
+    for k in kernels:
+        h, w = k.shape[-2:]
+        top, left = H // 2 - h // 2, W // 2 - w // 2
+        out.append(torch.nn.functional.pad(k, (left, W - w - left, top, H - h - top)))
+    return out
+
+
 def _operator(task: str, entries: list[_Entry], res: _Resources):
     from pnpfast.operators import Blur, Identity, Inpainting, SuperResolution
 
     device = res.device
     if task == "deblur":
-        return Blur(torch.stack([e.op_data for e in entries]).to(device))
+        return Blur(torch.stack(_common_size([e.op_data for e in entries])).to(device))
     if task == "sr":
         spec = entries[0].op_data
         return SuperResolution(res.kernel(spec).to(device), spec.factor)
@@ -1051,14 +1074,17 @@ def restore(
     runner.begin(book, report, start)
     if todo and not checked:  # a rerun loads what it needs only when work is left
         runner.check_resources()
+    reader = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pnpfast-read")
     with _Stop() as stop:
         try:
             # images are read a window at a time: enough to fill batches of mixed sizes,
             # few enough to hold in memory (at most WINDOW_BYTES of pixels, one image at least)
             window = max(2 * runner.batch_size, 64)
-            i = 0
-            while i < len(todo):
-                entries, i = runner.read(todo, i, window)
+            ahead = reader.submit(runner.read, todo, 0, window) if todo else None
+            while ahead is not None:
+                entries, i = ahead.result()
+                # the next window is read while this one is solved
+                ahead = reader.submit(runner.read, todo, i, window) if i < len(todo) else None
                 runner.tick()
                 for batch in tiles.group(entries, _batch_key):
                     while batch:
@@ -1072,6 +1098,7 @@ def restore(
         except KeyboardInterrupt:
             report.interrupted = True
         finally:  # the outputs being written are finished and recorded, whatever stopped the run
+            reader.shutdown(wait=True, cancel_futures=True)
             runner.writers.shutdown(wait=True)
     if not report.interrupted:
         try:

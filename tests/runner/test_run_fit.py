@@ -244,3 +244,32 @@ def test_channels_last_gives_the_fp32_result(folder):
     for i in range(8):
         name = f"im{i}.png"
         assert (_out(folder, "a", name) - _out(folder, "b", name)).abs().max() <= 2 / 65535
+
+
+# ---------------------------------------------------------------------------------------------
+# deblur kernels of several sizes in one batch (GPUs; forced here)
+
+
+def test_kernels_of_several_sizes_share_a_batch_each_zero_padded(folder, monkeypatch):
+    rng = np.random.default_rng(3)
+    rows = ["path,kernel"]
+    for i in range(8):  # sizes 3x3, 5x5, 4x6 (even: its centre tap is (2, 3)), 7x5
+        h, w = [(3, 3), (5, 5), (4, 6), (7, 5)][i % 4]
+        k = rng.random((h, w)).astype(np.float32)
+        np.save(folder / f"k{i}.npy", k / k.sum())
+        rows.append(f"in/im{i}.png,k{i}.npy")
+    (folder / "jobs.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(run_module, "PAD_KERNELS", True)
+    calls = Shapes(monkeypatch)
+    config = _config(folder, operator=None)
+    report = restore([folder / "in"], folder / "out", config, manifest=folder / "jobs.csv")
+    assert report.done == 8 and report.failed == []
+    assert sorted(s[0] for s in calls.shapes) == [4, 4]  # one batch per image size
+    for i in range(8):  # each as solved alone with its own, unpadded kernel
+        y = read_image_file(folder / "in" / f"im{i}.png").pixels
+        A = Blur(torch.from_numpy(np.load(folder / f"k{i}.npy")))
+        want = pnpfast.solvers.solve(
+            y, A, GaussianSmoothing(), "hqs", sigma=NOISE / 255, max_iter=2
+        )
+        got = _out(folder, "out", f"im{i}.png")
+        assert (got - want.x.clamp(0, 1)).abs().max() <= HALF_STEP16 + 2e-6, i
