@@ -7,22 +7,31 @@
 ``restore`` collects the work list (``worklist.collect``), keeps this rank's share
 (``worklist.shard``), opens this rank's ledger ``output_dir/.pnpfast-ledger.rank{r}.jsonl``
 (``ledger.Ledger``: a rerun skips what is done; other settings are refused naming the setting,
-unless ``overwrite``), and then, a window of images at a time: reads them
+unless ``overwrite``), and then, a window of images at a time (at most 64 images or 1 GiB of
+pixels, the next window read by a thread while this one is solved): reads them
 (``pnpfast.io.read_image_file``: bit depth and alpha kept), groups them into batches of equal
 (channels, height, width, method, parameters, operator shape) of at most ``batch_size``
-(``tiles.group``), restores each batch with one ``pnpfast.solve`` call
+(``tiles.group``; "auto": what free memory holds, ``tiles.image_bytes`` measured once per
+size), restores each batch with one ``pnpfast.solve`` call
 
     y = the image as read (the input IS the measurement),  sigma_b = noise_b / 255,
     x = solve(y, A, D, method, sigma=[sigma_b], max_iter, **params),
 
-under ``tiles.run_halving`` (an out-of-memory error halves the batch and retries it), writes
-each output atomically with the input's bit depth and alpha (``write_image_file``), and records
-it in the ledger right after its file is written (sha256 and the read / solve / write seconds).
+under ``tiles.run_halving`` (an out-of-memory error halves the batch and retries it; an image
+that runs out of memory alone is retried with the denoiser on the largest tile that fits, the
+data step whole; bf16/fp16 that made the batch NaN or Inf is retried in fp32), and hands the
+outputs to writer threads, which write each one atomically with the input's bit depth and
+alpha (``write_image_file``) and record it in the ledger right after its file is written
+(sha256 and the read / solve / write seconds) while the next batch is solved. At most one
+batch is being written while the next is solved: on a GPU the PNG encoding of a batch costs
+more than its solve (benchmarks/bench_restore.py).
 
 The operator per task, each image with its own parameters:
 
-* ``deblur``: ``Blur`` with a [B, h, w] stack of kernels (batches have one kernel size); the
-  kernel of an image is its manifest ``kernel`` or blur ``operator``, else ``config.operator``.
+* ``deblur``: ``Blur`` with a [B, h, w] stack of kernels (on the CPU batches have one kernel
+  size; on GPUs kernels of several sizes share a batch, each zero-padded about its centre tap
+  to the largest: the same circular blur); the kernel of an image is its manifest ``kernel``
+  or blur ``operator``, else ``config.operator``.
 * ``sr``: ``SuperResolution`` with one kernel and factor per batch (batches are grouped by the
   canonical operator text); an image's manifest ``operator`` or ``factor`` (with the run's
   kernel, bicubic by default) overrides ``config.operator``. The output is ``factor`` times
@@ -47,8 +56,10 @@ first) are recorded as failed with the reason, and the run goes on.
 
 Stopping: during ``restore`` (in the main thread) a first SIGINT asks to stop after the current
 batch, a second one interrupts at once. A KeyboardInterrupt raised inside a solve or by the
-progress callback stops at once, losing only the batch in flight. Either way the ledger holds
-every finished image and the report says ``interrupted``.
+progress callback stops at once, losing only the batch being solved. Either way the outputs
+being written are finished and recorded, the ledger holds every finished image and the report
+says ``interrupted``. A SIGKILL loses at most the batch being solved and the one being written
+(outputs on disk without their ledger line are redone by the rerun).
 """
 
 import dataclasses
