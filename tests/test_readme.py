@@ -143,3 +143,52 @@ def test_sampler_example_equals_pnpfast_implicit_prior(tmp_path, monkeypatch):
     assert _rel(x_hat, expected) < 1e-5
     for i in range(2):  # well above the 30% of pixels it was given, zeros elsewhere
         assert _psnr(x_hat[i], x_true[i]) > _psnr(mask[i] * x_true[i], x_true[i]) + 5
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def test_restore_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    import json
+    import shlex
+
+    import numpy as np
+
+    from pnpfast.cli import _parser, main
+    from pnpfast.io import write_image_file
+
+    (block,) = re.findall(
+        r"^```bash\n(.*?)^```$", _section("Production runs"), flags=re.MULTILINE | re.DOTALL
+    )
+    lines = block.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    names = ["a.png", "b.png", "sub/c.png"]
+    for name in names:
+        write_image_file(tmp_path / "photos" / name, torch.rand(1, 3, 32, 32, generator=g))
+    np.save(tmp_path / "k.npy", np.full((3, 3), 1 / 9, dtype=np.float32))
+    rows = [f"photos/{n},k.npy,{5 + i}" for i, n in enumerate(names)]
+    (tmp_path / "jobs.csv").write_text("path,kernel,noise\n" + "\n".join(rows) + "\n")
+
+    def report(folder: str) -> dict:
+        return json.loads((tmp_path / folder / "restore-report.json").read_text())
+
+    first, again, manifest, torchrun = lines
+    assert first == again  # "the same command again"
+    assert main(shlex.split(first)[1:]) == 0
+    assert (report("restored")["done"], report("restored")["skipped"]) == (3, 0)
+    assert main(shlex.split(again)[1:]) == 0
+    assert (report("restored")["done"], report("restored")["skipped"]) == (0, 3)
+    assert main(shlex.split(manifest)[1:]) == 0
+    assert report("restored-jobs")["done"] == 3 and set(report("restored-jobs")["auto_batch"])
+    for name in names:
+        assert (tmp_path / "restored" / name).is_file()
+    # the torchrun line: its pnpfast arguments parse (CUDA is not here to run them)
+    words = shlex.split(torchrun)
+    assert words[:2] == ["torchrun", "--nproc_per_node=8"] and words[2:4] == ["-m", "pnpfast"]
+    args = _parser().parse_args(words[4:])
+    assert (args.command, args.device, args.precision) == ("restore", "cuda", "bf16")
