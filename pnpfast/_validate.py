@@ -206,3 +206,17 @@ def number(
     if not ok:
         raise ValueError(f"{name} must be {what}{_hint(hint)}, not {_short(value)}")
     return v
+
+
+def cuda_device_present(device: torch.device, hint: str = "") -> None:
+    """A CUDA ``device`` this process can use: ValueError, naming it, when CUDA is absent or
+    the index is past the devices there are (``hint`` ends that message). Other devices pass."""
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for but CUDA is not available")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
+            f"devices{hint}"
+        )

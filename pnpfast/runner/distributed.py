@@ -98,13 +98,9 @@ def init(world_size: int, device: str | torch.device, timeout_s: float = DEFAULT
     backend = backend_for(device)
     if backend == "nccl":
         # said here: torch.cuda.set_device would fail with an AttributeError on a CPU build
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device} was asked for but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
-                "devices (under torchrun, cuda is cuda:LOCAL_RANK: at most one rank per GPU)"
-            )
+        _validate.cuda_device_present(
+            device, " (under torchrun, cuda is cuda:LOCAL_RANK: at most one rank per GPU)"
+        )
         if device.index is not None:
             torch.cuda.set_device(device)  # NCCL's collectives run on this rank's GPU
     try:

@@ -1031,14 +1031,7 @@ def restore(
     world_size = _validate.integer("world_size", world_size, 1)
     rank = _validate.integer("rank", rank, 0, world_size - 1, hint=f"(world_size is {world_size})")
     device = config.device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device} was asked for but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device} was asked for but there are {torch.cuda.device_count()} CUDA "
-                "devices"
-            )
+    _validate.cuda_device_present(device)
     spec = config._spec
     files = {
         "operator": spec.kernel if spec is not None and spec.kernel not in NAMED_KERNELS else None,
