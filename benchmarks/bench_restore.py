@@ -15,8 +15,10 @@ defaults (8 iterations, sigma from 49/255 down to the noise level, lam 0.23) and
 noise-conditional DRUNet (``pnpfast.denoisers.load()``), writing 8-bit PNGs:
 
     restore/batch8            pnpfast.restore([src], out, RunConfig(task="deblur", noise=7.65,
-                              batch_size=8), manifest=manifest.csv): the runner groups images
-                              by kernel size, so the 8 Levin sizes give batches of 2 to 4
+                              batch_size=8), manifest=manifest.csv): on the CPU the runner
+                              groups images by kernel size, so the 8 Levin sizes give batches
+                              of 2 to 4 (a GPU mixes them); it reads the next window and
+                              writes the last batch in threads while it solves
     restore/batch8/kernels27  the same with manifest27.csv: one kernel size, batches of 8
     restore/batch1            batch_size=1
     solve-loop                for each manifest row: read_image_file, pnpfast.solve(y, Blur(k),
@@ -46,17 +48,28 @@ time of all the processes (``RUSAGE_CHILDREN``).
 Model (``--parts model``, rows marked modelled): per-image time of HQS at 256x256 on an H200
 (``perf_model.H200``: 4.3 TB/s copy bandwidth, 2 us per launch) at batch B,
 
-    t_iter(B)  = max(host(B), device(B))
+    compute(B) = 8 max(host(B), device(B)) + setup ops * HOST_US_PER_OP
     device(B)  = sum over the denoiser's layers of max(flops / (EFF * TF32 * waves), bytes / bw)
                  + launches * 2 us + perf_model's prox_l2_fft (B, 3, 256, 256)
     host(B)    = ops per iteration * HOST_US_PER_OP (eager PyTorch dispatch + cudaLaunchKernel)
-    t_image(B) = (8 t_iter(B) + setup ops * HOST_US_PER_OP) / B + io
 
 with the layer list, FLOPs and bytes counted on the meta device, the ops of an iteration
 counted with a dispatch mode on a tiny CPU solve, ``waves`` the wave quantisation of 128x128
-output tiles over 132 SMs, and ``io`` the read and atomic write of a 256x256 PNG measured here (fastest of 10).
+output tiles over 132 SMs, and ``read``, ``write`` a 256x256 PNG's read and atomic write
+measured here (fastest of 10). Three ways to spend a batch (``pipeline`` column):
+
+    before     (I/O in line)  compute(B) + B (read + write); B = 1 is the one-image loop,
+                              the baseline of every ratio (a user's loop does its I/O in line)
+    pipelined  (restore now)  max(compute(B), B read / 1 reader thread,
+                              ceil(B / W) write / W writer threads), W = min(8, host cores - 1)
+                              (``--model-host-cores``, 16 as the lent GPU machines: W = 8);
+                              kernel sizes mix in a GPU batch, so batches are full
+    no-io                     compute(B) (the bound if I/O cost nothing; ratio vs compute(1))
+
 Ranks 1..8: round-robin shards of ``--model-images`` (68), ceil(N / R) images on the busiest
-rank, each rank its own GPU, process start and rendezvous not modelled.
+rank, each rank its own GPU, batch 8; the pipelined rows simulate the runner's order
+(``pipeline_seconds``: the first window of images is read before the first solve, the last
+batch's writes follow the last); process start, model load and rendezvous are not modelled.
 
     python benchmarks/bench_restore.py                            # ~5 minutes on 2 cores
     python benchmarks/bench_restore.py --quick --out /tmp/restore.jsonl
@@ -64,6 +77,7 @@ rank, each rank its own GPU, process start and rendezvous not modelled.
 
 import argparse
 import csv
+import heapq
 import json
 import math
 import os
@@ -111,6 +125,7 @@ MODEL_SIZE = 256
 MODEL_BATCHES = (1, 8, 32)
 MODEL_RANKS = tuple(range(1, 9))
 MODEL_IMAGES = 68
+MODEL_HOST_CORES = 16  # the lent H100/H200 machines: 8 writer threads
 
 
 def data_dir() -> Path:
@@ -665,21 +680,37 @@ def layer_seconds(flops: int, nbytes: int, pixels: int, channels: int, device) -
     return max(t_flop, t_mem) + device.launch_s
 
 
-def io_seconds(size: int, reps: int = 10) -> float:
-    """The fastest of ``reps`` read_image_file + write_image_file (atomic) of a size x size
-    8-bit RGB PNG (the minimum: other work on a shared machine only adds to it)."""
+def io_seconds(size: int, reps: int = 10) -> tuple[float, float]:
+    """(read, write): the fastest of ``reps`` read_image_file, and of ``reps`` atomic
+    write_image_file, of a size x size 8-bit RGB PNG (the minimum: other work on a shared
+    machine only adds to it)."""
     from pnpfast.io import read_image_file, write_image_file
 
     x = pnpfast.data.astronaut()[..., :size, :size].contiguous()
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "a.png"), Path(tmp, "b.png")
         write_image_file(src, x)
-        times = []
+        reads, writes = [], []
         for _ in range(reps):
             t0 = time.perf_counter()
-            write_image_file(dst, read_image_file(src).pixels)
-            times.append(time.perf_counter() - t0)
-    return min(times)
+            y = read_image_file(src).pixels
+            t1 = time.perf_counter()
+            write_image_file(dst, y)
+            writes.append(time.perf_counter() - t1)
+            reads.append(t1 - t0)
+    return min(reads), min(writes)
+
+
+def writer_threads(host_cores: int) -> int:
+    """The writer threads ``restore`` starts on a GPU host with ``host_cores`` cores
+    (``run._writer_threads``: the host's cores less the solving thread's, at least 1, at most 8)."""
+    return max(1, min(8, host_cores - 1))
+
+
+def read_window(batch: int) -> int:
+    """The images ``restore`` reads at a time (its loop: max(2 batch, 64); pixels held under
+    1 GiB, which 64 images of 3x256x256 float32 are)."""
+    return max(2 * batch, 64)
 
 
 def shard_max(n: int, ranks: int) -> int:
@@ -688,9 +719,56 @@ def shard_max(n: int, ranks: int) -> int:
 
 
 def rank_seconds(images: int, batch: int, batch_seconds) -> float:
-    """One rank's time for ``images`` in batches of ``batch`` (the last one partial)."""
+    """One rank's time for ``images`` in batches of ``batch`` (the last one partial), each batch
+    taking ``batch_seconds(b)`` with nothing overlapped (I/O in line)."""
     full, rest = divmod(images, batch)
     return full * batch_seconds(batch) + (batch_seconds(rest) if rest else 0.0)
+
+
+def pipeline_steady(b: int, compute: float, read_s: float, write_s: float, writers: int) -> float:
+    """Seconds per batch of ``b`` images once restore's pipeline runs full:
+
+        max(compute, b read_s / 1 reader, ceil(b / writers) write_s)
+
+    the reader reading ahead, the writers writing the previous batch, while a batch is solved."""
+    return max(compute, b * read_s, math.ceil(b / writers) * write_s)
+
+
+def pipeline_seconds(
+    images: int, batch: int, compute, read_s: float, write_s: float, writers: int
+) -> float:
+    """One rank's wall time for ``images`` under ``restore``'s pipeline on a GPU, simulated as
+    ``run.restore`` orders it: one reader thread reads a window (``read_window``) of images,
+    ``read_s`` each, and reads the next window as soon as the main thread takes this one; the
+    main thread cuts the window into batches of ``batch`` (on a GPU the kernel sizes mix, so
+    only the window's end cuts a batch short) and solves each in ``compute(b)`` seconds; a
+    solved batch's images go to a pool of ``writers`` threads (``write_s`` each, first come
+    first served), and the main thread waits for the previous batch's outputs before it solves
+    the next; at the end it waits for the last outputs. So the first window's read and the last
+    batch's writes are not hidden (``pipeline_steady`` is the rate in between)."""
+    window = read_window(batch)
+    free = [0.0] * writers  # when each writer thread is next free (a heap)
+    t = 0.0  # the main thread
+    read_done = min(window, images) * read_s
+    previous = 0.0  # when the previous batch's outputs are written
+    start = 0
+    while start < images:
+        m = min(window, images - start)
+        t = max(t, read_done)
+        if start + m < images:
+            read_done = t + min(window, images - start - m) * read_s
+        for first in range(0, m, batch):
+            b = min(batch, m - first)
+            t += compute(b)
+            written = t
+            for _ in range(b):
+                end = max(t, heapq.heappop(free)) + write_s
+                heapq.heappush(free, end)
+                written = max(written, end)
+            t = max(t, previous)
+            previous = written
+        start += m
+    return max(t, previous)
 
 
 def model_part(args, measured: list[dict]) -> list[dict]:
@@ -699,13 +777,15 @@ def model_part(args, measured: list[dict]) -> list[dict]:
     dev = perf_model.H200
     den = pnpfast.denoisers.load()
     per_iter_ops, setup_ops = hqs_ops(den)
-    io = io_seconds(MODEL_SIZE)
+    read_s, write_s = io_seconds(MODEL_SIZE)
+    io = read_s + write_s
+    writers = writer_threads(args.model_host_cores)
     iters = 8
 
     layers: dict[int, list] = {}
 
-    def batch_seconds(b: int, with_io: bool = True) -> float:
-        """A solve of b images: 8 iterations and the call's set-up (+ each image's I/O)."""
+    def compute(b: int) -> float:
+        """A solve of b images on the GPU: 8 iterations and the call's set-up."""
         if b == 0:
             return 0.0
         if b not in layers:
@@ -713,8 +793,14 @@ def model_part(args, measured: list[dict]) -> list[dict]:
         device = sum(layer_seconds(*layer, dev) for layer in layers[b])
         device += perf_model.estimate("prox_l2_fft", (b, 3, MODEL_SIZE, MODEL_SIZE)).seconds
         host = per_iter_ops * HOST_US_PER_OP * 1e-6
-        compute = iters * max(host, device) + setup_ops * HOST_US_PER_OP * 1e-6
-        return compute + (b * io if with_io else 0.0)
+        return iters * max(host, device) + setup_ops * HOST_US_PER_OP * 1e-6
+
+    def inline(b: int) -> float:
+        """The batch with each image's read and write in line (the loop; restore before)."""
+        return compute(b) + b * io
+
+    def steady(b: int) -> float:
+        return pipeline_steady(b, compute(b), read_s, write_s, writers)
 
     base_cpu = next((r for r in measured if r["provider"] == BASELINE), None)
     note = (
@@ -722,52 +808,95 @@ def model_part(args, measured: list[dict]) -> list[dict]:
         f"per launch); convs at {EFF:.0%} of {TF32_PEAK / 1e12:.0f} TFLOP/s TF32 x wave "
         f"quantisation of {TILE}x{TILE} tiles on {dev.sms} SMs; host {HOST_US_PER_OP:.0f} us "
         f"per op, {per_iter_ops} ops per iteration, {setup_ops} per solve call (counted); "
-        f"I/O {io * 1e3:.1f} ms per image (PNG read + atomic write, fastest of 10 here)"
+        f"PNG read {read_s * 1e3:.1f} ms + atomic write {write_s * 1e3:.1f} ms per image "
+        "(fastest of 10 here)"
     )
     if base_cpu is not None:
         note += f"; CPU one-image loop here {base_cpu['median_ms']:.0f} ms per image"
+    piped = (
+        f"pipelined (restore now): per batch max(compute, B x read by 1 reader thread, "
+        f"ceil(B/{writers}) x write by {writers} writer threads = min(8, {args.model_host_cores} "
+        f"host cores - 1)); batches of B whatever the kernel sizes (Levin's padded to the "
+        "batch's largest: the FFT blur costs the same); host threads assumed not to contend "
+        "(main + reader + writers <= host cores; PNG inflate/deflate release the GIL)"
+    )
+    modes = {
+        "before": "before (I/O in line): read and write of each image after its batch's solve",
+        "pipelined": piped,
+        "no-io": "compute only (the bound if reading and writing cost nothing)",
+    }
+    names = {"before": "/before", "pipelined": "", "no-io": "/no-io"}
+    per_batch = {"before": inline, "pipelined": steady, "no-io": compute}
     rows = []
-    for with_io in (True, False):
-        suffix = "" if with_io else "/no-io"
-        how = (
-            "I/O in line, as the runner does it"
-            if with_io
-            else "compute only (I/O hidden by overlap, which the runner does not do)"
-        )
-        t_one = batch_seconds(1, with_io)
-        for b in MODEL_BATCHES:
-            per_image = batch_seconds(b, with_io) / b
-            name = ("solve-loop" if b == 1 else f"restore/batch{b}") + suffix
-            ratio = t_one / per_image
+    loop = {"before": inline(1), "pipelined": inline(1), "no-io": compute(1)}
+    for b in MODEL_BATCHES:
+        for mode in ("before", "pipelined", "no-io"):
+            if b == 1 and mode == "pipelined":
+                continue  # the loop's own row is the baseline (a user's loop does I/O in line)
+            per_image = per_batch[mode](b) / b
+            name = ("solve-loop" if b == 1 else f"restore/batch{b}") + names[mode]
+            if b == 1 and mode == "before":
+                name, how = "solve-loop", "the one-image loop, I/O in line (the baseline)"
+            else:
+                how = modes[mode]
+            bound = ""
+            if mode == "pipelined":
+                terms = {
+                    "compute": compute(b),
+                    "read": b * read_s,
+                    "write": math.ceil(b / writers) * write_s,
+                }
+                bound = (
+                    f"; bound by {max(terms, key=terms.get)} ("
+                    + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in terms.items())
+                    + " per batch)"
+                )
+            ratio = loop[mode] / per_image
+            versus = "the compute-only loop" if mode == "no-io" else "the one-image loop"
             rows.append(
                 _model_row(
                     name,
                     (b, 3, MODEL_SIZE, MODEL_SIZE),
                     per_image,
-                    f"{note}; {how}; {ratio:.2f}x the one-image loop (target >= 3x)",
+                    f"{note}; {how}{bound}; {ratio:.2f}x {versus} (target >= 3x)",
                     speedup_vs_loop=ratio,
                     ranks=1,
-                    with_io=with_io,
+                    pipeline=mode,
+                    with_io=mode != "no-io",
+                    host_cores=args.model_host_cores,
+                    writers=writers if mode == "pipelined" else None,
                 )
             )
     n = args.model_images
-    for with_io in (True, False):
+    batch = 8
+    for mode in ("before", "pipelined", "no-io"):
         for ranks in MODEL_RANKS:
             busiest = shard_max(n, ranks)
-            t = rank_seconds(busiest, 8, lambda b, w=with_io: batch_seconds(b, w))
+            if mode == "pipelined":
+                t = pipeline_seconds(busiest, batch, compute, read_s, write_s, writers)
+                how = (
+                    f"{piped}; the first window (min({read_window(batch)}, images) read) before "
+                    "the first solve and the last batch's writes after the last are not hidden"
+                )
+            else:
+                t = rank_seconds(busiest, batch, per_batch[mode])
+                how = modes[mode]
             rows.append(
                 _model_row(
-                    f"restore/batch8/ranks{ranks}" + ("" if with_io else "/no-io"),
+                    f"restore/batch{batch}/ranks{ranks}" + names[mode],
                     (n, 3, MODEL_SIZE, MODEL_SIZE),
                     t / n,
-                    f"{note}; {n} images, {busiest} on the busiest rank, one GPU per rank; "
-                    "process start and rendezvous not modelled"
-                    + ("" if with_io else "; compute only"),
+                    f"{note}; {how}; {n} images, {busiest} on the busiest rank, one GPU per "
+                    "rank; process start, model load and rendezvous not modelled",
                     ranks=ranks,
                     images=n,
                     wall_s=t,
                     images_per_s=n / t,
-                    with_io=with_io,
+                    speedup_vs_loop=n * loop[mode] / t,
+                    pipeline=mode,
+                    with_io=mode != "no-io",
+                    host_cores=args.model_host_cores,
+                    writers=writers if mode == "pipelined" else None,
                 )
             )
     return rows
@@ -847,6 +976,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--parts", type=harness.parse_list, default=list(PARTS), help="measure,ranks,model"
     )
     p.add_argument("--model-images", type=int, default=MODEL_IMAGES, help="images, ranks model")
+    p.add_argument(
+        "--model-host-cores",
+        type=int,
+        default=MODEL_HOST_CORES,
+        help="the modelled GPU host's cores (16, as the lent H100/H200 machines)",
+    )
     p.add_argument("--out", type=Path, default=harness.results_path(OP))
     p.add_argument("--keep", type=Path, default=None, help="build the folder here and keep it")
     p.add_argument("--quick", action="store_true", help="4 images of 32x32, one run each")

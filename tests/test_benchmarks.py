@@ -827,6 +827,37 @@ def test_bench_restore_model_shards_as_the_runner():
     assert bench.rank_seconds(3, 8, seconds.__getitem__) == 3.0
 
 
+def test_bench_restore_pipeline_model_follows_the_runner():
+    """The pipelined GPU model: the writer threads the runner starts on a GPU host, and
+    pipeline_seconds on cases worked out by hand (read-, compute- and write-bound, with the
+    first window's read and the last batch's writes not hidden)."""
+    from pnpfast.runner import run
+
+    bench = _load("bench_restore")
+    cores = os.cpu_count() or 1
+    assert bench.writer_threads(cores) == run._writer_threads(torch.device("cuda"))
+    assert [bench.writer_threads(c) for c in (1, 2, 9, 16, 64)] == [1, 1, 8, 8, 8]
+
+    def sim(images, batch, compute, read, write, writers):
+        return bench.pipeline_seconds(images, batch, compute, read, write, writers)
+
+    free = lambda b: 0.0  # noqa: E731
+    # read-bound: 64 images, then the last 8 read while the first window is solved
+    assert sim(72, 8, free, 1.0, 0.0, 8) == 72.0
+    # one window of 16: read 16, two solves of 10, the last batch's 3 s of writes after
+    assert sim(16, 8, lambda b: 10.0, 1.0, 3.0, 8) == 16 + 2 * 10 + 3
+    # 8 images on 3 writers: ceil(8 / 3) rounds of 1 s
+    assert sim(8, 8, free, 0.0, 1.0, 3) == 3.0
+    # writes longer than a solve: each solve waits for the previous batch's outputs
+    assert sim(24, 8, lambda b: 1.0, 0.0, 5.0, 8) == 1 + 5 + 5 + 5
+    # a partial batch at the window's end: 70 images of batch 32 are 32 + 32 + 6 (window 64)
+    solved = []
+    sim(70, 32, lambda b: solved.append(b) or 0.0, 0.0, 0.0, 8)
+    assert solved == [32, 32, 6]
+    assert bench.pipeline_steady(8, 2.0, 1.0, 3.0, 8) == 8.0
+    assert bench.pipeline_steady(32, 2.0, 0.01, 3.0, 8) == 12.0
+
+
 def test_bench_restore_pads_kernels_about_their_centre():
     """A Levin kernel zero-padded to 27x27 blurs as the kernel itself (circular convolution)."""
     import numpy as np
@@ -872,5 +903,11 @@ def test_bench_restore_quick_runs_every_part(tmp_path):
     assert by[("restore", "restore/batch8")]["threads"] == 1
     modelled = [r for r in rows if r["op"] == "restore/modelled"]
     assert modelled and all(r["modelled"] and "modelled" in r["device"] for r in modelled)
-    assert {f"restore/batch8/ranks{r}" for r in range(1, 9)} <= {r["provider"] for r in modelled}
+    modelled_by = {r["provider"]: r for r in modelled}
+    for r in range(1, 9):
+        for suffix, mode in (("", "pipelined"), ("/before", "before"), ("/no-io", "no-io")):
+            assert modelled_by[f"restore/batch8/ranks{r}{suffix}"]["pipeline"] == mode
+    for b in (8, 32):  # overlapping the I/O is never slower than doing it in line
+        piped, before = modelled_by[f"restore/batch{b}"], modelled_by[f"restore/batch{b}/before"]
+        assert piped["writers"] == 8 and piped["median_ms"] <= before["median_ms"]
     assert "rows appended" in done.stdout
