@@ -60,9 +60,10 @@ measured here (fastest of 10). Three ways to spend a batch (``pipeline`` column)
 
     before     (I/O in line)  compute(B) + B (read + write); B = 1 is the one-image loop,
                               the baseline of every ratio (a user's loop does its I/O in line)
-    pipelined  (restore now)  max(compute(B), B read / 1 reader thread,
-                              ceil(B / W) write / W writer threads), W = min(8, host cores - 1)
-                              (``--model-host-cores``, 16 as the lent GPU machines: W = 8);
+    pipelined  (restore now)  max(compute(B), ceil(B / W) read / W decoder threads,
+                              ceil(B / W) write / W writer threads),
+                              W = min(8, (host cores - 1) // 2)
+                              (``--model-host-cores``, 16 as the lent GPU machines: W = 7);
                               kernel sizes mix in a GPU batch, so batches are full
     no-io                     compute(B) (the bound if I/O cost nothing; ratio vs compute(1))
 
@@ -702,9 +703,10 @@ def io_seconds(size: int, reps: int = 10) -> tuple[float, float]:
 
 
 def writer_threads(host_cores: int) -> int:
-    """The writer threads ``restore`` starts on a GPU host with ``host_cores`` cores
-    (``run._writer_threads``: the host's cores less the solving thread's, at least 1, at most 8)."""
-    return max(1, min(8, host_cores - 1))
+    """The writer threads, and as many decoder threads, ``restore`` starts on a GPU host with
+    ``host_cores`` cores (``run._io_threads``: half the cores the solving thread leaves, at
+    least 1, at most 8)."""
+    return max(1, min(8, (host_cores - 1) // 2))
 
 
 def read_window(batch: int) -> int:
@@ -728,18 +730,20 @@ def rank_seconds(images: int, batch: int, batch_seconds) -> float:
 def pipeline_steady(b: int, compute: float, read_s: float, write_s: float, writers: int) -> float:
     """Seconds per batch of ``b`` images once restore's pipeline runs full:
 
-        max(compute, b read_s / 1 reader, ceil(b / writers) write_s)
+        max(compute, ceil(b / writers) read_s, ceil(b / writers) write_s)
 
-    the reader reading ahead, the writers writing the previous batch, while a batch is solved."""
-    return max(compute, b * read_s, math.ceil(b / writers) * write_s)
+    the decoders reading ahead, the writers writing the previous batch, while a batch is
+    solved (as many decoder threads as writer threads)."""
+    return max(compute, math.ceil(b / writers) * read_s, math.ceil(b / writers) * write_s)
 
 
 def pipeline_seconds(
     images: int, batch: int, compute, read_s: float, write_s: float, writers: int
 ) -> float:
     """One rank's wall time for ``images`` under ``restore``'s pipeline on a GPU, simulated as
-    ``run.restore`` orders it: one reader thread reads a window (``read_window``) of images,
-    ``read_s`` each, and reads the next window as soon as the main thread takes this one; the
+    ``run.restore`` orders it: a reader reads a window (``read_window``) of images with
+    ``writers`` decoder threads, ``read_s`` each, and reads the next window as soon
+    as the main thread takes this one; the
     main thread cuts the window into batches of ``batch`` (on a GPU the kernel sizes mix, so
     only the window's end cuts a batch short) and solves each in ``compute(b)`` seconds; a
     solved batch's images go to a pool of ``writers`` threads (``write_s`` each, first come
@@ -749,14 +753,14 @@ def pipeline_seconds(
     window = read_window(batch)
     free = [0.0] * writers  # when each writer thread is next free (a heap)
     t = 0.0  # the main thread
-    read_done = min(window, images) * read_s
+    read_done = math.ceil(min(window, images) / writers) * read_s
     previous = 0.0  # when the previous batch's outputs are written
     start = 0
     while start < images:
         m = min(window, images - start)
         t = max(t, read_done)
         if start + m < images:
-            read_done = t + min(window, images - start - m) * read_s
+            read_done = t + math.ceil(min(window, images - start - m) / writers) * read_s
         for first in range(0, m, batch):
             b = min(batch, m - first)
             t += compute(b)
@@ -814,11 +818,11 @@ def model_part(args, measured: list[dict]) -> list[dict]:
     if base_cpu is not None:
         note += f"; CPU one-image loop here {base_cpu['median_ms']:.0f} ms per image"
     piped = (
-        f"pipelined (restore now): per batch max(compute, B x read by 1 reader thread, "
-        f"ceil(B/{writers}) x write by {writers} writer threads = min(8, {args.model_host_cores} "
-        f"host cores - 1)); batches of B whatever the kernel sizes (Levin's padded to the "
+        f"pipelined (restore now): per batch max(compute, ceil(B/{writers}) x read by "
+        f"{writers} decoder threads, ceil(B/{writers}) x write by {writers} writer threads; "
+        f"{writers} = min(8, ({args.model_host_cores} host cores - 1) // 2)); batches of B whatever the kernel sizes (Levin's padded to the "
         "batch's largest: the FFT blur costs the same); host threads assumed not to contend "
-        "(main + reader + writers <= host cores; PNG inflate/deflate release the GIL)"
+        "(main + decoders + writers <= host cores; PNG inflate/deflate release the GIL)"
     )
     modes = {
         "before": "before (I/O in line): read and write of each image after its batch's solve",

@@ -245,7 +245,11 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default="cpu", choices=("cpu", "cuda"), help="where to compute (default: cpu)"
     )
     deblur.add_argument(
-        "--batch", type=_positive_int, default=8, metavar="N", help="images per batch (default 8)"
+        "--batch",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="images per batch (default 8 on a GPU, 1 on a CPU)",
     )
     deblur.add_argument(
         "--skip-existing",
@@ -745,10 +749,11 @@ def _add_restore_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--batch",
         type=_batch_size,
-        default=8,
+        default=None,
         metavar="N|auto",
-        help="images per batch (default 8); auto: as many as free memory holds (measured "
-        "once per image size with the denoiser), at most 64",
+        help="images per batch (default 8 on a GPU, 1 on a CPU, where batches measured no "
+        "faster); auto: as many as free memory holds (measured once per image size with the "
+        "denoiser), at most 64",
     )
     run.add_argument(
         "--precision",

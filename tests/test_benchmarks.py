@@ -835,17 +835,17 @@ def test_bench_restore_pipeline_model_follows_the_runner():
 
     bench = _load("bench_restore")
     cores = os.cpu_count() or 1
-    assert bench.writer_threads(cores) == run._writer_threads(torch.device("cuda"))
-    assert [bench.writer_threads(c) for c in (1, 2, 9, 16, 64)] == [1, 1, 8, 8, 8]
+    assert bench.writer_threads(cores) == run._io_threads(torch.device("cuda"))
+    assert [bench.writer_threads(c) for c in (1, 2, 9, 16, 64)] == [1, 1, 4, 7, 8]
 
     def sim(images, batch, compute, read, write, writers):
         return bench.pipeline_seconds(images, batch, compute, read, write, writers)
 
     free = lambda b: 0.0  # noqa: E731
-    # read-bound: 64 images, then the last 8 read while the first window is solved
-    assert sim(72, 8, free, 1.0, 0.0, 8) == 72.0
-    # one window of 16: read 16, two solves of 10, the last batch's 3 s of writes after
-    assert sim(16, 8, lambda b: 10.0, 1.0, 3.0, 8) == 16 + 2 * 10 + 3
+    # read-bound: 64 images 8 at a time, then the last 8 read while the first window is solved
+    assert sim(72, 8, free, 1.0, 0.0, 8) == 8.0 + 1.0
+    # one window of 16 (2 s on 8 decoders), two solves of 10, the last batch's 3 s of writes
+    assert sim(16, 8, lambda b: 10.0, 1.0, 3.0, 8) == 2 + 2 * 10 + 3
     # 8 images on 3 writers: ceil(8 / 3) rounds of 1 s
     assert sim(8, 8, free, 0.0, 1.0, 3) == 3.0
     # writes longer than a solve: each solve waits for the previous batch's outputs
@@ -854,7 +854,8 @@ def test_bench_restore_pipeline_model_follows_the_runner():
     solved = []
     sim(70, 32, lambda b: solved.append(b) or 0.0, 0.0, 0.0, 8)
     assert solved == [32, 32, 6]
-    assert bench.pipeline_steady(8, 2.0, 1.0, 3.0, 8) == 8.0
+    assert bench.pipeline_steady(8, 2.0, 1.0, 3.0, 8) == 3.0
+    assert bench.pipeline_steady(8, 2.0, 1.0, 3.0, 4) == 6.0
     assert bench.pipeline_steady(32, 2.0, 0.01, 3.0, 8) == 12.0
 
 

@@ -177,7 +177,9 @@ class RunConfig:
             ``pnpfast.denoisers.load`` (with ``weights``), or a denoiser object D(x, sigma).
         weights: a weight file for a named network denoiser.
         device: "cpu", "cuda", "cuda:1", ... or a torch.device.
-        batch_size: the most images per solve call (an int >= 1), or "auto": as many as
+        batch_size: the most images per solve call (an int >= 1; None: 8 on a GPU, 1 on the
+            CPU, where a batch measured slower per image than one image at a time:
+            benchmarks/bench_restore.py), or "auto": as many as
             free memory holds (``tiles.image_bytes`` measured once per image size with the
             run's denoiser, ``tiles.free_memory``, ``tiles.auto_batch_size``), at most 64.
         tile, overlap: run the denoiser on tiles of ``tile`` pixels sharing ``overlap``
@@ -215,7 +217,7 @@ class RunConfig:
     denoiser: str | Callable | None = None
     weights: PathLike | None = None
     device: str | torch.device = "cpu"
-    batch_size: int | str = 8
+    batch_size: int | str | None = None
     tile: int | None = None
     overlap: int | None = None
     extension: str | None = None
@@ -289,6 +291,8 @@ class RunConfig:
         else:
             raise TypeError(f"device must be a str or torch.device, not {_kind(self.device)}")
         self.device = device
+        if self.batch_size is None:
+            self.batch_size = 1 if device.type == "cpu" else 8
         if isinstance(self.batch_size, str):
             if self.batch_size != AUTO:
                 raise ValueError(
@@ -746,12 +750,13 @@ def _batch_key(e: _Entry) -> tuple:
     return (tuple(e.image.pixels.shape[1:]), e.method, tuple(sorted(e.params.items())), e.op_key)
 
 
-def _writer_threads(device: torch.device) -> int:
-    """Threads that write outputs: the cores torch's own threads leave free (at least 1; on
-    a GPU the host's cores are free), at most 8."""
+def _io_threads(device: torch.device) -> int:
+    """Threads that decode inputs, and as many that write outputs: half the cores torch's own
+    threads leave free each (at least 1; on a GPU the host's cores but one are free), at most
+    8."""
     cores = os.cpu_count() or 1
     busy = 1 if device.type != "cpu" else torch.get_num_threads()
-    return max(1, min(8, cores - busy))
+    return max(1, min(8, (cores - busy) // 2))
 
 
 def _shape_text(e: _Entry) -> str:
@@ -777,8 +782,12 @@ class _Runner:
         # deflate and the fsyncs release the GIL): on a GPU the I/O would otherwise cost
         # more than the solve (benchmarks/bench_restore.py)
         self.lock = threading.Lock()
+        self.io_threads = _io_threads(config.device)
         self.writers = futures.ThreadPoolExecutor(
-            max_workers=_writer_threads(config.device), thread_name_prefix="pnpfast-write"
+            max_workers=self.io_threads, thread_name_prefix="pnpfast-write"
+        )
+        self.decoders = futures.ThreadPoolExecutor(
+            max_workers=self.io_threads, thread_name_prefix="pnpfast-read"
         )
         self.pending: list[futures.Future] = []
 
@@ -821,32 +830,41 @@ class _Runner:
         self, todo: list[worklist.WorkItem], start: int, count: int
     ) -> tuple[list[_Entry], int]:
         """Read images from ``todo[start]`` on, until ``count`` images or ``WINDOW_BYTES`` of
-        pixels; (the entries read, the index to go on from). Unreadable ones are failed."""
-        from pnpfast.io import ImageReadError, read_image_file
-
+        pixels; (the entries read, in order, the index to go on from). Several are decoded at
+        once (one a thread); unreadable ones are failed."""
         entries = []
         held = 0
         i = start
+        step = self.io_threads
         while i < len(todo) and i - start < count and held < WINDOW_BYTES:
-            item = todo[i]
-            i += 1
-            t0 = time.perf_counter()
-            try:
-                f = read_image_file(item.source)
-                sigma, method, params, op_key, op_data = _plan(self.config, item, self.res)
-                if self.config.task == "inpainting" and op_data.shape[-2:] != f.pixels.shape[-2:]:
-                    raise ValueError(
-                        f"the mask is {tuple(op_data.shape[-2:])} but the image is "
-                        f"{tuple(f.pixels.shape[-2:])}"
-                    )
-            except (ImageReadError, ValueError, TypeError, OSError) as exc:
-                self.fail(item, _one_line(exc))
-                continue
-            dt = time.perf_counter() - t0
-            self.seconds["read"] += dt
-            held += f.pixels.numel() * f.pixels.element_size()
-            entries.append(_Entry(item, f, sigma, method, params, op_key, op_data, dt))
+            part = todo[i : min(i + step, start + count)]
+            i += len(part)
+            for e in self.decoders.map(self._read_one, part):
+                if e is not None:
+                    held += e.image.pixels.numel() * e.image.pixels.element_size()
+                    entries.append(e)
         return entries, i
+
+    def _read_one(self, item: worklist.WorkItem) -> _Entry | None:
+        """One image and its plan; None (and the image failed) when it cannot be read."""
+        from pnpfast.io import ImageReadError, read_image_file
+
+        t0 = time.perf_counter()
+        try:
+            f = read_image_file(item.source)
+            sigma, method, params, op_key, op_data = _plan(self.config, item, self.res)
+            if self.config.task == "inpainting" and op_data.shape[-2:] != f.pixels.shape[-2:]:
+                raise ValueError(
+                    f"the mask is {tuple(op_data.shape[-2:])} but the image is "
+                    f"{tuple(f.pixels.shape[-2:])}"
+                )
+        except (ImageReadError, ValueError, TypeError, OSError) as exc:
+            self.fail(item, _one_line(exc))
+            return None
+        dt = time.perf_counter() - t0
+        with self.lock:
+            self.seconds["read"] += dt
+        return _Entry(item, f, sigma, method, params, op_key, op_data, dt)
 
     def size_for(self, e: _Entry) -> int:
         """The batch size for images like ``e``: the run's, or with "auto" what free memory
@@ -1104,6 +1122,7 @@ def restore(
         finally:  # the outputs being written are finished and recorded, whatever stopped the run
             reader.shutdown(wait=True, cancel_futures=True)
             runner.writers.shutdown(wait=True)
+            runner.decoders.shutdown(wait=True)
     if not report.interrupted:
         try:
             runner.tick()  # the last batch's outputs

@@ -88,7 +88,7 @@ def count(name):
             os.kill(os.getpid(), signal.SIGKILL)
 
 # one writer thread, as on a 2-core machine: the phases below then count one serial order
-run._writer_threads = lambda device: 1
+run._io_threads = lambda device: 1
 
 solve_batch = run._solve_batch
 def slow_solve(*args, **kwargs):
