@@ -29,21 +29,39 @@ noise-conditional DRUNet (``pnpfast.denoisers.load()``), writing 8-bit PNGs:
                               deepinv's DPIR schedule is the same recipe (8 iterations, sigma
                               logspace 49/255 -> noise, stepsize sigma_k^2 / (0.23 noise^2))
 
+On ``--device cuda`` (default cpu) every variant runs on the GPU (restore's
+``RunConfig(device="cuda")``; the loops' images, kernels, physics and denoiser moved there),
+and by default these are measured too (any device takes them through ``--variants``):
+
+    restore/batch32           batch_size=32
+    restore/batchauto         batch_size="auto" (the row's ``auto_batch``: the size chosen)
+    restore/batch8/bf16+channels_last
+                              batch_size=8, precision="bf16", channels_last=True: the
+                              denoiser's network in bfloat16 under autocast, NHWC; its PSNR
+                              next to fp32's (``psnr_vs_fp32_db``, within 0.1 dB per image)
+
 Each variant runs in a subprocess of its own (``--reps`` times, interleaved): a warm-up on one
 image, then the timed run on the folder into a fresh output folder; the timed region includes
 loading the denoiser (``restore`` loads it inside). Each row has the median wall time
 (``median_ms`` per image, ``images_per_s``, ``speedup_vs_loop``) and the median process CPU
 time (``cpu_ms_per_image``, ``cpu_speedup_vs_loop``): with one thread per process the CPU time
 is what a shared machine's other work disturbs least. Peak memory is the subprocess's
-``ru_maxrss`` (with the size after imports for scale). PSNR: each output file read back, against
-the clean 8-bit crop, mean over the images, with the largest per-image difference to the
-solve loop (``correct``: within 0.05 dB for the pnpfast variants, 0.1 dB for deepinv).
+``ru_maxrss`` (with the size after imports for scale), and on CUDA also
+``torch.cuda.max_memory_allocated`` over the timed run (``peak_cuda_bytes``); on CUDA the
+child synchronises the device before reading each clock. PSNR: each output file read back,
+against the clean 8-bit crop, mean over the images, with the largest per-image difference to
+the solve loop (``correct``: within 0.05 dB for the pnpfast fp32 variants, 0.1 dB for deepinv
+and bf16) and the mean difference to it (``psnr_vs_fp32_db``: the loop is fp32). Rows'
+``device`` is the CPU's or the GPU's name (``harness.device_name``).
 
 Ranks (``--parts ranks``): ``python -m torch.distributed.run --standalone --nproc_per_node=R
 -m pnpfast restore src -o out --manifest manifest.csv --noise 7.65 --batch 8`` for R = 1, 2
 (gloo, CPU, OMP_NUM_THREADS=1 per rank): the wall time of the whole command (process start,
 imports, rendezvous included), the slowest rank's library time from its report, and the CPU
-time of all the processes (``RUSAGE_CHILDREN``).
+time of all the processes (``RUSAGE_CHILDREN``). On CUDA (``--device cuda``: NCCL, one GPU per
+rank) only the ranks the machine has GPUs for run (one on the lent machines; the others are
+left out with the reason on stderr and in the 1-rank row's note), and the reports' peak is
+CUDA's (``peak_cuda_bytes``).
 
 Model (``--parts model``, rows marked modelled): per-image time of HQS at 256x256 on an H200
 (``perf_model.H200``: 4.3 TB/s copy bandwidth, 2 us per launch) at batch B,
@@ -74,6 +92,7 @@ batch's writes follow the last); process start, model load and rendezvous are no
 
     python benchmarks/bench_restore.py                            # ~5 minutes on 2 cores
     python benchmarks/bench_restore.py --quick --out /tmp/restore.jsonl
+    python benchmarks/bench_restore.py --device cuda --images 64 --crop 256   # gpu_check.sh
 """
 
 import argparse
@@ -89,6 +108,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +132,34 @@ VARIANTS = (
     "solve-loop",
     "deepinv-dpir-loop",
 )
+# measured by default on CUDA (module docstring)
+CUDA_VARIANTS = ("restore/batch32", "restore/batchauto", "restore/batch8/bf16+channels_last")
+ALL_VARIANTS = VARIANTS + CUDA_VARIANTS
 BASELINE = "solve-loop"
 PARTS = ("measure", "ranks", "model")
-PSNR_TOL = {"deepinv-dpir-loop": 0.1}  # dB; others 0.05
+DEVICES = ("cpu", "cuda")
+# dB; others 0.05. bf16: quality_precision measured per-image differences up to 0.021 dB
+PSNR_TOL = {"deepinv-dpir-loop": 0.1, "restore/batch8/bf16+channels_last": 0.1}
 PSNR_TOL_DEFAULT = 0.05
+
+
+@dataclass(frozen=True)
+class RestoreVariant:
+    """The RunConfig settings of one restore/... variant."""
+
+    batch: int | str  # batch_size: an int or "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+
+
+RESTORE_VARIANTS = {
+    "restore/batch8": RestoreVariant(8),
+    "restore/batch8/kernels27": RestoreVariant(8),
+    "restore/batch1": RestoreVariant(1),
+    "restore/batch32": RestoreVariant(32),
+    "restore/batchauto": RestoreVariant("auto"),
+    "restore/batch8/bf16+channels_last": RestoreVariant(8, "bf16", True),
+}
 
 # the GPU model's constants (module docstring)
 TF32_PEAK = 494.7e12  # H100/H200 SXM dense TF32 tensor-core FLOP/s (datasheet)
@@ -215,42 +259,55 @@ def _manifest_rows(manifest: Path) -> list[tuple[Path, Path]]:
     return [(base / r["path"], base / r["kernel"]) for r in rows]
 
 
-def _loop(manifest: Path, out: Path, restore_one) -> None:
+def _loop(manifest: Path, out: Path, restore_one, device: str = "cpu") -> None:
+    """Each manifest row read, restored on ``device`` and written (a user's loop)."""
     from pnpfast.io import read_image_file, read_kernel, write_image_file
 
     out.mkdir(parents=True, exist_ok=True)
     for image, kernel in _manifest_rows(manifest):
         f = read_image_file(image)
-        x = restore_one(f.pixels, read_kernel(kernel))
-        write_image_file(out / image.name, x, bit_depth=f.bit_depth)
+        x = restore_one(f.pixels.to(device), read_kernel(kernel).to(device))
+        write_image_file(out / image.name, x.cpu(), bit_depth=f.bit_depth)
 
 
-def _variant_fn(name: str):
-    """fn(src folder, manifest, out folder) -> extra report fields, for the variant ``name``."""
+def _variant_fn(name: str, device: str = "cpu"):
+    """fn(src folder, manifest, out folder) -> extra report fields, for the variant ``name``
+    on ``device``."""
     sigma = NOISE_255 / 255
-    if name.startswith("restore/"):
+    if name in RESTORE_VARIANTS:
         from pnpfast.runner.run import RunConfig, restore
 
-        batch = 1 if name == "restore/batch1" else 8
+        settings = RESTORE_VARIANTS[name]
 
         def run(src: Path, manifest: Path, out: Path) -> dict:
-            config = RunConfig(task="deblur", noise=NOISE_255, batch_size=batch)
+            config = RunConfig(
+                task="deblur",
+                noise=NOISE_255,
+                batch_size=settings.batch,
+                device=device,
+                precision=settings.precision,
+                channels_last=settings.channels_last,
+            )
             report = restore([src], out, config, manifest=manifest)
             if report.failed or report.done != report.total:
                 raise RuntimeError(f"restore failed: {report.failed}")
-            return {"report_seconds": report.seconds}
+            return {
+                "report_seconds": report.seconds,
+                "auto_batch": report.auto_batch or None,
+                "fp32_reruns": len(report.fp32_reruns),
+            }
 
         return run
     if name == "solve-loop":
         from pnpfast.operators import Blur
 
         def run(src: Path, manifest: Path, out: Path) -> dict:
-            den = pnpfast.denoisers.load()
+            den = pnpfast.denoisers.load(device=device)
 
             def one(y, k):
                 return pnpfast.solve(y, Blur(k), den, "hqs", sigma=sigma).x
 
-            _loop(manifest, out, one)
+            _loop(manifest, out, one, device)
             return {}
 
         return run
@@ -263,20 +320,28 @@ def _variant_fn(name: str):
         import pnpfast.interop.deepinv as interop
 
         def run(src: Path, manifest: Path, out: Path) -> dict:
-            den = interop.PnpfastDenoiser(pnpfast.denoisers.load())
-            model = dinv.optim.DPIR(sigma=sigma, denoiser=den)
+            den = interop.PnpfastDenoiser(pnpfast.denoisers.load(device=device))
+            model = dinv.optim.DPIR(sigma=sigma, denoiser=den, device=device)
 
             def one(y, k):
                 # BlurFFT(filter=k) is pnpfast's Blur(k) (checked by deepinv_forward_matches)
-                physics = dinv.physics.BlurFFT(img_size=tuple(y.shape[1:]), filter=k[None, None])
+                physics = dinv.physics.BlurFFT(
+                    img_size=tuple(y.shape[1:]), filter=k[None, None], device=device
+                )
                 with torch.no_grad():
                     return model(y, physics)
 
-            _loop(manifest, out, one)
+            _loop(manifest, out, one, device)
             return {"deepinv": dinv.__version__, "deepinv_note": note}
 
         return run
-    raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    raise ValueError(f"unknown variant {name!r}; choose from {', '.join(ALL_VARIANTS)}")
+
+
+def _sync(device: str) -> None:
+    """Wait for the GPU's queued work, so that a clock read next sees it done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def child(args: argparse.Namespace) -> int:
@@ -284,8 +349,9 @@ def child(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     root = Path(args.root)
     rss_imports = _rss_now()
+    cuda = torch.device(args.device).type == "cuda"
     try:
-        fn = _variant_fn(args.child)
+        fn = _variant_fn(args.child, args.device)
     except harness.Skip as skip:
         print(json.dumps({"skip": str(skip)}))
         return 0
@@ -294,8 +360,12 @@ def child(args: argparse.Namespace) -> int:
     fn(root / "warm", root / "warm" / "manifest.csv", work)
     shutil.rmtree(work)
     out = Path(args.child_out)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(args.device)  # the timed run's peak, not the warm-up's
+    _sync(args.device)
     t0, c0 = time.perf_counter(), time.process_time()
     extra = fn(root / "src", manifest, out)
+    _sync(args.device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = {
         "wall_s": wall,
@@ -305,6 +375,8 @@ def child(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(),
         **extra,
     }
+    if cuda:
+        result["peak_cuda"] = int(torch.cuda.max_memory_allocated(args.device))
     print(json.dumps(result))
     return 0
 
@@ -386,16 +458,18 @@ def _child_env(threads: int) -> dict:
     return env
 
 
-def run_child(variant: str, root: Path, out: Path, threads: int) -> dict:
+def run_child(variant: str, root: Path, out: Path, threads: int, device: str = "cpu") -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--root", str(root)]
-    cmd += ["--child-out", str(out), "--threads", str(threads)]
+    cmd += ["--child-out", str(out), "--threads", str(threads), "--device", device]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(threads))
     if done.returncode != 0:
         raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _row(provider, shape, seconds: list[float], images: int, correct: bool, note, **extra):
+def _row(
+    provider, shape, seconds: list[float], images: int, correct: bool, note, device="cpu", **extra
+):
     t = harness.timing_from_samples([s * 1e3 / images for s in seconds])
     row = harness.make_row(
         op=extra.pop("op", OP),
@@ -404,9 +478,9 @@ def _row(provider, shape, seconds: list[float], images: int, correct: bool, note
         dtype=torch.float32,
         timing=t,
         nbytes=None,
-        device="cpu",
+        device=device,
         correct=correct,
-        note="; ".join(n for n in (note, harness.load_note("cpu")) if n),
+        note="; ".join(n for n in (note, harness.load_note(device)) if n),
     )
     wall = statistics.median(seconds)
     return {
@@ -434,7 +508,7 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
             if v in skipped:
                 continue
             out = root / "out" / f"{v.replace('/', '_')}-{rep}"
-            r = run_child(v, root, out, args.threads)
+            r = run_child(v, root, out, args.threads, args.device)
             if "skip" in r:
                 skipped[v] = r["skip"]
                 print(f"  skip {v}: {r['skip']}", file=sys.stderr)
@@ -445,6 +519,7 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
     input_psnr = statistics.fmean(_psnrs(root / "src", root, names))
     schedule = dpir_schedule_diff() if "deepinv-dpir-loop" in results else None
     base = psnrs.get(BASELINE)
+    base_psnr = statistics.fmean(base) if base else None
     base_wall = statistics.median(r["wall_s"] for r in results[BASELINE]) if base else None
     base_cpu = statistics.median(r["cpu_s"] for r in results[BASELINE]) if base else None
     rows = []
@@ -460,14 +535,25 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
         tol = PSNR_TOL.get(v, PSNR_TOL_DEFAULT)
         correct = diff is not None and diff <= tol
         last = results[v][-1]
+        settings = RESTORE_VARIANTS.get(v)
         if v == "deepinv-dpir-loop":
             note_v = "deepinv's DPIR: 8 iterations, its own get_DPIR_params schedule, " + (
                 "unknown vs pnpfast's"
                 if schedule is None
                 else f"equal to pnpfast's HQS defaults to {schedule:.1e} (sigma_k, stepsize_k); "
             )
+        elif settings is not None and settings.batch == "auto":
+            note_v = f"batch auto: {last.get('auto_batch')}; "
         else:
             note_v = ""
+        vs_fp32 = None if base_psnr is None else mean_psnr - base_psnr
+        if settings is not None and settings.precision != "fp32":
+            note_v += (
+                f"denoiser in {settings.precision}"
+                + (" channels_last" if settings.channels_last else "")
+                + f": mean PSNR {mean_psnr:.3f} dB vs fp32 (solve-loop) {base_psnr:.3f} dB, "
+                f"{vs_fp32:+.4f} dB; {last.get('fp32_reruns', 0)} image(s) rerun in fp32; "
+            )
         ratio = base_wall / statistics.median(walls) if base_wall else None
         note = note_v + (
             f"CBSD68 first {n} images centre-cropped {args.crop}x{args.crop}, Levin kernel "
@@ -484,18 +570,27 @@ def measure_part(args, root: Path, info: dict) -> list[dict]:
                 n,
                 correct,
                 note,
+                device=args.device,
                 threads=last["threads"],
                 psnr=mean_psnr,
                 psnr_input=input_psnr,
                 psnr_max_diff_vs_loop=diff,
+                psnr_fp32=base_psnr,
+                psnr_vs_fp32_db=vs_fp32,
                 speedup_vs_loop=ratio,
                 cpu_s=cpu,
                 cpu_ms_per_image=cpu * 1e3 / n,
                 cpu_speedup_vs_loop=base_cpu / cpu if base_cpu else None,
                 peak_rss_bytes=max(r["peak_rss"] for r in results[v]),
+                peak_cuda_bytes=max((r.get("peak_cuda") or 0) for r in results[v]) or None,
                 rss_after_imports_bytes=last["rss_after_imports"],
                 seconds_phases=last.get("report_seconds"),
                 schedule_max_rel_diff=schedule if v == "deepinv-dpir-loop" else None,
+                batch=None if settings is None else settings.batch,
+                precision="fp32" if settings is None else settings.precision,
+                channels_last=settings is not None and settings.channels_last,
+                auto_batch=last.get("auto_batch"),
+                fp32_reruns=last.get("fp32_reruns"),
             )
         )
     return rows
@@ -507,12 +602,29 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def rank_counts(device: str, gpus: int) -> tuple[tuple[int, ...], str]:
+    """(the torchrun rank counts to measure, why others are left out): 1 and 2 on the CPU; on
+    CUDA those with a GPU each (``gpus``), since NCCL takes one GPU per rank."""
+    if device == "cpu":
+        return (1, 2), ""
+    counts = tuple(r for r in (1, 2) if r <= gpus)
+    if len(counts) == 2:
+        return counts, ""
+    r = len(counts) + 1
+    return counts, f"{r} ranks need {r} GPUs (one per rank), this machine has {gpus}"
+
+
 def ranks_part(args, root: Path, info: dict) -> list[dict]:
     names = info["names"]
     n = len(names)
     rows = []
     base = None
-    for ranks in (1, 2):
+    cuda = args.device == "cuda"
+    # device_count asks the driver without creating a CUDA context in this process
+    counts, left_out = rank_counts(args.device, torch.cuda.device_count() if cuda else 0)
+    if left_out:
+        print(f"  torchrun: left out: {left_out}", file=sys.stderr)
+    for ranks in counts:
         walls, lib, peaks, cpus = [], [], [], []
         psnrs = None
         for rep in range(args.reps):
@@ -520,7 +632,7 @@ def ranks_part(args, root: Path, info: dict) -> list[dict]:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
             cmd += [f"--nproc_per_node={ranks}", "-m", "pnpfast", "restore", str(root / "src")]
             cmd += ["-o", str(out), "--manifest", str(root / "manifest.csv"), "--noise"]
-            cmd += [str(NOISE_255), "--batch", "8", "--no-progress"]
+            cmd += [str(NOISE_255), "--batch", "8", "--no-progress", "--device", args.device]
             t0, c0 = time.perf_counter(), _children_cpu()
             done = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(1))
             walls.append(time.perf_counter() - t0)
@@ -543,9 +655,12 @@ def ranks_part(args, root: Path, info: dict) -> list[dict]:
                 walls,
                 n,
                 True,
-                f"gloo, 1 torch thread per rank, batch 8, kernels as given; wall of the whole "
+                ("nccl, one GPU per rank" if cuda else "gloo")
+                + ", 1 torch thread per rank, batch 8, kernels as given; wall of the whole "
                 f"command (start, imports, rendezvous); slowest rank's library time "
-                f"{statistics.median(lib):.2f} s; mean PSNR {statistics.fmean(psnrs):.2f} dB",
+                f"{statistics.median(lib):.2f} s; mean PSNR {statistics.fmean(psnrs):.2f} dB"
+                + (f"; left out: {left_out}" if left_out and ranks == 1 else ""),
+                device=args.device,
                 threads=1,
                 ranks=ranks,
                 psnr=statistics.fmean(psnrs),
@@ -554,7 +669,9 @@ def ranks_part(args, root: Path, info: dict) -> list[dict]:
                 speedup_vs_1_rank=base / wall,
                 cpu_s=statistics.median(cpus),
                 cpu_ms_per_image=statistics.median(cpus) * 1e3 / n,
-                peak_rss_bytes=max(peaks),
+                # the reports' peak: CUDA's max_memory_allocated on a GPU, else the RSS
+                peak_rss_bytes=None if cuda else max(peaks),
+                peak_cuda_bytes=max(peaks) if cuda else None,
             )
         )
     return rows
@@ -816,7 +933,8 @@ def model_part(args, measured: list[dict]) -> list[dict]:
         "(fastest of 10 here)"
     )
     if base_cpu is not None:
-        note += f"; CPU one-image loop here {base_cpu['median_ms']:.0f} ms per image"
+        where = "CPU" if args.device == "cpu" else base_cpu["device"]
+        note += f"; {where} one-image loop here {base_cpu['median_ms']:.0f} ms per image"
     piped = (
         f"pipelined (restore now): per batch max(compute, ceil(B/{writers}) x read by "
         f"{writers} decoder threads, ceil(B/{writers}) x write by {writers} writer threads; "
@@ -948,7 +1066,7 @@ def _f(x, spec) -> str:
 
 def print_table(rows: list[dict]) -> None:
     header = ("op", "provider", "shape", "images/s", "ms/image", "x loop", "CPU ms/image")
-    header += ("x loop (CPU)", "PSNR", "peak MiB")
+    header += ("x loop (CPU)", "PSNR", "dB vs fp32", "peak MiB", "GPU MiB")
     lines = [
         (
             r["op"],
@@ -960,7 +1078,9 @@ def print_table(rows: list[dict]) -> None:
             _f(r.get("cpu_ms_per_image"), ".4g"),
             _f(r.get("cpu_speedup_vs_loop"), ".2f"),
             _f(r.get("psnr"), ".2f"),
+            _f(r.get("psnr_vs_fp32_db"), "+.3f"),
             _mib(r.get("peak_rss_bytes")),
+            _mib(r.get("peak_cuda_bytes")),
         )
         for r in rows
     ]
@@ -974,7 +1094,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=None, help="runs per variant (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (1)")
     p.add_argument(
-        "--variants", type=harness.parse_list, default=list(VARIANTS), help="measured variants"
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where every variant and torchrun rank runs (default cpu)",
+    )
+    p.add_argument(
+        "--variants",
+        type=harness.parse_list,
+        default=None,
+        help=f"measured variants (default {','.join(VARIANTS)}; on cuda also "
+        f"{','.join(CUDA_VARIANTS)})",
     )
     p.add_argument(
         "--parts", type=harness.parse_list, default=list(PARTS), help="measure,ranks,model"
@@ -998,14 +1128,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is available")
     if args.child:
         return child(args)
     args.images = args.images or (4 if args.quick else 16)
     args.crop = args.crop or (32 if args.quick else 128)
     args.reps = args.reps or (1 if args.quick else 3)
-    bad = [v for v in args.variants if v not in VARIANTS]
+    if args.variants is None:
+        args.variants = list(VARIANTS if args.device == "cpu" else ALL_VARIANTS)
+    bad = [v for v in args.variants if v not in ALL_VARIANTS]
     if bad:
-        parser.error(f"unknown variants {bad}; choose from {', '.join(VARIANTS)}")
+        parser.error(f"unknown variants {bad}; choose from {', '.join(ALL_VARIANTS)}")
     bad = [p for p in args.parts if p not in PARTS]
     if bad:
         parser.error(f"unknown parts {bad}; choose from {', '.join(PARTS)}")
@@ -1024,7 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{OP}: {args.images} CBSD68 crops {args.crop}x{args.crop} in {root}, "
             f"{args.threads} torch thread(s), {args.reps} run(s) per variant, "
-            f"{harness.load_note('cpu')}",
+            f"device {args.device}, {harness.load_note('cpu')}",
             flush=True,
         )
         rows: list[dict] = []

@@ -6,7 +6,8 @@
 #
 # Steps (--list prints them): supported, nvidia-smi, versions, build, backends, pytest-ops,
 # pytest-solvers, pytest-rest, pytest-ops-reference, one bench_NAME per benchmarks/bench_*.py,
-# report. --only runs the steps whose names match one of the comma-separated shell patterns,
+# quality_precision (benchmarks/quality_precision.py: the denoiser in bf16/fp16, channels_last,
+# CUDA graphs vs fp32, rows to precision.jsonl), report. --only runs the steps whose names match one of the comma-separated shell patterns,
 # and always the first five (the build is cheap with a prebuilt extension, see below;
 # --no-build leaves the package as installed). The first, supported
 # (benchmarks/gpu_versions.py), prints Python, torch, triton, CUDA and the GPU next to the
@@ -30,7 +31,10 @@
 # benchmarks/results/ of this checkout.
 #
 # BENCH_ARGS_<name> (e.g. BENCH_ARGS_convergent="--part throughput") adds arguments to one
-# benchmark's command line.
+# benchmark's command line (BENCH_ARGS_precision: quality_precision's). Defaults here for the
+# benchmarks whose own defaults are sized for a 2-core CPU (set one empty to drop it):
+# BENCH_ARGS_restore="--images 64 --crop 256 --reps 3" (256x256 images, where the issue's GPU
+# target is set; a few minutes), BENCH_ARGS_precision="--images 32 --crop 256".
 
 set -u
 
@@ -50,7 +54,7 @@ while [ $# -gt 0 ]; do
         --list) LIST=1; shift ;;
         --no-build) NO_BUILD=1; shift ;;
         --ignore-versions) IGNORE_VERSIONS=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "gpu_check: unknown option $1" >&2; exit 2 ;;
         *) OUTDIR=$1; shift ;;
     esac
@@ -66,7 +70,7 @@ STEPS=(supported nvidia-smi versions build backends pytest-ops pytest-solvers py
 for script in "${BENCHES[@]}"; do
     STEPS+=("$(basename "$script" .py)")
 done
-STEPS+=(report)
+STEPS+=(quality_precision report)
 if [ "$LIST" -eq 1 ]; then
     printf '%s\n' "${STEPS[@]}"
     exit 0
@@ -86,6 +90,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PYTHONDONTWRITEBYTECODE=1 
 if [ -z "${PNPFAST_SHARED_DATA:-}" ] && [ -d "$ROOT/.gpudata" ]; then
     export PNPFAST_SHARED_DATA="$ROOT/.gpudata"
 fi
+export BENCH_ARGS_restore=${BENCH_ARGS_restore-"--images 64 --crop 256 --reps 3"}
+export BENCH_ARGS_precision=${BENCH_ARGS_precision-"--images 32 --crop 256"}
 
 printf 'step\texit_code\tseconds\tlog\n' >"$SUMMARY"
 
@@ -183,9 +189,11 @@ build() {
         python3 -m pip install --no-index --no-build-isolation --no-deps -v -e .
 }
 
+# bench SCRIPT [NAME]: run SCRIPT --device cuda --out TMP $BENCH_ARGS_NAME and append its rows
+# to results/NAME.jsonl (NAME: the script's name without bench_).
 bench() {
     local script=$1 name tmp rc args
-    name=$(basename "$script" .py)
+    name=${2:-$(basename "$script" .py)}
     name=${name#bench_}
     args="BENCH_ARGS_$name"
     tmp="$OUTDIR/results/.new-$name.jsonl"
@@ -238,6 +246,7 @@ for script in "${BENCHES[@]}"; do
     base=$(basename "$script" .py)
     step "$base" "$base.txt" bench "$script"
 done
+step quality_precision quality_precision.txt bench benchmarks/quality_precision.py precision
 
 step report report.md python3 benchmarks/report.py --results "$OUTDIR/results"
 

@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(harness.results_path("precision")))
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 images, 32x32 crops")
     args = parser.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is available")
     if args.quick:
         args.images, args.crop, args.all_kernels = 2, 32, False
     default = CUDA_VARIANTS if torch.device(args.device).type == "cuda" else VARIANTS

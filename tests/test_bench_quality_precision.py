@@ -46,6 +46,14 @@ def test_table_shows_unavailable_variants_with_their_reason(bench):
     assert lines[3] == "| fp16 | unavailable: ValueError: no fp16 here | | | | |"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_cuda_is_refused_without_a_gpu(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--device", "cuda", "--quick"])
+    assert exc.value.code == 2
+    assert "--device cuda but no CUDA device is available" in capsys.readouterr().err
+
+
 @pytest.mark.shared
 @pytest.mark.skipif(
     not (SHARED_DATA / "images" / "CBSD68").is_dir(), reason="needs ../shared/data (CBSD68)"

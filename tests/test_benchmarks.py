@@ -662,12 +662,12 @@ def test_bench_convergent_runs_every_part(tmp_path):
         assert plot.is_file()
 
 
-def _gpu_check(tmp_path, *args):
+def _gpu_check(tmp_path, *args, env: dict | None = None):
     out = tmp_path / "device_out"  # what $OUT is on the device machine
     out.mkdir()
     proc = subprocess.run(
         ["bash", str(BENCH / "gpu_check.sh"), "--no-build", *args, str(tmp_path / "work")],
-        env={**os.environ, "OUT": str(out)},
+        env={**(os.environ if env is None else env), "OUT": str(out)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -686,6 +686,7 @@ def test_gpu_check_lists_one_step_per_benchmark():
     for script in BENCH.glob("bench_*.py"):
         assert script.stem in steps
     assert {"build", "pytest-ops", "pytest-rest", "pytest-ops-reference", "report"} <= set(steps)
+    assert steps[-2:] == ["quality_precision", "report"]
 
 
 def test_gpu_check_only_runs_the_chosen_steps_and_packs_outputs(tmp_path):
@@ -700,6 +701,20 @@ def test_gpu_check_only_runs_the_chosen_steps_and_packs_outputs(tmp_path):
         names = tar.getnames()
     assert "./report.md" in names and "./backends.txt" in names
     assert any(n.startswith("benchmarks/results/") and n.endswith(".jsonl") for n in names)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_runs_restore_and_precision_on_cuda_with_its_arguments(tmp_path):
+    """bench_restore and quality_precision get --device cuda and gpu_check's default
+    BENCH_ARGS_restore / BENCH_ARGS_precision (parsed, or argparse would name them), so here,
+    without CUDA, each stops at the device check."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_ARGS_")}
+    only = ("--only", "bench_restore,quality_precision", "--budget", "200")
+    proc, rows, _ = _gpu_check(tmp_path, *only, env=env)
+    assert rows["bench_restore"] == "2" and rows["quality_precision"] == "2", proc.stdout
+    for log in ("bench_restore.txt", "quality_precision.txt"):
+        text = (tmp_path / "work" / log).read_text()
+        assert "--device cuda but no CUDA device is available" in text, text
 
 
 def test_gpu_check_skips_steps_once_the_budget_is_spent(tmp_path):
@@ -876,6 +891,68 @@ def test_bench_restore_pads_kernels_about_their_centre():
         bench.pad_kernel(np.ones((4, 3)), 9)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_bench_restore_refuses_cuda_without_a_gpu(capsys):
+    bench = _load("bench_restore")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--device", "cuda", "--quick", "--parts", "model"])
+    assert exc.value.code == 2
+    assert "--device cuda but no CUDA device is available" in capsys.readouterr().err
+
+
+def test_bench_restore_torchrun_ranks_need_a_gpu_each():
+    bench = _load("bench_restore")
+    assert bench.rank_counts("cpu", 0) == ((1, 2), "")
+    assert bench.rank_counts("cuda", 8) == ((1, 2), "")
+    counts, why = bench.rank_counts("cuda", 1)
+    assert counts == (1,) and why == "2 ranks need 2 GPUs (one per rank), this machine has 1"
+
+
+def _bench_restore_variants(tmp_path, device: str, variants: str) -> dict:
+    """Rows of a --parts measure run of bench_restore on two 32x32 images, by provider."""
+    out = tmp_path / "restore.jsonl"
+    cmd = [sys.executable, str(BENCH / "bench_restore.py"), "--quick", "--images", "2"]
+    cmd += ["--parts", "measure", "--device", device, "--variants", variants, "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return {r["provider"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (CBSD68, Levin kernels)")
+def test_bench_restore_gpu_variants_run_on_the_cpu_too(tmp_path):
+    """The variants measured by default on CUDA (batch auto; bf16 with channels_last) reach the
+    runner's settings: the chosen auto batch is reported, bf16 changes the PSNR a little."""
+    by = _bench_restore_variants(
+        tmp_path, "cpu", "solve-loop,restore/batchauto,restore/batch8/bf16+channels_last"
+    )
+    loop, auto = by["solve-loop"], by["restore/batchauto"]
+    bf16 = by["restore/batch8/bf16+channels_last"]
+    assert loop["psnr_vs_fp32_db"] == 0 and loop["precision"] == "fp32" and loop["batch"] is None
+    assert auto["batch"] == "auto" and list(auto["auto_batch"]) == ["3x32x32"]
+    assert 1 <= auto["auto_batch"]["3x32x32"] <= 64
+    assert auto["correct"] is True and abs(auto["psnr_vs_fp32_db"]) < 0.05
+    assert (bf16["batch"], bf16["precision"], bf16["channels_last"]) == (8, "bf16", True)
+    assert bf16["psnr_fp32"] == loop["psnr"] and bf16["correct"] is True
+    # bfloat16 rounding moves the outputs, by far less than the 0.1 dB allowed
+    assert 0 < abs(bf16["psnr_vs_fp32_db"]) < 0.1 and bf16["fp32_reruns"] == 0
+    assert all(r["peak_cuda_bytes"] is None and "cores" in r["device"] for r in by.values())
+
+
+@pytest.mark.cuda
+@pytest.mark.shared
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (CBSD68, Levin kernels)")
+def test_bench_restore_runs_on_a_gpu(tmp_path):
+    by = _bench_restore_variants(
+        tmp_path, "cuda", "solve-loop,restore/batch8,restore/batch8/bf16+channels_last"
+    )
+    name = torch.cuda.get_device_name()
+    for r in by.values():
+        assert r["device"] == name and r["peak_cuda_bytes"] > 0 and r["correct"] is True
+        assert r["psnr"] > r["psnr_input"] + 1
+
+
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (CBSD68, Levin kernels)")
 def test_bench_restore_quick_runs_every_part(tmp_path):
@@ -910,5 +987,6 @@ def test_bench_restore_quick_runs_every_part(tmp_path):
             assert modelled_by[f"restore/batch8/ranks{r}{suffix}"]["pipeline"] == mode
     for b in (8, 32):  # overlapping the I/O is never slower than doing it in line
         piped, before = modelled_by[f"restore/batch{b}"], modelled_by[f"restore/batch{b}/before"]
-        assert piped["writers"] == 8 and piped["median_ms"] <= before["median_ms"]
+        # the runner's writers on the modelled 16-core host: (16 - 1) // 2
+        assert piped["writers"] == 7 and piped["median_ms"] <= before["median_ms"]
     assert "rows appended" in done.stdout
