@@ -204,7 +204,7 @@ def test_cli_operator_runs_super_resolution(tmp_path, capsys):
     )
     assert got.shape == (1, 3, 24, 20)
     assert (got - res.x.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
-    assert "1 done, 0 failed" in capsys.readouterr().out
+    assert "1 images: 1 done, 0 skipped (done before), 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
