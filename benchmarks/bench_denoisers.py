@@ -117,7 +117,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,17 +367,6 @@ def speed_rows(
     return rows
 
 
-def append_speed_rows(path: Path, rows: Iterable[dict]) -> None:
-    """Append rows as JSON lines: the harness columns first, then the denoiser keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for row in rows:
-            missing = [c for c in harness.COLUMNS if c not in row]
-            if missing:
-                raise ValueError(f"row misses the columns {missing}")
-            f.write(json.dumps(row) + "\n")
-
-
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -425,7 +414,7 @@ def run_speed(args, parser: argparse.ArgumentParser) -> int:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW")
         for arch in archs:
             rows = speed_rows(arch, shape, variants, device, warmup=warmup, reps=reps)
-            append_speed_rows(args.out, rows)
+            harness.append_extended_rows(args.out, rows)
             print()
             print(f"{arch} at {'x'.join(map(str, shape))}")
             print(speed_table(rows))

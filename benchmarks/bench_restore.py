@@ -181,14 +181,6 @@ def data_dir() -> Path:
 # the folder
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    H, W = x.shape[-2:]
-    if size > H or size > W:
-        raise ValueError(f"crop {size} is larger than the image ({H}x{W})")
-    i, j = (H - size) // 2, (W - size) // 2
-    return x[..., i : i + size, j : j + size]
-
-
 def pad_kernel(k: np.ndarray, size: int) -> np.ndarray:
     """``k`` (odd sides) zero-padded to size x size about its centre."""
     h, w = k.shape
@@ -218,7 +210,7 @@ def build_folder(root: Path, images: int, crop: int) -> dict:
         kernels.append(k)
     rows, rows27 = [], []
     for i, path in enumerate(names):
-        x = centre_crop(read_image_file(path).pixels, crop)
+        x = harness.centre_crop(read_image_file(path).pixels, crop)
         j = i % LEVIN + 1
         g = torch.Generator().manual_seed(SEED + i)
         blurred = Blur(torch.from_numpy(kernels[j - 1]))(x)
@@ -1045,17 +1037,6 @@ def _model_row(provider, shape, per_image_s: float, note: str, **extra) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """Append rows as JSON lines: the harness columns first, then this benchmark's keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for row in rows:
-            missing = [c for c in harness.COLUMNS if c not in row]
-            if missing:
-                raise ValueError(f"row misses the columns {missing}")
-            f.write(json.dumps(row) + "\n")
-
-
 def _mib(x) -> str:
     return "-" if x is None else f"{x / 2**20:.0f}"
 
@@ -1168,7 +1149,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += ranks_part(args, root, info)
         if "model" in args.parts:
             rows += model_part(args, rows)
-        write_rows(args.out, rows)
+        harness.append_extended_rows(args.out, rows)
         print_table(rows)
         print(f"\nrows appended to {args.out}")
     finally:

@@ -323,6 +323,32 @@ def append_rows(path: str | Path, rows: Iterable[dict]) -> Path:
     return path
 
 
+def append_extended_rows(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Append rows as JSON lines to ``path`` (parent folders created): each has every harness
+    column and may add its benchmark's own keys (kept as given); returns the path."""
+    path = Path(path)
+    rows = list(rows)
+    for row in rows:
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"row misses the columns {missing}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size centre of x [..., H, W] (top-left of the two middles when odd);
+    ValueError when the image is smaller."""
+    h, w = x.shape[-2:]
+    if min(h, w) < size:
+        raise ValueError(f"crop {size} is larger than the image {h}x{w}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
 def print_vs_model(rows: Iterable[dict]) -> None:
     """Print, for the rows measured on a GPU that benchmarks/perf_model.py models, the measured
     median next to the modelled time and their ratio (nothing for CPU rows)."""

@@ -97,20 +97,11 @@ COLUMNS = (
 )
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The size x size centre of x [..., H, W] (top-left of the two middles when odd)."""
-    h, w = x.shape[-2:]
-    if min(h, w) < size:
-        raise ValueError(f"crop {size} is larger than the image {h}x{w}")
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
 def problems(images: int, crop: int, all_kernels: bool) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(x [N, 3, crop, crop] float64, k [N, 27, 27], names): image i with Levin kernel
     k{i mod 8 + 1} (N = images), or image-major with every kernel (N = 8 images)."""
     paths = sorted((DATA / "images" / "CBSD68").glob("*.png"))[:images]
-    clean = torch.cat([centre_crop(read_image(p), crop) for p in paths]).double()
+    clean = torch.cat([harness.centre_crop(read_image(p), crop) for p in paths]).double()
     k, knames = levin_kernels()
     if all_kernels:
         names = [f"{p.stem}/{kn}" for p in paths for kn in knames]

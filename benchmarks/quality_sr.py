@@ -92,14 +92,6 @@ COLUMNS = (
 )
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    H, W = x.shape[-2:]
-    if size > min(H, W):
-        raise ValueError(f"crop {size} is larger than an image of {H}x{W}")
-    top, left = (H - size) // 2, (W - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
 def modcrop(x: torch.Tensor, s: int) -> torch.Tensor:
     """The top-left (H - H % s) x (W - W % s) of x (KAIR/DPIR's modcrop), so that s divides both."""
     H, W = x.shape[-2:]
@@ -117,7 +109,7 @@ def load_sets(
         paths = sorted((DATA / "images" / name).glob("*.png"))[:per_set]
         for p in paths:
             x = read_image(p).double()
-            x = centre_crop(x, crop) if crop else modcrop(x, s)
+            x = harness.centre_crop(x, crop) if crop else modcrop(x, s)
             images, names = groups.setdefault((0, 0) if crop else tuple(x.shape[-2:]), ([], []))
             images.append(x.expand(1, 3, -1, -1) if x.shape[1] == 1 else x)
             names.append((name, p.stem))
