@@ -836,14 +836,20 @@ def rank_seconds(images: int, batch: int, batch_seconds) -> float:
     return full * batch_seconds(batch) + (batch_seconds(rest) if rest else 0.0)
 
 
+def pipeline_terms(
+    b: int, compute: float, read_s: float, write_s: float, writers: int
+) -> dict[str, float]:
+    """The three stages of a batch of ``b`` images in restore's pipeline, in seconds: compute,
+    ceil(b / writers) read_s (the decoders reading ahead) and ceil(b / writers) write_s (the
+    writers writing the previous batch); as many decoder threads as writer threads."""
+    rounds = math.ceil(b / writers)
+    return {"compute": compute, "read": rounds * read_s, "write": rounds * write_s}
+
+
 def pipeline_steady(b: int, compute: float, read_s: float, write_s: float, writers: int) -> float:
-    """Seconds per batch of ``b`` images once restore's pipeline runs full:
-
-        max(compute, ceil(b / writers) read_s, ceil(b / writers) write_s)
-
-    the decoders reading ahead, the writers writing the previous batch, while a batch is
-    solved (as many decoder threads as writer threads)."""
-    return max(compute, math.ceil(b / writers) * read_s, math.ceil(b / writers) * write_s)
+    """Seconds per batch of ``b`` images once restore's pipeline runs full: the slowest of
+    ``pipeline_terms``, max(compute, ceil(b / writers) read_s, ceil(b / writers) write_s)."""
+    return max(pipeline_terms(b, compute, read_s, write_s, writers).values())
 
 
 def pipeline_seconds(
@@ -955,11 +961,7 @@ def model_part(args, measured: list[dict]) -> list[dict]:
                 how = modes[mode]
             bound = ""
             if mode == "pipelined":
-                terms = {
-                    "compute": compute(b),
-                    "read": b * read_s,
-                    "write": math.ceil(b / writers) * write_s,
-                }
+                terms = pipeline_terms(b, compute(b), read_s, write_s, writers)
                 bound = (
                     f"; bound by {max(terms, key=terms.get)} ("
                     + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in terms.items())
