@@ -428,29 +428,31 @@ def data_grad(
 
     Arguments as ``data_solution``'s; returns [B, C, H, W]. No host synchronisation."""
     sf = _check_spectra(x, FB, FBC, F2B, FBFy, sf)
-    if sf > 1:
-        return _affine_grad(x, FB, F2B, FBFy, None, None, sf, backend)
-    one = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
-    return _affine_grad(x, FB, F2B, FBFy, one, torch.zeros_like(one), sf, backend)
+    return _affine_grad(x, FB, F2B, FBFy, None, sf, backend)
 
 
 grad_solution = data_grad  # Prox-PnP's name, same arguments
 
 
-def _affine_grad(x, FB, F2B, FBFy, s, t, sf, backend) -> torch.Tensor:
-    """(s A^T A + t I) x - s A^T y per image (s, t [B]): the gradient for s = 1, t = 0, the
-    gradient step for s = -tau, t = 1."""
+def _affine_grad(x, FB, F2B, FBFy, tau, sf, backend) -> torch.Tensor:
+    """A^T A x - A^T y (tau None), or the gradient step x - tau (A^T A x - A^T y) (tau [B])."""
     if sf == 1:
         H, W = x.shape[-2:]
         kty, k2 = _half_terms(FBFy, F2B)
+        # fft_grad computes (s k2 + t) X^ - s kty per image
+        if tau is None:
+            s = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+            t = torch.zeros_like(s)
+        else:
+            s, t = -tau, torch.ones_like(tau)
         out = fft_grad(torch.fft.rfft2(x), kty, k2, s, t, backend)
         return torch.fft.irfft2(out, s=(H, W))
     # A^T A x - A^T y: S^T S averages the sf^2 aliases of each frequency
     q = alias_mean(FB * torch.fft.fft2(x), sf)
     grad = real_ifft2(torch.addcmul(FBFy, FB.conj(), spread(q, sf), value=-1).neg_())
-    if s is None:
+    if tau is None:
         return grad
-    return torch.addcmul(t.view(-1, 1, 1, 1) * x, s.view(-1, 1, 1, 1), grad)
+    return torch.addcmul(x, tau.view(-1, 1, 1, 1), grad, value=-1)
 
 
 def grad_step(
@@ -471,8 +473,8 @@ def grad_step(
     tau: the step, > 0 per image (a float or a tensor of shape [], [1], [B] or [B, 1, 1, 1]);
     the other arguments as ``data_solution``'s. No host synchronisation."""
     sf = _check_spectra(x, FB, FBC, F2B, FBFy, sf)
-    t = _per_image("tau", tau, x.shape[0], x)
-    return _affine_grad(x, FB, F2B, FBFy, -t, torch.ones_like(t), sf, backend)
+    tau = _per_image("tau", tau, x.shape[0], x)
+    return _affine_grad(x, FB, F2B, FBFy, tau, sf, backend)
 
 
 # -- the sampler -----------------------------------------------------------------------------
