@@ -63,6 +63,7 @@ says ``interrupted``. A SIGKILL loses at most the batch being solved and the one
 """
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -115,10 +116,13 @@ def _optional_path(name: str, value) -> Path | None:
     return Path(value)
 
 
-def _convergent_methods() -> set[str]:
+@functools.cache
+def _convergent_methods() -> frozenset[str]:
+    """The methods whose backtracking calls the denoiser's potential (built once: it is asked
+    per batch)."""
     import pnpfast.solvers as solvers
 
-    return {m.name for m in solvers.convergent.METHODS}
+    return frozenset(m.name for m in solvers.convergent.METHODS)
 
 
 class _DryDenoiser:
@@ -478,14 +482,15 @@ class _Resources:
         overlap) when an image ran out of memory alone). Built once per combination: a
         FastDenoiser keeps its CUDA graphs from batch to batch."""
         c = self.config
-        precision = "fp32" if fp32 or method in _convergent_methods() else c.precision
-        fast = (precision, c.channels_last and method not in _convergent_methods(), c.cuda_graphs)
+        convergent = method in _convergent_methods()
+        precision = "fp32" if fp32 or convergent else c.precision
+        fast = (precision, c.channels_last and not convergent, c.cuda_graphs)
         if c.tile is not None:
             tile = (c.tile, c.overlap)
         key = (method, fast, tile)
         if key not in self._wrapped:
             den = self._base_denoiser(method)
-            if fast != ("fp32", False, False) and method not in _convergent_methods():
+            if fast != ("fp32", False, False) and not convergent:
                 p, cl, graphs = fast
                 den = gpu_denoiser.FastDenoiser(
                     den, precision=p, channels_last=cl, cuda_graphs=graphs and not fp32
@@ -669,8 +674,7 @@ def _solve_batch(
         kwargs["sigma"] = torch.tensor([e.sigma for e in entries], dtype=y.dtype, device=device)
     denoiser = res.denoiser(method, tile=tile, fp32=fp32)
     # the provably convergent methods call the denoiser's potential: they get the real object
-    convergent = {m.name for m in solvers.convergent.METHODS}
-    if timers is not None and method not in convergent:
+    if timers is not None and method not in _convergent_methods():
         denoiser = _Timed(denoiser, device)
         timers.append(denoiser)
     result = solvers.solve(y, op, denoiser, method, **kwargs)
