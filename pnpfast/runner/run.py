@@ -665,7 +665,7 @@ def _solve_batch(
     y = torch.cat([e.image.pixels for e in entries]).to(device)
     op = _operator(config.task, entries, res)
     if config.task == "inpainting":
-        y = y * torch.cat([e.op_data for e in entries]).to(device, y.dtype)
+        y = y * op.mask.to(y.dtype)  # the batch's masks, stacked on the device by _operator
     method = entries[0].method
     kwargs = dict(entries[0].params)
     if config.max_iter is not None:
