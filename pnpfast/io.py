@@ -173,24 +173,15 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
         OSError: an image the format cannot hold (path and format named), or an error of the
             file system.
     """
+    path = _path("path", path)
+    _write_pillow(path, _image_argument("x", x, (1, 3)))
+
+
+def _write_pillow(path: Path, x: torch.Tensor) -> None:
+    """[S, H, W] checked samples on [0, 1] written at 8 bits by Pillow, in the format of
+    ``path``'s extension, atomically (``write_image``'s errors)."""
     from PIL import Image
 
-    path = _path("path", path)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape [1, C, H, W], not {type(x).__name__}")
-    if x.dim() == 4:
-        if x.shape[0] != 1:
-            raise ValueError(f"x must hold one image ([1, C, H, W]), got shape {tuple(x.shape)}")
-        x = x[0]
-    if x.dim() != 3 or x.shape[0] not in (1, 3):
-        raise ValueError(
-            f"x must have shape [1, C, H, W] or [C, H, W] with C = 1 or 3, got {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"x must be floating point on the [0, 1] scale, not {x.dtype}")
-    not_empty("x", x)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or Inf")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(
@@ -201,8 +192,7 @@ def write_image(path: PathLike, x: torch.Tensor) -> None:
     if fmt not in Image.SAVE:
         raise ValueError(f"cannot write {path}: Pillow reads {fmt} files but cannot write them")
 
-    pixels = (x.detach().to("cpu", torch.float64).clamp(0.0, 1.0) * 255.0).round()
-    a = pixels.to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, C]
+    a = _quantise(x, 8)  # [H, W, S]
     img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
     with atomic_open(path) as f:
         try:
@@ -538,7 +528,7 @@ def write_image_file(
                 f"cannot write {p} with {'16 bits' if depth == 16 else 'alpha'}: only .png and "
                 ".tif/.tiff hold 16-bit samples and alpha"
             )
-        write_image(p, x)
+        _write_pillow(p, x)
         return
     samples = _quantise(torch.cat([x, a.to(x.dtype)]) if a is not None else x, depth)
     if ext in _TIFF:
