@@ -324,10 +324,11 @@ def _pillow_samples(path: PathLike, img) -> tuple[np.ndarray, int]:
     transparent = "transparency" in img.info
     if mode in ("1", "L"):
         # a gray value marked transparent (tRNS) becomes an alpha channel; the image stays gray
-        a = np.asarray(img.convert("RGBA"))[..., [0, 3]] if transparent else np.asarray(img)
-        a = a.astype(np.uint8) if mode == "1" else a
-        if mode == "1" and not transparent:
-            a = np.asarray(img.convert("L"))
+        a = (
+            np.asarray(img.convert("RGBA"))[..., [0, 3]]
+            if transparent
+            else np.asarray(img.convert("L"))
+        )
     elif mode in ("LA", "La"):
         a = np.asarray(img.convert("LA"))
     elif mode in ("P", "PA", "RGB"):
