@@ -154,6 +154,17 @@ def _image(x, dtype: torch.dtype, device: torch.device) -> bool:
     )
 
 
+def _equal_channels(t: torch.Tensor) -> bool:
+    """t [B, C, ...] holds the same values in every channel."""
+    return bool(torch.equal(t, t[:, :1].expand_as(t)))
+
+
+def _mask_sources(self):
+    """``_op_sources`` of the physics whose operator is built from the ``mask`` buffer."""
+    mask = self._buffers.get("mask")
+    return None if mask is None else ((mask,), None)
+
+
 class _Gamma:
     """deepinv's gamma for a batch of B images z, as tensors of z's dtype.
 
@@ -371,7 +382,7 @@ class FastBlurFFT(_Fast, BlurFFT):
         if tuple(mask.shape[-3:-1]) != (H, Wr) or mask.device != angle.device:
             return "the spectrum does not match img_size"
         k_hat = mask[..., 0] * angle  # deepinv's K^ = |K^| e^{i arg K^}
-        if not torch.equal(k_hat, k_hat[:, :1].expand_as(k_hat)):
+        if not _equal_channels(k_hat):
             return "the filter differs between channels (pnpfast blurs every channel alike)"
         k2 = mask[:, :1, ..., 0] * mask[:, :1, ..., 0]
         return _Spectrum(k_hat[:, :1].contiguous(), k2.contiguous(), mask.shape[1], H, W)
@@ -486,7 +497,7 @@ class FastDownsampling(_Fast, Downsampling):
         filt = self.filter
         if filt.dtype not in _FLOATS or filt.dim() != 4:
             return f"the filter is {filt.dtype} {tuple(filt.shape)}, not a float [B, C, h, w]"
-        if not torch.equal(filt, filt[:, :1].expand_as(filt)):
+        if not _equal_channels(filt):
             return "the filter differs between channels (pnpfast blurs every channel alike)"
         return _Decimation(SuperResolution(filt[:, 0], int(self.factor)), filt, self.imsize)
 
@@ -590,9 +601,7 @@ class FastInpainting(_Fast, Inpainting):
 
     _original = Inpainting
 
-    def _op_sources(self):
-        mask = self._buffers.get("mask")
-        return None if mask is None else ((mask,), None)
+    _op_sources = _mask_sources
 
     def _build_op(self):
         mask = self.mask
@@ -661,9 +670,7 @@ class FastDenoising(_Fast, Denoising):
 
     _original = Denoising
 
-    def _op_sources(self):
-        mask = self._buffers.get("mask")
-        return None if mask is None else ((mask,), None)
+    _op_sources = _mask_sources
 
     def _build_op(self):
         mask = self.mask
@@ -734,10 +741,6 @@ def accelerate(physics, *, inplace: bool = False):
 
 
 # ------------------------------------------------------------------------------ conversions
-
-
-def _equal_channels(t: torch.Tensor) -> bool:
-    return bool(torch.equal(t, t[:, :1].expand_as(t)))
 
 
 def to_pnpfast(physics) -> LinearOperator:
