@@ -236,7 +236,6 @@ def _ramp(overlap: int, margin: int) -> torch.Tensor:
     return torch.sin(0.5 * math.pi * t).square()
 
 
-@functools.lru_cache(maxsize=64)  # solvers call the denoiser on one size every iteration
 def _windows(length: int, tile: int, overlap: int, margin: int) -> list[tuple[int, torch.Tensor]]:
     """(start, weights) of each tile along one axis, the weights normalised so that they sum to
     1 at every pixel (float64, CPU)."""
@@ -257,6 +256,15 @@ def _windows(length: int, tile: int, overlap: int, margin: int) -> list[tuple[in
     # every pixel lies >= margin inside some tile since gaps <= tile - overlap <= tile - 2 margin
     assert bool((total > 0).all()), "tile windows leave a pixel uncovered"
     return [(a, w / total[a : a + size]) for a, w in windows]
+
+
+@functools.lru_cache(maxsize=64)  # solvers call the denoiser on one size every iteration
+def _device_windows(
+    length: int, tile: int, overlap: int, margin: int, device: torch.device, dtype: torch.dtype
+) -> list[tuple[int, torch.Tensor]]:
+    """``_windows`` on ``device`` in ``dtype``, copied there once: every later call of a solve
+    (and a CUDA-graph capture, which refuses a host-to-device copy) finds them there."""
+    return [(a, w.to(device, dtype)) for a, w in _windows(length, tile, overlap, margin)]
 
 
 class TiledDenoiser(Denoiser):
@@ -365,14 +373,9 @@ class TiledDenoiser(Denoiser):
         if max(H, W) <= self.tile:
             return self._denoise(x, sigma)
         acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        rows = [
-            (a, u.to(x.device, acc_dtype).view(-1, 1))
-            for a, u in _windows(H, self.tile, self.overlap, self.margin)
-        ]
-        cols = [
-            (b, v.to(x.device, acc_dtype).view(1, -1))
-            for b, v in _windows(W, self.tile, self.overlap, self.margin)
-        ]
+        args = (self.tile, self.overlap, self.margin, x.device, acc_dtype)
+        rows = [(a, u.view(-1, 1)) for a, u in _device_windows(H, *args)]
+        cols = [(b, v.view(1, -1)) for b, v in _device_windows(W, *args)]
         th, tw = min(self.tile, H), min(self.tile, W)
         out = torch.zeros(x.shape, device=x.device, dtype=acc_dtype)
         for a, u in rows:
