@@ -75,8 +75,6 @@ and no slower end to end (conditional denoiser).
     python benchmarks/bench_deepinv.py --quick --shapes 2x3x32x32 --out /tmp/deepinv.jsonl
 """
 
-import ctypes
-import ctypes.util
 import sys
 import time
 from collections.abc import Callable
@@ -87,6 +85,7 @@ from deepinv_compat import import_deepinv
 from harness import (
     check_close,
     common_parser,
+    glibc_mallopt,
     measure_many,
     parse_common,
     parse_list,
@@ -398,11 +397,7 @@ def profile_lines(dinv, interop, problem: Problem, algorithms, providers, reps: 
 
 def keep_memory() -> None:
     """glibc: serve large blocks from the heap and never trim it (module docstring)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    if not (
-        libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1)
-    ):
+    if not glibc_mallopt(1 << 30, (1 << 31) - 1):
         raise RuntimeError("glibc's mallopt refused the thresholds of --keep-memory")
 
 

@@ -115,7 +115,6 @@ DPIR's formula under glibc's default allocator; the dpir-deblur and dpir-sr rows
 same comparison, and their note says which allocator ran.
 """
 
-import ctypes
 import math
 import sys
 from collections.abc import Callable
@@ -128,6 +127,7 @@ from harness import (
     common_parser,
     copy_bandwidth,
     correct_median,
+    glibc_mallopt,
     measure_many,
     parse_common,
     parse_list,
@@ -556,10 +556,6 @@ def ratio_lines(problem: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-# glibc's mallopt parameters
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
 def steady_malloc() -> str:
     """Make glibc serve every allocation up to 32 MiB (its largest mmap threshold) from the heap
     and never give heap memory back, so that the CPU timings do not depend on which provider
@@ -567,11 +563,7 @@ def steady_malloc() -> str:
     touch) and, in interleaved runs, the per-image providers' many smaller blocks change when it
     does (measured: GS-PnP's batched formula took 60-73 ms right after the per-image one, 31 ms
     alone, 23 ms with this). Returns a note for the rows ("" where glibc is not there)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return ""
-    ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) and libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
+    ok = glibc_mallopt(32 * 2**20, 2**30)
     return "glibc malloc: no mmap, no trim" if ok else ""
 
 

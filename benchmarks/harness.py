@@ -18,6 +18,7 @@ reference it picks, interleaved over thousands of calls.
 """
 
 import argparse
+import ctypes
 import datetime
 import functools
 import importlib.metadata
@@ -347,6 +348,23 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"crop {size} is larger than the image {h}x{w}")
     top, left = (h - size) // 2, (w - size) // 2
     return x[..., top : top + size, left : left + size]
+
+
+# glibc's mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def glibc_mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's M_MMAP_THRESHOLD (blocks at least this large are mmapped afresh) and
+    M_TRIM_THRESHOLD (free heap above this is given back) for this process; False where glibc
+    is not there or refuses a value."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(M_MMAP_THRESHOLD, mmap_threshold) and mallopt(M_TRIM_THRESHOLD, trim_threshold)
+    )
 
 
 def print_vs_model(rows: Iterable[dict]) -> None:
