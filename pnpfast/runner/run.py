@@ -767,6 +767,13 @@ def _shape_text(e: _Entry) -> str:
     return "x".join(map(str, e.image.pixels.shape[1:]))
 
 
+def _finish(writes: list[futures.Future]) -> None:
+    """Wait for writes; one that raised (its ledger line could not be written: the image is
+    neither done nor failed) raises here instead of being lost with its future."""
+    for f in writes:
+        f.result()
+
+
 class _Runner:
     """The state of one restore call: the ledger, the report, the timings, the batch size
     (halved for the rest of the run after an out-of-memory error; with "auto", one per image
@@ -974,11 +981,11 @@ class _Runner:
             self.writers.submit(self._write, e, x, solve_s, extra)
             for e, x in zip(chunk, xs, strict=True)
         ]
-        futures.wait(previous)  # written while this batch was solved
+        _finish(previous)  # written while this batch was solved
 
     def drain(self) -> None:
         """Wait for the outputs still being written."""
-        futures.wait(self.pending)
+        _finish(self.pending)
         self.pending = []
 
     def _write(self, e: _Entry, x: torch.Tensor, solve_s: float, extra: dict) -> None:
