@@ -32,13 +32,10 @@ deepinv_or_skip``, which loads it beside a torchvision stub where torchvision ca
 algorithms and physics used here never call torchvision).
 """
 
-import importlib
-import importlib.util
 import math
 
 import pytest
 import torch
-from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 
@@ -63,15 +60,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def dinv():
-    """deepinv, or a skip that says why not."""
-    return deepinv_or_skip()
-
-
-@pytest.fixture(scope="module")
-def interop(dinv):
-    # imported after deepinv (and the torchvision stub where needed) is in sys.modules
-    return importlib.import_module("pnpfast.interop.deepinv")
+def interop(fast):
+    """pnpfast.interop.deepinv (conftest's ``fast``; ``fast`` names the accelerated physics here)."""
+    return fast
 
 
 @pytest.fixture(scope="module")

@@ -9,28 +9,13 @@ Per-image levels differ between images so that a level applied to the wrong imag
 deepinv is an optional extra: every test skips, saying why, when it cannot be imported.
 """
 
-import importlib
-import importlib.util
-
 import pytest
 import torch
-from pnpfast_test_utils import deepinv_or_skip
 
 import pnpfast
 from pnpfast.denoisers import GaussianSmoothing
 
 F32, F64 = torch.float32, torch.float64
-
-
-@pytest.fixture(scope="module")
-def dinv():
-    """deepinv, or a skip that says why not."""
-    return deepinv_or_skip()
-
-
-@pytest.fixture(scope="module")
-def fast(dinv):
-    return importlib.import_module("pnpfast.interop.deepinv")
 
 
 def rand(*shape, seed: int, dtype=F64) -> torch.Tensor:
