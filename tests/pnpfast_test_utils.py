@@ -56,6 +56,19 @@ def assert_close(
         )
 
 
+def assert_rel(got: torch.Tensor, want: torch.Tensor, what: str, rtol: float) -> None:
+    """max |got - want| <= rtol * max |want| (relative to the largest value), saying where the
+    largest error is and how many elements are over."""
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    err = (got - want).abs()
+    scale = want.abs().max().item()
+    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    assert err.max().item() <= rtol * scale, (
+        f"{what}: max error {err.max().item():.3g} at {where} (scale {scale:.3g}, "
+        f"{int((err > rtol * scale).sum())} of {err.numel()} elements over {rtol:g} relative)"
+    )
+
+
 def check_orthonormal_operator(A, x: torch.Tensor, *, atol: float = 1e-10) -> None:
     """The contract of a ``pnpfast.operators.OrthonormalOperator`` on the images x (float64,
     [B, C, H, W]), against oracles that do not use the operator's own algebra:

@@ -16,29 +16,14 @@ torchvision cannot be imported beside the installed torch, deepinv is imported w
 torchvision stub of benchmarks/deepinv_compat.py (the physics compared here never call it).
 """
 
-import importlib
-import importlib.util
-
 import pytest
 import torch
-from pnpfast_test_utils import deepinv_or_skip
+from pnpfast_test_utils import assert_rel
 
 import pnpfast
 
 F32, F64 = torch.float32, torch.float64
 RTOL = {F64: 1e-10, F32: 1e-5}  # f64: FFT rounding ~1e-15; f32: ~1e-7 amplified by 1/(1+g|K|^2)
-
-
-@pytest.fixture(scope="module")
-def dinv():
-    """deepinv, or a skip that says why not."""
-    return deepinv_or_skip()
-
-
-@pytest.fixture(scope="module")
-def fast(dinv):
-    """pnpfast.interop.deepinv (imported after deepinv, which the compat loader may need)."""
-    return importlib.import_module("pnpfast.interop.deepinv")
 
 
 def rand(*shape, seed: int, dtype=F64) -> torch.Tensor:
@@ -54,13 +39,7 @@ def assert_close(got, want, what: str, rtol: float) -> None:
     assert isinstance(got, torch.Tensor), f"{what}: got {type(got).__name__}"
     assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    err = (got - want).abs()
-    scale = want.abs().max().item()
-    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
-    assert err.max().item() <= rtol * scale, (
-        f"{what}: max error {err.max().item():.3g} at {where} (scale {scale:.3g}, "
-        f"{int((err > rtol * scale).sum())} of {err.numel()} elements over {rtol:g} relative)"
-    )
+    assert_rel(got, want, what, rtol)
 
 
 def fast_op(physics):

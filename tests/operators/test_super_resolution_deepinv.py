@@ -11,6 +11,7 @@ everywhere); ``pnpfast_test_utils.deepinv_or_skip`` loads it beside a torchvisio
 torchvision cannot load (the operators compared here never call it).
 """
 
+import pnpfast_test_utils
 import pytest
 import torch
 from pnpfast_test_utils import deepinv_or_skip
@@ -57,14 +58,7 @@ def kernels(kind: str, s: int, per_image: bool) -> torch.Tensor:
 
 
 def assert_rel(got: torch.Tensor, want: torch.Tensor, what: str, rtol: float = RTOL) -> None:
-    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-    err = (got - want).abs()
-    scale = want.abs().max().item()
-    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
-    assert err.max().item() <= rtol * scale, (
-        f"{what}: max error {err.max().item():.3g} at {where} (scale {scale:.3g}, "
-        f"{int((err > rtol * scale).sum())} of {err.numel()} elements over {rtol:g} relative)"
-    )
+    pnpfast_test_utils.assert_rel(got, want, what, rtol)
 
 
 @pytest.mark.parametrize("per_image", [False, True], ids=["shared", "per-image"])
