@@ -303,8 +303,8 @@ def _png16_samples(path: PathLike, img) -> np.ndarray | None:
     if rawmode == "LA;16B":
         b = decode("RGBA")
         return np.stack([b[..., 0] << 8 | b[..., 1], b[..., 2] << 8 | b[..., 3]], axis=-1)
-    hi, lo = decode(rawmode), decode(rawmode.replace(";16B", ";16L"))
-    return hi << 8 | lo
+    img.load()  # its own decode is the high bytes
+    return np.asarray(img).astype(np.uint16) << 8 | decode(rawmode.replace(";16B", ";16L"))
 
 
 def _pillow_samples(path: PathLike, img) -> tuple[np.ndarray, int]:
