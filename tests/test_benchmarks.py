@@ -22,6 +22,16 @@ def _load(name: str):
     return load_benchmark(name)
 
 
+def _run_bench(script: str, *args: str, out: Path) -> tuple[subprocess.CompletedProcess, list]:
+    """Run benchmarks/<script> with ``args`` and ``--out out``; (the finished process, the rows
+    it wrote, none when it wrote no file). Fails the test when the script fails."""
+    cmd = [sys.executable, str(BENCH / script), *args, "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return done, rows
+
+
 @pytest.fixture(scope="module")
 def harness():
     return _load("harness")
@@ -231,14 +241,10 @@ def test_bench_sr_prox_quick_runs_end_to_end(tmp_path):
 
 
 def test_bench_deepinv_quick_runs_end_to_end(report, tmp_path):
-    out = tmp_path / "deepinv.jsonl"
-    cmd = [sys.executable, str(BENCH / "bench_deepinv.py"), "--quick", "--shapes", "2x3x32x32"]
-    cmd += ["--problems", "dpir/blur,pgd/blur", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    args = ("--quick", "--shapes", "2x3x32x32", "--problems", "dpir/blur,pgd/blur")
+    done, rows = _run_bench("bench_deepinv.py", *args, out=tmp_path / "deepinv.jsonl")
     if "deepinv benchmark skipped" in done.stderr:
         pytest.skip(done.stderr.strip().splitlines()[-1])
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
     by = {(r["op"], r["provider"]): r for r in rows}
     for algorithm in ("dpir", "pgd"):
         for denoiser in ("identity", "conditional"):
@@ -258,12 +264,8 @@ def test_bench_deepinv_quick_runs_end_to_end(report, tmp_path):
 
 
 def test_bench_functional_quick_runs_end_to_end(report, tmp_path):
-    out = tmp_path / "functional.jsonl"
-    cmd = [sys.executable, str(BENCH / "bench_functional.py"), "--quick", "--device", "cpu"]
-    cmd += ["--threads", "1", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    args = ("--quick", "--device", "cpu", "--threads", "1")
+    done, rows = _run_bench("bench_functional.py", *args, out=tmp_path / "functional.jsonl")
     by = {r["provider"]: r for r in rows}
     problems = ("dpir-deblur", "dpir-sr", "dpir-deblur-loop", "dpir-sr-loop", "gspnp-prox")
     problems += ("proxpnp-grad", "proxpnp-grad-sr", "sampler")
@@ -910,12 +912,11 @@ def test_bench_restore_torchrun_ranks_need_a_gpu_each():
 
 def _bench_restore_variants(tmp_path, device: str, variants: str) -> dict:
     """Rows of a --parts measure run of bench_restore on two 32x32 images, by provider."""
-    out = tmp_path / "restore.jsonl"
-    cmd = [sys.executable, str(BENCH / "bench_restore.py"), "--quick", "--images", "2"]
-    cmd += ["--parts", "measure", "--device", device, "--variants", variants, "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return {r["provider"]: r for r in map(json.loads, out.read_text().splitlines())}
+    args = ("--quick", "--images", "2", "--parts", "measure", "--device", device)
+    _, rows = _run_bench(
+        "bench_restore.py", *args, "--variants", variants, out=tmp_path / "restore.jsonl"
+    )
+    return {r["provider"]: r for r in rows}
 
 
 @pytest.mark.shared
@@ -958,12 +959,8 @@ def test_bench_restore_runs_on_a_gpu(tmp_path):
 def test_bench_restore_quick_runs_every_part(tmp_path):
     """Two 32x32 images: restore, the solve loop and deepinv's DPIR loop restore them to the
     same PSNR (each output file read back), torchrun with 1 and 2 ranks too, and the model."""
-    out = tmp_path / "restore.jsonl"
-    cmd = [sys.executable, str(BENCH / "bench_restore.py"), "--quick", "--images", "2"]
-    cmd += ["--variants", "restore/batch8,solve-loop,deepinv-dpir-loop", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    args = ("--quick", "--images", "2", "--variants", "restore/batch8,solve-loop,deepinv-dpir-loop")
+    done, rows = _run_bench("bench_restore.py", *args, out=tmp_path / "restore.jsonl")
     by = {(r["op"], r["provider"]): r for r in rows}
     loop = by[("restore", "solve-loop")]
     assert loop["psnr"] > loop["psnr_input"] + 1  # the restoration does restore
