@@ -198,6 +198,27 @@ def read_ledger(path: PathLike) -> tuple[dict | None, list[dict], int]:
     return header, records, skipped
 
 
+def _intact(folder: Path, rec: dict, verify: bool) -> bool:
+    p = Path(rec.get("output", ""))
+    p = p if p.is_absolute() else folder / p
+    try:
+        if p.stat().st_size != rec.get("bytes"):
+            return False
+    except OSError:
+        return False
+    return not verify or file_sha256(p) == rec.get("sha256")
+
+
+def done_records(records: Iterable[dict], folder: Path, *, verify: bool = False) -> dict[str, dict]:
+    """key -> record, for the keys whose last record (of ``read_ledger``'s) is "done" and whose
+    output (relative to ``folder``, the ledger's) exists with the recorded size; with ``verify``
+    also the recorded sha256 (reads every output)."""
+    last: dict[str, dict] = {}
+    for r in records:
+        last[r["key"]] = r
+    return {k: r for k, r in last.items() if r["type"] == "done" and _intact(folder, r, verify)}
+
+
 class Ledger:
     """Open (or create) the run ledger at ``path`` for a run with ``settings``.
 
@@ -270,26 +291,11 @@ class Ledger:
             _fsync_folder(folder)  # the new file's name survives a power cut too
             return
         for r in records:
-            self._apply(r)
-        for key in list(self.done):
-            if not self._intact(self.records[key], verify):
-                self.done.discard(key)
-                del self.records[key]
+            self._apply(r)  # the failures
+        self.records = done_records(records, folder, verify=verify)
+        self.done = set(self.records)
 
     # -- reading --------------------------------------------------------------------------
-
-    def _resolve(self, output: str) -> Path:
-        p = Path(output)
-        return p if p.is_absolute() else self.path.parent / p
-
-    def _intact(self, rec: dict, verify: bool) -> bool:
-        p = self._resolve(rec.get("output", ""))
-        try:
-            if p.stat().st_size != rec.get("bytes"):
-                return False
-        except OSError:
-            return False
-        return not verify or file_sha256(p) == rec.get("sha256")
 
     def _apply(self, rec: dict) -> None:
         key = rec["key"]

@@ -736,16 +736,8 @@ def _done_elsewhere(folder: Path, mine: Path, fingerprint: str) -> set[str]:
         if path == mine:
             continue
         header, records, _ = _ledger.read_ledger(path)
-        if header is None or header.get("fingerprint") != fingerprint:
-            continue
-        last: dict[str, dict] = {}
-        for r in records:
-            last[r["key"]] = r
-        for key, r in last.items():
-            out = Path(r.get("output", ""))
-            out = out if out.is_absolute() else folder / out
-            if r["type"] == "done" and out.is_file() and out.stat().st_size == r.get("bytes"):
-                keys.add(key)
+        if header is not None and header.get("fingerprint") == fingerprint:
+            keys.update(_ledger.done_records(records, folder))
     return keys
 
 
