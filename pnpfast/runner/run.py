@@ -455,23 +455,27 @@ class _Resources:
         self._masks: dict[str, torch.Tensor] = {}
         self._denoisers: dict[str, Callable] = {}
         self._wrapped: dict[tuple, Callable] = {}
+        # the decoder threads ask for kernels and masks at once: one reads, the others wait
+        self._files = threading.Lock()
 
     def kernel(self, spec: OperatorSpec) -> torch.Tensor:
         text = str(spec)
-        if text not in self._kernels:
-            self._kernels[text] = spec.kernel_tensor().to(torch.float32)
-        return self._kernels[text]
+        with self._files:
+            if text not in self._kernels:
+                self._kernels[text] = spec.kernel_tensor().to(torch.float32)
+            return self._kernels[text]
 
     def mask(self, path: Path) -> torch.Tensor:
         from pnpfast.io import read_image_file
 
         text = str(path)
-        if text not in self._masks:
-            m = read_image_file(path).pixels[:, :1] >= 0.5
-            if not bool(m.any()):  # refused here, or the whole batch would fail with it
-                raise ValueError(f"the mask {path} measures no pixel (all below 0.5)")
-            self._masks[text] = m
-        return self._masks[text]
+        with self._files:
+            if text not in self._masks:
+                m = read_image_file(path).pixels[:, :1] >= 0.5
+                if not bool(m.any()):  # refused here, or the whole batch would fail with it
+                    raise ValueError(f"the mask {path} measures no pixel (all below 0.5)")
+                self._masks[text] = m
+            return self._masks[text]
 
     def denoiser(
         self, method: str, *, tile: tuple[int, int] | None = None, fp32: bool = False
