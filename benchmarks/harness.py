@@ -767,21 +767,10 @@ def dispatch_rows(
     timings["dispatch-overhead"] = _difference(timings["dispatch/auto"], ref)
     timings["dispatch-overhead/no-checks"] = _difference(timings["dispatch/auto-no-checks"], ref)
     note = f"CPU reference backend, {reps} interleaved calls each"
-    load = load_note("cpu")
-    return [
-        make_row(
-            op=op,
-            provider=name,
-            shape=shape,
-            dtype=dtype,
-            timing=timing,
-            nbytes=None,
-            device="cpu",
-            correct=correct,
-            note="; ".join(n for n in (note, load) if n),
-        )
-        for name, timing in timings.items()
-    ]
+    return timing_rows(
+        op, timings, dict.fromkeys(timings, correct), {}, shape=shape, dtype=dtype,
+        device="cpu", extra_notes=(note,),
+    )  # fmt: skip
 
 
 def run_dispatch_part(
