@@ -532,8 +532,6 @@ def _deblur_spec(args: argparse.Namespace) -> OperatorSpec:
 def _deblur(args: argparse.Namespace) -> int:
     """``pnpfast deblur``: ``pnpfast restore`` with the task its kernel or operator says
     (deblur for a blur kernel, sr for sr:...), PNG outputs, and its flags' old names."""
-    from pnpfast.runner.distributed import DEFAULT_TIMEOUT_S
-
     try:
         spec = _deblur_spec(args)
         spec.kernel_tensor()  # a kernel that cannot be read: one line before anything starts
@@ -552,33 +550,21 @@ def _deblur(args: argparse.Namespace) -> int:
             print(f"{PROG} deblur: {len(skipped)} skipped (output exists)")
         if not inputs:
             return EXIT_OK
-    restore_args = argparse.Namespace(
+    # restore's own defaults for every flag deblur does not have (one place to change them)
+    restore_args = _parser().parse_args(["restore", f"--output={args.output}"])
+    vars(restore_args).update(
         command="deblur",
         inputs=[str(p) for p in inputs],
-        output=args.output,
         task="deblur" if spec.name == "blur" else "sr",
         operator=str(spec),
-        mask=None,
         noise=args.noise,
-        manifest=None,
         method=args.method,
-        param=[],
         max_iter=args.iters,
         denoiser=args.denoiser,
         weights=args.weights,
         device=args.device,
         batch=args.batch,
-        tile=None,
-        overlap=None,
         ext="png",
-        bit_depth=None,
-        overwrite=False,
-        dist_timeout=DEFAULT_TIMEOUT_S,
-        report=None,
-        precision="fp32",
-        channels_last=False,
-        cuda_graphs=False,
-        progress_every=10.0,
         no_progress=not sys.stderr.isatty(),  # as before: a bar on a terminal, not in logs
     )
     return _restore(restore_args)
