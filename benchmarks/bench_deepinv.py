@@ -84,6 +84,7 @@ import torch
 from deepinv_compat import import_deepinv
 from harness import (
     check_close,
+    check_known,
     common_parser,
     glibc_mallopt,
     measure_many,
@@ -431,12 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS)
     if args.device != "cpu":
         parser.error("this benchmark runs on the CPU (deepinv's physics as a CPU user runs them)")
-    bad = [p for p in args.problems if p not in PROBLEMS]
-    if bad:
-        parser.error(f"unknown problems {bad}; choose from {', '.join(PROBLEMS)}")
-    bad = [d for d in args.denoisers if d not in DENOISERS]
-    if bad:
-        parser.error(f"unknown denoisers {bad}; choose from {', '.join(DENOISERS)}")
+    check_known(parser, "problems", args.problems, PROBLEMS)
+    check_known(parser, "denoisers", args.denoisers, DENOISERS)
     for shape in args.shapes:
         if len(shape) != 4 or shape[2] % 2 or shape[3] % 2:
             parser.error(f"shape {'x'.join(map(str, shape))} is not BxCxHxW with even H and W")

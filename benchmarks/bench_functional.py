@@ -124,6 +124,7 @@ import torch
 import torch.nn.functional as nnf
 from harness import (
     check_close,
+    check_known,
     common_parser,
     copy_bandwidth,
     correct_median,
@@ -591,9 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args, providers, reps, warmup = parse_common(parser, argv, PROVIDERS)
     problems = parse_list(args.problems)
-    unknown = [p for p in problems if p not in PROBLEMS]
-    if unknown:
-        parser.error(f"unknown problems {unknown}; choose from {', '.join(PROBLEMS)}")
+    check_known(parser, "problems", problems, PROBLEMS)
     if args.loop_iters < 1:
         parser.error(f"--loop-iters must be >= 1, got {args.loop_iters}")
     shapes = args.shapes

@@ -1112,12 +1112,8 @@ def main(argv: list[str] | None = None) -> int:
     args.reps = args.reps or (1 if args.quick else 3)
     if args.variants is None:
         args.variants = list(VARIANTS if args.device == "cpu" else ALL_VARIANTS)
-    bad = [v for v in args.variants if v not in ALL_VARIANTS]
-    if bad:
-        parser.error(f"unknown variants {bad}; choose from {', '.join(ALL_VARIANTS)}")
-    bad = [p for p in args.parts if p not in PARTS]
-    if bad:
-        parser.error(f"unknown parts {bad}; choose from {', '.join(PARTS)}")
+    harness.check_known(parser, "variants", args.variants, ALL_VARIANTS)
+    harness.check_known(parser, "parts", args.parts, PARTS)
     if "measure" in args.parts and BASELINE not in args.variants:
         parser.error(f"--variants must include the baseline {BASELINE}")
     if args.crop % 8:

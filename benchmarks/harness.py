@@ -486,6 +486,16 @@ def common_parser(description: str, *, default_shapes: str, name: str) -> argpar
     return p
 
 
+def check_known(
+    parser: argparse.ArgumentParser, what: str, given: Iterable[str], allowed: Iterable[str]
+) -> None:
+    """parser.error naming the entries of ``given`` that ``allowed`` lacks, and the choices."""
+    allowed = list(allowed)
+    unknown = [g for g in given if g not in allowed]
+    if unknown:
+        parser.error(f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
+
+
 def parse_common(
     parser: argparse.ArgumentParser,
     argv: list[str] | None,
@@ -499,9 +509,7 @@ def parse_common(
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no CUDA device is available")
     chosen = args.providers or [p for p in providers if not (args.quick and p in quick_skips)]
-    unknown = [p for p in chosen if p not in providers]
-    if unknown:
-        parser.error(f"unknown providers {unknown}; choose from {', '.join(providers)}")
+    check_known(parser, "providers", chosen, providers)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     on_gpu = args.device == "cuda"
