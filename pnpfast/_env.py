@@ -77,39 +77,38 @@ def cli_traceback() -> bool:
 
 def torchrun_rank() -> tuple[int, int]:
     """(rank, world_size) from torchrun's RANK and WORLD_SIZE (default 0 and 1)."""
-    values = {}
-    for name, default, low in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1)):
-        text = os.environ.get(name, "").strip()
-        if not text:
-            values[name] = default
-            continue
-        try:
-            values[name] = int(text)
-        except ValueError:
-            values[name] = low - 1
-        if values[name] < low:
-            raise ValueError(
-                f"the environment variable {name} must be an integer >= {low}, not {text!r}"
-            )
-    if values["RANK"] >= values["WORLD_SIZE"]:
+    rank, world_size = _integer("RANK", 0, default=0), _integer("WORLD_SIZE", 1, default=1)
+    if rank >= world_size:
         raise ValueError(
-            f"the environment variable RANK must be below WORLD_SIZE ({values['WORLD_SIZE']}), "
-            f"not {values['RANK']}"
+            f"the environment variable RANK must be below WORLD_SIZE ({world_size}), not {rank}"
         )
-    return values["RANK"], values["WORLD_SIZE"]
+    return rank, world_size
 
 
 def torchrun_device(device: str) -> str:
     """``cuda`` under torchrun is this process's GPU: ``cuda:LOCAL_RANK`` (one device per rank);
     any other device, or no LOCAL_RANK, is kept."""
-    text = os.environ.get("LOCAL_RANK", "").strip()
-    if device != "cuda" or not text:
+    if device != "cuda":
         return device
-    if not text.isdigit():
+    local_rank = _integer("LOCAL_RANK", 0)
+    return device if local_rank is None else f"cuda:{local_rank}"
+
+
+def _integer(name: str, low: int, default: int | None = None) -> int | None:
+    """The integer >= ``low`` in the variable ``name``; ``default`` when unset or empty
+    (surrounding spaces ignored); any other value is a ValueError naming the variable."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
         raise ValueError(
-            f"the environment variable LOCAL_RANK must be an integer >= 0, not {text!r}"
+            f"the environment variable {name} must be an integer >= {low}, not {text!r}"
         )
-    return f"cuda:{int(text)}"
+    return value
 
 
 def _switch(name: str, meaning: str) -> bool:
