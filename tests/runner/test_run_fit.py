@@ -5,6 +5,7 @@ rerun in fp32. Each output is checked against the same problem solved directly."
 import numpy as np
 import pytest
 import torch
+from test_run import CountingSolve  # pnpfast.solvers.solve recording each batch's y shape
 
 import pnpfast.solvers
 from pnpfast.denoisers import GaussianSmoothing
@@ -59,20 +60,6 @@ def _out(root, sub, name) -> torch.Tensor:
     return read_image_file(root / sub / name).pixels
 
 
-class Shapes:
-    """pnpfast.solvers.solve, recording each batch's y shape (the params check's excluded)."""
-
-    def __init__(self, monkeypatch):
-        self.shapes = []
-        self._solve = pnpfast.solvers.solve
-        monkeypatch.setattr(pnpfast.solvers, "solve", self)
-
-    def __call__(self, y, *args, **kwargs):
-        if not isinstance(args[1], run_module._DryDenoiser):
-            self.shapes.append(tuple(y.shape))
-        return self._solve(y, *args, **kwargs)
-
-
 # ---------------------------------------------------------------------------------------------
 # batch_size "auto"
 
@@ -86,7 +73,7 @@ def test_auto_batch_fits_the_measured_image_bytes_into_free_memory(folder, monke
 
     monkeypatch.setattr(tiles, "image_bytes", image_bytes)
     monkeypatch.setattr(tiles, "free_memory", lambda device: 3800)  # 0.8 * 3800 // 1000 = 3
-    calls = Shapes(monkeypatch)
+    calls = CountingSolve(monkeypatch)
     report = restore([folder / "in"], folder / "out", _config(folder, batch_size="auto"))
     assert report.done == 8 and report.failed == []
     assert sorted(asked) == [(3, 20, 20), (3, 24, 16)]  # measured once per image size
@@ -109,7 +96,7 @@ def test_auto_batch_with_the_real_measurement_runs_and_records_its_choice(folder
 def test_auto_batch_shrinks_after_an_out_of_memory_error(folder, monkeypatch):
     monkeypatch.setattr(tiles, "image_bytes", lambda *a, **k: 1)
     monkeypatch.setattr(tiles, "free_memory", lambda device: 10**9)  # says 64: wrong
-    calls = Shapes(monkeypatch)
+    calls = CountingSolve(monkeypatch)
     report = restore(
         [folder / "in"], folder / "out", _config(folder, batch_size="auto", denoiser=OOMAbove(1))
     )
@@ -143,7 +130,7 @@ def test_an_image_out_of_memory_alone_is_denoised_on_the_largest_tile_that_fits(
     monkeypatch.setattr(run_module, "AUTO_TILE_START", 32)
     monkeypatch.setattr(run_module, "AUTO_TILE_MIN", 8)
     # whole 20x20 / 24x16 images (400, 384 pixels) do not fit; tiles of 16 (256) do; 32 not
-    calls = Shapes(monkeypatch)
+    calls = CountingSolve(monkeypatch)
     report = restore(
         [folder / "in"], folder / "out", _config(folder, denoiser=OOMAbove(pixels=300))
     )
@@ -260,7 +247,7 @@ def test_kernels_of_several_sizes_share_a_batch_each_zero_padded(folder, monkeyp
         rows.append(f"in/im{i}.png,k{i}.npy")
     (folder / "jobs.csv").write_text("\n".join(rows) + "\n")
     monkeypatch.setattr(run_module, "PAD_KERNELS", True)
-    calls = Shapes(monkeypatch)
+    calls = CountingSolve(monkeypatch)
     config = _config(folder, operator=None)
     report = restore([folder / "in"], folder / "out", config, manifest=folder / "jobs.csv")
     assert report.done == 8 and report.failed == []
