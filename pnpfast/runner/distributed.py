@@ -165,10 +165,9 @@ def merge_reports(reports: list[dict], out_dir: str | Path, world_size: int) -> 
                 f"reports[{i}] lacks {', '.join(missing)}: give RunReport.as_dict() of each rank"
             )
     out_dir = _folder(out_dir)
-    paths = [out_dir / LEDGER_NAME.format(rank=r) for r in range(world_size)]
-    merged = (
-        ledger.merge([p for p in paths if p.is_file()]) if any(p.is_file() for p in paths) else None
-    )
+    present = [out_dir / LEDGER_NAME.format(rank=r) for r in range(world_size)]
+    present = [p for p in present if p.is_file()]
+    merged = ledger.merge(present) if present else None
     wall = max((float(r["seconds"].get("total", 0.0)) for r in reports), default=0.0)
     done = sum(int(r["done"]) for r in reports)
     failed = sorted((f for r in reports for f in r["failed"]), key=lambda f: f["key"])
