@@ -850,6 +850,8 @@ class _Runner:
                 if e is not None:
                     held += e.image.pixels.numel() * e.image.pixels.element_size()
                     entries.append(e)
+                    # one reader thread adds up: no lock (the writers hold it for their fsyncs)
+                    self.seconds["read"] += e.read_s
         return entries, i
 
     def _read_one(self, item: worklist.WorkItem) -> _Entry | None:
@@ -868,10 +870,7 @@ class _Runner:
         except (ImageReadError, ValueError, TypeError, OSError) as exc:
             self.fail(item, _one_line(exc))
             return None
-        dt = time.perf_counter() - t0
-        with self.lock:
-            self.seconds["read"] += dt
-        return _Entry(item, f, sigma, method, params, op_key, op_data, dt)
+        return _Entry(item, f, sigma, method, params, op_key, op_data, time.perf_counter() - t0)
 
     def size_for(self, e: _Entry) -> int:
         """The batch size for images like ``e``: the run's, or with "auto" what free memory
