@@ -1028,8 +1028,15 @@ def _restore_rank(args: argparse.Namespace) -> int:
         return _usage_error(cmd, f"--denoiser: {exc} (here: --weights FILE)")
     except (ValueError, TypeError, FileNotFoundError) as exc:
         return _usage_error(cmd, _flagged(exc))
-    except OSError as exc:  # the output folder cannot be created
-        return _usage_error(cmd, f"-o: cannot create the output folder {args.output}: {exc}")
+    except OSError as exc:
+        if not args.output.is_dir():  # the output folder cannot be created
+            return _usage_error(cmd, f"-o: cannot create the output folder {args.output}: {exc}")
+        # the ledger or an output could not be written (a full disk, lost permissions)
+        print(
+            f"{PROG} {cmd}: failed: cannot write in {args.output}: {_one_line(exc)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:  # while collecting the inputs or loading: before any batch
         print(
             f"{PROG} {cmd}: interrupted before the first batch: nothing was restored",
